@@ -1,0 +1,51 @@
+"""Errors the CLI turns into one line on stderr and exit status 2.
+
+Anything that is not a ``SegmenterError`` is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class SegmenterError(Exception):
+    """A user-facing error: bad input, unreachable cluster, unsatisfiable plan.
+
+    ``path`` and ``record`` name where the problem is, when known; ``str()`` gives one line.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, record: str | None = None):
+        self.message = message
+        self.path = path
+        self.record = record
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        where = ""
+        if self.path:
+            where = self.path
+            if self.record:
+                where += f" ({self.record})"
+            where += ": "
+        return (where + self.message).replace("\n", " ")
+
+
+class InputError(SegmenterError):
+    """A file that is missing, unreadable or malformed."""
+
+
+class InventoryError(SegmenterError):
+    """Kubernetes metadata that cannot be read or reached."""
+
+
+class PlanError(SegmenterError):
+    """A plan that cannot be made from the declarations given (config, selectors)."""
+
+
+class UnsupportedError(SegmenterError):
+    """A policy that a dialect cannot express exactly; ``reasons`` lists every one."""
+
+    def __init__(self, reasons: list[str], *, dialect: str):
+        self.reasons = reasons
+        self.dialect = dialect
+        super().__init__(
+            f"the {dialect} dialect cannot express this plan exactly: " + "; ".join(reasons)
+        )

@@ -1,0 +1,288 @@
+"""The core model: Kubernetes identities and observed flows, as frozen dataclasses.
+
+Everything here is plain data with no project imports, so every stage (inventory, graph, planner,
+policy IR, dialects) can share it. Plain dicts appear only at the JSON/YAML edge.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+# Labels that change on every rollout or identify a single pod: never use them in a selector.
+# Sources: pod-template-hash (Deployment controller), controller-revision-hash and
+# statefulset.kubernetes.io/pod-name (StatefulSet controller), pod-template-generation
+# (DaemonSet controller), batch.kubernetes.io/controller-uid and job-name (Job controller).
+VOLATILE_LABEL_KEYS = frozenset(
+    {
+        "pod-template-hash",
+        "controller-revision-hash",
+        "pod-template-generation",
+        "statefulset.kubernetes.io/pod-name",
+        "apps.kubernetes.io/pod-index",
+        "batch.kubernetes.io/controller-uid",
+        "batch.kubernetes.io/job-name",
+        "controller-uid",
+        "job-name",
+        "batch.kubernetes.io/job-completion-index",
+    }
+)
+# Labels that are stable across pods but change on upgrades: avoid them in selectors.
+UNSTABLE_LABEL_KEYS = frozenset(
+    {
+        "version",
+        "app.kubernetes.io/version",
+        "helm.sh/chart",
+        "chart",
+        "release",
+        "heritage",
+        "app.kubernetes.io/managed-by",
+    }
+)
+
+
+class Transport(enum.StrEnum):
+    """An IP transport as NetworkPolicy and Calico name it."""
+
+    TCP = "TCP"
+    UDP = "UDP"
+    SCTP = "SCTP"
+    ICMP = "ICMP"
+    ICMPV6 = "ICMPv6"
+
+    @classmethod
+    def parse(cls, value: str) -> Transport:
+        """Read a transport name in any letter case (``tcp``, ``ICMPv6``)."""
+        for member in cls:
+            if member.value.lower() == value.lower():
+                return member
+        raise ValueError(f"unknown protocol {value!r}")
+
+
+@dataclass(frozen=True, order=True)
+class Labels:
+    """A sorted, hashable label map."""
+
+    items: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, labels: Mapping[str, str] | None) -> Labels:
+        """Build from a mapping (``None`` is empty).
+
+        >>> Labels.of({"b": "2", "a": "1"}).items
+        (('a', '1'), ('b', '2'))
+        """
+        return cls(tuple(sorted((str(k), str(v)) for k, v in (labels or {}).items())))
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self.items)
+
+    def get(self, key: str) -> str | None:
+        for k, v in self.items:
+            if k == key:
+                return v
+        return None
+
+    def matches(self, selector: Labels) -> bool:
+        """True when every pair of ``selector`` is present here (equality selector)."""
+        own = dict(self.items)
+        return all(own.get(k) == v for k, v in selector.items)
+
+    def stable(self) -> Labels:
+        """Without the per-rollout and per-pod keys in ``VOLATILE_LABEL_KEYS``."""
+        return Labels(tuple((k, v) for k, v in self.items if k not in VOLATILE_LABEL_KEYS))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+@dataclass(frozen=True, order=True)
+class WorkloadRef:
+    """The top owner of a pod: Deployment, StatefulSet, DaemonSet, CronJob, Job or bare Pod."""
+
+    namespace: str
+    kind: str
+    name: str
+
+    @property
+    def id(self) -> str:
+        """The graph node id: ``namespace/Kind/name``."""
+        return f"{self.namespace}/{self.kind}/{self.name}"
+
+    @classmethod
+    def parse(cls, node_id: str) -> WorkloadRef:
+        namespace, kind, name = node_id.split("/", 2)
+        return cls(namespace, kind, name)
+
+
+@dataclass(frozen=True, order=True)
+class ContainerPort:
+    """A port a container declares (``spec.containers[].ports[]``)."""
+
+    port: int
+    protocol: Transport = Transport.TCP
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Pod:
+    """One pod as the inventory saw it, with the interval during which it held its IPs."""
+
+    namespace: str
+    name: str
+    labels: Labels
+    ips: tuple[str, ...]
+    owner: WorkloadRef
+    node: str | None = None
+    host_network: bool = False
+    ports: tuple[ContainerPort, ...] = ()
+    annotations: Labels = Labels()
+    service_account: str | None = None
+    # Epoch seconds; None means "since before the capture" / "still running".
+    start: float | None = None
+    end: float | None = None
+
+
+@dataclass(frozen=True, order=True)
+class ServicePort:
+    """One entry of ``Service.spec.ports``; ``target_port`` may be a number or a port name."""
+
+    port: int
+    protocol: Transport = Transport.TCP
+    target_port: int | str | None = None
+    name: str | None = None
+    node_port: int | None = None
+
+
+@dataclass(frozen=True)
+class Service:
+    namespace: str
+    name: str
+    type: str = "ClusterIP"
+    cluster_ips: tuple[str, ...] = ()
+    external_ips: tuple[str, ...] = ()
+    selector: Labels = Labels()
+    ports: tuple[ServicePort, ...] = ()
+    labels: Labels = Labels()
+
+
+@dataclass(frozen=True, order=True)
+class SliceEndpoint:
+    """An address of an EndpointSlice, with the pod it points to when there is one."""
+
+    addresses: tuple[str, ...]
+    pod: str | None = None  # target pod name in the slice's namespace
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class EndpointSlice:
+    namespace: str
+    name: str
+    service: str | None
+    endpoints: tuple[SliceEndpoint, ...] = ()
+    ports: tuple[ServicePort, ...] = ()  # port = the endpoint's (post-DNAT) port
+
+
+@dataclass(frozen=True)
+class Namespace:
+    name: str
+    labels: Labels = Labels()
+    annotations: Labels = Labels()
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    addresses: tuple[str, ...] = ()
+    labels: Labels = Labels()
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A controller object (or a bare pod) with what policy compilation needs to know of it."""
+
+    ref: WorkloadRef
+    labels: Labels = Labels()
+    annotations: Labels = Labels()
+    # Labels of the pod template (stable keys only), when the controller has one.
+    template_labels: Labels = Labels()
+    host_network: bool = False
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Kubernetes metadata for one cluster, from a dump or the live API."""
+
+    namespaces: tuple[Namespace, ...] = ()
+    nodes: tuple[Node, ...] = ()
+    workloads: tuple[Workload, ...] = ()
+    pods: tuple[Pod, ...] = ()
+    services: tuple[Service, ...] = ()
+    endpoint_slices: tuple[EndpointSlice, ...] = ()
+    sources: tuple[str, ...] = field(default=(), compare=False)
+
+    def namespace(self, name: str) -> Namespace | None:
+        for ns in self.namespaces:
+            if ns.name == name:
+                return ns
+        return None
+
+    def workload(self, ref: WorkloadRef) -> Workload | None:
+        for wl in self.workloads:
+            if wl.ref == ref:
+                return wl
+        return None
+
+    def pods_of(self, ref: WorkloadRef) -> list[Pod]:
+        return [p for p in self.pods if p.owner == ref]
+
+    def pods_in(self, namespace: str) -> list[Pod]:
+        return [p for p in self.pods if p.namespace == namespace]
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One observed conversation, client -> server, read from a flow file record."""
+
+    transport: Transport
+    client: str
+    server: str
+    client_port: int | None
+    server_port: int | None
+    first_seen: float
+    last_seen: float
+    packets_to_server: int = 0
+    bytes_to_server: int = 0
+    packets_to_client: int = 0
+    bytes_to_client: int = 0
+    direction: str = "handshake"
+    handshake: bool = False
+    resets: int = 0
+    tls: bool = False
+    sni: str | None = None
+
+    @property
+    def packets(self) -> int:
+        return self.packets_to_server + self.packets_to_client
+
+    @property
+    def bytes(self) -> int:
+        return self.bytes_to_server + self.bytes_to_client
+
+
+@dataclass(frozen=True)
+class DnsAnswer:
+    """A DNS answer seen in the capture: ``client`` asked ``name`` and got ``answers``."""
+
+    client: str
+    server: str
+    name: str
+    answers: tuple[str, ...]
+    cnames: tuple[str, ...] = ()
+    ts: float = 0.0
+
+
+def sorted_unique(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(values)))
