@@ -1,0 +1,209 @@
+"""Declarations of what is sensitive: ``segmenter.yaml`` and ``--sensitive`` on the command line.
+
+``segmenter.yaml``::
+
+    version: 1
+    classes:                      # optional: custom classes and per-class options
+      pci: {title: "PCI DSS cardholder data"}
+      ledger: {title: "Internal ledger", framework: pci}
+    sensitive:
+      - class: pci                # pci, phi, or a class declared under `classes`
+        namespace: payments       # optional: every namespace when omitted
+        selector: {app: card-vault}
+        role: store               # store (default) or processor
+        reason: PostgreSQL holding primary account numbers
+    exclude_namespaces: [kube-system]   # not policed; default: the system namespaces
+
+Pods (or their controllers' pod templates) may also declare themselves with the label or
+annotation ``segmenter.io/data-class: pci`` (several classes separated by commas).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from segmenter.errors import InputError, PlanError
+from segmenter.model import Labels
+
+DATA_CLASS_KEY = "segmenter.io/data-class"
+
+# Built-in classes and the frameworks whose requirements their zones serve.
+BUILTIN_CLASSES: dict[str, dict[str, str]] = {
+    "pci": {"title": "PCI DSS cardholder data", "framework": "pci"},
+    "phi": {"title": "HIPAA electronic protected health information", "framework": "hipaa"},
+}
+
+# Namespaces that hold the control plane, the CNI and cluster DNS. A default deny there can lock
+# out nodes and the API server (policy-semantics.md, Calico trap 3.8.2), so they are not policed
+# unless the user says otherwise.
+SYSTEM_NAMESPACES = (
+    "calico-apiserver",
+    "calico-system",
+    "kube-node-lease",
+    "kube-public",
+    "kube-system",
+    "tigera-operator",
+)
+
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class SensitiveDecl:
+    """One declaration: pods matching ``selector`` (in ``namespace``) hold ``data_class`` data."""
+
+    data_class: str
+    selector: Labels
+    namespace: str | None = None
+    role: str = "store"
+    reason: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    sensitive: tuple[SensitiveDecl, ...] = ()
+    classes: dict[str, dict[str, str]] = field(default_factory=lambda: dict(BUILTIN_CLASSES))
+    exclude_namespaces: tuple[str, ...] = SYSTEM_NAMESPACES
+    path: str | None = None
+
+    def framework(self, data_class: str) -> str:
+        return self.classes.get(data_class, {}).get("framework", data_class)
+
+
+def _check_labels(selector: Any, *, path: str | None, record: str) -> Labels:
+    if not isinstance(selector, dict) or not selector:
+        raise PlanError("selector must be a non-empty map of label: value", path=path,
+                        record=record)
+    for key, value in selector.items():
+        if not isinstance(key, str) or len(key) > 316 or not _LABEL_KEY.match(key):
+            raise PlanError(f"invalid label key {key!r} in selector", path=path, record=record)
+        if not isinstance(value, str | int) or len(str(value)) > 63 or not _LABEL_VALUE.match(
+            str(value)
+        ):
+            raise PlanError(f"invalid label value {value!r} for {key}", path=path, record=record)
+    return Labels.of({str(k): str(v) for k, v in selector.items()})
+
+
+def parse_sensitive_arg(spec: str) -> SensitiveDecl:
+    """Parse ``CLASS=NAMESPACE/LABEL=VALUE[,LABEL=VALUE]`` (namespace may be ``*``).
+
+    >>> d = parse_sensitive_arg("pci=payments/app=card-vault")
+    >>> (d.data_class, d.namespace, d.selector.as_dict())
+    ('pci', 'payments', {'app': 'card-vault'})
+    """
+    record = f"--sensitive {spec}"
+    match = re.fullmatch(r"([a-z0-9][-a-z0-9]*)=([^/=]+)/(.+)", spec.strip())
+    if not match:
+        raise PlanError(
+            "expected CLASS=NAMESPACE/LABEL=VALUE, e.g. pci=payments/app=card-vault",
+            record=record)
+    data_class, namespace, pairs = match.groups()
+    selector: dict[str, str] = {}
+    for pair in pairs.split(","):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise PlanError(f"expected LABEL=VALUE, got {pair!r}", record=record)
+        selector[key.strip()] = value.strip()
+    labels = _check_labels(selector, path=None, record=record)
+    ns = None if namespace == "*" else namespace
+    if ns is not None and not _DNS1123.match(ns):
+        raise PlanError(f"invalid namespace {ns!r}", record=record)
+    return SensitiveDecl(data_class, labels, ns, "store", "declared on the command line", record)
+
+
+def load_config(path: str | None, extra: tuple[SensitiveDecl, ...] = ()) -> Config:
+    """Read ``segmenter.yaml`` (or nothing) and add command-line declarations."""
+    if path is None:
+        config = Config()
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read config: {exc.strerror or exc}", path=path) from exc
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}" if mark is not None else None
+            raise InputError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path=path,
+                             record=where) from exc
+        config = _parse_config(raw or {}, path)
+    classes = dict(config.classes)
+    for decl in extra:
+        _check_class(decl.data_class, classes, path=None, record=decl.source)
+    return Config(config.sensitive + extra, classes, config.exclude_namespaces, path)
+
+
+def _check_class(name: str, classes: dict[str, dict[str, str]], *, path: str | None,
+                 record: str) -> None:
+    if name not in classes:
+        known = ", ".join(sorted(classes))
+        raise PlanError(f"unknown class {name!r} (known: {known}; declare custom classes under "
+                        "`classes:`)", path=path, record=record)
+
+
+def _parse_config(raw: Any, path: str) -> Config:
+    if not isinstance(raw, dict):
+        raise PlanError("the config must be a map", path=path)
+    known_keys = {"version", "classes", "sensitive", "exclude_namespaces"}
+    for key in raw:
+        if key not in known_keys:
+            raise PlanError(f"unknown key {key!r} (known: {', '.join(sorted(known_keys))})",
+                            path=path, record=str(key))
+    if raw.get("version", 1) != 1:
+        raise PlanError(f"unsupported config version {raw.get('version')!r}", path=path,
+                        record="version")
+    classes = dict(BUILTIN_CLASSES)
+    for name, options in (raw.get("classes") or {}).items():
+        record = f"classes.{name}"
+        if not isinstance(name, str) or not _DNS1123.match(name):
+            raise PlanError("class names are lowercase letters, digits and '-'", path=path,
+                            record=record)
+        if options is not None and not isinstance(options, dict):
+            raise PlanError("class options must be a map", path=path, record=record)
+        merged = dict(classes.get(name, {"title": name, "framework": name}))
+        merged.update({str(k): str(v) for k, v in (options or {}).items()})
+        classes[name] = merged
+    decls = []
+    entries = raw.get("sensitive") or []
+    if not isinstance(entries, list):
+        raise PlanError("`sensitive` must be a list", path=path, record="sensitive")
+    for index, entry in enumerate(entries):
+        record = f"sensitive[{index}]"
+        if not isinstance(entry, dict):
+            raise PlanError("each entry must be a map", path=path, record=record)
+        unknown = set(entry) - {"class", "namespace", "selector", "role", "reason"}
+        if unknown:
+            raise PlanError(f"unknown key(s) {', '.join(sorted(unknown))}", path=path,
+                            record=record)
+        data_class = entry.get("class")
+        if not isinstance(data_class, str):
+            raise PlanError("`class` is required", path=path, record=record)
+        _check_class(data_class, classes, path=path, record=record)
+        role = entry.get("role", "store")
+        if role not in {"store", "processor"}:
+            raise PlanError(f"role must be store or processor, not {role!r}", path=path,
+                            record=record)
+        namespace = entry.get("namespace")
+        if namespace is not None and (not isinstance(namespace, str)
+                                      or not _DNS1123.match(namespace)):
+            raise PlanError(f"invalid namespace {namespace!r}", path=path, record=record)
+        selector = _check_labels(entry.get("selector"), path=path, record=record)
+        decls.append(SensitiveDecl(data_class, selector, namespace, role,
+                                   str(entry.get("reason") or f"declared in {Path(path).name}"),
+                                   f"{Path(path).name} {record}"))
+    exclude = raw.get("exclude_namespaces", list(SYSTEM_NAMESPACES))
+    if not isinstance(exclude, list) or not all(isinstance(n, str) for n in exclude):
+        raise PlanError("`exclude_namespaces` must be a list of names", path=path,
+                        record="exclude_namespaces")
+    return Config(tuple(decls), classes, tuple(sorted(exclude)), path)

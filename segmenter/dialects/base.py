@@ -1,0 +1,53 @@
+"""The dialect contract: read a ``PolicySet``, return manifests (plain dicts) and notes.
+
+What the target cannot express is collected by ``unsupported()`` and raised together as one
+``UnsupportedError`` (every reason at once), unless the dialect runs best-effort, in which case
+the reasons are returned as ``dropped`` so the caller can say what was left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from segmenter.errors import UnsupportedError
+from segmenter.policy.ir import PolicySet
+
+Manifest = dict[str, Any]
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "segmenter"}
+
+
+@dataclass(frozen=True)
+class Output:
+    """Emitted manifests keyed by relative file path, plus what was noted or dropped."""
+
+    files: dict[str, list[Manifest]]
+    notes: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+
+
+@dataclass
+class Dialect:
+    name: str = "base"
+    best_effort: bool = False
+    staged: bool = False
+    _unsupported: list[str] = field(default_factory=list)
+    _notes: list[str] = field(default_factory=list)
+
+    def unsupported(self, message: str) -> None:
+        self._unsupported.append(message)
+
+    def note(self, message: str) -> None:
+        self._notes.append(message)
+
+    def emit(self, policy_set: PolicySet) -> Output:
+        self._unsupported.clear()
+        self._notes.clear()
+        files = self.generate(policy_set)
+        if self._unsupported and not self.best_effort:
+            raise UnsupportedError(list(self._unsupported), dialect=self.name)
+        return Output(files, tuple(self._notes), tuple(self._unsupported))
+
+    def generate(self, policy_set: PolicySet) -> dict[str, list[Manifest]]:
+        raise NotImplementedError

@@ -1,0 +1,305 @@
+"""Zones around sensitive data stores.
+
+For each data class (``pci``, ``phi``, custom):
+
+- **restricted**: the declared stores and processors (PCI DSS: the CDE systems);
+- **connected**: workloads with an observed flow to or from a restricted member (PCI DSS
+  "connected-to" systems, PCI SSC scoping guidance 2016, category 2);
+- **infrastructure**: nodes, the API server, cluster DNS and the unpoliced system namespaces
+  (security-impacting: they provide segmentation, name resolution and control);
+- **external**: addresses outside the cluster;
+- **general**: every other workload (out of scope once the policies are in force).
+
+The zones of one class partition the graph's nodes. The plan keeps every observed flow: the
+compiler allows exactly those (plus DNS), nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+
+from segmenter.config import DATA_CLASS_KEY, Config
+from segmenter.errors import PlanError
+from segmenter.model import Labels
+
+RESTRICTED = "restricted"
+CONNECTED = "connected"
+GENERAL = "general"
+INFRASTRUCTURE = "infrastructure"
+EXTERNAL = "external"
+ZONES = (RESTRICTED, CONNECTED, INFRASTRUCTURE, EXTERNAL, GENERAL)
+
+
+@dataclass(frozen=True, order=True)
+class ZoneMember:
+    node: str
+    reason: str
+
+
+@dataclass(frozen=True, order=True)
+class Crossing:
+    """An observed flow whose ends are in different zones of one class."""
+
+    client: str
+    server: str
+    protocol: str
+    port: int | None
+    client_zone: str
+    server_zone: str
+    flows: int
+    first_seen: float | None
+    last_seen: float | None
+    tls: bool
+
+
+@dataclass(frozen=True)
+class ClassScope:
+    data_class: str
+    title: str
+    framework: str
+    zones: tuple[tuple[str, tuple[ZoneMember, ...]], ...]
+    crossings: tuple[Crossing, ...]
+
+    def members(self, zone: str) -> tuple[ZoneMember, ...]:
+        for name, members in self.zones:
+            if name == zone:
+                return members
+        return ()
+
+    def zone_of(self, node: str) -> str:
+        for name, members in self.zones:
+            if any(m.node == node for m in members):
+                return name
+        return GENERAL
+
+
+@dataclass(frozen=True)
+class Plan:
+    classes: tuple[ClassScope, ...]
+    policed: tuple[str, ...]  # workload node ids that get policies
+    excluded_namespaces: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+    def zone_of(self, node: str) -> str:
+        """The most restrictive zone of ``node`` over every class."""
+        zones = {scope.zone_of(node) for scope in self.classes}
+        for zone in ZONES:
+            if zone in zones:
+                return zone
+        return GENERAL
+
+    def restricted_classes(self, node: str) -> tuple[str, ...]:
+        return tuple(s.data_class for s in self.classes if s.zone_of(node) == RESTRICTED)
+
+
+def _labels(graph: nx.DiGraph, node: str) -> Labels:
+    return Labels.of(graph.nodes[node].get("labels") or {})
+
+
+def _declared_classes(attrs: dict[str, Any]) -> set[str]:
+    found: set[str] = set()
+    for source in ("labels", "annotations"):
+        value = (attrs.get(source) or {}).get(DATA_CLASS_KEY)
+        if value:
+            found.update(v.strip() for v in str(value).split(",") if v.strip())
+    return found
+
+
+def workload_nodes(graph: nx.DiGraph) -> list[str]:
+    return sorted(n for n, a in graph.nodes(data=True) if a.get("kind") == "workload")
+
+
+def plan(graph: nx.DiGraph, config: Config, *, dns_nodes: Iterable[str] = ()) -> Plan:
+    """Partition ``graph`` into zones per data class.
+
+    Raises:
+        PlanError: a declaration matches no workload, or names an unknown class.
+    """
+    dns = set(dns_nodes)
+    workloads = workload_nodes(graph)
+    restricted: dict[str, dict[str, str]] = {}  # class -> node -> reason
+    for decl in config.sensitive:
+        hits = [
+            n for n in workloads
+            if (decl.namespace is None or graph.nodes[n].get("namespace") == decl.namespace)
+            and _labels(graph, n).matches(decl.selector)
+        ]
+        if not hits:
+            where = f"namespace {decl.namespace}" if decl.namespace else "any namespace"
+            selector = ",".join(f"{k}={v}" for k, v in decl.selector.items)
+            raise PlanError(f"sensitive selector {selector} matches no pod in {where}",
+                            path=config.path, record=decl.source)
+        for node in hits:
+            restricted.setdefault(decl.data_class, {})[node] = (
+                f"{decl.role} of {decl.data_class} data: {decl.reason} ({decl.source})")
+    for node in workloads:
+        for data_class in sorted(_declared_classes(graph.nodes[node])):
+            if data_class not in config.classes:
+                raise PlanError(f"unknown class {data_class!r} in {DATA_CLASS_KEY}",
+                                record=node)
+            restricted.setdefault(data_class, {}).setdefault(
+                node, f"store of {data_class} data: labelled {DATA_CLASS_KEY}={data_class}")
+
+    excluded = set(config.exclude_namespaces)
+    policed = tuple(
+        n for n in workloads
+        if graph.nodes[n].get("namespace") not in excluded
+        and not graph.nodes[n].get("host_network")
+    )
+    notes = []
+    for n in workloads:
+        if graph.nodes[n].get("host_network") and graph.nodes[n].get("namespace") not in excluded:
+            notes.append(f"{n} uses hostNetwork: NetworkPolicy cannot select it (treated as its "
+                         "node's address)")
+    for data_class in sorted(restricted):
+        for node in sorted(restricted[data_class]):
+            if node not in policed:
+                raise PlanError(
+                    f"{node} is declared {data_class} but is not policed (hostNetwork or an "
+                    "excluded namespace); it cannot be isolated by pod policy", record=node)
+
+    scopes = []
+    for data_class in sorted(restricted):
+        scopes.append(_scope(graph, config, data_class, restricted[data_class],
+                             excluded=excluded, dns=dns))
+    return Plan(tuple(scopes), policed, tuple(sorted(excluded)), tuple(notes))
+
+
+def _scope(graph: nx.DiGraph, config: Config, data_class: str, restricted: dict[str, str], *,
+           excluded: set[str], dns: set[str]) -> ClassScope:
+    zone: dict[str, ZoneMember] = {}
+    zone_name: dict[str, str] = {}
+    for node, reason in restricted.items():
+        zone[node] = ZoneMember(node, reason)
+        zone_name[node] = RESTRICTED
+    for node, attrs in sorted(graph.nodes(data=True)):
+        if node in zone_name:
+            continue
+        kind = attrs.get("kind")
+        if kind == "external":
+            zone_name[node], zone[node] = EXTERNAL, ZoneMember(node, "address outside the cluster")
+        elif kind in {"node", "apiserver"}:
+            zone_name[node] = INFRASTRUCTURE
+            zone[node] = ZoneMember(node, f"cluster {kind}: security-impacting")
+        elif node in dns:
+            zone_name[node] = INFRASTRUCTURE
+            zone[node] = ZoneMember(node, "cluster DNS: name resolution is security-impacting")
+        elif attrs.get("namespace") in excluded:
+            zone_name[node] = INFRASTRUCTURE
+            zone[node] = ZoneMember(node, f"system namespace {attrs.get('namespace')} (not "
+                                          "policed)")
+    # Connected-to: a direct observed flow with a restricted member, either direction.
+    for node in sorted(restricted):
+        for peer, incoming in [(p, True) for p in graph.predecessors(node)] + [
+            (s, False) for s in graph.successors(node)
+        ]:
+            if zone_name.get(peer) is not None or graph.nodes[peer].get("kind") != "workload":
+                continue
+            data = graph.edges[(peer, node) if incoming else (node, peer)]
+            ports = ", ".join(_port_text(p) for p in data.get("ports", []))
+            verb = f"connects to {node}" if incoming else f"is called by {node}"
+            zone_name[peer] = CONNECTED
+            zone[peer] = ZoneMember(peer, f"{verb} ({ports}; {data.get('flows', 0)} flows)")
+    for node in graph.nodes:
+        if node not in zone_name:
+            zone_name[node] = GENERAL
+            zone[node] = ZoneMember(node, "no observed flow with the restricted zone")
+    crossings = []
+    for client, server, data in sorted(graph.edges(data=True)):
+        a, b = zone_name[client], zone_name[server]
+        if a == b:
+            continue
+        for port in data.get("ports", []):
+            crossings.append(Crossing(client, server, str(port.get("protocol")), port.get("port"),
+                                      a, b, int(port.get("flows", 0)), port.get("first_seen"),
+                                      port.get("last_seen"), bool(port.get("tls"))))
+    zones = tuple(
+        (name, tuple(sorted(m for n, m in zone.items() if zone_name[n] == name))) for name in ZONES
+    )
+    info = config.classes.get(data_class, {})
+    return ClassScope(data_class, info.get("title", data_class), config.framework(data_class),
+                      zones, tuple(sorted(crossings)))
+
+
+def _port_text(port: dict[str, Any]) -> str:
+    if port.get("port") is None:
+        return str(port.get("protocol"))
+    return f"{port.get('protocol')}/{port.get('port')}"
+
+
+def plan_to_dict(result: Plan) -> dict[str, Any]:
+    """The JSON form of a plan (``plan.json``)."""
+    return {
+        "format": "segmenter-plan",
+        "version": 1,
+        "policed": list(result.policed),
+        "excluded_namespaces": list(result.excluded_namespaces),
+        "notes": list(result.notes),
+        "classes": {
+            scope.data_class: {
+                "title": scope.title,
+                "framework": scope.framework,
+                "zones": {
+                    name: [{"node": m.node, "reason": m.reason} for m in members]
+                    for name, members in scope.zones
+                },
+                "crossings": [
+                    {
+                        "client": c.client, "server": c.server, "protocol": c.protocol,
+                        "port": c.port, "client_zone": c.client_zone,
+                        "server_zone": c.server_zone, "flows": c.flows,
+                        "first_seen": c.first_seen, "last_seen": c.last_seen, "tls": c.tls,
+                    }
+                    for c in scope.crossings
+                ],
+            }
+            for scope in result.classes
+        },
+    }
+
+
+def plan_from_dict(data: dict[str, Any], *, path: str | None = None) -> Plan:
+    """Read ``plan.json`` back."""
+    if data.get("format") != "segmenter-plan" or data.get("version") != 1:
+        raise PlanError("not a segmenter plan (format segmenter-plan, version 1)", path=path)
+    try:
+        scopes = []
+        for name, scope in sorted(data["classes"].items()):
+            zones = tuple(
+                (zone, tuple(ZoneMember(m["node"], m["reason"]) for m in scope["zones"].get(zone,
+                                                                                       [])))
+                for zone in ZONES
+            )
+            crossings = tuple(
+                Crossing(c["client"], c["server"], c["protocol"], c["port"], c["client_zone"],
+                         c["server_zone"], c["flows"], c["first_seen"], c["last_seen"], c["tls"])
+                for c in scope["crossings"]
+            )
+            scopes.append(ClassScope(name, scope["title"], scope["framework"], zones, crossings))
+        return Plan(tuple(scopes), tuple(data["policed"]), tuple(data["excluded_namespaces"]),
+                    tuple(data.get("notes", [])))
+    except (KeyError, TypeError) as exc:
+        raise PlanError(f"malformed plan: missing or bad field {exc}", path=path) from exc
+
+
+def summary_lines(result: Plan) -> list[str]:
+    """A short scope summary for the terminal."""
+    lines = []
+    if not result.classes:
+        lines.append("No sensitive stores declared: nothing is in scope; every workload still "
+                     "gets least-privilege policies.")
+    for scope in result.classes:
+        lines.append(f"[{scope.data_class}] {scope.title}")
+        for zone in (RESTRICTED, CONNECTED, GENERAL):
+            members = scope.members(zone)
+            names = ", ".join(m.node for m in members if m.node.count("/") == 2) or "-"
+            lines.append(f"  {zone:<11} {len(members):>3}  {names}")
+        boundary = [c for c in scope.crossings if RESTRICTED in (c.client_zone, c.server_zone)]
+        plaintext = [c for c in boundary if not c.tls]
+        lines.append(f"  {len(boundary)} flows cross the restricted boundary; "
+                     f"{len(plaintext)} of them without TLS")
+    return lines

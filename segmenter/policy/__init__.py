@@ -1,0 +1,1 @@
+"""The dialect-neutral policy IR and the lowering of a plan into it."""

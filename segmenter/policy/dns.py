@@ -1,0 +1,86 @@
+"""Finding the cluster's DNS resolver, whatever it is (policy-semantics.md §1.8).
+
+- CoreDNS / kube-dns pods behind ``kube-system/kube-dns`` (label ``k8s-app: kube-dns``), on the
+  ports the pods declare (53/UDP ``dns``, 53/TCP ``dns-tcp``; OpenShift uses 5353);
+- OpenShift's ``openshift-dns`` pods (``dns.operator.openshift.io/daemonset-dns: default``);
+- NodeLocal DNSCache and cloud resolvers on link-local addresses (169.254.0.0/16), seen in the
+  capture as DNS traffic to such an address: allowed by ``ipBlock``, together with the kube-dns
+  ClusterIP, where NodeLocal DNSCache also listens in iptables mode (tricky case 18).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import networkx as nx
+
+from segmenter.model import Inventory, Labels, Pod, Transport, WorkloadRef
+from segmenter.policy.ir import CidrPeer, CidrRole, Peer, PodPeer, Port, Selector
+from segmenter.policy.lower import DnsTarget
+from segmenter.policy.selectors import SelectorChooser, SelectorError
+
+DNS_PORTS = (53, 5353)
+_LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
+
+
+def dns_pods(inventory: Inventory) -> list[Pod]:
+    """Pods that serve cluster DNS, found by Service, then by well-known labels."""
+    for service in inventory.services:
+        if (service.namespace, service.name) == ("kube-system", "kube-dns") and service.selector:
+            pods = [p for p in inventory.pods
+                    if p.namespace == service.namespace and p.labels.matches(service.selector)]
+            if pods:
+                return pods
+    markers = (Labels.of({"k8s-app": "kube-dns"}),
+               Labels.of({"dns.operator.openshift.io/daemonset-dns": "default"}))
+    return [p for p in inventory.pods if any(p.labels.matches(m) for m in markers)]
+
+
+def detect_dns(graph: nx.DiGraph, inventory: Inventory) -> DnsTarget | None:
+    """The DNS peers and ports every policed workload may reach; None when there is none."""
+    peers: list[Peer] = []
+    ports: set[Port] = set()
+    found: list[str] = []
+    pods = [p for p in dns_pods(inventory) if not p.host_network]
+    if pods:
+        chooser = SelectorChooser(inventory)
+        owners: set[WorkloadRef] = {p.owner for p in pods}
+        for owner in sorted(owners):
+            try:
+                choice = chooser.choose(owner)
+            except SelectorError:
+                continue
+            peers.append(PodPeer(owner.namespace, Selector(choice.labels)))
+            found.append(owner.id)
+        for pod in pods:
+            for cport in pod.ports:
+                if (cport.port in DNS_PORTS or (cport.name or "").startswith("dns")) and (
+                        cport.protocol in (Transport.UDP, Transport.TCP)):
+                    ports.add(Port(cport.protocol, cport.port))
+    link_local: set[str] = set()
+    for _, server, data in graph.edges(data=True):
+        attrs = graph.nodes[server]
+        if attrs.get("kind") not in {"external", "node"}:
+            continue
+        if not any(p.get("port") in DNS_PORTS for p in data.get("ports", [])):
+            continue
+        for address in attrs.get("addresses") or []:
+            ip = ipaddress.ip_address(address)
+            if ip.version == 4 and ip in _LINK_LOCAL:
+                link_local.add(address)
+    if link_local:
+        for service in inventory.services:
+            if (service.namespace, service.name) == ("kube-system", "kube-dns"):
+                link_local.update(ip for ip in service.cluster_ips if ":" not in ip)
+        for address in sorted(link_local):
+            peers.append(CidrPeer(f"{address}/32", CidrRole.DNS, (),
+                                  f"dns-{address.replace('.', '-')}"))
+        found.append("node-local/cloud resolver " + ", ".join(sorted(link_local)))
+    if not peers:
+        return None
+    for transport in (Transport.UDP, Transport.TCP):
+        if not any(p.transport is transport for p in ports):
+            ports.add(Port(transport, 53))
+    return DnsTarget(tuple(peers), tuple(sorted(ports, key=lambda p: (p.transport.value,
+                                                                      p.port or 0))),
+                     "cluster DNS: " + "; ".join(found))

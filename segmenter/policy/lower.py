@@ -1,0 +1,290 @@
+"""Lowering: a plan and its graph become a ``PolicySet`` (the only place zones become rules).
+
+What is allowed is exactly the plan: every observed flow between a policed workload and its peer
+(as the server pod sees the port: post-DNAT, ``targetPort``), plus DNS to the cluster resolver
+for every policed workload (a default-deny egress without DNS breaks name resolution,
+policy-semantics.md tricky case 3). Every namespace with a policed workload gets a default deny
+in both directions, the artefact PCI DSS 1.3.1/1.3.2 asks to see ("everything else is
+specifically denied").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from segmenter.errors import UnsupportedError
+from segmenter.model import Inventory, Labels, Transport, WorkloadRef
+from segmenter.planner import CONNECTED, RESTRICTED, Plan
+from segmenter.policy.ir import (
+    Action,
+    CidrPeer,
+    CidrRole,
+    Evidence,
+    Peer,
+    PodPeer,
+    Policy,
+    PolicySet,
+    Port,
+    Rule,
+    Selector,
+    Tier,
+)
+from segmenter.policy.selectors import SelectorChooser, SelectorError
+
+COMPLIANCE_TIER = "segmenter-compliance"
+COMPLIANCE_TIER_ORDER = 100.0
+WORKLOAD_POLICY_ORDER = 500.0
+DEFAULT_DENY_ORDER = 10000.0
+
+# Requirement references per framework and zone (policy-semantics.md §4).
+REQUIREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "pci": {
+        RESTRICTED: ("PCI DSS v4.0.1 1.3.1", "PCI DSS v4.0.1 1.3.2", "PCI DSS v4.0.1 1.4.4",
+                     "PCI DSS v4.0.1 10.2"),
+        CONNECTED: ("PCI DSS v4.0.1 1.3.1", "PCI DSS v4.0.1 1.3.2"),
+        "default-deny": ("PCI DSS v4.0.1 1.3.1", "PCI DSS v4.0.1 1.3.2"),
+        "external": ("PCI DSS v4.0.1 1.4.1", "PCI DSS v4.0.1 1.4.2"),
+    },
+    "hipaa": {
+        RESTRICTED: ("HIPAA 164.312(a)(1)", "HIPAA 164.312(b)", "HIPAA 164.312(e)(1)"),
+        CONNECTED: ("HIPAA 164.312(a)(1)",),
+        "default-deny": ("HIPAA 164.312(a)(1)",),
+        "external": ("HIPAA 164.312(e)(1)",),
+    },
+}
+
+_NAME_BAD = re.compile(r"[^a-z0-9-]+")
+
+
+def dns1123(name: str, limit: int = 63) -> str:
+    """A DNS-1123 label from any text.
+
+    >>> dns1123("Card_Vault.DB")
+    'card-vault-db'
+    """
+    out = _NAME_BAD.sub("-", name.lower()).strip("-")
+    return (out[:limit].rstrip("-")) or "x"
+
+
+@dataclass
+class _RuleAcc:
+    ports: set[Port] = field(default_factory=set)
+    flows: int = 0
+    first: float | None = None
+    last: float | None = None
+    reasons: set[str] = field(default_factory=set)
+
+    def add(self, port: Port, flows: int, first: float | None, last: float | None,
+            reason: str) -> None:
+        self.ports.add(port)
+        self.flows += flows
+        if first is not None:
+            self.first = first if self.first is None else min(self.first, first)
+        if last is not None:
+            self.last = last if self.last is None else max(self.last, last)
+        self.reasons.add(reason)
+
+
+@dataclass(frozen=True)
+class DnsTarget:
+    """Where pods resolve names: the DNS pods and/or node-local or cloud resolver addresses."""
+
+    peers: tuple[Peer, ...]
+    ports: tuple[Port, ...]
+    description: str
+
+
+def _port(entry: dict[str, Any]) -> Port:
+    transport = Transport.parse(str(entry.get("protocol", "TCP")))
+    number = entry.get("port")
+    return Port(transport, int(number) if number is not None else None)
+
+
+def _cidr(address: str) -> str:
+    ip = ipaddress.ip_address(address)
+    return f"{ip}/{ip.max_prefixlen}"
+
+
+class Lowering:
+    """Builds peers, selectors and rules for one plan."""
+
+    def __init__(self, graph: nx.DiGraph, plan: Plan, inventory: Inventory,
+                 dns: DnsTarget | None):
+        self.graph = graph
+        self.plan = plan
+        self.inventory = inventory
+        self.dns = dns
+        self.chooser = SelectorChooser(inventory)
+        self.errors: list[str] = []
+        self.policed = set(plan.policed)
+
+    def selector(self, node: str) -> tuple[Selector, str]:
+        attrs = self.graph.nodes[node]
+        try:
+            choice = self.chooser.choose(WorkloadRef.parse(node),
+                                         Labels.of(attrs.get("labels") or {}))
+        except SelectorError as exc:
+            self.errors.append(str(exc))
+            return Selector(Labels.of(attrs.get("labels") or {})), ""
+        return Selector(choice.labels), choice.note
+
+    def peers(self, node: str) -> tuple[Peer, ...]:
+        attrs = self.graph.nodes[node]
+        kind = attrs.get("kind")
+        if kind == "workload" and not attrs.get("host_network"):
+            return (PodPeer(str(attrs["namespace"]), self.selector(node)[0]),)
+        role = {"node": CidrRole.NODE, "apiserver": CidrRole.APISERVER}.get(
+            str(kind), CidrRole.EXTERNAL)
+        addresses = sorted(attrs.get("addresses") or [])
+        if not addresses and kind == "external":
+            addresses = [node.split(":", 1)[1]]
+        names = sorted(attrs.get("dns_names") or [])
+        out = []
+        for address in addresses:
+            label = names[0] if names and role is CidrRole.EXTERNAL else address
+            if role is not CidrRole.EXTERNAL:
+                label = f"{attrs.get('label') or kind}-{address}"
+            out.append(CidrPeer(_cidr(address), role, (), dns1123(label)))
+        return tuple(out)
+
+    def zone_requirements(self, node: str) -> tuple[str, tuple[str, ...]]:
+        zones = []
+        reqs: set[str] = set()
+        for scope in self.plan.classes:
+            zone = scope.zone_of(node)
+            zones.append(f"{scope.data_class}: {zone}")
+            reqs.update(REQUIREMENTS.get(scope.framework, {}).get(zone, ()))
+        return "; ".join(zones), tuple(sorted(reqs))
+
+    def workload_rules(self, node: str) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+        ingress: dict[Peer, _RuleAcc] = defaultdict(_RuleAcc)
+        egress: dict[Peer, _RuleAcc] = defaultdict(_RuleAcc)
+        for client, _, data in self.graph.in_edges(node, data=True):
+            for peer in self.peers(client):
+                for entry in data.get("ports", []):
+                    ingress[peer].add(_port(entry), int(entry.get("flows", 0)),
+                                      entry.get("first_seen"), entry.get("last_seen"),
+                                      f"observed from {client}")
+        for _, server, data in self.graph.out_edges(node, data=True):
+            for peer in self.peers(server):
+                for entry in data.get("ports", []):
+                    egress[peer].add(_port(entry), int(entry.get("flows", 0)),
+                                     entry.get("first_seen"), entry.get("last_seen"),
+                                     f"observed to {server}")
+        if self.dns is not None:
+            for peer in self.dns.peers:
+                for port in self.dns.ports:
+                    egress[peer].add(port, 0, None, None, self.dns.description)
+        return _rules(ingress, Action.ALLOW), _rules(egress, Action.ALLOW)
+
+
+def _rules(acc: dict[Peer, _RuleAcc], action: Action) -> tuple[Rule, ...]:
+    rules = []
+    for peer in sorted(acc, key=_peer_key):
+        item = acc[peer]
+        rules.append(Rule(action, (peer,), tuple(sorted(item.ports, key=_port_key)),
+                          Evidence(item.flows, item.first, item.last,
+                                   "; ".join(sorted(item.reasons)))))
+    return tuple(rules)
+
+
+def _peer_key(peer: Peer) -> tuple[Any, ...]:
+    if isinstance(peer, PodPeer):
+        return (0, peer.namespace, peer.pods.labels.items)
+    return (1, peer.role.value, peer.cidr)
+
+
+def _port_key(port: Port) -> tuple[str, int, int]:
+    return (port.transport.value, port.port or 0, port.end_port or 0)
+
+
+def lower(graph: nx.DiGraph, plan: Plan, inventory: Inventory, *,
+          dns: DnsTarget | None = None, guardrails: bool = True) -> PolicySet:
+    """Compile ``plan`` into the policy IR.
+
+    Raises:
+        UnsupportedError: a workload cannot be selected exactly by stable labels.
+    """
+    low = Lowering(graph, plan, inventory, dns)
+    policies: list[Policy] = []
+    namespaces: set[str] = set()
+    used_names: dict[tuple[str, str], str] = {}
+    rules_of: dict[str, tuple[tuple[Rule, ...], tuple[Rule, ...]]] = {}
+    for node in plan.policed:
+        attrs = graph.nodes[node]
+        namespace = str(attrs["namespace"])
+        namespaces.add(namespace)
+        target, note = low.selector(node)
+        ingress, egress = low.workload_rules(node)
+        rules_of[node] = (ingress, egress)
+        zone, reqs = low.zone_requirements(node)
+        name = _unique_name(used_names, namespace, f"allow-{dns1123(str(attrs['name']), 56)}",
+                            node)
+        policies.append(Policy(
+            name=name, namespace=namespace, target=target, ingress=ingress, egress=egress,
+            order=WORKLOAD_POLICY_ORDER,
+            description=f"Observed traffic of {node}; everything else is denied by default-deny",
+            zone=zone, requirements=reqs, selector_note=note))
+    frameworks = {scope.framework for scope in plan.classes}
+    deny_reqs = tuple(sorted({r for f in frameworks
+                              for r in REQUIREMENTS.get(f, {}).get("default-deny", ())}))
+    for namespace in sorted(namespaces):
+        policies.append(Policy(
+            name=_unique_name(used_names, namespace, "default-deny", "default-deny"),
+            namespace=namespace, target=Selector(), ingress=(), egress=(),
+            order=DEFAULT_DENY_ORDER,
+            description=f"Deny all ingress and egress in {namespace} not allowed by another policy",
+            zone="namespace default", requirements=deny_reqs))
+    if low.errors:
+        raise UnsupportedError(sorted(set(low.errors)), dialect="policy IR")
+
+    guards: list[Policy] = []
+    tiers: tuple[Tier, ...] = ()
+    if guardrails and plan.classes:
+        tiers = (Tier(COMPLIANCE_TIER, COMPLIANCE_TIER_ORDER,
+                      "Zone guardrails around restricted zones, evaluated before the default "
+                      "tier"),)
+        order = COMPLIANCE_TIER_ORDER
+        for scope in plan.classes:
+            for member in scope.members(RESTRICTED):
+                node = member.node
+                ingress, egress = rules_of[node]
+                attrs = graph.nodes[node]
+                target, _ = low.selector(node)
+                reqs = REQUIREMENTS.get(scope.framework, {}).get(RESTRICTED, ())
+                guards.append(Policy(
+                    name=dns1123(f"{scope.data_class}-{attrs['namespace']}-{attrs['name']}", 200),
+                    namespace=None,
+                    members=(PodPeer(str(attrs["namespace"]), target),),
+                    ingress=_guard(ingress, scope.data_class, "into"),
+                    egress=_guard(egress, scope.data_class, "out of"),
+                    tier=COMPLIANCE_TIER, order=order,
+                    description=(f"Restricted {scope.data_class} zone boundary for {node}: "
+                                 "planned flows pass to the application policies; everything "
+                                 "else is logged and denied"),
+                    zone=f"{scope.data_class}: restricted", requirements=reqs))
+                order += 1
+    return PolicySet(tuple(policies), tuple(guards), tiers, plan.notes)
+
+
+def _guard(rules: Iterable[Rule], data_class: str, way: str) -> tuple[Rule, ...]:
+    passes = tuple(Rule(Action.PASS, r.peers, r.ports, r.evidence) for r in rules)
+    audit = Evidence(reason=f"audit: unplanned traffic {way} the restricted {data_class} zone")
+    return (*passes, Rule(Action.LOG, evidence=audit), Rule(Action.DENY, evidence=audit))
+
+
+def _unique_name(used: dict[tuple[str, str], str], namespace: str, name: str, owner: str) -> str:
+    candidate = name
+    index = 2
+    while (namespace, candidate) in used and used[(namespace, candidate)] != owner:
+        candidate = f"{name[:58]}-{index}"
+        index += 1
+    used[(namespace, candidate)] = owner
+    return candidate

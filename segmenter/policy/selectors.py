@@ -1,0 +1,112 @@
+"""Choosing pod selectors: the smallest set of stable labels that selects exactly one workload.
+
+A selector is checked against every other pod of the namespace in the inventory (and the pod
+templates of every other controller, so that pods created later are covered too). Labels that
+change per rollout or per pod (``pod-template-hash``, ``controller-revision-hash``,
+``statefulset.kubernetes.io/pod-name``, ...) and labels that change on upgrades (``version``,
+``helm.sh/chart``) are never used.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from itertools import combinations
+
+from segmenter.model import UNSTABLE_LABEL_KEYS, Inventory, Labels, WorkloadRef
+
+# Keys tried first, most conventional first (Kubernetes recommended labels, then common ones).
+PREFERRED_KEYS = (
+    "app.kubernetes.io/name",
+    "app",
+    "k8s-app",
+    "name",
+    "app.kubernetes.io/component",
+    "component",
+    "app.kubernetes.io/instance",
+    "tier",
+    "role",
+)
+MAX_SELECTOR_LABELS = 4
+
+
+@dataclass(frozen=True)
+class SelectorChoice:
+    labels: Labels
+    note: str
+
+
+class SelectorError(Exception):
+    """No stable label set selects exactly this workload."""
+
+
+def _key_rank(key: str) -> tuple[int, str]:
+    try:
+        return (PREFERRED_KEYS.index(key), key)
+    except ValueError:
+        return (len(PREFERRED_KEYS), key)
+
+
+class SelectorChooser:
+    """Chooses and caches selectors for the workloads of an inventory."""
+
+    def __init__(self, inventory: Inventory):
+        self._inventory = inventory
+        # namespace -> owner -> list of label sets (pods and templates)
+        self._label_sets: dict[str, dict[WorkloadRef, list[Labels]]] = defaultdict(
+            lambda: defaultdict(list))
+        for pod in inventory.pods:
+            self._label_sets[pod.namespace][pod.owner].append(pod.labels.stable())
+        self._templates: dict[WorkloadRef, Labels] = {}
+        for wl in inventory.workloads:
+            if wl.template_labels:
+                self._templates[wl.ref] = wl.template_labels.stable()
+                self._label_sets[wl.ref.namespace][wl.ref].append(wl.template_labels.stable())
+        self._cache: dict[WorkloadRef, SelectorChoice] = {}
+
+    def choose(self, ref: WorkloadRef, fallback: Labels | None = None) -> SelectorChoice:
+        """The selector for ``ref``.
+
+        Raises:
+            SelectorError: every candidate also selects another workload's pods.
+        """
+        if ref in self._cache:
+            return self._cache[ref]
+        own = self._label_sets.get(ref.namespace, {}).get(ref) or ([fallback] if fallback else [])
+        if not own:
+            raise SelectorError(f"{ref.id}: no pods or pod template labels in the inventory")
+        common = set(own[0].items)
+        for labels in own[1:]:
+            common &= set(labels.items)
+        candidates = sorted((kv for kv in common if kv[0] not in UNSTABLE_LABEL_KEYS),
+                            key=lambda kv: _key_rank(kv[0]))
+        others = [
+            labels
+            for owner, sets in self._label_sets.get(ref.namespace, {}).items()
+            if owner != ref
+            for labels in sets
+        ]
+        for size in range(1, min(MAX_SELECTOR_LABELS, len(candidates)) + 1):
+            for combo in combinations(candidates, size):
+                selector = Labels(tuple(sorted(combo)))
+                if not any(labels.matches(selector) for labels in others):
+                    keys = ", ".join(k for k, _ in combo)
+                    skipped = sorted({k for k, _ in common if k in UNSTABLE_LABEL_KEYS})
+                    note = (f"{keys}: the smallest set of stable labels shared by every pod "
+                            f"(and the pod template) of {ref.kind}/{ref.name} that selects no "
+                            f"other pod in {ref.namespace}")
+                    if skipped:
+                        note += f" (not used, change on upgrade: {', '.join(skipped)})"
+                    choice = SelectorChoice(selector, note)
+                    self._cache[ref] = choice
+                    return choice
+        clash = sorted(
+            owner.id
+            for owner, sets in self._label_sets.get(ref.namespace, {}).items()
+            if owner != ref
+            and any(labels.matches(Labels(tuple(sorted(candidates)))) for labels in sets)
+        )
+        raise SelectorError(
+            f"{ref.id}: no stable label set selects only its pods "
+            f"(labels {dict(candidates) or '{}'} also select {', '.join(clash) or 'other pods'}); "
+            "add a distinguishing label to its pod template")

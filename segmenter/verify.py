@@ -1,0 +1,103 @@
+"""Replay observed flows against emitted policies with the project's own evaluator.
+
+Each flow is evaluated as the CNI sees it: the server side after Service DNAT (the backend pod and
+its ``targetPort``), every backend pod of a Service when the capture saw the ClusterIP. A flow is
+allowed only when the client's egress and the server's ingress both allow it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from segmenter.evaluate import EvalEndpoint, PolicyEngine, Verdict
+from segmenter.inventory import Resolver
+from segmenter.model import Flow, Inventory, Labels, Pod, Transport, WorkloadRef
+
+
+@dataclass(frozen=True)
+class FlowVerdict:
+    flow: Flow
+    client: str  # graph node id
+    server: str
+    port: int | None  # as the server pod sees it
+    verdict: Verdict
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict.allowed
+
+
+class EndpointFinder:
+    """Turns addresses at a time into evaluator endpoints (pods, or non-pod addresses)."""
+
+    def __init__(self, inventory: Inventory):
+        self.inventory = inventory
+        self.by_ip: dict[str, list[Pod]] = {}
+        for pod in inventory.pods:
+            for ip in pod.ips:
+                self.by_ip.setdefault(ip, []).append(pod)
+        self.node_of_ip = {a: n.name for n in inventory.nodes for a in n.addresses}
+        self.by_owner: dict[WorkloadRef, list[Pod]] = {}
+        for pod in inventory.pods:
+            self.by_owner.setdefault(pod.owner, []).append(pod)
+
+    def pod_at(self, ip: str, ts: float) -> Pod | None:
+        pods = self.by_ip.get(ip)
+        if not pods:
+            return None
+        live = [p for p in pods if (p.start is None or p.start <= ts)
+                and (p.end is None or ts <= p.end)]
+        candidates = live or pods
+        return min(candidates, key=lambda p: abs((p.start or 0.0) - ts))
+
+    @staticmethod
+    def of_pod(pod: Pod) -> EvalEndpoint:
+        return EvalEndpoint(ip=pod.ips[0] if pod.ips else "", namespace=pod.namespace,
+                            labels=pod.labels, host_network=pod.host_network, node=pod.node,
+                            ports=pod.ports, service_account=pod.service_account,
+                            name=f"{pod.owner.id} ({pod.name})")
+
+    def endpoints(self, ip: str, node_id: str, ts: float) -> list[EvalEndpoint]:
+        pod = self.pod_at(ip, ts)
+        if pod is not None and pod.owner.id == node_id:
+            return [self.of_pod(pod)]
+        if node_id.count("/") == 2:
+            pods = self.by_owner.get(WorkloadRef.parse(node_id), [])
+            live = [p for p in pods if (p.start is None or p.start <= ts)
+                    and (p.end is None or ts <= p.end)]
+            if live or pods:
+                return [self.of_pod(p) for p in (live or pods)]
+        return [EvalEndpoint(ip=ip, namespace=None, labels=Labels(),
+                             node=self.node_of_ip.get(ip), name=node_id)]
+
+
+def verify_flows(flows: Iterable[Flow], inventory: Inventory,
+                 manifests: Sequence[Mapping[str, Any]], *,
+                 enforcement: str = "kubernetes") -> list[FlowVerdict]:
+    """Evaluate every flow; the first denying backend decides a Service flow's verdict."""
+    namespaces = {ns.name: ns.labels for ns in inventory.namespaces}
+    engine = PolicyEngine.from_manifests(manifests, namespaces=namespaces,
+                                         enforcement=enforcement)
+    resolver = Resolver(inventory)
+    finder = EndpointFinder(inventory)
+    results = []
+    for flow in flows:
+        client = resolver.resolve(flow.client, flow.client_port, flow.transport, flow.first_seen)
+        server = resolver.resolve(flow.server, flow.server_port, flow.transport,
+                                  flow.first_seen)
+        sources = finder.endpoints(flow.client, client.node_id, flow.first_seen)[:1]
+        targets = finder.endpoints(flow.server, server.node_id, flow.first_seen)
+        port = server.port if flow.transport is not Transport.ICMP else None
+        verdict: Verdict | None = None
+        for src in sources:
+            for dst in targets:
+                verdict = engine.check(src, dst, flow.transport, port)
+                if not verdict.allowed:
+                    break
+            if verdict is not None and not verdict.allowed:
+                break
+        assert verdict is not None
+        results.append(FlowVerdict(flow, client.node_id, server.node_id, port, verdict))
+    return results
