@@ -25,6 +25,8 @@ class SegmenterError(Exception):
             if self.record:
                 where += f" ({self.record})"
             where += ": "
+        elif self.record:
+            where = f"{self.record}: "
         return (where + self.message).replace("\n", " ")
 
 

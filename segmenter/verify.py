@@ -39,6 +39,15 @@ class EndpointFinder:
             for ip in pod.ips:
                 self.by_ip.setdefault(ip, []).append(pod)
         self.node_of_ip = {a: n.name for n in inventory.nodes for a in n.addresses}
+        # The API server's real addresses: after DNAT of the kubernetes.default ClusterIP,
+        # policies see these (policy-semantics.md §1.7, tricky case 19).
+        self.apiserver = sorted({
+            address
+            for eps in inventory.endpoint_slices
+            if (eps.namespace, eps.service) == ("default", "kubernetes")
+            for endpoint in eps.endpoints
+            for address in endpoint.addresses
+        })
         self.by_owner: dict[WorkloadRef, list[Pod]] = {}
         for pod in inventory.pods:
             self.by_owner.setdefault(pod.owner, []).append(pod)
@@ -69,6 +78,9 @@ class EndpointFinder:
                     and (p.end is None or ts <= p.end)]
             if live or pods:
                 return [self.of_pod(p) for p in (live or pods)]
+        if node_id == "apiserver" and self.apiserver and ip not in self.apiserver:
+            return [EvalEndpoint(ip=address, namespace=None, labels=Labels(), name=node_id)
+                    for address in self.apiserver]
         return [EvalEndpoint(ip=ip, namespace=None, labels=Labels(),
                              node=self.node_of_ip.get(ip), name=node_id)]
 

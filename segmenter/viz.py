@@ -77,8 +77,9 @@ def draw_zones(graph: nx.DiGraph, plan: Plan, ax: Any = None, *, title: str = ""
                           "alpha": 0.8})
     used = sorted({plan.zone_of(n) for n in sub.nodes}, key=COLUMN_ORDER.index)
     xs = sorted({x for x, _ in pos.values()})
+    top = max((y for _, y in pos.values()), default=0.0)
     for x, zone in zip(xs, used, strict=False):
-        ax.text(x, (height / 0.45) / 2 + 0.3, zone, ha="center", fontsize=10, weight="bold",
+        ax.text(x, top + 1.0, zone, ha="center", va="bottom", fontsize=10, weight="bold",
                 color=ZONE_COLOURS[zone])
     ax.legend(handles=[Patch(color=ZONE_COLOURS[z], label=z) for z in used]
               + [Patch(facecolor="white", edgecolor="#444444", linestyle="--",

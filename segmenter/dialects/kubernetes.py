@@ -30,7 +30,7 @@ def evidence_lines(rules: tuple[Rule, ...], direction: str) -> list[str]:
     out = []
     for index, rule in enumerate(rules):
         ev = rule.evidence
-        text = f"{direction}[{index}]: {ev.flows} flows"
+        text = f"{direction}[{index}]: {ev.flows} flow{'' if ev.flows == 1 else 's'}"
         if ev.first_seen is not None:
             text += f", {timestamp(ev.first_seen)} to {timestamp(ev.last_seen)}"
         if ev.reason:

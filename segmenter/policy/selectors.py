@@ -78,8 +78,11 @@ class SelectorChooser:
         common = set(own[0].items)
         for labels in own[1:]:
             common &= set(labels.items)
+        # Labels whose value names the workload first: a selector like app=card-vault keeps
+        # selecting only it when another instance of the same software (another postgresql)
+        # is deployed beside it later.
         candidates = sorted((kv for kv in common if kv[0] not in UNSTABLE_LABEL_KEYS),
-                            key=lambda kv: _key_rank(kv[0]))
+                            key=lambda kv: (kv[1] != ref.name, *_key_rank(kv[0])))
         others = [
             labels
             for owner, sets in self._label_sets.get(ref.namespace, {}).items()
