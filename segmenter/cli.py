@@ -177,14 +177,15 @@ def _load_plan(path: str) -> Any:
 
 def compile_outputs(graph: nx.DiGraph, result: Any, inventory: Inventory,
                     dialects: Sequence[str], out_dirs: dict[str, str], *, best_effort: bool,
-                    staged: bool) -> list[str]:
+                    staged: bool, options: Any = None) -> list[str]:
     """Lower once, emit every dialect, write each folder atomically; returns notes."""
     from segmenter.dialects import get_dialect
     from segmenter.policy.dns import detect_dns
     from segmenter.policy.lower import lower
     from segmenter.render import write_tree
 
-    policy_set = lower(graph, result, inventory, dns=detect_dns(graph, inventory))
+    policy_set = lower(graph, result, inventory, dns=detect_dns(graph, inventory),
+                       options=options)
     outputs = {}
     problems: list[str] = []
     for name in dialects:
@@ -207,6 +208,7 @@ def compile_outputs(graph: nx.DiGraph, result: Any, inventory: Inventory,
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    from segmenter.config import load_config
     from segmenter.graph import load_graph
 
     graph = load_graph(args.graph)
@@ -215,8 +217,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     dialects = [str(d) for d in (args.dialect or list(DialectName))]
     out_dirs = {d: str(Path(args.output) / d) if len(dialects) > 1 or args.output_is_parent
                 else args.output for d in dialects}
+    options = load_config(args.config).compile if args.config else None
     notes = compile_outputs(graph, result, inventory, dialects, out_dirs,
-                            best_effort=args.best_effort, staged=args.staged)
+                            best_effort=args.best_effort, staged=args.staged, options=options)
     for d in dialects:
         print(f"wrote {out_dirs[d]}")
     for note in sorted(set(notes)):
@@ -280,7 +283,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Compile before writing graph/plan so a plan that cannot be expressed leaves no new files
     # beside the flow file.
     notes = compile_outputs(graph, result, inventory, dialects, out_dirs,
-                            best_effort=args.best_effort, staged=args.staged)
+                            best_effort=args.best_effort, staged=args.staged,
+                            options=config.compile)
     save_graph(graph, str(out / "graph.json"))
     atomic_write_json(out / "plan.json", plan_to_dict(result))
     save_zone_map(graph, result, out / "graph.png",
@@ -295,7 +299,7 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{out / 'graph.json'}, {out / 'graph.png'}")
     print("\n".join(summary_lines(result)))
     for dialect in dialects:
-        count = sum(1 for f in out_dirs[dialect] and Path(out_dirs[dialect]).rglob("*.yaml")
+        count = sum(1 for f in Path(out_dirs[dialect]).rglob("*.yaml")
                     if f.name != "kustomization.yaml")
         print(f"{dialect}: {count} policy files in {out_dirs[dialect]}")
     for note in sorted(set(notes)):
@@ -356,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graph", required=True)
     p.add_argument("--plan", required=True)
     p.add_argument("--inventory", nargs="+", required=True)
+    p.add_argument("--config", help="segmenter.yaml (compile options)")
     p.add_argument("--dialect", action="append", type=DialectName,
                    choices=list(DialectName), help="default: both")
     p.add_argument("-o", "--output", required=True,

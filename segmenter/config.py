@@ -13,6 +13,10 @@
         role: store               # store (default) or processor
         reason: PostgreSQL holding primary account numbers
     exclude_namespaces: [kube-system]   # not policed; default: the system namespaces
+    compile:
+      port_ranges: false          # fold runs of 3+ consecutive observed ports into endPort
+      external_cidrs:             # external peers inside these blocks are allowed as the block
+        - {cidr: 203.0.113.0/24, except: [203.0.113.128/25], name: payment-gateway}
 
 Pods (or their controllers' pod templates) may also declare themselves with the label or
 annotation ``segmenter.io/data-class: pci`` (several classes separated by commas).
@@ -20,6 +24,7 @@ annotation ``segmenter.io/data-class: pci`` (several classes separated by commas
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,11 +75,27 @@ class SensitiveDecl:
 
 
 @dataclass(frozen=True)
+class ExternalBlock:
+    """A configured aggregate for external peers: ``cidr`` minus ``excepts``."""
+
+    cidr: str
+    excepts: tuple[str, ...] = ()
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    port_ranges: bool = False
+    external_cidrs: tuple[ExternalBlock, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     sensitive: tuple[SensitiveDecl, ...] = ()
     classes: dict[str, dict[str, str]] = field(default_factory=lambda: dict(BUILTIN_CLASSES))
     exclude_namespaces: tuple[str, ...] = SYSTEM_NAMESPACES
     path: str | None = None
+    compile: CompileOptions = CompileOptions()
 
     def framework(self, data_class: str) -> str:
         return self.classes.get(data_class, {}).get("framework", data_class)
@@ -141,7 +162,8 @@ def load_config(path: str | None, extra: tuple[SensitiveDecl, ...] = ()) -> Conf
     classes = dict(config.classes)
     for decl in extra:
         _check_class(decl.data_class, classes, path=None, record=decl.source)
-    return Config(config.sensitive + extra, classes, config.exclude_namespaces, path)
+    return Config(config.sensitive + extra, classes, config.exclude_namespaces, path,
+                  config.compile)
 
 
 def _check_class(name: str, classes: dict[str, dict[str, str]], *, path: str | None,
@@ -155,7 +177,7 @@ def _check_class(name: str, classes: dict[str, dict[str, str]], *, path: str | N
 def _parse_config(raw: Any, path: str) -> Config:
     if not isinstance(raw, dict):
         raise PlanError("the config must be a map", path=path)
-    known_keys = {"version", "classes", "sensitive", "exclude_namespaces"}
+    known_keys = {"version", "classes", "sensitive", "exclude_namespaces", "compile"}
     for key in raw:
         if key not in known_keys:
             raise PlanError(f"unknown key {key!r} (known: {', '.join(sorted(known_keys))})",
@@ -206,4 +228,43 @@ def _parse_config(raw: Any, path: str) -> Config:
     if not isinstance(exclude, list) or not all(isinstance(n, str) for n in exclude):
         raise PlanError("`exclude_namespaces` must be a list of names", path=path,
                         record="exclude_namespaces")
-    return Config(tuple(decls), classes, tuple(sorted(exclude)), path)
+    return Config(tuple(decls), classes, tuple(sorted(exclude)), path,
+                  _parse_compile(raw.get("compile"), path))
+
+
+def _parse_compile(raw: Any, path: str) -> CompileOptions:
+    if raw is None:
+        return CompileOptions()
+    if not isinstance(raw, dict):
+        raise PlanError("`compile` must be a map", path=path, record="compile")
+    unknown = set(raw) - {"port_ranges", "external_cidrs"}
+    if unknown:
+        raise PlanError(f"unknown key(s) {', '.join(sorted(unknown))}", path=path,
+                        record="compile")
+    port_ranges = raw.get("port_ranges", False)
+    if not isinstance(port_ranges, bool):
+        raise PlanError("port_ranges must be true or false", path=path,
+                        record="compile.port_ranges")
+    blocks = []
+    for index, entry in enumerate(raw.get("external_cidrs") or []):
+        record = f"compile.external_cidrs[{index}]"
+        if not isinstance(entry, dict) or "cidr" not in entry:
+            raise PlanError("each entry needs a cidr", path=path, record=record)
+        try:
+            net = ipaddress.ip_network(str(entry["cidr"]), strict=True)
+            excepts = []
+            for item in entry.get("except") or []:
+                sub = ipaddress.ip_network(str(item), strict=True)
+                # NetworkPolicy rejects an except that is not a strict subset of cidr.
+                if sub.version != net.version or not sub.subnet_of(net) or sub == net:  # type: ignore[arg-type]
+                    raise PlanError(f"except {sub} is not a strict subset of {net}", path=path,
+                                    record=record)
+                excepts.append(str(sub))
+        except ValueError as exc:
+            raise PlanError(f"invalid CIDR: {exc}", path=path, record=record) from exc
+        name = str(entry.get("name") or str(net).replace(".", "-").replace("/", "-")
+                   .replace(":", "-"))
+        if not _DNS1123.match(name):
+            raise PlanError(f"name {name!r} must be a DNS-1123 label", path=path, record=record)
+        blocks.append(ExternalBlock(str(net), tuple(sorted(excepts)), name))
+    return CompileOptions(port_ranges, tuple(blocks))

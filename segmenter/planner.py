@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import networkx as nx
@@ -56,6 +57,15 @@ class Crossing:
     tls: bool
 
 
+@dataclass(frozen=True, order=True)
+class Reduction:
+    """Cutting (removing or proxying) ``flows`` takes ``leaves`` out of the class's scope."""
+
+    flows: tuple[tuple[str, str], ...]  # (client, server) edges
+    leaves: tuple[str, ...]
+    note: str = ""
+
+
 @dataclass(frozen=True)
 class ClassScope:
     data_class: str
@@ -63,6 +73,7 @@ class ClassScope:
     framework: str
     zones: tuple[tuple[str, tuple[ZoneMember, ...]], ...]
     crossings: tuple[Crossing, ...]
+    reductions: tuple[Reduction, ...] = ()
 
     def members(self, zone: str) -> tuple[ZoneMember, ...]:
         for name, members in self.zones:
@@ -70,11 +81,12 @@ class ClassScope:
                 return members
         return ()
 
+    @cached_property
+    def _zone_index(self) -> dict[str, str]:
+        return {m.node: name for name, members in self.zones for m in members}
+
     def zone_of(self, node: str) -> str:
-        for name, members in self.zones:
-            if any(m.node == node for m in members):
-                return name
-        return GENERAL
+        return self._zone_index.get(node, GENERAL)
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,7 @@ class Plan:
     policed: tuple[str, ...]  # workload node ids that get policies
     excluded_namespaces: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    suggestions: tuple[ZoneMember, ...] = ()  # look like data stores; never applied
 
     def zone_of(self, node: str) -> str:
         """The most restrictive zone of ``node`` over every class."""
@@ -164,9 +177,100 @@ def plan(graph: nx.DiGraph, config: Config, *, dns_nodes: Iterable[str] = ()) ->
 
     scopes = []
     for data_class in sorted(restricted):
-        scopes.append(_scope(graph, config, data_class, restricted[data_class],
-                             excluded=excluded, dns=dns))
-    return Plan(tuple(scopes), policed, tuple(sorted(excluded)), tuple(notes))
+        scope = _scope(graph, config, data_class, restricted[data_class], excluded=excluded,
+                       dns=dns)
+        scopes.append(_with_reductions(graph, scope))
+    declared = {n for members in restricted.values() for n in members}
+    return Plan(tuple(scopes), policed, tuple(sorted(excluded)), tuple(notes),
+                suggest_stores(graph, declared, excluded))
+
+
+# Server ports of common databases, caches and queues (IANA / vendor defaults).
+STORE_PORTS = {
+    1433: "Microsoft SQL Server", 1521: "Oracle Database", 3306: "MySQL/MariaDB",
+    5432: "PostgreSQL", 5984: "CouchDB", 6379: "Redis", 7000: "Cassandra (internode)",
+    8086: "InfluxDB", 9042: "Cassandra", 9092: "Kafka", 9200: "Elasticsearch/OpenSearch",
+    11211: "memcached", 26257: "CockroachDB", 27017: "MongoDB", 28015: "RethinkDB",
+}
+STORE_NAME_HINTS = ("postgres", "mysql", "mariadb", "mongo", "redis", "cassandra", "elastic",
+                    "memcache", "cockroach", "couch", "db", "database", "vault", "ledger")
+
+
+def suggest_stores(graph: nx.DiGraph, declared: set[str], excluded: set[str]) -> tuple[
+        ZoneMember, ...]:
+    """Undeclared workloads that look like data stores: listening on a database or cache port,
+    or labelled like one. Reported for a human to decide, never applied."""
+    out = []
+    for node in workload_nodes(graph):
+        attrs = graph.nodes[node]
+        if node in declared or attrs.get("namespace") in excluded:
+            continue
+        reasons = set()
+        for _, _, data in graph.in_edges(node, data=True):
+            for port in data.get("ports", []):
+                product = STORE_PORTS.get(port.get("port") or 0)
+                if product and port.get("protocol") == "TCP":
+                    reasons.add(f"serves TCP/{port['port']} ({product})")
+        words = " ".join([str(attrs.get("name", "")),
+                          *(str(v) for v in (attrs.get("labels") or {}).values())]).lower()
+        hints = sorted({h for h in STORE_NAME_HINTS if h in words.replace("-", " ").split()
+                        or (len(h) > 4 and h in words)})
+        if hints:
+            reasons.add("named or labelled like a data store (" + ", ".join(hints) + ")")
+        if reasons:
+            out.append(ZoneMember(node, "; ".join(sorted(reasons))))
+    return tuple(out)
+
+
+def _with_reductions(graph: nx.DiGraph, scope: ClassScope) -> ClassScope:
+    """Scope reduction: which flows to cut (remove or proxy) to take workloads out of scope.
+
+    Per connected workload, the flows it has with the restricted zone (cutting them all takes it
+    out of the connected zone); cheapest first. Then a minimum edge cut between the restricted
+    zone and the general zone over workload-to-workload flows, so that no general workload can
+    reach the restricted zone through an in-scope one (PCI SSC scoping guidance, 2016).
+    """
+    restricted = {m.node for m in scope.members(RESTRICTED)}
+    reductions = []
+    for member in scope.members(CONNECTED):
+        node = member.node
+        edges = sorted({(u, v) for u, v in graph.in_edges(node) if v in restricted}
+                       | {(u, v) for u, v in graph.out_edges(node) if v in restricted}
+                       | {(u, v) for u, v in graph.out_edges(node) if u in restricted}
+                       | {(u, v) for u, v in graph.in_edges(node) if u in restricted})
+        if edges:
+            reductions.append(Reduction(tuple(edges), (node,),
+                                        f"{node} leaves {scope.data_class} scope"))
+    reductions.sort(key=lambda r: (len(r.flows), r.leaves))
+    general = {m.node for m in scope.members(GENERAL)}
+    workloads = [n for n, a in graph.nodes(data=True) if a.get("kind") == "workload"]
+    undirected = nx.Graph()
+    undirected.add_nodes_from(workloads)
+    undirected.add_edges_from((u, v) for u, v in graph.edges if u != v and u in undirected
+                              and v in undirected)
+    if restricted and general:
+        source, sink = "\0restricted", "\0general"
+        undirected.add_edges_from((source, r) for r in restricted)
+        undirected.add_edges_from((g, sink) for g in general)
+        for (_, r), (g, _) in [((source, r), (g, sink)) for r in restricted for g in general]:
+            undirected.edges[source, r]["capacity"] = len(workloads) + 1
+            undirected.edges[g, sink]["capacity"] = len(workloads) + 1
+        for u, v in undirected.edges:
+            undirected.edges[u, v].setdefault("capacity", 1)
+        if nx.has_path(undirected, source, sink):
+            _, (reach, _) = nx.minimum_cut(undirected, source, sink)
+            cut = sorted(
+                (u, v) if graph.has_edge(u, v) else (v, u)
+                for u, v in undirected.edges
+                if (u in reach) != (v in reach) and source not in (u, v) and sink not in (u, v)
+            )
+            if cut:
+                reductions.append(Reduction(
+                    tuple(cut), (),
+                    "minimum cut: without these flows no general workload can reach the "
+                    f"restricted {scope.data_class} zone through another workload"))
+    return ClassScope(scope.data_class, scope.title, scope.framework, scope.zones,
+                      scope.crossings, tuple(reductions))
 
 
 def _scope(graph: nx.DiGraph, config: Config, data_class: str, restricted: dict[str, str], *,
@@ -239,6 +343,7 @@ def plan_to_dict(result: Plan) -> dict[str, Any]:
         "policed": list(result.policed),
         "excluded_namespaces": list(result.excluded_namespaces),
         "notes": list(result.notes),
+        "suggestions": [{"node": m.node, "reason": m.reason} for m in result.suggestions],
         "classes": {
             scope.data_class: {
                 "title": scope.title,
@@ -255,6 +360,10 @@ def plan_to_dict(result: Plan) -> dict[str, Any]:
                         "first_seen": c.first_seen, "last_seen": c.last_seen, "tls": c.tls,
                     }
                     for c in scope.crossings
+                ],
+                "scope_reduction": [
+                    {"cut": [list(f) for f in r.flows], "leaves": list(r.leaves), "note": r.note}
+                    for r in scope.reductions
                 ],
             }
             for scope in result.classes
@@ -279,9 +388,15 @@ def plan_from_dict(data: dict[str, Any], *, path: str | None = None) -> Plan:
                          c["server_zone"], c["flows"], c["first_seen"], c["last_seen"], c["tls"])
                 for c in scope["crossings"]
             )
-            scopes.append(ClassScope(name, scope["title"], scope["framework"], zones, crossings))
+            reductions = tuple(
+                Reduction(tuple((a, b) for a, b in r["cut"]), tuple(r["leaves"]), r["note"])
+                for r in scope.get("scope_reduction", []))
+            scopes.append(ClassScope(name, scope["title"], scope["framework"], zones, crossings,
+                                     reductions))
         return Plan(tuple(scopes), tuple(data["policed"]), tuple(data["excluded_namespaces"]),
-                    tuple(data.get("notes", [])))
+                    tuple(data.get("notes", [])),
+                    tuple(ZoneMember(m["node"], m["reason"])
+                          for m in data.get("suggestions", [])))
     except (KeyError, TypeError) as exc:
         raise PlanError(f"malformed plan: missing or bad field {exc}", path=path) from exc
 
@@ -302,4 +417,13 @@ def summary_lines(result: Plan) -> list[str]:
         plaintext = [c for c in boundary if not c.tls]
         lines.append(f"  {len(boundary)} flows cross the restricted boundary; "
                      f"{len(plaintext)} of them without TLS")
+        leaving = [r for r in scope.reductions if r.leaves]
+        if leaving:
+            best = leaving[0]
+            lines.append(f"  scope reduction: cut {len(best.flows)} flow(s) "
+                         f"({', '.join(f'{a} -> {b}' for a, b in best.flows)}) and "
+                         f"{len(best.leaves)} workload(s) leave {scope.data_class} scope")
+    for suggestion in result.suggestions:
+        lines.append(f"suggestion (not applied): {suggestion.node} may be a data store: "
+                     f"{suggestion.reason}")
     return lines

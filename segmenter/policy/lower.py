@@ -19,6 +19,7 @@ from typing import Any
 
 import networkx as nx
 
+from segmenter.config import CompileOptions, ExternalBlock
 from segmenter.errors import UnsupportedError
 from segmenter.model import Inventory, Labels, Transport, WorkloadRef
 from segmenter.planner import CONNECTED, RESTRICTED, Plan
@@ -116,7 +117,10 @@ class Lowering:
     """Builds peers, selectors and rules for one plan."""
 
     def __init__(self, graph: nx.DiGraph, plan: Plan, inventory: Inventory,
-                 dns: DnsTarget | None):
+                 dns: DnsTarget | None, options: CompileOptions):
+        self.options = options
+        self.blocks = [(ipaddress.ip_network(b.cidr), [ipaddress.ip_network(e) for e in b.excepts],
+                        b) for b in options.external_cidrs]
         self.graph = graph
         self.plan = plan
         self.inventory = inventory
@@ -148,11 +152,23 @@ class Lowering:
         names = sorted(attrs.get("dns_names") or [])
         out = []
         for address in addresses:
+            block = self.block_of(address) if role is CidrRole.EXTERNAL else None
+            if block is not None:
+                out.append(CidrPeer(block.cidr, role, block.excepts, block.name))
+                continue
             label = names[0] if names and role is CidrRole.EXTERNAL else address
             if role is not CidrRole.EXTERNAL:
                 label = f"{attrs.get('label') or kind}-{address}"
             out.append(CidrPeer(_cidr(address), role, (), dns1123(label)))
         return tuple(out)
+
+    def block_of(self, address: str) -> ExternalBlock | None:
+        """The configured aggregate holding ``address`` (outside its excepts), if any."""
+        ip = ipaddress.ip_address(address)
+        for net, excepts, block in self.blocks:
+            if ip.version == net.version and ip in net and not any(ip in e for e in excepts):
+                return block
+        return None
 
     def zone_requirements(self, node: str) -> tuple[str, tuple[str, ...]]:
         zones = []
@@ -163,7 +179,8 @@ class Lowering:
             reqs.update(REQUIREMENTS.get(scope.framework, {}).get(zone, ()))
         return "; ".join(zones), tuple(sorted(reqs))
 
-    def workload_rules(self, node: str) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+    def workload_rules(self, node: str, requirements: tuple[str, ...] = ()) -> tuple[
+            tuple[Rule, ...], tuple[Rule, ...]]:
         ingress: dict[Peer, _RuleAcc] = defaultdict(_RuleAcc)
         egress: dict[Peer, _RuleAcc] = defaultdict(_RuleAcc)
         for client, _, data in self.graph.in_edges(node, data=True):
@@ -182,17 +199,53 @@ class Lowering:
             for peer in self.dns.peers:
                 for port in self.dns.ports:
                     egress[peer].add(port, 0, None, None, self.dns.description)
-        return _rules(ingress, Action.ALLOW), _rules(egress, Action.ALLOW)
+        ranges = self.options.port_ranges
+        return (_rules(ingress, Action.ALLOW, requirements, ranges),
+                _rules(egress, Action.ALLOW, requirements, ranges))
 
 
-def _rules(acc: dict[Peer, _RuleAcc], action: Action) -> tuple[Rule, ...]:
+def _rules(acc: dict[Peer, _RuleAcc], action: Action, requirements: tuple[str, ...],
+           port_ranges: bool) -> tuple[Rule, ...]:
     rules = []
     for peer in sorted(acc, key=_peer_key):
         item = acc[peer]
-        rules.append(Rule(action, (peer,), tuple(sorted(item.ports, key=_port_key)),
+        ports = fold_port_ranges(item.ports) if port_ranges else item.ports
+        rules.append(Rule(action, (peer,), tuple(sorted(ports, key=_port_key)),
                           Evidence(item.flows, item.first, item.last,
-                                   "; ".join(sorted(item.reasons)))))
+                                   "; ".join(sorted(item.reasons)), requirements)))
     return tuple(rules)
+
+
+def fold_port_ranges(ports: Iterable[Port], minimum: int = 3) -> set[Port]:
+    """Fold runs of ``minimum`` or more consecutive single ports into one ``endPort`` range.
+
+    The range is exactly the observed ports, nothing more. (A CNI without endPort support opens
+    only the first port of a range, policy-semantics.md tricky case 20: hence opt-in.)
+
+    >>> from segmenter.model import Transport as T
+    >>> folded = fold_port_ranges({Port(T.TCP, p) for p in (80, 81, 82, 90)})
+    >>> sorted((p.port, p.end_port) for p in folded)
+    [(80, 82), (90, None)]
+    """
+    out: set[Port] = set()
+    singles: dict[Transport, list[int]] = defaultdict(list)
+    for port in ports:
+        if port.port is None or port.end_port is not None:
+            out.add(port)
+        else:
+            singles[port.transport].append(port.port)
+    for transport, numbers in singles.items():
+        run: list[int] = []
+        for number in [*sorted(set(numbers)), -1]:
+            if run and number == run[-1] + 1:
+                run.append(number)
+                continue
+            if len(run) >= minimum:
+                out.add(Port(transport, run[0], run[-1]))
+            else:
+                out.update(Port(transport, n) for n in run)
+            run = [number]
+    return out
 
 
 def _peer_key(peer: Peer) -> tuple[Any, ...]:
@@ -206,13 +259,14 @@ def _port_key(port: Port) -> tuple[str, int, int]:
 
 
 def lower(graph: nx.DiGraph, plan: Plan, inventory: Inventory, *,
-          dns: DnsTarget | None = None, guardrails: bool = True) -> PolicySet:
+          dns: DnsTarget | None = None, guardrails: bool = True,
+          options: CompileOptions | None = None) -> PolicySet:
     """Compile ``plan`` into the policy IR.
 
     Raises:
         UnsupportedError: a workload cannot be selected exactly by stable labels.
     """
-    low = Lowering(graph, plan, inventory, dns)
+    low = Lowering(graph, plan, inventory, dns, options or CompileOptions())
     policies: list[Policy] = []
     namespaces: set[str] = set()
     used_names: dict[tuple[str, str], str] = {}
@@ -222,9 +276,9 @@ def lower(graph: nx.DiGraph, plan: Plan, inventory: Inventory, *,
         namespace = str(attrs["namespace"])
         namespaces.add(namespace)
         target, note = low.selector(node)
-        ingress, egress = low.workload_rules(node)
-        rules_of[node] = (ingress, egress)
         zone, reqs = low.zone_requirements(node)
+        ingress, egress = low.workload_rules(node, reqs)
+        rules_of[node] = (ingress, egress)
         name = _unique_name(used_names, namespace, f"allow-{dns1123(str(attrs['name']), 56)}",
                             node)
         policies.append(Policy(
