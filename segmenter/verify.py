@@ -100,7 +100,12 @@ def verify_flows(flows: Iterable[Flow], inventory: Inventory,
         server = resolver.resolve(flow.server, flow.server_port, flow.transport,
                                   flow.first_seen)
         sources = finder.endpoints(flow.client, client.node_id, flow.first_seen)[:1]
-        targets = finder.endpoints(flow.server, server.node_id, flow.first_seen)
+        if server.how == "nodelocal-dns":
+            # NodeLocal DNSCache answers on the node itself, without DNAT to a DNS pod: the
+            # CNI sees the link-local (or kube-dns ClusterIP) address (tricky case 18).
+            targets = [EvalEndpoint(ip=flow.server, name=f"node-local DNS {flow.server}")]
+        else:
+            targets = finder.endpoints(flow.server, server.node_id, flow.first_seen)
         port = server.port if flow.transport is not Transport.ICMP else None
         verdict: Verdict | None = None
         for src in sources:

@@ -60,11 +60,15 @@ def detect_dns(graph: nx.DiGraph, inventory: Inventory) -> DnsTarget | None:
     link_local: set[str] = set()
     for _, server, data in graph.edges(data=True):
         attrs = graph.nodes[server]
-        if attrs.get("kind") not in {"external", "node"}:
+        dns_ports = [p for p in data.get("ports", []) if p.get("port") in DNS_PORTS]
+        if not dns_ports:
             continue
-        if not any(p.get("port") in DNS_PORTS for p in data.get("ports", [])):
-            continue
-        for address in attrs.get("addresses") or []:
+        # The graph names NodeLocal DNSCache traffic by the DNS workload; the address the pod
+        # actually sent to is kept in `via_addresses`. Cloud resolvers stay external/node nodes.
+        candidates = [a for p in dns_ports for a in p.get("via_addresses") or []]
+        if attrs.get("kind") in {"external", "node"}:
+            candidates += list(attrs.get("addresses") or [])
+        for address in candidates:
             ip = ipaddress.ip_address(address)
             if ip.version == 4 and ip in _LINK_LOCAL:
                 link_local.add(address)
