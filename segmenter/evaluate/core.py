@@ -1,0 +1,343 @@
+"""Compiled policies, rules and the endpoint view they match against.
+
+Both Kubernetes NetworkPolicy and Calico policy compile into :class:`CompiledPolicy` objects
+held in :class:`Tier`\\ s, so one evaluation loop (Calico's tier algorithm, policy-semantics.md
+§3.4) serves both enforcement modes. A Kubernetes-only cluster is the special case of one tier,
+``default``, holding only Allow rules: a pod that some policy selects for a direction is isolated
+(end-of-tier deny), a pod that none selects is allowed (§1.9).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from segmenter.evaluate.model import (
+    Action,
+    Direction,
+    EvalEndpoint,
+    IPAddress,
+    IPNetwork,
+    PortRange,
+)
+from segmenter.evaluate.selector import Node
+from segmenter.model import ContainerPort, Transport
+
+# Labels Calico puts on every Kubernetes workload endpoint and namespace (§3.2).
+CALICO_NAMESPACE = "projectcalico.org/namespace"
+CALICO_ORCHESTRATOR = "projectcalico.org/orchestrator"
+CALICO_SERVICE_ACCOUNT = "projectcalico.org/serviceaccount"
+CALICO_NAME = "projectcalico.org/name"
+K8S_NAMESPACE_NAME = "kubernetes.io/metadata.name"
+
+EMPTY: Mapping[str, str] = {}
+
+
+@dataclass(frozen=True, eq=False)
+class NetSet:
+    """A Calico NetworkSet (namespaced) or GlobalNetworkSet: labelled CIDRs that selectors see."""
+
+    kind: str
+    name: str
+    namespace: str | None
+    labels: Mapping[str, str]
+    nets: tuple[IPNetwork, ...]
+
+    @property
+    def display(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else (
+            f"{self.kind} {self.name}"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Identity:
+    """Something a Calico selector can select: a pod or a network set holding the address."""
+
+    labels: Mapping[str, str]
+    namespace: str | None
+    ns_labels: Mapping[str, str]
+    service_account: str | None  # pods only
+    sa_labels: Mapping[str, str]
+
+
+@dataclass(eq=False)
+class Subject:
+    """An :class:`EvalEndpoint` resolved for matching: labels as dicts, parsed IP, network sets."""
+
+    ep: EvalEndpoint
+    is_pod: bool
+    namespace: str | None  # the pod's namespace; None for anything that is not a pod
+    pod_labels: Mapping[str, str]  # the pod's own labels (Kubernetes selectors)
+    labels: Mapping[str, str]  # Calico's view: pod labels plus the automatic labels
+    ns_labels: Mapping[str, str]
+    ip: IPAddress | None
+    identities: tuple[Identity, ...]  # the pod (if a pod), then network sets containing the IP
+    ports: tuple[ContainerPort, ...]  # declared container ports (pods only)
+
+
+def ip_in(ip: IPAddress | None, net: IPNetwork) -> bool:
+    return ip is not None and ip.version == net.version and ip in net
+
+
+# --------------------------------------------------------------------------------------------
+# Kubernetes rules
+
+
+@dataclass(frozen=True)
+class IPBlockPeer:
+    """``ipBlock``: ``cidr`` minus ``except``. ``match_pods`` is the [I] choice of §1.5."""
+
+    cidr: IPNetwork
+    excepts: tuple[IPNetwork, ...]
+    match_pods: bool
+
+    def match(self, subj: Subject, policy_ns: str) -> bool:
+        if subj.is_pod and not self.match_pods:
+            return False
+        ip = subj.ip
+        return ip_in(ip, self.cidr) and not any(ip_in(ip, e) for e in self.excepts)
+
+
+@dataclass(frozen=True)
+class SelectorPeer:
+    """``podSelector`` and/or ``namespaceSelector`` in one peer (AND); matches pods only."""
+
+    namespace_selector: Node | None
+    pod_selector: Node | None
+
+    def match(self, subj: Subject, policy_ns: str) -> bool:
+        if not subj.is_pod:
+            return False
+        if self.namespace_selector is None:
+            if subj.namespace != policy_ns:
+                return False
+        elif not self.namespace_selector.match(subj.ns_labels):
+            return False
+        return self.pod_selector is None or self.pod_selector.match(subj.pod_labels)
+
+
+K8sPeer = IPBlockPeer | SelectorPeer
+
+
+@dataclass(frozen=True)
+class K8sPort:
+    protocol: Transport
+    range: PortRange | None  # None: every port of the protocol
+
+
+@dataclass(frozen=True)
+class K8sRule:
+    """One ``ingress[]``/``egress[]`` entry: peers ORed, ports ORed, peers AND ports.
+
+    ``peers``/``ports`` empty means missing or ``[]``: any peer / any port and protocol (§1.4).
+    """
+
+    direction: Direction
+    index: int
+    namespace: str
+    peers: tuple[K8sPeer, ...]
+    ports: tuple[K8sPort, ...]
+    action: Action = Action.ALLOW
+
+    def matches(self, src: Subject, dst: Subject, proto: Transport, port: int | None) -> bool:
+        if self.peers:
+            peer = src if self.direction is Direction.INGRESS else dst
+            if not any(p.match(peer, self.namespace) for p in self.peers):
+                return False
+        if not self.ports:
+            return True
+        dst_ports = dst.ports if dst.is_pod else ()
+        for p in self.ports:
+            if p.protocol == proto and (p.range is None or p.range.contains(port, proto,
+                                                                            dst_ports)):
+                return True
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Calico rules
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A Calico ``source``/``destination`` EntityRule, with its selector scope resolved.
+
+    ``positive`` is true when Calico builds a positive endpoint selector for the entity
+    (``rules.go``): a selector, service accounts or namespaceSelector is set, or a notSelector in
+    a namespaced policy (which scopes it to the policy's namespace, trap 3.8.6).
+    """
+
+    nets: tuple[IPNetwork, ...] | None = None
+    not_nets: tuple[IPNetwork, ...] = ()
+    positive: bool = False
+    scope_ns: str | None = None
+    namespace_selector: Node | None = None
+    selector: Node | None = None
+    sa_names: frozenset[str] | None = None
+    sa_selector: Node | None = None
+    not_selector: Node | None = None
+    ports: tuple[PortRange, ...] | None = None
+    not_ports: tuple[PortRange, ...] = ()
+    services: bool = False
+
+    def match_identity(self, ident: Identity) -> bool:
+        if self.namespace_selector is not None:
+            if not self.namespace_selector.match(ident.ns_labels,
+                                                 namespaced=ident.namespace is not None):
+                return False
+        elif self.scope_ns is not None and ident.namespace != self.scope_ns:
+            return False
+        if self.sa_names is not None and ident.service_account not in self.sa_names:
+            return False
+        if self.sa_selector is not None and not self.sa_selector.match(ident.sa_labels):
+            return False
+        return self.selector is None or self.selector.match(ident.labels)
+
+    def matches(self, subj: Subject, proto: Transport, port: int | None) -> bool:
+        if self.services:
+            return False
+        ip = subj.ip
+        if self.nets is not None and not any(ip_in(ip, n) for n in self.nets):
+            return False
+        if self.not_nets and any(ip_in(ip, n) for n in self.not_nets):
+            return False
+        if self.positive and not any(self.match_identity(i) for i in subj.identities):
+            return False
+        if self.not_selector is not None and any(
+            self.not_selector.match(i.labels) for i in subj.identities
+        ):
+            return False
+        own_ports = subj.ports if subj.is_pod else ()
+        if self.ports is not None and not any(r.contains(port, proto, own_ports)
+                                              for r in self.ports):
+            return False
+        return not (self.not_ports and any(r.contains(port, proto, own_ports)
+                                           for r in self.not_ports))
+
+
+@dataclass(frozen=True)
+class CalicoRule:
+    """A Calico rule: every criterion must match (AND).
+
+    ``protocol`` / ``not_protocol`` are sets of transports (an empty set, e.g. for ``UDPLite``,
+    which :class:`Transport` does not model, matches no connection). For ICMP the connection's
+    ``port`` is read as the ICMP type.
+    """
+
+    direction: Direction
+    index: int
+    action: Action
+    protocol: frozenset[Transport] | None = None
+    not_protocol: frozenset[Transport] | None = None
+    ip_version: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    not_icmp_type: int | None = None
+    not_icmp_code: int | None = None
+    source: Entity = field(default_factory=Entity)
+    destination: Entity = field(default_factory=Entity)
+
+    def matches(self, src: Subject, dst: Subject, proto: Transport, port: int | None) -> bool:
+        if self.protocol is not None and proto not in self.protocol:
+            return False
+        if self.not_protocol is not None and proto in self.not_protocol:
+            return False
+        if self.ip_version is not None:
+            for ip in (src.ip, dst.ip):
+                if ip is not None and ip.version != self.ip_version:
+                    return False
+        is_icmp = proto in (Transport.ICMP, Transport.ICMPV6)
+        if self.icmp_type is not None and (
+            not is_icmp or port != self.icmp_type or self.icmp_code is not None
+        ):
+            return False
+        if (self.not_icmp_type is not None and is_icmp and port == self.not_icmp_type
+                and self.not_icmp_code is None):
+            return False
+        # The source port of a connection is not known: source ports never match.
+        if not self.source.matches(src, proto, None):
+            return False
+        return self.destination.matches(dst, proto, None if is_icmp else port)
+
+
+Rule = K8sRule | CalicoRule
+
+
+# --------------------------------------------------------------------------------------------
+# Policies and tiers
+
+
+@dataclass(eq=False)
+class CompiledPolicy:
+    """A policy ready to evaluate, whichever API it came from.
+
+    ``kind`` is one of ``k8s`` (networking.k8s.io NetworkPolicy), ``np`` (Calico NetworkPolicy),
+    ``gnp`` (GlobalNetworkPolicy). ``key`` is the name Calico sorts on within an order: the
+    policy name, prefixed by ``<namespace>/`` for namespaced policies.
+    """
+
+    kind: str
+    display: str
+    namespace: str | None
+    name: str
+    tier: str
+    order: float | None
+    types: frozenset[Direction]
+    ingress: tuple[Rule, ...]
+    egress: tuple[Rule, ...]
+    selector: Node
+    namespace_selector: Node | None = None
+    sa_selector: Node | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+    def sort_key(self) -> tuple[float, str]:
+        return (math.inf if self.order is None else self.order, self.key)
+
+    def rules(self, direction: Direction) -> tuple[Rule, ...]:
+        return self.ingress if direction is Direction.INGRESS else self.egress
+
+    def selects(self, subj: Subject) -> bool:
+        """Whether the policy applies to ``subj`` (a pod-network pod), whatever the direction."""
+        if not subj.is_pod:
+            return False
+        if self.kind == "k8s":
+            return subj.namespace == self.namespace and self.selector.match(subj.pod_labels)
+        if self.namespace is not None and subj.namespace != self.namespace:
+            return False
+        if self.namespace_selector is not None and not self.namespace_selector.match(
+            subj.ns_labels, namespaced=True
+        ):
+            return False
+        if self.sa_selector is not None:
+            sa = subj.labels.get(CALICO_SERVICE_ACCOUNT)
+            if not self.sa_selector.match({CALICO_NAME: sa} if sa else EMPTY):
+                return False
+        return self.selector.match(subj.labels)
+
+
+@dataclass
+class Tier:
+    """A Calico tier: ``order`` (None sorts last), ``default_action`` Deny or Pass."""
+
+    name: str
+    order: float | None
+    default_action: Action = Action.DENY
+    policies: list[CompiledPolicy] = field(default_factory=list)
+
+    def sort_key(self) -> tuple[float, str]:
+        return (math.inf if self.order is None else self.order, self.name)
+
+
+# Tiers Calico always has (§3.4). Only tiers holding a policy that selects an endpoint matter.
+BUILTIN_TIERS: dict[str, tuple[float | None, Action]] = {
+    "default": (1_000_000.0, Action.DENY),
+    "kube-admin": (1_000.0, Action.PASS),
+    "kube-baseline": (10_000_000.0, Action.PASS),
+    "adminnetworkpolicy": (1_000.0, Action.PASS),
+    "baselineadminnetworkpolicy": (10_000_000.0, Action.PASS),
+}
