@@ -42,9 +42,8 @@ class Enforcement(enum.StrEnum):
 
 
 def stage_ingest(captures: Sequence[str], out: str, *, progress: bool) -> dict[str, Any]:
-    from capture.ingest import ingest
-
     from capture.errors import CaptureError
+    from capture.ingest import ingest
 
     try:
         stats = ingest(list(captures), out, progress=progress)
@@ -394,6 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--best-effort", action="store_true")
     p.add_argument("--staged", action="store_true")
     p.set_defaults(func=cmd_run)
+
+    from segmenter import apply, diff, kube_policies
+
+    for module in (diff, apply, kube_policies):
+        module.add_parser(sub)
     return parser
 
 
