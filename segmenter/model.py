@@ -165,6 +165,9 @@ class Service:
     selector: Labels = Labels()
     ports: tuple[ServicePort, ...] = ()
     labels: Labels = Labels()
+    # status.loadBalancer.ingress[].ip (added for inventory resolution; kept apart from
+    # spec.externalIPs because cloud load balancers may SNAT or proxy).
+    load_balancer_ips: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, order=True)

@@ -96,7 +96,7 @@ def verify_flows(flows: Iterable[Flow], inventory: Inventory,
     finder = EndpointFinder(inventory)
     results = []
     for flow in flows:
-        client = resolver.resolve(flow.client, flow.client_port, flow.transport, flow.first_seen)
+        client = resolver.resolve(flow.client, None, flow.transport, flow.first_seen)
         server = resolver.resolve(flow.server, flow.server_port, flow.transport,
                                   flow.first_seen)
         sources = finder.endpoints(flow.client, client.node_id, flow.first_seen)[:1]

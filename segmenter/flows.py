@@ -1,0 +1,312 @@
+"""Read flow files (``flows.jsonl``, format version 1; see ``docs/flow-format.md``).
+
+Every line is checked; the first bad one raises :class:`~segmenter.errors.InputError` naming the
+file and the line. ``.gz`` files are read transparently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import ipaddress
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+from segmenter.errors import InputError
+from segmenter.model import DnsAnswer, Flow, Transport
+
+logger = logging.getLogger(__name__)
+
+FORMAT: Final = "segmenter-flows"
+VERSION: Final = 1
+DIRECTIONS: Final = frozenset({"handshake", "first-packet", "port-heuristic"})
+_PORTED: Final = frozenset({Transport.TCP, Transport.UDP, Transport.SCTP})
+_TRANSPORTS: Final = {t.value: t for t in Transport} | {t.value.lower(): t for t in Transport}
+
+
+@dataclass(frozen=True)
+class FlowFile:
+    """A parsed flow file: its header, flow records and DNS records, in file order."""
+
+    header: Mapping[str, Any]
+    flows: tuple[Flow, ...] = ()
+    dns: tuple[DnsAnswer, ...] = ()
+    paths: tuple[str, ...] = field(default=(), compare=False)
+
+
+class _Bad(Exception):
+    pass
+
+
+def _open(path: str) -> IO[str]:
+    if path.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def read_flow_file(path: str | Path) -> FlowFile:
+    """Read and validate one flow file."""
+    path = str(path)
+    flows: list[Flow] = []
+    dns: list[DnsAnswer] = []
+    unknown: Counter[str] = Counter()
+    header: dict[str, Any] | None = None
+    reader = _RecordReader()
+    lineno = 0
+    try:
+        with _open(path) as handle:
+            for lineno, line in enumerate(handle, start=1):  # noqa: B007 - reported on error
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise _Bad(f"malformed JSON: {exc.msg} (column {exc.colno})") from None
+                if not isinstance(data, dict):
+                    raise _Bad(f"expected a JSON object, got {_type_name(data)}")
+                if header is None:
+                    header = _check_header(data)
+                    continue
+                kind = data.get("record")
+                if kind == "flow":
+                    flows.append(reader.flow(data))
+                elif kind == "dns":
+                    dns.append(reader.dns(data))
+                elif isinstance(kind, str):
+                    unknown[kind] += 1  # a newer minor revision may add record types
+                else:
+                    raise _Bad('"record" must be "flow" or "dns"')
+    except _Bad as exc:
+        raise InputError(str(exc), path=path, record=f"line {lineno}") from None
+    except FileNotFoundError:
+        raise InputError("no such file", path=path) from None
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise InputError(f"cannot read: {exc}", path=path, record=f"line {lineno}") from None
+    if header is None:
+        raise InputError("empty file: expected a segmenter-flows header on line 1", path=path)
+    for kind, count in sorted(unknown.items()):
+        logger.warning("%s: skipped %d record(s) of unknown type %r", path, count, kind)
+    return FlowFile(header=header, flows=tuple(flows), dns=tuple(dns), paths=(path,))
+
+
+def read_flow_files(paths: Sequence[str | Path]) -> FlowFile:
+    """Read several flow files into one; records are re-sorted as the format orders them.
+
+    The merged header has the union of ``sources``, summed ``stats`` and the ``generator`` when
+    all files agree on it.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    if not paths:
+        raise InputError("no flow file given")
+    files = [read_flow_file(p) for p in paths]
+    if len(files) == 1:
+        return files[0]
+    flows = sorted(
+        (f for ff in files for f in ff.flows),
+        key=lambda f: (
+            f.first_seen,
+            f.transport.value,
+            f.client,
+            -1 if f.client_port is None else f.client_port,
+            f.server,
+            -1 if f.server_port is None else f.server_port,
+        ),
+    )
+    dns = sorted(
+        (d for ff in files for d in ff.dns), key=lambda d: (d.ts, d.client, d.server, d.name)
+    )
+    return FlowFile(
+        header=_merge_headers([ff.header for ff in files]),
+        flows=tuple(flows),
+        dns=tuple(dns),
+        paths=tuple(p for ff in files for p in ff.paths),
+    )
+
+
+def iter_flows(paths: Sequence[str | Path]) -> Iterator[Flow]:
+    """The flows of several files, file after file (no re-sorting)."""
+    for path in paths:
+        yield from read_flow_file(path).flows
+
+
+def _merge_headers(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    generators = {h.get("generator") for h in headers}
+    sources = sorted({s for h in headers for s in h.get("sources") or ()})
+    packets = flows = 0
+    skipped: Counter[str] = Counter()
+    for h in headers:
+        stats = h.get("stats") or {}
+        packets += int(stats.get("packets") or 0)
+        flows += int(stats.get("flows") or 0)
+        skipped.update({str(k): int(v) for k, v in (stats.get("skipped") or {}).items()})
+    merged: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "sources": sources,
+        "stats": {"packets": packets, "flows": flows, "skipped": dict(sorted(skipped.items()))},
+    }
+    if len(generators) == 1 and None not in generators:
+        merged["generator"] = generators.pop()
+    return merged
+
+
+def _check_header(data: dict[str, Any]) -> dict[str, Any]:
+    fmt = data.get("format")
+    if fmt != FORMAT:
+        if data.get("record") in ("flow", "dns"):
+            raise _Bad(f'line 1 must be the header ("format": "{FORMAT}"), found a record')
+        raise _Bad(f'not a flow file: "format" is {fmt!r}, expected "{FORMAT}"')
+    version = data.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise _Bad(f'"version" must be an integer, not {_type_name(version)}')
+    if version > VERSION:
+        raise _Bad(
+            f"flow file version {version} is newer than this reader (version {VERSION}); "
+            "upgrade segmenter"
+        )
+    if version < 1:
+        raise _Bad(f"unknown flow file version {version}")
+    if "generator" in data and not isinstance(data["generator"], str):
+        raise _Bad('"generator" must be a string')
+    sources = data.get("sources", [])
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        raise _Bad('"sources" must be a list of strings')
+    stats = data.get("stats", {})
+    if not isinstance(stats, dict):
+        raise _Bad('"stats" must be an object')
+    return data
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+class _RecordReader:
+    """Validates records; caches the canonical form of each address (they repeat a lot)."""
+
+    def __init__(self) -> None:
+        self._ips: dict[str, str] = {}
+
+    def ip(self, data: Mapping[str, Any], key: str) -> str:
+        value = data.get(key)
+        if not isinstance(value, str):
+            raise _Bad(f'"{key}" must be an IP address string, not {_type_name(value)}')
+        canonical = self._ips.get(value)
+        if canonical is None:
+            try:
+                canonical = str(ipaddress.ip_address(value))
+            except ValueError:
+                raise _Bad(f'"{key}": {value!r} is not an IP address') from None
+            if len(self._ips) < 1_000_000:
+                self._ips[value] = canonical
+        return canonical
+
+    @staticmethod
+    def count(data: Mapping[str, Any], key: str) -> int:
+        value = data.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _Bad(f'"{key}" must be a non-negative integer, not {value!r}')
+        return value
+
+    @staticmethod
+    def time(data: Mapping[str, Any], key: str) -> float:
+        value = data.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Bad(f'"{key}" must be a number (epoch seconds), not {_type_name(value)}')
+        return float(value)
+
+    @staticmethod
+    def flag(data: Mapping[str, Any], key: str) -> bool:
+        value = data.get(key, False)
+        if not isinstance(value, bool):
+            raise _Bad(f'"{key}" must be true or false, not {_type_name(value)}')
+        return value
+
+    @staticmethod
+    def port(data: Mapping[str, Any], key: str, transport: Transport) -> int | None:
+        value = data.get(key)
+        if value is None:
+            if transport in _PORTED:
+                raise _Bad(f'"{key}" is required for {transport.value}')
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+            raise _Bad(f'"{key}" must be a port number 0-65535 or null, not {value!r}')
+        return value
+
+    def flow(self, data: Mapping[str, Any]) -> Flow:
+        proto = data.get("proto")
+        transport = _TRANSPORTS.get(proto) if isinstance(proto, str) else None
+        if transport is None:
+            raise _Bad(f'"proto" must be one of TCP, UDP, SCTP, ICMP, ICMPv6, not {proto!r}')
+        first_seen = self.time(data, "first_seen")
+        last_seen = self.time(data, "last_seen")
+        if last_seen < first_seen:
+            raise _Bad('"last_seen" is before "first_seen"')
+        direction = data.get("direction", "handshake")
+        if direction not in DIRECTIONS:
+            raise _Bad(
+                f'"direction" must be one of {", ".join(sorted(DIRECTIONS))}, not {direction!r}'
+            )
+        sni = data.get("sni")
+        if sni is not None and not isinstance(sni, str):
+            raise _Bad(f'"sni" must be a string or null, not {_type_name(sni)}')
+        outer = data.get("outer")
+        if outer is not None and (
+            not isinstance(outer, list) or not all(isinstance(o, str) for o in outer)
+        ):
+            raise _Bad('"outer" must be a list of addresses or null')
+        return Flow(
+            transport=transport,
+            client=self.ip(data, "client"),
+            server=self.ip(data, "server"),
+            client_port=self.port(data, "client_port", transport),
+            server_port=self.port(data, "server_port", transport),
+            first_seen=first_seen,
+            last_seen=last_seen,
+            packets_to_server=self.count(data, "packets_to_server"),
+            bytes_to_server=self.count(data, "bytes_to_server"),
+            packets_to_client=self.count(data, "packets_to_client"),
+            bytes_to_client=self.count(data, "bytes_to_client"),
+            direction=direction,
+            handshake=self.flag(data, "handshake"),
+            resets=self.count(data, "resets"),
+            tls=self.flag(data, "tls"),
+            sni=sni,
+        )
+
+    def dns(self, data: Mapping[str, Any]) -> DnsAnswer:
+        name = data.get("name")
+        if not isinstance(name, str) or not name:
+            raise _Bad('"name" must be a non-empty string')
+        answers = data.get("answers", [])
+        if not isinstance(answers, list):
+            raise _Bad('"answers" must be a list of addresses')
+        cnames = data.get("cnames", [])
+        if not isinstance(cnames, list) or not all(isinstance(c, str) for c in cnames):
+            raise _Bad('"cnames" must be a list of names')
+        return DnsAnswer(
+            client=self.ip(data, "client"),
+            server=self.ip(data, "server"),
+            name=name.lower().rstrip("."),
+            answers=tuple(self.ip({"answers[]": a}, "answers[]") for a in answers),
+            cnames=tuple(c.lower().rstrip(".") for c in cnames),
+            ts=self.time(data, "ts"),
+        )

@@ -1,0 +1,308 @@
+"""Inventory from a live cluster, through the official ``kubernetes`` client.
+
+Lists pods, services, EndpointSlices, namespaces, nodes and the workload controllers with paged
+``list`` calls (``limit`` / ``continue``) and feeds the API server's list responses to the same
+parser as ``kubectl get -o json`` dumps (:func:`segmenter.inventory.parse_documents`).
+
+The responses are read raw (``_preload_content=False``): the parser wants the JSON the API
+server sent, and building the client's model objects first (then ``sanitize_for_serialization``)
+costs seconds per ten thousand pods for nothing. Objects that do come back as models (a patched
+or older client) are converted with ``ApiClient.sanitize_for_serialization``.
+
+Read-only RBAC for this is in ``docs/rbac.yaml``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from segmenter.errors import InputError, InventoryError
+from segmenter.inventory import parse_documents
+from segmenter.model import Inventory
+
+logger = logging.getLogger(__name__)
+
+RBAC_HINT: Final = "docs/rbac.yaml"
+DEFAULT_TIMEOUT: Final = 60.0
+_MAX_RESTARTS: Final = 2
+
+
+@dataclass(frozen=True)
+class _Resource:
+    plural: str
+    group: str  # "" for the core group
+    api: str  # client class name
+    method: str  # its list-for-all-namespaces method
+
+    @property
+    def rbac_name(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+RESOURCES: Final = (
+    _Resource("namespaces", "", "CoreV1Api", "list_namespace"),
+    _Resource("nodes", "", "CoreV1Api", "list_node"),
+    _Resource("pods", "", "CoreV1Api", "list_pod_for_all_namespaces"),
+    _Resource("services", "", "CoreV1Api", "list_service_for_all_namespaces"),
+    _Resource(
+        "endpointslices",
+        "discovery.k8s.io",
+        "DiscoveryV1Api",
+        "list_endpoint_slice_for_all_namespaces",
+    ),
+    _Resource("deployments", "apps", "AppsV1Api", "list_deployment_for_all_namespaces"),
+    _Resource("replicasets", "apps", "AppsV1Api", "list_replica_set_for_all_namespaces"),
+    _Resource("statefulsets", "apps", "AppsV1Api", "list_stateful_set_for_all_namespaces"),
+    _Resource("daemonsets", "apps", "AppsV1Api", "list_daemon_set_for_all_namespaces"),
+    _Resource("jobs", "batch", "BatchV1Api", "list_job_for_all_namespaces"),
+    _Resource("cronjobs", "batch", "BatchV1Api", "list_cron_job_for_all_namespaces"),
+)
+# Served instead when a cluster has no discovery.k8s.io/v1 (before Kubernetes 1.21).
+_LEGACY_ENDPOINTS: Final = _Resource(
+    "endpoints", "", "CoreV1Api", "list_endpoints_for_all_namespaces"
+)
+
+
+def live_inventory(
+    *,
+    context: str | None = None,
+    kubeconfig: str | None = None,
+    page_size: int = 500,
+    request_timeout: float = DEFAULT_TIMEOUT,
+) -> Inventory:
+    """Read the inventory of a running cluster.
+
+    Uses ``kubeconfig`` (or ``$KUBECONFIG``, or ``~/.kube/config``) with ``context`` (default:
+    its current context); without any kubeconfig file, the in-cluster service account. An
+    unreachable cluster, rejected credentials or missing RBAC raise :class:`InventoryError`
+    with one line saying which.
+    """
+    if page_size < 1:
+        raise ValueError("page_size must be at least 1")
+    from kubernetes import client
+
+    api_client, host = _api_client(context=context, kubeconfig=kubeconfig)
+    lister = functools.partial(
+        _list_all, api_client, client, host=host, page_size=page_size, timeout=request_timeout
+    )
+    with api_client:
+        documents: list[Any] = []
+        for resource in RESOURCES:
+            pages = lister(resource)
+            if pages is None and resource.plural == "endpointslices":
+                logger.warning(
+                    "the cluster at %s serves no discovery.k8s.io/v1 EndpointSlices; "
+                    "reading core/v1 Endpoints instead",
+                    host,
+                )
+                pages = lister(_LEGACY_ENDPOINTS)
+            if pages is None:
+                logger.warning(
+                    "the cluster at %s does not serve %s; skipped", host, resource.rbac_name
+                )
+                continue
+            documents.extend(pages)
+    source = f"cluster {host}" + (f" (context {context})" if context else "")
+    try:
+        return parse_documents(documents, source=source)
+    except InputError as exc:
+        raise InventoryError(exc.message, path=exc.path, record=exc.record) from None
+
+
+def _kubeconfig_paths(kubeconfig: str | None) -> list[str]:
+    if kubeconfig:
+        return [kubeconfig]
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return [p for p in env.split(os.pathsep) if p]
+    return [str(Path("~/.kube/config").expanduser())]
+
+
+def _api_client(*, context: str | None, kubeconfig: str | None) -> tuple[Any, str]:
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    configuration = client.Configuration()
+    paths = _kubeconfig_paths(kubeconfig)
+    existing = [p for p in paths if Path(p).expanduser().is_file()]
+    if kubeconfig and not existing:
+        raise InventoryError("no such kubeconfig file", path=kubeconfig)
+    try:
+        if existing:
+            config.load_kube_config(
+                config_file=os.pathsep.join(existing) if len(existing) > 1 else existing[0],
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        else:
+            if context:
+                raise InventoryError(
+                    f"context {context!r} asked for, but no kubeconfig found ({', '.join(paths)})"
+                )
+            config.load_incluster_config(client_configuration=configuration)
+    except ConfigException as exc:
+        where = ", ".join(existing) if existing else None
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not existing:
+            message = (
+                f"no kubeconfig found ({', '.join(paths)}) and not running in a cluster: " + message
+            )
+        raise InventoryError(message, path=where) from None
+    return client.ApiClient(configuration), str(configuration.host)
+
+
+def _list_all(
+    api_client: Any,
+    client: Any,
+    resource: _Resource,
+    *,
+    host: str,
+    page_size: int,
+    timeout: float,
+) -> list[Mapping[str, Any]] | None:
+    """Every page of one resource, or None when the cluster does not serve it (404)."""
+    from kubernetes.client.exceptions import ApiException
+
+    method: Callable[..., Any] = getattr(getattr(client, resource.api)(api_client), resource.method)
+    pages: list[Mapping[str, Any]] = []
+    token: str | None = None
+    restarts = 0
+    while True:
+        try:
+            response = method(
+                limit=page_size,
+                _continue=token,
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+            page = _as_dict(api_client, response, resource, host)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            if exc.status == 410 and token is not None and restarts < _MAX_RESTARTS:
+                # The continue token expired: a consistent list has to start over.
+                restarts += 1
+                logger.warning(
+                    "listing %s: continue token expired; restarting the list", resource.rbac_name
+                )
+                pages, token = [], None
+                continue
+            raise _api_error(exc, resource, host) from None
+        except InventoryError:
+            raise
+        except Exception as exc:  # urllib3 / socket / TLS failures
+            if _is_transport_error(exc):
+                raise InventoryError(
+                    f"cannot reach the cluster at {host}: {_reason(exc)}"
+                ) from None
+            raise
+        pages.append(page)
+        meta = page.get("metadata")
+        token = meta.get("continue") if isinstance(meta, Mapping) else None
+        if not token:
+            return pages
+
+
+def _as_dict(api_client: Any, response: Any, resource: _Resource, host: str) -> Mapping[str, Any]:
+    if hasattr(response, "data") and isinstance(getattr(response, "data", None), bytes):
+        raw: bytes = response.data
+        try:
+            page = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InventoryError(
+                f"the API server at {host} sent a malformed response to list "
+                f"{resource.rbac_name} (not JSON)"
+            ) from None
+        finally:
+            release = getattr(response, "release_conn", None)
+            if callable(release):
+                release()
+    elif isinstance(response, Mapping):
+        page = response
+    else:  # a model object (client called with preloading)
+        page = api_client.sanitize_for_serialization(response)
+    if not isinstance(page, Mapping) or not isinstance(page.get("items", []), list):
+        raise InventoryError(
+            f"the API server at {host} sent an unexpected response to list "
+            f"{resource.rbac_name} (no items list)"
+        )
+    return page
+
+
+def _status_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            status = json.loads(body)
+        except (TypeError, ValueError):
+            return ""
+        if isinstance(status, Mapping) and isinstance(status.get("message"), str):
+            return str(status["message"])
+    return ""
+
+
+def _api_error(exc: Any, resource: _Resource, host: str) -> InventoryError:
+    status = exc.status
+    if status == 0:  # the REST layer's TLS failure
+        reason = str(exc.reason or "").replace("\n", ": ")
+        return InventoryError(f"cannot reach the cluster at {host}: {reason}")
+    if status == 401:
+        return InventoryError(
+            f"unauthorized: the cluster at {host} rejected the credentials "
+            "(expired token or certificate?)"
+        )
+    if status == 403:
+        return InventoryError(f"forbidden: needs list on {resource.rbac_name} (see {RBAC_HINT})")
+    message = _status_message(exc)
+    return InventoryError(
+        f"the API server at {host} answered {status} {exc.reason or ''} to list "
+        f"{resource.rbac_name}" + (f": {message}" if message else "")
+    )
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        nxt = getattr(current, "reason", None)
+        if not isinstance(nxt, BaseException):
+            nxt = current.__cause__ or current.__context__
+        current = nxt
+    return seen
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    import urllib3
+
+    return any(isinstance(e, (urllib3.exceptions.HTTPError, OSError)) for e in _chain(exc))
+
+
+def _reason(exc: BaseException) -> str:
+    import urllib3
+
+    chain = _chain(exc)
+    for e in chain:
+        if isinstance(e, ConnectionRefusedError) or "Connection refused" in str(e):
+            return "connection refused"
+    for e in chain:
+        if isinstance(
+            e, urllib3.exceptions.NameResolutionError
+        ) or "Name or service not known" in str(e):
+            return "cannot resolve the host name"
+    for e in chain:
+        if isinstance(e, (urllib3.exceptions.TimeoutError, TimeoutError)):
+            return "timed out"
+    for e in chain:
+        if isinstance(e, urllib3.exceptions.SSLError):
+            return f"TLS error: {str(e).splitlines()[0]}"
+    last = chain[-1]
+    return str(last).splitlines()[0] if str(last) else type(last).__name__
