@@ -1,0 +1,269 @@
+"""The flow file (``flows.jsonl``, docs/flow-format.md): write, read back and merge.
+
+Output is deterministic: records are sorted (flows, then DNS answers, each by the documented key,
+then by their own text), keys are sorted, separators are compact and nothing depends on the
+time of writing. A file is written to a temporary file beside the target and renamed over it, so
+a reader never sees half a flow file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any, TypeVar
+
+from capture import __version__
+from capture.errors import CaptureError
+
+FORMAT = "segmenter-flows"
+VERSION = 1
+GENERATOR = f"segmenter-capture {__version__}"
+
+Record = dict[str, Any]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FlowFile:
+    """A flow file in memory: its header and its records, in file order."""
+
+    header: dict[str, Any]
+    records: list[Record] = field(default_factory=list)
+
+    @property
+    def flows(self) -> list[Record]:
+        return [r for r in self.records if r.get("record") == "flow"]
+
+    @property
+    def dns(self) -> list[Record]:
+        return [r for r in self.records if r.get("record") == "dns"]
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False)
+
+
+def dumps(obj: Mapping[str, Any]) -> str:
+    """One JSON line: keys sorted, compact, UTF-8 text (no ASCII escaping)."""
+    return _ENCODER.encode(obj)
+
+
+def _port(value: Any) -> int:
+    return value if isinstance(value, int) else -1
+
+
+def sort_key(rec: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Flows by (first_seen, proto, client, client_port, server, server_port), then DNS answers
+    by (ts, client, server, name), then any other record type."""
+    kind = rec.get("record")
+    if kind == "flow":
+        return (
+            0,
+            float(rec.get("first_seen") or 0.0),
+            str(rec.get("proto")),
+            str(rec.get("client")),
+            _port(rec.get("client_port")),
+            str(rec.get("server")),
+            _port(rec.get("server_port")),
+        )
+    if kind == "dns":
+        return (
+            1,
+            float(rec.get("ts") or 0.0),
+            str(rec.get("client")),
+            str(rec.get("server")),
+            str(rec.get("name")),
+            0,
+            "",
+        )
+    return (2, 0.0, str(kind), "", 0, "", 0)
+
+
+def make_header(
+    sources: Iterable[str],
+    packets: int,
+    skipped: Mapping[str, int],
+    flows: int,
+    dns: int,
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "generator": GENERATOR,
+        "sources": sorted(set(sources)),
+        "stats": {
+            "packets": packets,
+            "skipped": {k: skipped[k] for k in sorted(skipped) if skipped[k]},
+            "flows": flows,
+            "dns": dns,
+        },
+    }
+
+
+def render(header: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The lines of a flow file (without newlines): header, then the records sorted."""
+    return [dumps(header), *ordered_lines(((sort_key(r), r) for r in records), _same)]
+
+
+def _same(rec: Mapping[str, Any]) -> Mapping[str, Any]:
+    return rec
+
+
+def ordered_lines(
+    items: Iterable[tuple[tuple[Any, ...], T]], to_record: Callable[[T], Mapping[str, Any]]
+) -> Iterator[str]:
+    """Record lines in the order of the file: by ``sort_key``, ties by the line's own text.
+
+    ``items`` pairs each record's ``sort_key`` with anything ``to_record`` turns into the
+    record, so that records are made (and dropped) one at a time while writing.
+    """
+    ordered = sorted(items, key=itemgetter(0))
+    for _key, group in itertools.groupby(ordered, key=itemgetter(0)):
+        objs = [obj for _, obj in group]
+        if len(objs) == 1:
+            yield dumps(to_record(objs[0]))
+        else:
+            yield from sorted(dumps(to_record(obj)) for obj in objs)
+
+
+def write_lines(out: str | None, lines: Iterable[str]) -> None:
+    """Write lines to ``out`` atomically (temp file in the same directory + ``os.replace``);
+    ``None`` or ``"-"`` writes to standard output."""
+    if out is None or out == "-":
+        for line in lines:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        return
+    target = os.path.abspath(out)
+    directory = os.path.dirname(target)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.",
+                                   suffix=".tmp")
+    except OSError as exc:
+        raise CaptureError(f"cannot write the flow file: {exc.strerror or exc}", path=out) from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            for line in lines:
+                f.write(line)
+                f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise CaptureError(f"cannot write the flow file: {exc.strerror or exc}",
+                               path=out) from exc
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_flow_file(
+    out: str | None, header: Mapping[str, Any], records: Iterable[Mapping[str, Any]]
+) -> None:
+    """Write a flow file: ``header`` then ``records`` in the documented order."""
+    write_lines(out, render(header, records))
+
+
+def read_flow_file(path: str) -> FlowFile:
+    """Read a flow file back; ``CaptureError`` if it is not one or is from a newer version."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError as exc:
+        raise CaptureError("no such file", path=path) from exc
+    except IsADirectoryError as exc:
+        raise CaptureError("is a directory, not a flow file", path=path) from exc
+    except UnicodeDecodeError as exc:
+        raise CaptureError("not a flow file (not UTF-8 text)", path=path) from exc
+    except OSError as exc:
+        raise CaptureError(f"cannot read: {exc.strerror or exc}", path=path) from exc
+    if not lines:
+        raise CaptureError("empty file, not a flow file", path=path)
+    header = _json_object(lines[0], path, 1)
+    if header.get("format") != FORMAT:
+        raise CaptureError(f"not a flow file (line 1 has no \"format\": \"{FORMAT}\")",
+                           path=path, record=1, unit="line")
+    version = header.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CaptureError("flow file header has no integer \"version\"", path=path, record=1,
+                           unit="line")
+    if version > VERSION:
+        raise CaptureError(
+            f"flow file format version {version} is newer than this program reads ({VERSION});"
+            " upgrade segmenter-capture",
+            path=path,
+        )
+    records = [_json_object(line, path, n) for n, line in enumerate(lines[1:], 2) if line.strip()]
+    return FlowFile(header, records)
+
+
+def _json_object(line: str, path: str, number: int) -> dict[str, Any]:
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        raise CaptureError(f"not JSON: {exc}", path=path, record=number, unit="line") from exc
+    if not isinstance(obj, dict):
+        raise CaptureError("not a JSON object", path=path, record=number, unit="line")
+    return obj
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def merge(files: Sequence[FlowFile]) -> tuple[dict[str, Any], list[Record]]:
+    """Header and records of the merge of ``files`` (independent of their order).
+
+    Records are kept as they are (the same connection seen by two agents stays two records);
+    ``sources`` is the sorted union and ``stats`` the sums.
+    """
+    sources: set[str] = set()
+    packets = 0
+    skipped: dict[str, int] = {}
+    records: list[Record] = []
+    for ff in files:
+        srcs = ff.header.get("sources")
+        if isinstance(srcs, list):
+            sources.update(str(s) for s in srcs)
+        stats = ff.header.get("stats")
+        if isinstance(stats, dict):
+            packets += _int(stats.get("packets"))
+            sk = stats.get("skipped")
+            if isinstance(sk, dict):
+                for reason, count in sk.items():
+                    skipped[str(reason)] = skipped.get(str(reason), 0) + _int(count)
+        records.extend(ff.records)
+    flows = sum(1 for r in records if r.get("record") == "flow")
+    dns = sum(1 for r in records if r.get("record") == "dns")
+    return make_header(sources, packets, skipped, flows, dns), records
+
+
+def merge_flow_files(paths: Sequence[str], out: str | None) -> FlowFile:
+    """Merge flow files into ``out`` (atomically; ``None`` / ``"-"``: stdout).
+
+    Merging the same set of files in any order gives byte-identical output. Returns the merged
+    header and records (in file order).
+    """
+    if isinstance(paths, str):
+        paths = [paths]
+    if not paths:
+        raise CaptureError("no flow files to merge")
+    header, records = merge([read_flow_file(p) for p in paths])
+    keyed = sorted(((sort_key(r), dumps(r)), r) for r in records)
+    write_lines(out, [dumps(header), *(line for (_key, line), _rec in keyed)])
+    return FlowFile(header, [rec for _line, rec in keyed])

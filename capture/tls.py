@@ -1,0 +1,90 @@
+"""TLS ClientHello recognition and SNI extraction.
+
+Only the fact that a ClientHello was sent and its ``server_name`` are read; nothing else of the
+handshake is looked at or kept.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+CONTENT_HANDSHAKE = 0x16
+HANDSHAKE_CLIENT_HELLO = 1
+EXT_SERVER_NAME = 0
+NAME_TYPE_HOST = 0
+MAX_CLIENT_HELLO = 16384 + 5  # one TLS record
+_HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_*")
+
+
+class HelloProbe(NamedTuple):
+    is_hello: bool  # the bytes start a TLS ClientHello
+    sni: str | None  # the host name, when found
+    need_more: bool  # the SNI may be beyond the bytes given: feed more of the stream
+
+
+NOT_HELLO = HelloProbe(False, None, False)
+
+
+def looks_like_client_hello(data: bytes | bytearray) -> bool:
+    """The first bytes of a TCP stream are a TLS handshake record holding a ClientHello."""
+    return (
+        len(data) >= 6
+        and data[0] == CONTENT_HANDSHAKE
+        and data[1] == 3
+        and data[2] <= 4
+        and data[5] == HANDSHAKE_CLIENT_HELLO
+    )
+
+
+def probe_client_hello(data: bytes | bytearray) -> HelloProbe:
+    """Look for the SNI in the first bytes of a client -> server stream."""
+    if not looks_like_client_hello(data):
+        return NOT_HELLO
+    record_end = min(5 + (data[3] << 8 | data[4]), len(data))
+    complete = len(data) >= 5 + (data[3] << 8 | data[4])
+    more = HelloProbe(True, None, not complete)
+    # Handshake header (type, 3-byte length), client_version, random.
+    off = 5 + 4 + 2 + 32
+    if off + 1 > record_end:
+        return more
+    off += 1 + data[off]  # session id
+    if off + 2 > record_end:
+        return more
+    off += 2 + (data[off] << 8 | data[off + 1])  # cipher suites
+    if off + 1 > record_end:
+        return more
+    off += 1 + data[off]  # compression methods
+    if off + 2 > record_end:
+        return more
+    ext_end = off + 2 + (data[off] << 8 | data[off + 1])
+    off += 2
+    while off + 4 <= record_end and off < ext_end:
+        etype = data[off] << 8 | data[off + 1]
+        elen = data[off + 2] << 8 | data[off + 3]
+        body = off + 4
+        if etype == EXT_SERVER_NAME:
+            if body + elen > record_end:
+                return more
+            return HelloProbe(True, _server_name(data[body : body + elen]), False)
+        off = body + elen
+    if complete or off >= ext_end:
+        return HelloProbe(True, None, False)
+    return more
+
+
+def _server_name(ext: bytes | bytearray) -> str | None:
+    """The host_name entry of a server_name extension body (RFC 6066 section 3)."""
+    if len(ext) < 2:
+        return None
+    end = min(2 + (ext[0] << 8 | ext[1]), len(ext))
+    off = 2
+    while off + 3 <= end:
+        ntype = ext[off]
+        nlen = ext[off + 1] << 8 | ext[off + 2]
+        name = ext[off + 3 : off + 3 + nlen]
+        if ntype == NAME_TYPE_HOST:
+            if len(name) != nlen or not name or not set(name) <= _HOST_CHARS:
+                return None
+            return name.decode("ascii").lower().rstrip(".") or None
+        off += 3 + nlen
+    return None
