@@ -70,7 +70,7 @@ class Builder:
         self.graph.add_node(node, kind="node", addresses=[ip], label=name)
         return node
 
-    def flow(self, client: str, server: str, port: int | None, protocol: str = "TCP",
+    def flow(self, client: str, server: str, port: int | None, protocol: str = "TCP", *,
              flows: int = 3, tls: bool = False) -> None:
         entry = {"protocol": protocol, "port": port, "flows": flows, "packets": flows * 10,
                  "bytes": flows * 1000, "first_seen": T0, "last_seen": T0 + 60, "tls": tls,

@@ -194,12 +194,13 @@ def test_sensitive_selector_matching_nothing(tmp_path: Path) -> None:
 
 
 def test_service_port_becomes_target_port(run_dir: Path) -> None:
-    """checkout reached payments-api through its Service (443 -> targetPort 8443): tricky case 10."""
+    """checkout reached payments-api through its Service (443 -> targetPort 8443): case 10."""
     doc = yaml.safe_load((run_dir / "kubernetes/payments/allow-payments-api.yaml").read_text())
     ports = {p["port"] for r in doc["spec"]["ingress"] for p in r["ports"]}
     assert ports == {8443}
     egress = {(p["protocol"], p["port"]) for r in doc["spec"]["egress"] for p in r["ports"]}
-    assert ("TCP", 6443) in egress and ("TCP", 443) in egress  # API server post-DNAT; gateway
+    assert ("TCP", 6443) in egress  # the API server, post-DNAT
+    assert ("TCP", 443) in egress  # the payment gateway
 
 
 def test_every_emitted_object_passes_validation(run_dir: Path) -> None:

@@ -111,7 +111,8 @@ def test_calico_guardrail_shape() -> None:
         assert actions[-2:] == ["Log", "Deny"]
         assert set(actions[:-2]) == {"Pass"}
     sets = [d for d in docs if d["kind"] == "GlobalNetworkSet"]
-    assert sets and all(s["spec"]["nets"] for s in sets)
+    assert sets
+    assert all(s["spec"]["nets"] for s in sets)
     for doc in docs:
         for direction in ("ingress", "egress"):
             for rule in doc.get("spec", {}).get(direction, []):

@@ -45,7 +45,8 @@ def test_restricted_connected_general() -> None:
     assert {m.node for m in scope.members(INFRASTRUCTURE)} == {"kube-system/Deployment/coredns"}
     assert len(scope.members(EXTERNAL)) == 2
     reason = scope.members(CONNECTED)[0].reason
-    assert "payments/StatefulSet/db" in reason and "TCP/5432" in reason
+    assert "payments/StatefulSet/db" in reason
+    assert "TCP/5432" in reason
     assert all(c.client_zone != c.server_zone for c in scope.crossings)
     assert result.zone_of("payments/StatefulSet/db") == RESTRICTED
 
