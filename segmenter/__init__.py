@@ -78,7 +78,7 @@ def compile_policies(graph: nx.DiGraph, plan: Plan, inventory: Inventory) -> Pol
     return lower(graph, plan, inventory, dns=detect_dns(graph, inventory))
 
 
-def render(policy_set: PolicySet, dialect: str = "kubernetes") -> str:
+def render_yaml(policy_set: PolicySet, dialect: str = "kubernetes") -> str:
     """One dialect's YAML for a policy set, as a single multi-document string."""
     from segmenter.dialects import get_dialect
     from segmenter.render import to_yaml
@@ -92,3 +92,16 @@ def draw(graph: nx.DiGraph, plan: Plan, ax: Any = None) -> Any:
     from segmenter.viz import draw_zones
 
     return draw_zones(graph, plan, ax)
+
+
+_NOTEBOOK_NAMES = ("Study", "PlanView", "DiffView", "VerifyView", "load_capture",
+                   "write_policies", "enable_rich_display")
+
+
+def __getattr__(name: str) -> Any:
+    """Notebook helpers, imported on first use (they pull in matplotlib)."""
+    if name in _NOTEBOOK_NAMES:
+        from segmenter import notebook
+
+        return getattr(notebook, name)
+    raise AttributeError(f"module 'segmenter' has no attribute {name!r}")

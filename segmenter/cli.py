@@ -394,9 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--staged", action="store_true")
     p.set_defaults(func=cmd_run)
 
-    from segmenter import apply, diff, kube_policies
+    from segmenter import apply, diff, kube_policies, report
 
-    for module in (diff, apply, kube_policies):
+    for module in (diff, apply, kube_policies, report):
         module.add_parser(sub)
     return parser
 

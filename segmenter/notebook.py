@@ -1,0 +1,627 @@
+"""Notebook helpers: the pipeline in a few calls, and rich HTML displays.
+
+The facade (``segmenter.load_flows`` ... ``segmenter.draw``) is one function per stage; this
+module adds what a notebook needs on top::
+
+    from segmenter import notebook as nb
+
+    study = nb.Study.open("sample/shop.pcapng", "sample/shop-inventory.json",
+                          config="sample/segmenter.yaml")
+    study                      # an HTML summary: flows, graph, scope
+    study.plan_view()          # the plan as tables (also: nb.PlanView(plan, graph))
+    study.draw()               # the zone map
+    policies = study.compile()
+    study.verify(policies)     # every observed flow replayed, as a table
+    nb.DiffView.compare(old, new, study.inventory, study.flows.flows)   # a diff, as HTML
+
+Displays: :class:`PlanView`, :class:`DiffView`, :class:`VerifyView` and :class:`TableView`
+have ``_repr_html_``; :func:`enable_rich_display` registers HTML formatters for the core
+types (``Plan``, ``StructuralDiff``, ``SemanticDiff``) so they render richly on their own.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import random
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+
+if TYPE_CHECKING:
+    from segmenter.config import Config
+    from segmenter.diff import SemanticDiff, StructuralDiff
+    from segmenter.flows import FlowFile
+    from segmenter.model import Inventory
+    from segmenter.planner import Plan
+    from segmenter.policy.ir import PolicySet
+    from segmenter.verify import FlowVerdict
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DiffView",
+    "PlanView",
+    "Study",
+    "TableView",
+    "VerifyView",
+    "enable_rich_display",
+    "load_capture",
+    "render_yaml",
+    "repo_path",
+    "synthetic_graph",
+    "synthetic_plan",
+    "top_talkers",
+    "write_policies",
+]
+
+_CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
+
+
+def repo_path(*parts: str) -> Path:
+    """A path inside the source checkout (``repo_path("sample", "shop.pcapng")``), found from
+    the installed package; notebooks run from any directory."""
+    here = Path(__file__).resolve().parent.parent
+    return here.joinpath(*parts)
+
+
+def load_capture(paths: str | Path | Sequence[str | Path], *,
+                 workdir: str | Path | None = None) -> FlowFile:
+    """Flows from pcap/pcapng captures (ingested into ``workdir``/flows.jsonl, a temporary
+    folder by default) or from flow files (``.jsonl``, ``.jsonl.gz``) as they are."""
+    from segmenter.cli import stage_ingest
+    from segmenter.flows import read_flow_files
+
+    items = [str(paths)] if isinstance(paths, str | Path) else [str(p) for p in paths]
+    captures = [p for p in items if p.lower().endswith(_CAPTURE_SUFFIXES)]
+    flow_files = [p for p in items if p not in captures]
+    if captures:
+        folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="segmenter-"))
+        target = folder / "flows.jsonl"
+        stage_ingest(captures, str(target), progress=False)
+        flow_files.append(str(target))
+    return read_flow_files(flow_files)
+
+
+def render_yaml(policy_set: PolicySet, dialect: str = "kubernetes") -> str:
+    """One dialect's YAML for a policy set, one multi-document string. (The facade's
+    ``segmenter.render`` is shadowed by the ``segmenter.render`` module once that module is
+    imported, as compiling does; this one is not.)"""
+    from segmenter.dialects import get_dialect
+    from segmenter.render import to_yaml
+
+    output = get_dialect(dialect).emit(policy_set)
+    return "---\n".join(to_yaml(docs) for _, docs in sorted(output.files.items()))
+
+
+def write_policies(policy_set: PolicySet, out: str | Path,
+                   dialects: Sequence[str] = ("kubernetes", "calico")) -> dict[str, Path]:
+    """Emit ``policy_set`` in each dialect into ``out``/<dialect> (atomically, as the CLI)."""
+    from segmenter.dialects import get_dialect
+    from segmenter.render import write_tree
+
+    written = {}
+    for name in dialects:
+        folder = Path(out) / name
+        write_tree(folder, get_dialect(name).emit(policy_set).files)
+        written[name] = folder
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML displays
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, caption: str = "",
+           marks: Sequence[str] = ()) -> str:
+    from segmenter.report import Table, html_fragment
+
+    cells = tuple(tuple(str(c) for c in row) for row in rows)
+    return html_fragment([Table(tuple(headers), cells, tuple(marks) if marks else (),
+                                caption)])
+
+
+@dataclass
+class TableView:
+    """Rows as an HTML table in a notebook, plain text elsewhere."""
+
+    headers: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+    caption: str = ""
+
+    def _repr_html_(self) -> str:
+        return _table(self.headers, self.rows, caption=self.caption)
+
+    def __repr__(self) -> str:
+        widths = [max(len(str(h)), *(len(str(r[i])) for r in self.rows)) if self.rows
+                  else len(str(h)) for i, h in enumerate(self.headers)]
+        lines = ["  ".join(str(h).ljust(w) for h, w in zip(self.headers, widths, strict=True))
+                 .rstrip()]
+        lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                  for r in self.rows]
+        return "\n".join(([self.caption] if self.caption else []) + lines)
+
+
+def top_talkers(graph: nx.DiGraph, n: int = 15) -> TableView:
+    """The ``n`` edges with the most flows: client, server, ports, flows, bytes, TLS."""
+    from segmenter.viz import display_label
+
+    edges = sorted(graph.edges(data=True), key=lambda e: (-int(e[2].get("flows", 0)), e[0],
+                                                          e[1]))[:n]
+    rows = []
+    for u, v, d in edges:
+        ports = ", ".join(p["protocol"] if p.get("port") is None else
+                          f"{p['protocol']}/{p['port']}" for p in d.get("ports", []))
+        tls = {bool(p.get("tls")) for p in d.get("ports", [])}
+        rows.append((display_label(graph, u, with_namespace=True),
+                     display_label(graph, v, with_namespace=True), ports, d.get("flows", 0),
+                     f"{int(d.get('bytes', 0)):,}", "yes" if tls == {True} else
+                     ("no" if tls == {False} else "some")))
+    return TableView(("Client", "Server", "Ports", "Flows", "Bytes", "TLS"), rows,
+                     f"Top {len(rows)} of {graph.number_of_edges()} edges by flows")
+
+
+def plan_html(plan: Plan, graph: nx.DiGraph | None = None) -> str:
+    """The plan as HTML: per class, zone sizes, members with reasons, boundary crossings,
+    scope reductions; then suggestions and notes."""
+    from segmenter.planner import CONNECTED, GENERAL, RESTRICTED, ZONES
+    from segmenter.report import Bullets, Heading, Para, Table, html_fragment, scope_blocks
+
+    blocks: list[Any] = []
+    if not plan.classes:
+        blocks.append(Para("No sensitive stores declared: nothing is in scope; every workload "
+                           "still gets least-privilege policies.", "info"))
+    for scope in plan.classes:
+        blocks.append(Heading(4, f"{scope.title} (`{scope.data_class}`, {scope.framework})"))
+        blocks.append(Table(("Zone", "Members"), tuple(
+            (zone, str(len(scope.members(zone)))) for zone in ZONES)))
+        if graph is not None:
+            blocks.extend(b for b in scope_blocks(graph, scope)
+                          if not getattr(b, "caption", "").startswith(GENERAL))
+        else:
+            for zone in (RESTRICTED, CONNECTED):
+                blocks.append(Table(("Member", "Why"), tuple(
+                    (m.node, m.reason) for m in scope.members(zone)), caption=zone))
+        boundary = [c for c in scope.crossings if RESTRICTED in (c.client_zone, c.server_zone)]
+        if boundary:
+            blocks.append(Table(
+                ("Client", "Server", "Port", "Flows", "TLS"),
+                tuple((c.client, c.server, c.protocol if c.port is None else
+                       f"{c.protocol}/{c.port}", str(c.flows), "yes" if c.tls else "no")
+                      for c in boundary),
+                tuple("" if c.tls else "warn" for c in boundary),
+                f"flows across the restricted boundary ({len(boundary)})"))
+        if scope.reductions:
+            blocks.append(Table(("Cut", "Effect"), tuple(
+                ("; ".join(f"{a} → {b}" for a, b in r.flows),
+                 r.note or ", ".join(r.leaves)) for r in scope.reductions),
+                caption="scope reduction options (not applied)"))
+    if plan.suggestions:
+        blocks.append(Table(("Workload", "Why it looks like a data store"), tuple(
+            (m.node, m.reason) for m in plan.suggestions),
+            caption="possible undeclared data stores (never applied)"))
+    if plan.notes:
+        blocks.append(Bullets(tuple(plan.notes)))
+    return html_fragment(blocks)
+
+
+@dataclass
+class PlanView:
+    """A plan displayed as tables (``_repr_html_``); ``graph`` adds display names and the
+    infrastructure and external members."""
+
+    plan: Plan
+    graph: nx.DiGraph | None = None
+
+    def _repr_html_(self) -> str:
+        return plan_html(self.plan, self.graph)
+
+    def __repr__(self) -> str:
+        from segmenter.planner import summary_lines
+
+        return "\n".join(summary_lines(self.plan))
+
+
+def diff_html(structural: StructuralDiff | None, semantic: SemanticDiff | None = None, *,
+              limit: int = 40) -> str:
+    """A policy diff as HTML: objects added, removed and changed; observed flows whose verdict
+    changes; connections that open and close (first ``limit`` of each)."""
+    from segmenter.report import Bullets, Para, Table, html_fragment
+
+    blocks: list[Any] = []
+    if structural is not None:
+        s = structural
+        blocks.append(Para(f"**Objects**: {len(s.added)} added, {len(s.removed)} removed, "
+                           f"{len(s.changed)} changed, {len(s.unchanged)} unchanged."))
+        rows = [("added", a.id) for a in s.added] + [("removed", r.id) for r in s.removed] + [
+            ("changed", c.id) for c in s.changed]
+        if rows:
+            blocks.append(Table(("Change", "Object"), tuple(rows), tuple(
+                {"added": "ok", "removed": "fail", "changed": "warn"}[r[0]] for r in rows)))
+        if s.notes:
+            blocks.append(Bullets(tuple(s.notes)))
+    if semantic is not None:
+        sem = semantic
+        opened = [r for r in sem.reach_changes if r.allowed_after and not r.allowed_before]
+        closed = [r for r in sem.reach_changes if not r.allowed_after]
+        blocks.append(Para(
+            f"**Connections** ({sem.enforcement} enforcement, {sem.workloads_checked} of "
+            f"{sem.workloads_total} workloads, {len(sem.probes)} ports): {len(opened)} open, "
+            f"{len(closed)} close. **Observed flows** ({sem.flows_checked}): "
+            f"{sum(f.flows for f in sem.flow_changes if f.allowed_after)} newly allowed, "
+            f"{sum(f.flows for f in sem.flow_changes if not f.allowed_after)} newly denied.",
+            "fail" if any(not f.allowed_after for f in sem.flow_changes) else ""))
+        if sem.flow_changes:
+            blocks.append(Table(
+                ("Client", "Server", "Port", "Flows", "Before", "After"),
+                tuple((f.client, f.server, f.transport if f.port is None else
+                       f"{f.transport}/{f.port}", str(f.flows), f.before, f.after)
+                      for f in sem.flow_changes[:limit]),
+                tuple("fail" if not f.allowed_after else "ok"
+                      for f in sem.flow_changes[:limit]),
+                "observed flows whose verdict changes"))
+        for what, items, mark in (("open", opened, "warn"), ("close", closed, "")):
+            if items:
+                blocks.append(Table(
+                    ("Source", "Destination", "Port", "Now"),
+                    tuple((r.source, r.destination, r.transport if r.port is None else
+                           f"{r.transport}/{r.port}", r.after) for r in items[:limit]),
+                    (mark,) * min(len(items), limit),
+                    f"connections that {what} ({len(items)}"
+                    + (f", first {limit}" if len(items) > limit else "") + ")"))
+        if sem.notes:
+            blocks.append(Bullets(tuple(sem.notes)))
+    return html_fragment(blocks)
+
+
+@dataclass
+class DiffView:
+    """A structural and semantic policy diff (``_repr_html_``); :meth:`draw` shows what opens
+    and closes on the zone map."""
+
+    structural: StructuralDiff | None
+    semantic: SemanticDiff | None = None
+
+    @classmethod
+    def compare(cls, old: Any, new: Any, inventory: Inventory | None = None,
+                flows: Sequence[Any] = (), *, enforcement: str = "kubernetes") -> DiffView:
+        """Diff two policy sides (folders, manifests or PolicySets); with an inventory, also
+        what the change does to connections and to the observed ``flows``."""
+        from segmenter.diff import diff_policies, semantic_diff
+        from segmenter.viz import load_policy_side
+
+        old_docs = load_policy_side(old, enforcement)
+        new_docs = load_policy_side(new, enforcement)
+        structural = diff_policies(old_docs, new_docs)
+        semantic = None
+        if inventory is not None:
+            semantic = semantic_diff(old_docs, new_docs, inventory, list(flows), enforcement)
+        return cls(structural, semantic)
+
+    def _repr_html_(self) -> str:
+        return diff_html(self.structural, self.semantic)
+
+    def __repr__(self) -> str:
+        from segmenter.diff import StructuralDiff, to_text
+
+        return to_text(self.structural or StructuralDiff(), self.semantic)
+
+    def draw(self, graph: nx.DiGraph, plan: Plan | None, ax: Any = None, **kwargs: Any) -> Any:
+        from segmenter.viz import draw_diff
+
+        if self.semantic is None:
+            raise ValueError("no semantic diff: compare with an inventory to draw it")
+        return draw_diff(graph, plan, self.semantic, ax, **kwargs)
+
+
+@dataclass
+class VerifyView:
+    """Observed flows replayed against policies: the counts and every denied flow."""
+
+    results: Sequence[FlowVerdict]
+    enforcement: str = "kubernetes"
+
+    @property
+    def denied(self) -> list[FlowVerdict]:
+        return [r for r in self.results if not r.allowed]
+
+    def _repr_html_(self) -> str:
+        from segmenter.report import Para, Table, html_fragment
+
+        denied = self.denied
+        blocks: list[Any] = [Para(
+            f"{len(self.results) - len(denied)} of {len(self.results)} observed flows allowed "
+            f"under {self.enforcement} enforcement; {len(denied)} denied.",
+            "fail" if denied else "ok")]
+        if denied:
+            grouped = Counter((r.client, r.server, str(r.flow.transport), r.port,
+                               r.verdict.summary()) for r in denied)
+            blocks.append(Table(("Client", "Server", "Port", "Flows", "Why"), tuple(
+                (c, s, t if p is None else f"{t}/{p}", str(n), why)
+                for (c, s, t, p, why), n in sorted(grouped.items(), key=lambda kv: (
+                    kv[0][0], kv[0][1], kv[0][2], -1 if kv[0][3] is None else kv[0][3])))))
+        return html_fragment(blocks)
+
+    def __repr__(self) -> str:
+        denied = self.denied
+        return (f"{len(self.results) - len(denied)} of {len(self.results)} observed flows "
+                f"allowed under {self.enforcement} enforcement; {len(denied)} denied")
+
+
+def enable_rich_display() -> bool:
+    """Register HTML formatters for Plan, StructuralDiff and SemanticDiff in the running
+    IPython; False outside IPython."""
+    import importlib
+
+    try:  # IPython comes with the notebook kernel, not with segmenter
+        ipython = importlib.import_module("IPython")
+    except ImportError:
+        return False
+    shell = ipython.get_ipython()
+    if shell is None:
+        return False
+    from segmenter.diff import SemanticDiff, StructuralDiff
+    from segmenter.planner import Plan
+
+    formatter = shell.display_formatter.formatters["text/html"]
+    formatter.for_type(Plan, plan_html)
+    formatter.for_type(StructuralDiff, diff_html)
+    formatter.for_type(SemanticDiff, lambda d: diff_html(None, d))
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# A study: one capture, one inventory, one plan
+
+
+@dataclass
+class Study:
+    """Everything a notebook carries from a capture to policies, each stage one attribute."""
+
+    flows: FlowFile
+    inventory: Inventory
+    graph: nx.DiGraph
+    config: Config
+    plan: Plan
+    sources: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, captures: str | Path | Sequence[str | Path],
+             inventory: str | Path | Sequence[str | Path], *, config: str | Path | None = None,
+             sensitive: Sequence[str] = (), workdir: str | Path | None = None) -> Study:
+        """Load captures (or flow files) and the inventory, build the graph and plan it."""
+        import segmenter
+
+        flows = load_capture(captures, workdir=workdir)
+        inv_paths = [str(inventory)] if isinstance(inventory, str | Path) else [
+            str(p) for p in inventory]
+        inv = segmenter.load_inventory(inv_paths)
+        graph = segmenter.build_graph(flows, inv)
+        cfg = segmenter.load_config(str(config) if config else None, sensitive)
+        plan = segmenter.make_plan(graph, cfg, inv)
+        capture_list = [str(captures)] if isinstance(captures, str | Path) else [
+            str(c) for c in captures]
+        return cls(flows, inv, graph, cfg, plan, {"captures": capture_list,
+                                                 "inventory": inv_paths})
+
+    def replan(self, *, sensitive: Sequence[str] = (), config: str | Path | None = None
+               ) -> Study:
+        """The same traffic with other declarations (what-if)."""
+        import segmenter
+
+        cfg = segmenter.load_config(str(config) if config else self.config.path, sensitive)
+        plan = segmenter.make_plan(self.graph, cfg, self.inventory)
+        return Study(self.flows, self.inventory, self.graph, cfg, plan, dict(self.sources))
+
+    def compile(self) -> PolicySet:
+        import segmenter
+
+        return segmenter.compile_policies(self.graph, self.plan, self.inventory)
+
+    def manifests(self, policies: Any = None, enforcement: str = "kubernetes"
+                  ) -> list[dict[str, Any]]:
+        """Manifests of ``policies`` (a PolicySet, folder or manifests; default: compile)."""
+        from segmenter.viz import load_policy_side
+
+        return load_policy_side(self.compile() if policies is None else policies, enforcement)
+
+    def verify(self, policies: Any = None, *, enforcement: str = "kubernetes") -> VerifyView:
+        from segmenter.verify import verify_flows
+
+        docs = self.manifests(policies, enforcement)
+        return VerifyView(verify_flows(self.flows.flows, self.inventory, docs,
+                                       enforcement=enforcement), enforcement)
+
+    def plan_view(self) -> PlanView:
+        return PlanView(self.plan, self.graph)
+
+    def draw(self, ax: Any = None, **kwargs: Any) -> Any:
+        from segmenter.viz import draw_zones
+
+        return draw_zones(self.graph, self.plan, ax, **kwargs)
+
+    def learning_curve(self, ax: Any = None) -> Any:
+        from segmenter.viz import draw_learning_curve
+
+        return draw_learning_curve(self.graph, ax, plan=self.plan)
+
+    def reachability(self, after: Any = None, before: Any = None, *,
+                     enforcement: str = "kubernetes") -> Any:
+        """Who can reach the restricted zone, ``before`` (default: no policies) and ``after``
+        (default: the compiled policies); draws the two heatmaps, returns the result."""
+        from segmenter.viz import draw_reachability, reachability
+
+        after_docs = self.manifests(after, enforcement)
+        result = reachability(self.graph, self.plan, after_docs, before,
+                              inventory=self.inventory, enforcement=enforcement,
+                              after_label="compiled policies" if after is None else "")
+        draw_reachability(result)
+        return result
+
+    def diff(self, old: Any, new: Any = None, *, enforcement: str = "kubernetes") -> DiffView:
+        """Diff ``old`` against ``new`` (default: the compiled policies)."""
+        new_side = self.compile() if new is None else new
+        return DiffView.compare(old, new_side, self.inventory, self.flows.flows,
+                                enforcement=enforcement)
+
+    def report(self, policies: Any, out: str | Path, *, enforcement: str | None = None,
+               **kwargs: Any) -> dict[str, Path]:
+        """Write the compliance evidence report for ``policies`` into ``out``."""
+        from segmenter.report import build_report, write_report
+
+        report = build_report(self.graph, self.plan, policies, flows=self.flows.flows,
+                              inventory=self.inventory, enforcement=enforcement, **kwargs)
+        return write_report(report, out)
+
+    def _repr_html_(self) -> str:
+        from segmenter.report import Bullets, html_fragment
+
+        workloads = sum(1 for _, a in self.graph.nodes(data=True) if a.get("kind") ==
+                        "workload")
+        items = [
+            f"{len(self.flows.flows)} flows, {len(self.flows.dns)} DNS answers",
+            f"{len(self.inventory.pods)} pods in {len(self.inventory.namespaces)} namespaces",
+            f"graph: {self.graph.number_of_nodes()} nodes ({workloads} workloads), "
+            f"{self.graph.number_of_edges()} edges",
+        ]
+        return html_fragment([Bullets(tuple(html.escape(i) for i in items))]) + plan_html(
+            self.plan, self.graph)
+
+    def __repr__(self) -> str:
+        return (f"Study({len(self.flows.flows)} flows, {self.graph.number_of_nodes()} nodes, "
+                f"{len(self.plan.classes)} data classes)")
+
+
+# ---------------------------------------------------------------------------------------------
+# A synthetic cluster, to try the pictures at scale
+
+
+SYNTHETIC_T0 = 1_764_000_000.0
+_WORDS = ("api", "web", "worker", "auth", "search", "cart", "orders", "billing", "notify",
+          "render", "ingest", "report", "profile", "media", "export", "gateway", "session",
+          "queue", "scheduler", "inventory", "pricing", "shipping", "ledger-sync", "audit")
+
+
+def synthetic_graph(workloads: int = 300, *, seed: int = 0, window: float = 6 * 3600.0
+                    ) -> nx.DiGraph:
+    """A made-up cluster of ``workloads`` workloads in graph.json form, for trying the pictures
+    at scale: team namespaces of services around a database each, ``payments/card-vault``
+    labelled ``segmenter.io/data-class: pci`` and ``records/patient-db`` labelled ``phi``,
+    cluster DNS, the API server, nodes and a few external peers. Deterministic in ``seed``.
+
+    >>> g = synthetic_graph(40, seed=1)
+    >>> sum(1 for _, a in g.nodes(data=True) if a["kind"] == "workload")
+    40
+    """
+    rng = random.Random(seed)
+    graph = nx.DiGraph()
+    spaces = max(2, workloads // 12)
+    names: list[str] = []
+
+    def add_workload(namespace: str, name: str, kind: str = "Deployment",
+                     extra: dict[str, str] | None = None) -> str:
+        node = f"{namespace}/{kind}/{name}"
+        labels = {"app": name, **(extra or {})}
+        graph.add_node(node, kind="workload", namespace=namespace, name=name,
+                       workload_kind=kind, labels=labels, annotations={},
+                       host_network=False, pod_count=1 + rng.randrange(3), label=name,
+                       observed=True)
+        names.append(node)
+        return node
+
+    dns = add_workload("kube-system", "coredns", extra={"k8s-app": "kube-dns"})
+    vault = add_workload("payments", "card-vault", "StatefulSet",
+                         {"segmenter.io/data-class": "pci"})
+    pay_api = add_workload("payments", "payments-api")
+    patients = add_workload("records", "patient-db", "StatefulSet",
+                            {"segmenter.io/data-class": "phi"})
+    records_api = add_workload("records", "records-api")
+    teams = [f"team-{i:02d}" for i in range(max(1, spaces - 3))]
+    by_ns: dict[str, list[str]] = {"payments": [vault, pay_api], "records": [patients,
+                                                                               records_api]}
+    i = 0
+    while len(names) < workloads:
+        namespace = teams[i % len(teams)]
+        members = by_ns.setdefault(namespace, [])
+        if not members:
+            members.append(add_workload(namespace, "postgres", "StatefulSet"))
+        else:
+            word = _WORDS[(i // len(teams)) % len(_WORDS)]
+            suffix = (i // (len(teams) * len(_WORDS)))
+            members.append(add_workload(namespace, f"{word}{'-' + str(suffix) if suffix else ''}"))
+        i += 1
+    for node_id in range(6):
+        graph.add_node(f"node:worker-{node_id}", kind="node", label=f"worker-{node_id}",
+                       addresses=[f"172.18.0.{node_id + 2}"], observed=True)
+    graph.add_node("apiserver", kind="apiserver", label="apiserver", addresses=["172.18.0.1"],
+                   observed=True)
+    externals = [f"external:203.0.113.{k}" for k in range(1, 9)]
+    for k, ext in enumerate(externals):
+        graph.add_node(ext, kind="external", label=ext.split(":", 1)[1],
+                       addresses=[ext.split(":", 1)[1]], dns_names=[f"api{k}.partner.example"]
+                       if k % 2 else [], private=False, observed=True)
+
+    def flow(u: str, v: str, port: int, protocol: str = "TCP", tls: bool = False) -> None:
+        first = SYNTHETIC_T0 + window * rng.random() ** 4
+        last = first + (SYNTHETIC_T0 + window - first) * rng.random()
+        flows = 1 + rng.randrange(50)
+        entry = {"protocol": protocol, "port": port, "flows": flows, "packets": flows * 12,
+                 "bytes": flows * 2400, "first_seen": first, "last_seen": last, "tls": tls,
+                 "via_service": None}
+        if graph.has_edge(u, v):
+            ports = [p for p in graph.edges[u, v]["ports"]
+                     if (p["protocol"], p["port"]) != (protocol, port)] + [entry]
+        else:
+            ports = [entry]
+        ports.sort(key=lambda p: (p["protocol"], p["port"]))
+        graph.add_edge(u, v, ports=ports, flows=sum(p["flows"] for p in ports),
+                       packets=sum(p["packets"] for p in ports),
+                       bytes=sum(p["bytes"] for p in ports),
+                       first_seen=min(p["first_seen"] for p in ports),
+                       last_seen=max(p["last_seen"] for p in ports))
+
+    all_services = [n for n in names if n != dns]
+    for namespace, members in sorted(by_ns.items()):
+        store = members[0]
+        for member in members[1:]:
+            flow(member, dns, 53, "UDP")
+            if rng.random() < 0.6:
+                flow(member, store, 5432)
+            for _ in range(rng.randrange(3)):
+                peer = rng.choice(members[1:])
+                if peer != member:
+                    flow(member, peer, 8080)
+            if rng.random() < 0.08:
+                peer = rng.choice(all_services)
+                if peer != member and graph.nodes[peer]["namespace"] != namespace:
+                    flow(member, peer, 8080)
+    flow(pay_api, vault, 5432)
+    flow(records_api, patients, 5432, tls=True)
+    for team in teams[:3]:
+        flow(by_ns[team][1] if len(by_ns[team]) > 1 else by_ns[team][0], pay_api, 8443,
+             tls=True)
+    flow(by_ns[teams[0]][-1], records_api, 8443, tls=True)
+    for k, ext in enumerate(externals):
+        if k % 2:
+            flow(rng.choice(all_services), ext, 443, tls=True)
+        else:
+            flow(ext, by_ns[teams[k % len(teams)]][-1], 8080)
+    flow(pay_api, externals[1], 443, tls=True)
+    for node_id in range(6):
+        for member in rng.sample(all_services, min(3, len(all_services))):
+            flow(f"node:worker-{node_id}", member, 8080)
+    flow(dns, "apiserver", 6443, tls=True)
+    return graph
+
+
+def synthetic_plan(graph: nx.DiGraph) -> Plan:
+    """The plan of :func:`synthetic_graph` (its stores declare themselves by label)."""
+    from segmenter.config import Config
+    from segmenter.planner import plan
+
+    return plan(graph, Config(), dns_nodes=["kube-system/Deployment/coredns"])

@@ -1,0 +1,1052 @@
+"""Compliance evidence report: Markdown and a self-contained HTML file an assessor can read.
+
+``segmenter report --graph G --plan P --policies DIR [--flows F --inventory DUMP] -o OUTDIR``
+writes ``report.md`` (pictures beside it as PNG files) and ``report.html`` (pictures embedded as
+``data:`` URIs, no external resource). Sections, following policy-semantics.md §4.3:
+
+1. the scope statement per data class: restricted and connected members with the reason each is
+   there, security-impacting infrastructure, external peers, out-of-scope workloads and why;
+2. the network and data-flow diagram (PCI DSS 1.2.3, 1.2.4) and how complete the observation is;
+3. the allowed-flow register: every allowed flow that crosses a zone boundary, its evidence
+   (flows, first and last seen), the policy that allows it, and columns to fill (1.2.5);
+4. encryption in transit: plaintext flows to and from the restricted zone (1.2.6; HIPAA
+   164.312(e)(1));
+5. default deny per namespace, and workloads no policy isolates (1.3.1, 1.3.2);
+6. segmentation test evidence: every path from out-of-scope workloads and external addresses
+   into the restricted zone, checked with the project's evaluator (11.4.5);
+7. the mapping to PCI DSS v4.0.1 and HIPAA 164.312 with the status of each;
+8. exceptions, assumptions and limits.
+
+The output is deterministic: nothing depends on the clock unless ``generated_at`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import html
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from segmenter.planner import (
+    CONNECTED,
+    EXTERNAL,
+    GENERAL,
+    INFRASTRUCTURE,
+    RESTRICTED,
+    ClassScope,
+    Plan,
+)
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from segmenter.evaluate import PolicyEngine
+    from segmenter.model import Flow, Inventory
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Report",
+    "add_parser",
+    "build_report",
+    "cmd_report",
+    "render_html",
+    "render_markdown",
+    "write_report",
+]
+
+# Addresses from TEST-NET-1 (RFC 5737) and a port nothing listens on: the probes that show a
+# namespace's default deny.
+_PROBE_IP = "192.0.2.123"
+_PROBE_PORT = 65000
+_PROBE_LABEL = {"segmenter.io/probe": "default-deny"}
+
+
+# ---------------------------------------------------------------------------------------------
+# A small document model, rendered to both Markdown and HTML.
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+    anchor: str = ""
+
+
+@dataclass(frozen=True)
+class Para:
+    """Text with `code` spans; ``kind`` ok / warn / fail / info renders as a callout."""
+
+    text: str
+    kind: str = ""
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    # Per row: "", "ok", "warn" or "fail" (row colour in HTML, a marker in Markdown).
+    marks: tuple[str, ...] = ()
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str  # file name beside report.md
+    data: bytes  # PNG
+    alt: str
+    caption: str = ""
+
+
+Block = Heading | Para | Bullets | Table | Image
+
+
+@dataclass
+class Report:
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)  # problems an assessor must see
+
+    def images(self) -> list[Image]:
+        return [b for b in self.blocks if isinstance(b, Image)]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+_INLINE = re.compile(r"`(?P<code>[^`]+)`|\*\*(?P<bold>[^*]+)\*\*"
+                     r"|\[(?P<text>[^\]]+)\]\((?P<href>#[a-z0-9-]+)\)")
+
+
+def _inline_html(text: str, *, wrap: bool = False) -> str:
+    """Escape ``text``, keeping the Markdown it uses: `code`, **bold**, [links](#anchor).
+    ``wrap``: allow line breaks after ``/`` (long workload ids in table cells)."""
+    def esc(part: str) -> str:
+        escaped = html.escape(part)
+        return escaped.replace("/", "/<wbr>") if wrap else escaped
+
+    out, last = [], 0
+    for m in _INLINE.finditer(text):
+        out.append(esc(text[last:m.start()]))
+        if m.group("code") is not None:
+            out.append(f"<code>{esc(m.group('code'))}</code>")
+        elif m.group("bold") is not None:
+            out.append(f"<strong>{esc(m.group('bold'))}</strong>")
+        else:
+            out.append(f'<a href="{m.group("href")}">{esc(m.group("text"))}</a>')
+        last = m.end()
+    out.append(esc(text[last:]))
+    return "".join(out)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+_MARK_TEXT = {"ok": "✅ ", "warn": "⚠️ ", "fail": "❌ ", "info": "ℹ️ "}
+
+
+def render_markdown(report: Report) -> str:
+    """The report as GitHub-flavoured Markdown; images as files beside it."""
+    out: list[str] = [f"# {report.title}", ""]
+    for block in report.blocks:
+        if isinstance(block, Heading):
+            anchor = f'<a id="{block.anchor}"></a>\n' if block.anchor else ""
+            out += [f"{anchor}{'#' * block.level} {block.text}", ""]
+        elif isinstance(block, Para):
+            prefix = ("> " + _MARK_TEXT.get(block.kind, "")) if block.kind else ""
+            out += [prefix + block.text, ""]
+        elif isinstance(block, Bullets):
+            out += [f"- {item}" for item in block.items] + [""]
+        elif isinstance(block, Table):
+            if block.caption:
+                out += [f"*{block.caption}*", ""]
+            marks = block.marks or ("",) * len(block.rows)
+            out.append("| " + " | ".join(_md_cell(h) for h in block.headers) + " |")
+            out.append("|" + "---|" * len(block.headers))
+            for row, mark in zip(block.rows, marks, strict=True):
+                cells = [_md_cell(c) for c in row]
+                if mark in {"fail", "warn"} and cells:
+                    cells[0] = _MARK_TEXT[mark] + cells[0]
+                out.append("| " + " | ".join(cells) + " |")
+            out.append("")
+        else:
+            out += [f"![{block.alt}]({block.name})", ""]
+            if block.caption:
+                out += [f"*{block.caption}*", ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;color:#1b1b1b;
+background:#fafafa;line-height:1.45}
+main{max-width:1200px;margin:0 auto;padding:24px 32px;background:#fff;box-sizing:border-box}
+.scroll{overflow-x:auto}td{overflow-wrap:break-word}
+h1{font-size:1.7em;border-bottom:3px solid #c62828;padding-bottom:.3em}
+h2{font-size:1.35em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+h3{font-size:1.1em;margin-top:1.5em}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.86em;width:100%}
+th,td{border:1px solid #d0d0d0;padding:4px 7px;text-align:left;vertical-align:top}
+th{background:#eceff1}
+tr.fail td{background:#ffebee}tr.warn td{background:#fff8e1}tr.ok td{background:#f1f8e9}
+td.blank{min-width:9em;background:repeating-linear-gradient(0deg,#fff,#fff 1.3em,#eee 1.3em,
+#eee 1.35em)}
+caption{caption-side:top;text-align:left;font-style:italic;color:#555;padding:.2em 0}
+code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em;background:#f3f3f3;
+padding:0 .25em;border-radius:3px}
+figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #e0e0e0}
+figcaption{color:#555;font-size:.9em;font-style:italic}
+.callout{padding:.6em .9em;border-left:4px solid #90a4ae;background:#f5f7f8;margin:.8em 0}
+.callout.ok{border-color:#2e7d32;background:#f1f8e9}
+.callout.warn{border-color:#f9a825;background:#fffde7}
+.callout.fail{border-color:#c62828;background:#ffebee}
+nav ol{columns:2;font-size:.92em}
+@media print{body{background:#fff}main{padding:0}h2{page-break-after:avoid}
+tr{page-break-inside:avoid}}
+"""
+
+
+def render_html(report: Report) -> str:
+    """The report as one self-contained HTML file (CSS inline, images as data: URIs)."""
+    body: list[str] = []
+    toc = [b for b in report.blocks if isinstance(b, Heading) and b.level == 2 and b.anchor]
+    if toc:
+        body.append("<nav><strong>Contents</strong><ol>" + "".join(
+            f'<li><a href="#{b.anchor}">{html.escape(b.text.replace("`", ""))}</a></li>'
+            for b in toc)
+            + "</ol></nav>")
+    for block in report.blocks:
+        if isinstance(block, Heading):
+            anchor = f' id="{block.anchor}"' if block.anchor else ""
+            body.append(f"<h{block.level}{anchor}>{_inline_html(block.text)}</h{block.level}>")
+        elif isinstance(block, Para):
+            if block.kind:
+                body.append(f'<div class="callout {block.kind}">{_inline_html(block.text)}</div>')
+            else:
+                body.append(f"<p>{_inline_html(block.text)}</p>")
+        elif isinstance(block, Bullets):
+            body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in block.items)
+                        + "</ul>")
+        elif isinstance(block, Table):
+            marks = block.marks or ("",) * len(block.rows)
+            parts = ['<div class="scroll"><table>']
+            if block.caption:
+                parts.append(f"<caption>{html.escape(block.caption)}</caption>")
+            parts.append("<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>"
+                                                 for h in block.headers) + "</tr></thead><tbody>")
+            for row, mark in zip(block.rows, marks, strict=True):
+                cls = f' class="{mark}"' if mark else ""
+                cells = "".join('<td class="blank"></td>' if c == "" and h in _BLANK_COLUMNS
+                                else f"<td>{_inline_html(c, wrap=True)}</td>"
+                                for h, c in zip(block.headers, row, strict=True))
+                parts.append(f"<tr{cls}>{cells}</tr>")
+            parts.append("</tbody></table></div>")
+            body.append("".join(parts))
+        else:
+            uri = "data:image/png;base64," + base64.b64encode(block.data).decode("ascii")
+            caption = f"<figcaption>{html.escape(block.caption)}</figcaption>" \
+                if block.caption else ""
+            body.append(f'<figure><img src="{uri}" alt="{html.escape(block.alt)}" '
+                        f'data-name="{html.escape(block.name)}">{caption}</figure>')
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{html.escape(report.title)}</title><style>{_CSS}</style></head>"
+            f"<body><main><h1>{html.escape(report.title)}</h1>\n" + "\n".join(body)
+            + "\n</main></body></html>\n")
+
+
+def html_fragment(blocks: Sequence[Block]) -> str:
+    """Blocks as an HTML fragment with its own small style (for notebook displays)."""
+    report = Report("", list(blocks))
+    page = render_html(report)
+    inner = page.split("<main><h1></h1>\n", 1)[1].rsplit("\n</main>", 1)[0]
+    style = ("<style>.sg-report table{border-collapse:collapse;font-size:12px;margin:4px 0 10px}"
+             ".sg-report th,.sg-report td{border:1px solid #ccc;padding:2px 6px;text-align:left;"
+             "vertical-align:top}.sg-report th{background:#eceff1}"
+             ".sg-report tr.fail td{background:#ffebee}.sg-report tr.warn td{background:#fff8e1}"
+             ".sg-report .callout{padding:4px 8px;border-left:4px solid #90a4ae;margin:6px 0}"
+             ".sg-report .callout.ok{border-color:#2e7d32}.sg-report .callout.fail"
+             "{border-color:#c62828}.sg-report .callout.warn{border-color:#f9a825}</style>")
+    return f'{style}<div class="sg-report">{inner}</div>'
+
+
+_BLANK_COLUMNS = frozenset({"Justification", "Approver", "Mitigation"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _iso(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _span(first: float | None, last: float | None) -> str:
+    """``2026-11-26 17:49:59Z – 17:50:04Z`` (the date once when both are on one day)."""
+    a, b = _iso(first), _iso(last)
+    if a[:10] == b[:10] and a != "-":
+        return f"{a} – {b[11:]}"
+    return f"{a} – {b}"
+
+
+def _port(protocol: str, port: int | None) -> str:
+    return protocol if port is None else f"{protocol}/{port}"
+
+
+def _name(graph: nx.DiGraph, node: str) -> str:
+    from segmenter.viz import display_label
+
+    if node.startswith(("external:", "node:")) or node == "apiserver":
+        label = display_label(graph, node)
+        return f"{label} ({node.split(':', 1)[1]})" if node.startswith("external:") and \
+            label != node.split(":", 1)[1] else (label if node == "apiserver" else
+                                                 f"{node.split(':', 1)[0]} {label}")
+    return node
+
+
+def _policy_name(display: str | None) -> str:
+    """``networking.k8s.io/NetworkPolicy payments/x`` -> ``NetworkPolicy payments/x``."""
+    if not display:
+        return ""
+    kind, _, rest = display.partition(" ")
+    # The evaluator names Kubernetes policies with their group and Calico ones without.
+    prefix = "Calico " if kind in {"NetworkPolicy", "projectcalico.org/NetworkPolicy"} else ""
+    return f"{prefix}{kind.rsplit('/', 1)[-1]} {rest}".strip()
+
+
+def _decided_by(verdict: Any) -> str:
+    parts = []
+    for side, decision in (("egress", verdict.egress), ("ingress", verdict.ingress)):
+        if decision.policy:
+            rule = f" {decision.rule}" if decision.rule else ""
+            parts.append(f"{side}: `{_policy_name(decision.policy)}`{rule}")
+        elif not decision.allowed or "own node" in decision.reason:
+            parts.append(f"{side}: {decision.reason}")
+    return "; ".join(parts) or "no policy applies (not isolated)"
+
+
+def _sha256(path: str) -> str:
+    try:
+        digest = hashlib.sha256()
+        files = sorted(p for p in Path(path).rglob("*") if p.is_file()) \
+            if Path(path).is_dir() else [Path(path)]
+        for f in files:
+            digest.update(str(f.relative_to(path) if Path(path).is_dir() else f.name).encode())
+            digest.update(f.read_bytes())
+        return digest.hexdigest()[:16]
+    except OSError:
+        return "-"
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    from segmenter.viz import figure_bytes
+
+    data = figure_bytes(fig, "png", dpi=100)
+    plt.close(fig)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Building
+
+
+@dataclass
+class _Context:
+    graph: nx.DiGraph
+    plan: Plan
+    manifests: list[dict[str, Any]]
+    engine: PolicyEngine
+    endpoints: dict[str, Any]
+    enforcement: str
+    inventory: Inventory | None
+    flows: Sequence[Flow] | None
+
+
+def _detect_enforcement(manifests: Iterable[Mapping[str, Any]]) -> str:
+    for doc in manifests:
+        if str(doc.get("apiVersion", "")).startswith(("projectcalico.org/", "crd.projectcalico")):
+            return "calico"
+    return "kubernetes"
+
+
+def build_report(graph: nx.DiGraph, plan: Plan, policies: Any, *,
+                 flows: Sequence[Flow] | None = None, inventory: Inventory | None = None,
+                 enforcement: str | None = None, title: str = "",
+                 generated_at: str | None = None,
+                 sources: Mapping[str, Sequence[str]] | None = None) -> Report:
+    """Build the evidence report.
+
+    ``policies``: folders or files, manifests, or a PolicySet (see
+    :func:`segmenter.viz.load_policy_side`). ``enforcement``: ``kubernetes`` or ``calico``
+    (default: ``calico`` when any Calico object is present). ``flows`` with ``inventory``:
+    every observed flow is replayed against the policies. ``sources``: input files by role
+    (``graph``, ``plan``, ``policies`` ...), listed with a digest. ``generated_at``: shown as
+    given (no clock is read).
+    """
+    from segmenter.evaluate import PolicyEngine
+    from segmenter.viz import eval_endpoints, load_policy_side
+
+    manifests = load_policy_side(policies, enforcement or "kubernetes")
+    chosen = enforcement or _detect_enforcement(manifests)
+    if enforcement is None and chosen == "calico" and not isinstance(policies, str | Path) \
+            and hasattr(policies, "policies"):
+        manifests = load_policy_side(policies, chosen)
+    namespaces = {ns.name: ns.labels for ns in inventory.namespaces} if inventory else {}
+    engine = PolicyEngine.from_manifests(manifests, namespaces=namespaces, enforcement=chosen)
+    ctx = _Context(graph, plan, manifests, engine, eval_endpoints(graph, inventory), chosen,
+                   inventory, flows)
+    report = Report(title or "Network segmentation evidence report")
+    blocks = report.blocks
+    classes = ", ".join(f"{s.title} ({s.data_class})" for s in plan.classes) or "none"
+    about = [
+        f"Generated by segmenter from observed traffic and the compiled policies; policies "
+        f"evaluated with segmenter's own policy engine under **{chosen}** enforcement "
+        "(policy-semantics.md §1.9 / §3.4).",
+        f"Data classes in scope: {classes}.",
+    ]
+    if generated_at:
+        about.append(f"Generated at: {generated_at}.")
+    blocks.append(Heading(2, "About this report", "about"))
+    blocks.append(Bullets(tuple(about)))
+    if sources:
+        blocks.append(Table(("Input", "Path", "SHA-256 (first 16)"), tuple(
+            (role, path, _sha256(path)) for role, paths in sorted(sources.items())
+            for path in paths)))
+    summary_at = len(blocks)
+    if engine.rejected:
+        report.findings.extend(f"invalid policy left out: {r}" for r in engine.rejected)
+    _scope_section(ctx, blocks)
+    _diagram_section(ctx, blocks)
+    _register_section(ctx, blocks, report.findings)
+    _encryption_section(ctx, blocks, report.findings)
+    deny_status = _default_deny_section(ctx, blocks, report.findings)
+    seg = _segmentation_section(ctx, blocks, report.findings)
+    verified = _verify_section(ctx, blocks, report.findings)
+    _mapping_section(ctx, blocks, deny_status, seg, verified)
+    _limits_section(ctx, blocks)
+    blocks[summary_at:summary_at] = _summary_blocks(ctx, report.findings, seg, verified)
+    return report
+
+
+def _summary_blocks(ctx: _Context, findings: list[str], seg: dict[str, int],
+                    verified: tuple[int, int] | None) -> list[Block]:
+    out: list[Block] = [Heading(2, "Summary", "summary")]
+    items = []
+    if not ctx.plan.classes:
+        out.append(Para("No sensitive data stores are declared: **nothing is in scope** for "
+                        "PCI DSS or HIPAA. Every workload still gets least-privilege policies; "
+                        "declare stores (label `segmenter.io/data-class`, `--sensitive` or "
+                        "`segmenter.yaml`) to scope them.", "info"))
+    for scope in ctx.plan.classes:
+        restricted = _workloads(scope.members(RESTRICTED))
+        connected = _workloads(scope.members(CONNECTED))
+        general = _workloads(scope.members(GENERAL))
+        items.append(f"{scope.title} (`{scope.data_class}`): {len(restricted)} restricted, "
+                     f"{len(connected)} connected-to, {len(general)} out-of-scope workloads; "
+                     f"{len(scope.crossings)} allowed flows cross a zone boundary.")
+    if seg.get("probes"):
+        items.append(f"Segmentation test: {seg['probes']} probes from out-of-scope workloads "
+                     f"and external addresses into the restricted zone; {seg['allowed']} "
+                     "allowed.")
+    if verified is not None:
+        items.append(f"Observed flows replayed against the policies: {verified[0]} of "
+                     f"{verified[1]} allowed.")
+    if items:
+        out.append(Bullets(tuple(items)))
+    if findings:
+        out.append(Para(f"{len(findings)} finding(s) need attention:", "fail"))
+        out.append(Bullets(tuple(sorted(set(findings)))))
+    elif ctx.plan.classes:
+        out.append(Para("No findings: every restricted workload is isolated in both "
+                        "directions, and every probe into the restricted zone from out of scope "
+                        "is denied.", "ok"))
+    return out
+
+
+def _workloads(members: Iterable[Any]) -> list[Any]:
+    return [m for m in members if m.node.count("/") == 2]
+
+
+def _member_rows(graph: nx.DiGraph, members: Iterable[Any]) -> tuple[tuple[str, ...], ...]:
+    return tuple((_name(graph, m.node), m.reason) for m in sorted(members))
+
+
+def _scope_section(ctx: _Context, blocks: list[Block]) -> None:
+    blocks.append(Heading(2, "Scope statement", "scope"))
+    plan, graph = ctx.plan, ctx.graph
+    if not plan.classes:
+        workloads = sorted(n for n, a in graph.nodes(data=True) if a.get("kind") == "workload")
+        blocks.append(Para(f"Nothing is in scope: no data class is declared. The "
+                           f"{len(workloads)} workloads observed are listed as out of scope.",
+                           "info"))
+        blocks.append(Table(("Workload", "Why"), tuple(
+            (n, "no sensitive data declared") for n in workloads)))
+    for scope in plan.classes:
+        framework = {"pci": "PCI DSS v4.0.1", "hipaa": "HIPAA Security Rule"}.get(
+            scope.framework, scope.framework)
+        blocks.append(Heading(3, f"{scope.title} (`{scope.data_class}`, {framework})",
+                              f"scope-{_slug(scope.data_class)}"))
+        if scope.framework == "pci":
+            blocks.append(Para(
+                "Cardholder data environment (CDE) systems are the restricted zone; systems "
+                "with an observed flow to or from them are connected-to (PCI SSC scoping "
+                "guidance, category 2); cluster DNS, nodes, the API server and the system "
+                "namespaces are security-impacting. Out-of-scope workloads must not be able to "
+                "reach the CDE: see the segmentation test."))
+        else:
+            blocks.append(Para(
+                "The restricted zone holds the ePHI stores; the Security Rule covers all ePHI "
+                "(there is no scope reduction as in PCI DSS), so the zones show where "
+                "164.312 access, audit and transmission controls apply."))
+        for zone, heading in ((RESTRICTED, "Restricted (stores and processors)"),
+                              (CONNECTED, "Connected-to (in scope)"),
+                              (INFRASTRUCTURE, "Security-impacting infrastructure"),
+                              (EXTERNAL, "External peers"),
+                              (GENERAL, "Out of scope")):
+            members = scope.members(zone)
+            if zone == GENERAL:
+                members = tuple(m.__class__(m.node, m.reason + "; cannot open a connection "
+                                            "to the restricted zone under the policies (see "
+                                            "the segmentation test)") for m in members)
+            blocks.append(Para(f"**{heading}**: {len(members)}"))
+            if members:
+                blocks.append(Table(("Member", "Why it is here"),
+                                    _member_rows(graph, members)))
+        leaving = [r for r in scope.reductions if r.leaves]
+        cuts = [r for r in scope.reductions if not r.leaves]
+        if leaving or cuts:
+            blocks.append(Para("**Scope reduction options** (not applied): cutting these "
+                               "flows (removing them or proxying them) shrinks the scope."))
+            blocks.append(Table(("Cut flows", "Effect"), tuple(
+                ("; ".join(f"`{a}` → `{b}`" for a, b in r.flows),
+                 r.note or f"{', '.join(r.leaves)} leave scope")
+                for r in [*leaving, *cuts])))
+    if plan.suggestions:
+        blocks.append(Para("**Possible undeclared data stores** (suggestions, never applied: "
+                           "decide whether they hold sensitive data):", "warn"))
+        blocks.append(Table(("Workload", "Why it looks like a data store"),
+                            _member_rows(graph, plan.suggestions)))
+
+
+def _diagram_section(ctx: _Context, blocks: list[Block]) -> None:
+    from segmenter.viz import learning_curve, zone_map_figure
+
+    blocks.append(Heading(2, "Network and data-flow diagram", "diagram"))
+    blocks.append(Para("Generated from observed traffic (PCI DSS 1.2.3, 1.2.4). Each zone is a "
+                       "region; stars mark the declared sensitive stores; dashed arrows cross a "
+                       "zone boundary. Regenerated on every run."))
+    fig = zone_map_figure(ctx.graph, ctx.plan, title="Observed communications by zone")
+    blocks.append(Image("zone-map.png", _png(fig), "Zone map of observed communications",
+                        "Workloads by zone; arrows point from client to server."))
+    curve = learning_curve(ctx.graph, ctx.plan)
+    if curve.total:
+        import matplotlib.figure
+
+        fig2 = matplotlib.figure.Figure(figsize=(7.5, 3.4), layout="constrained")
+        from segmenter.viz import draw_learning_curve
+
+        draw_learning_curve(curve, fig2.add_subplot(), plan=ctx.plan)
+        blocks.append(Para(
+            f"Observation window {_iso(curve.start)} to {_iso(curve.end)}: {curve.total} "
+            f"distinct (client, server, protocol, port) edges; the last new one at "
+            f"{_iso(curve.last_new)}, with {curve.quiet_fraction():.0%} of the window after "
+            "it. A curve still rising at the end means some traffic (monthly jobs, failover "
+            "paths) may not have been seen: the policies would deny it."))
+        blocks.append(Image("learning-curve.png", _png(fig2), "Learning completeness curve",
+                            "Distinct edges first seen over the capture window."))
+
+
+def _check(ctx: _Context, client: str, server: str, protocol: str, port: int | None) -> Any:
+    src, dst = ctx.endpoints.get(client), ctx.endpoints.get(server)
+    if src is None or dst is None:
+        return None
+    return ctx.engine.check(src, dst, protocol, port)
+
+
+def _register_section(ctx: _Context, blocks: list[Block], findings: list[str]) -> None:
+    blocks.append(Heading(2, "Allowed-flow register: flows across zone boundaries",
+                          "register"))
+    blocks.append(Para("Every observed flow whose ends are in different zones (PCI DSS 1.2.5; "
+                       "HIPAA 164.312(a)(1) access authorisation). The policies allow exactly "
+                       "these; fill in the business justification and the approver."))
+    if not ctx.plan.classes:
+        blocks.append(Para("No zones: nothing is in scope.", "info"))
+    for scope in ctx.plan.classes:
+        rows, marks = [], []
+        for c in scope.crossings:
+            verdict = _check(ctx, c.client, c.server, c.protocol, c.port)
+            allowed_by = "-" if verdict is None else _decided_by(verdict)
+            mark = ""
+            if verdict is not None and not verdict.allowed:
+                mark = "fail"
+                allowed_by = "DENIED: " + verdict.summary()
+                findings.append(f"observed flow {c.client} -> {c.server} "
+                                f"{_port(c.protocol, c.port)} would be denied")
+            rows.append((f"{_name(ctx.graph, c.client)} ({c.client_zone})",
+                         f"{_name(ctx.graph, c.server)} ({c.server_zone})",
+                         _port(c.protocol, c.port), "yes" if c.tls else "no", str(c.flows),
+                         _span(c.first_seen, c.last_seen), allowed_by, "", ""))
+            marks.append(mark)
+        blocks.append(Heading(3, f"{scope.title} (`{scope.data_class}`): "
+                                 f"{len(rows)} flows", f"register-{_slug(scope.data_class)}"))
+        if rows:
+            blocks.append(Table(("Client (zone)", "Server (zone)", "Port", "TLS", "Flows",
+                                 "First – last seen (UTC)", "Allowed by", "Justification",
+                                 "Approver"), tuple(rows), tuple(marks)))
+
+
+def _encryption_section(ctx: _Context, blocks: list[Block], findings: list[str]) -> None:
+    blocks.append(Heading(2, "Encryption in transit", "encryption"))
+    blocks.append(Para("Flows to or from the restricted zone without a TLS handshake in the "
+                       "capture (PCI DSS 1.2.6 insecure services, 4.2.1; HIPAA 164.312(e)(1)). "
+                       "A protocol that negotiates TLS inside its own handshake (PostgreSQL "
+                       "`SSLRequest`, SMTP/LDAP `STARTTLS`) is listed too: confirm at the server."))
+    restricted = {m.node for s in ctx.plan.classes for m in s.members(RESTRICTED)}
+    rows = []
+    tls_count = 0
+    for u, v, data in sorted(ctx.graph.edges(data=True)):
+        if u not in restricted and v not in restricted:
+            continue
+        for p in data.get("ports", []):
+            if p.get("tls"):
+                tls_count += 1
+                continue
+            classes = sorted({s.data_class for s in ctx.plan.classes
+                              if RESTRICTED in (s.zone_of(u), s.zone_of(v))})
+            rows.append((_name(ctx.graph, u), _name(ctx.graph, v),
+                         _port(str(p.get("protocol")), p.get("port")), ", ".join(classes),
+                         str(p.get("flows", 0)), _span(p.get("first_seen"), p.get("last_seen")),
+                         ""))
+    if not restricted:
+        blocks.append(Para("No restricted zone: nothing is in scope.", "info"))
+    elif rows:
+        findings.append(f"{len(rows)} plaintext flow(s) to or from the restricted zone")
+        blocks.append(Para(f"{len(rows)} flow(s) without TLS ({tls_count} with TLS).", "warn"))
+        blocks.append(Table(("Client", "Server", "Port", "Class", "Flows",
+                             "First – last seen (UTC)", "Mitigation"), tuple(rows),
+                            ("warn",) * len(rows)))
+    else:
+        blocks.append(Para(f"Every flow to or from the restricted zone ({tls_count}) started "
+                           "a TLS handshake.", "ok"))
+
+
+def _probe(namespace: str) -> Any:
+    from segmenter.evaluate import EvalEndpoint
+    from segmenter.model import Labels
+
+    return EvalEndpoint(ip="10.255.255.254", namespace=namespace, labels=Labels.of(_PROBE_LABEL),
+                        name=f"{namespace}/<a new pod>")
+
+
+def _default_deny_section(ctx: _Context, blocks: list[Block], findings: list[str]
+                          ) -> dict[str, bool]:
+    """Returns {"restricted_isolated": ..., "namespaces_denied": ...}."""
+    from segmenter.evaluate import EvalEndpoint
+
+    blocks.append(Heading(2, "Default deny", "default-deny"))
+    blocks.append(Para(
+        "For each namespace, whether a new pod with labels no policy names is denied ingress "
+        "and egress, and the object that denies it (PCI DSS 1.3.1, 1.3.2 \"specifically "
+        "denied\"): checked with the evaluator against a probe from and to "
+        f"`{_PROBE_IP}` on TCP/{_PROBE_PORT}."))
+    outside = EvalEndpoint(ip=_PROBE_IP, name="an address outside the cluster")
+    namespaces: dict[str, list[str]] = defaultdict(list)
+    for node, attrs in ctx.graph.nodes(data=True):
+        if attrs.get("kind") == "workload":
+            namespaces[str(attrs.get("namespace"))].append(node)
+    excluded = set(ctx.plan.excluded_namespaces)
+    rows: list[tuple[str, ...]] = []
+    marks: list[str] = []
+    all_denied = True
+    for namespace in sorted(namespaces):
+        if namespace in excluded:
+            rows.append((namespace, str(len(namespaces[namespace])), "not policed (excluded "
+                         "system namespace)", "-", "-"))
+            marks.append("")
+            continue
+        probe = _probe(namespace)
+        cells = []
+        for verdict, decision in ((ctx.engine.check(outside, probe, "TCP", _PROBE_PORT),
+                                   "ingress"),
+                                  (ctx.engine.check(probe, outside, "TCP", _PROBE_PORT),
+                                   "egress")):
+            d = verdict.ingress if decision == "ingress" else verdict.egress
+            if d.allowed:
+                cells.append("**not denied**: " + d.reason)
+                all_denied = False
+            else:
+                cells.append(f"denied by `{_policy_name(d.policy)}`" if d.policy else
+                             "denied: " + d.reason)
+        ok = all(c.startswith("denied") for c in cells)
+        rows.append((namespace, str(len(namespaces[namespace])), "policed", *cells))
+        marks.append("ok" if ok else "warn")
+        if not ok:
+            findings.append(f"namespace {namespace} has no default deny")
+    blocks.append(Table(("Namespace", "Workloads", "Status", "Ingress default",
+                         "Egress default"), tuple(rows), tuple(marks)))
+    # Workloads no policy isolates.
+    in_scope: dict[str, str] = {}
+    for scope in ctx.plan.classes:
+        for zone in (RESTRICTED, CONNECTED):
+            for m in scope.members(zone):
+                in_scope.setdefault(m.node, zone)
+    uncovered, restricted_ok = [], True
+    for node in ctx.plan.policed:
+        ep = ctx.endpoints.get(node)
+        if ep is None or not ep.is_pod:
+            continue
+        missing = [d for d in ("ingress", "egress") if not ctx.engine.policies_for(ep, d)]
+        if missing:
+            zone = in_scope.get(node, "")
+            uncovered.append((node, zone or "-", ", ".join(missing)))
+            if zone:
+                restricted_ok = False
+                findings.append(f"{node} ({zone}) is not isolated for {', '.join(missing)}")
+    if uncovered:
+        blocks.append(Para(f"{len(uncovered)} policed workload(s) are not isolated by any "
+                           "policy in some direction (must be none in restricted and "
+                           "connected zones):", "fail" if not restricted_ok else "warn"))
+        blocks.append(Table(("Workload", "In-scope zone", "Not isolated for"),
+                            tuple(uncovered), tuple("fail" if z != "-" else "warn"
+                                                    for _, z, _ in uncovered)))
+    else:
+        blocks.append(Para("Every policed workload is isolated for ingress and egress by at "
+                           "least one policy.", "ok"))
+    return {"restricted_isolated": restricted_ok, "namespaces_denied": all_denied}
+
+
+def _segmentation_section(ctx: _Context, blocks: list[Block], findings: list[str]
+                          ) -> dict[str, int]:
+    from segmenter.viz import draw_reachability, reachability, target_probes
+
+    blocks.append(Heading(2, "Segmentation test evidence", "segmentation"))
+    blocks.append(Para(
+        "The expected-deny matrix (PCI DSS 11.4.5): every out-of-scope workload and every "
+        "external address, against every restricted member, on the ports the member was seen "
+        "serving or declares plus TCP/22, 443 and 8080, evaluated with segmenter's policy "
+        "engine. These simulated probes support, and do not replace, the penetration test by "
+        "an independent tester after every change to the segmentation controls."))
+    stats = {"probes": 0, "allowed": 0, "external_allowed": 0}
+    if not ctx.plan.classes:
+        blocks.append(Para("No restricted zone: nothing to test.", "info"))
+        return stats
+    graph = ctx.graph
+    rows, marks = [], []
+    failures = []
+    for scope in ctx.plan.classes:
+        targets = [m.node for m in scope.members(RESTRICTED)]
+        sources = [m.node for m in scope.members(GENERAL) if m.node in ctx.endpoints] + [
+            m.node for m in scope.members(EXTERNAL) if m.node in ctx.endpoints]
+        for target in targets:
+            probes = target_probes(graph, target, ctx.endpoints[target])
+            denied = allowed = 0
+            for source in sources:
+                for protocol, port in probes:
+                    verdict = ctx.engine.check(ctx.endpoints[source], ctx.endpoints[target],
+                                               protocol, port)
+                    if verdict.allowed:
+                        allowed += 1
+                        if source.startswith("external:"):
+                            stats["external_allowed"] += 1
+                        failures.append((scope.data_class, _name(graph, source),
+                                         _name(graph, target), _port(protocol, port),
+                                         _decided_by(verdict)))
+                    else:
+                        denied += 1
+            stats["probes"] += denied + allowed
+            stats["allowed"] += allowed
+            rows.append((scope.data_class, target, str(len(sources)),
+                         ", ".join(_port(p, q) for p, q in probes), str(denied + allowed),
+                         str(denied), str(allowed)))
+            marks.append("fail" if allowed else "ok")
+    blocks.append(Table(("Class", "Restricted member", "Sources", "Ports probed", "Probes",
+                         "Denied", "Allowed"), tuple(rows), tuple(marks)))
+    if failures:
+        findings.append(f"{len(failures)} probe(s) from out of scope into the restricted zone "
+                        "are allowed")
+        blocks.append(Para("Allowed paths from out of scope into the restricted zone:", "fail"))
+        blocks.append(Table(("Class", "Source", "Restricted member", "Port", "Decided by"),
+                            tuple(failures[:200]), ("fail",) * min(len(failures), 200)))
+    else:
+        blocks.append(Para("Every probe from out of scope into the restricted zone is denied.",
+                           "ok"))
+    # Indirect paths: observed chains general -> in scope -> restricted.
+    indirect = []
+    for scope in ctx.plan.classes:
+        general = {m.node for m in scope.members(GENERAL)}
+        connected = {m.node for m in scope.members(CONNECTED)}
+        restricted = {m.node for m in scope.members(RESTRICTED)}
+        for g in sorted(general):
+            for c in sorted(s for s in graph.successors(g) if s in connected):
+                for r in sorted(s for s in graph.successors(c) if s in restricted):
+                    indirect.append((scope.data_class, g, c, r))
+    if indirect:
+        blocks.append(Para(
+            f"{len(indirect)} indirect path(s): an out-of-scope workload calls a connected-to "
+            "workload that calls the restricted zone. PCI DSS out-of-scope systems must not "
+            "reach the CDE through an in-scope system; whether an application-level call "
+            "counts is the assessor's judgement. The plan's scope reduction options above list "
+            "the flows to cut.", "warn"))
+        blocks.append(Table(("Class", "Out of scope", "Through (connected-to)",
+                             "Restricted member"), tuple(indirect[:200])))
+    # The matrix as a picture: now (no policies) against the policies.
+    reach = reachability(graph, ctx.plan, ctx.manifests, inventory=ctx.inventory,
+                         enforcement=ctx.enforcement, before_label="no policies (today)",
+                         after_label="with these policies")
+    ax1, _ = draw_reachability(reach)
+    blocks.append(Image("reachability.png", _png(ax1.figure),
+                        "Reachability of the restricted zone, before and after",
+                        "Rows: every node outside the restricted zone, by zone; columns: "
+                        "restricted members. Infrastructure rows include node-local traffic "
+                        "that NetworkPolicy does not govern."))
+    return stats
+
+
+def _verify_section(ctx: _Context, blocks: list[Block], findings: list[str]
+                    ) -> tuple[int, int] | None:
+    if ctx.flows is None or ctx.inventory is None:
+        return None
+    from segmenter.verify import verify_flows
+
+    blocks.append(Heading(2, "Observed flows replayed", "verify"))
+    results = verify_flows(ctx.flows, ctx.inventory, ctx.manifests,
+                           enforcement=ctx.enforcement)
+    denied = [r for r in results if not r.allowed]
+    allowed = len(results) - len(denied)
+    if denied:
+        findings.append(f"{len(denied)} observed flow(s) would be denied by the policies")
+        blocks.append(Para(f"{len(denied)} of {len(results)} observed flows would be denied: "
+                           "the application would break where they are needed.", "fail"))
+        grouped: dict[tuple[str, str, str], int] = defaultdict(int)
+        reason: dict[tuple[str, str, str], str] = {}
+        for r in denied:
+            key = (r.client, r.server, _port(str(r.flow.transport), r.port))
+            grouped[key] += 1
+            reason[key] = r.verdict.summary()
+        blocks.append(Table(("Client", "Server", "Port", "Flows", "Why"), tuple(
+            (k[0], k[1], k[2], str(n), reason[k]) for k, n in sorted(grouped.items())),
+            ("fail",) * len(grouped)))
+    else:
+        blocks.append(Para(f"All {len(results)} observed flows are allowed under "
+                           f"{ctx.enforcement} enforcement: the policies block nothing the "
+                           "application was seen doing.", "ok"))
+    return allowed, len(results)
+
+
+def _mapping_section(ctx: _Context, blocks: list[Block], deny: Mapping[str, bool],
+                     seg: Mapping[str, int], verified: tuple[int, int] | None) -> None:
+    blocks.append(Heading(2, "Mapping to PCI DSS v4.0.1 and HIPAA 164.312", "mapping"))
+    frameworks = {s.framework for s in ctx.plan.classes}
+    nothing = not ctx.plan.classes
+    na = "not applicable: nothing is in scope"
+
+    def status(ok: bool, good: str, bad: str) -> str:
+        return na if nothing else (good if ok else bad)
+
+    isolated = deny.get("restricted_isolated", True) and deny.get("namespaces_denied", True)
+    seg_ok = seg.get("allowed", 0) == 0
+    has_plaintext = any(
+        not p.get("tls") for u, v, d in ctx.graph.edges(data=True)
+        for p in d.get("ports", [])
+        if any(RESTRICTED in (s.zone_of(u), s.zone_of(v)) for s in ctx.plan.classes))
+    external = any(EXTERNAL in (c.client_zone, c.server_zone)
+                   for s in ctx.plan.classes for c in s.crossings)
+    pci_rows = [
+        ("1.2.4", "Accurate data-flow diagrams of all account-data flows, updated on change",
+         "[Diagram](#diagram), [allowed-flow register](#register)",
+         status(True, "evidence supplied (regenerate on change)", "")),
+        ("1.2.5", "Every allowed service, protocol and port identified, approved, with a "
+         "business need", "[Allowed-flow register](#register)",
+         status(True, "register supplied; justification and approval to be filled in", "")),
+        ("1.3.1", "Inbound traffic to the CDE restricted to what is necessary; all else "
+         "specifically denied", "[Default deny](#default-deny), [segmentation test]"
+         "(#segmentation)", status(isolated and seg_ok, "met by the policies as evaluated",
+                                   "gaps: see findings")),
+        ("1.3.2", "Outbound traffic from the CDE restricted to what is necessary; all else "
+         "specifically denied", "[Default deny](#default-deny), [register](#register)",
+         status(isolated, "met by the policies as evaluated", "gaps: see findings")),
+        ("1.4.1, 1.4.2", "NSCs between trusted and untrusted networks; inbound only to "
+         "authorised public services", "[Register](#register) (external rows), [scope](#scope)",
+         status(True, "external peers listed by address" if external else
+                "no flow with an external address", "")),
+        ("1.4.4", "Stores of cardholder data not directly reachable from untrusted networks",
+         "[Segmentation test](#segmentation) (external sources)",
+         status(seg.get("external_allowed", 0) == 0,
+                "no external address reaches a restricted member",
+                "an external address reaches the restricted zone")),
+        ("10.2", "Audit logs of access and of changes to security controls",
+         ("Calico guardrails `Log` unplanned traffic into the restricted zone; "
+          if ctx.enforcement == "calico" else "NetworkPolicy cannot log; ")
+         + "policy objects carry provenance annotations",
+         na if nothing else (
+             "partly: Calico Log rules record denied attempts; Kubernetes API audit logging of "
+             "policy changes is the cluster's to enable" if ctx.enforcement == "calico" else
+             "partly: enable the CNI's flow and deny logs and Kubernetes API audit logging "
+             "of policy objects")),
+        ("11.4.5", "Segmentation controls penetration-tested every 12 months and after "
+         "changes", "[Segmentation test](#segmentation)",
+         status(seg_ok, "expected-deny matrix passes in simulation; the independent pen test "
+                "is still required", "simulated probes found allowed paths")),
+    ]
+    hipaa_rows = [
+        ("164.312(a)(1)", "Access control: only authorised software reaches ePHI systems",
+         "[Scope](#scope), [register](#register), [default deny](#default-deny)",
+         status(isolated and seg_ok, "network access limited to the authorised workloads",
+                "gaps: see findings")),
+        ("164.312(b)", "Audit controls: record and examine activity in ePHI systems",
+         "Calico `Log` rules; flow evidence in the register",
+         na if nothing else "partly: flow and deny logs and API audit logs must be collected "
+         "and reviewed"),
+        ("164.312(e)(1)", "Transmission security: guard ePHI in transit",
+         "[Encryption in transit](#encryption)",
+         status(not has_plaintext, "every flow with the restricted zone used TLS",
+                "plaintext flows listed: encryption or a documented alternative needed")),
+    ]
+    if nothing or "pci" in frameworks:
+        blocks.append(Heading(3, "PCI DSS v4.0.1", "mapping-pci"))
+        blocks.append(Table(("Requirement", "What it asks", "Evidence here", "Status"),
+                            tuple(pci_rows), tuple(_status_mark(r[3]) for r in pci_rows)))
+    if nothing or "hipaa" in frameworks:
+        blocks.append(Heading(3, "HIPAA Security Rule, 45 CFR 164.312", "mapping-hipaa"))
+        blocks.append(Table(("Standard", "What it asks", "Evidence here", "Status"),
+                            tuple(hipaa_rows), tuple(_status_mark(r[3]) for r in hipaa_rows)))
+    if verified is not None:
+        blocks.append(Para(f"Functional check: {verified[0]} of {verified[1]} observed flows "
+                           "allowed (nothing needed is blocked)."))
+
+
+def _status_mark(text: str) -> str:
+    if text.startswith(("gaps", "an external", "simulated probes", "plaintext")):
+        return "fail"
+    if text.startswith("partly") or "to be filled" in text:
+        return "warn"
+    if text.startswith("not applicable"):
+        return ""
+    return "ok"
+
+
+def _limits_section(ctx: _Context, blocks: list[Block]) -> None:
+    blocks.append(Heading(2, "Exceptions, assumptions and limits", "limits"))
+    items = [
+        "Traffic from a pod's own node (kubelet probes) and from hostNetwork pods is not "
+        "governed by NetworkPolicy in most CNIs; it is shown as allowed. Compensating "
+        "control: node isolation (dedicated node pools, taints) for restricted workloads.",
+        "Policies are evaluated after Service DNAT (the pod port), with ipBlock matching pod "
+        "addresses as Calico does; ICMP and existing connections are implementation-defined.",
+        "Only the traffic seen during the capture is allowed: anything the application does "
+        "rarely (see the learning curve) would be denied until added.",
+        "TLS is detected from a ClientHello at the start of a connection; TLS negotiated inside "
+        "another protocol is reported as plaintext.",
+    ]
+    if ctx.plan.excluded_namespaces:
+        items.append("Not policed (system namespaces, a default deny there can lock out nodes "
+                     "and the control plane): " + ", ".join(
+                         f"`{n}`" for n in ctx.plan.excluded_namespaces) + ".")
+    items.extend(ctx.plan.notes)
+    items.extend(f"Policy engine: {w}" for w in sorted(set(ctx.engine.warnings))[:20])
+    items.extend(f"Not evaluated: {i}" for i in sorted(set(ctx.engine.ignored))[:20])
+    blocks.append(Bullets(tuple(items)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Scope as blocks, for notebook displays
+
+
+def scope_blocks(graph: nx.DiGraph, scope: ClassScope) -> list[Block]:
+    """One class's zones as blocks (used by :class:`segmenter.notebook.PlanView`)."""
+    blocks: list[Block] = []
+    for zone in (RESTRICTED, CONNECTED, INFRASTRUCTURE, EXTERNAL, GENERAL):
+        members = scope.members(zone)
+        if members:
+            blocks.append(Table(("Member", "Why it is here"), _member_rows(graph, members),
+                                caption=f"{zone} ({len(members)})"))
+    return blocks
+
+
+# ---------------------------------------------------------------------------------------------
+# Files and the command
+
+
+def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``report.md``, its PNGs and ``report.html`` into ``out_dir``, atomically each."""
+    from segmenter.fileio import atomic_write_bytes, atomic_write_text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for image in report.images():
+        atomic_write_bytes(out / image.name, image.data)
+        written[image.name] = out / image.name
+    atomic_write_text(out / "report.md", render_markdown(report))
+    atomic_write_text(out / "report.html", render_html(report))
+    written["report.md"] = out / "report.md"
+    written["report.html"] = out / "report.html"
+    return written
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from segmenter.cli import _load_plan, load_inventory_arg
+    from segmenter.flows import read_flow_files
+    from segmenter.graph import load_graph
+
+    graph = load_graph(args.graph)
+    plan = _load_plan(args.plan)
+    inventory = load_inventory_arg(args.inventory) if args.inventory else None
+    flows = read_flow_files(list(args.flows)).flows if args.flows else None
+    sources: dict[str, list[str]] = {"graph": [args.graph], "plan": [args.plan],
+                                     "policies": list(args.policies)}
+    if args.flows:
+        sources["flows"] = list(args.flows)
+    if args.inventory:
+        sources["inventory"] = list(args.inventory)
+    enforcement = None if args.enforcement == "auto" else args.enforcement
+    report = build_report(graph, plan, list(args.policies), flows=flows, inventory=inventory,
+                          enforcement=enforcement, title=args.title or "",
+                          generated_at=args.generated_at, sources=sources)
+    written = write_report(report, args.output)
+    print(f"wrote {written['report.md']} and {written['report.html']}")
+    for finding in sorted(set(report.findings)):
+        print(f"finding: {finding}")
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``segmenter report`` on the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "report", help="compliance evidence report (Markdown and self-contained HTML)",
+        description="Scope statement, data-flow diagram, allowed-flow register, encryption "
+                    "in transit, default deny, segmentation test evidence and the PCI DSS / "
+                    "HIPAA mapping, from a graph, a plan and compiled policies.")
+    p.add_argument("--graph", required=True, help="graph.json")
+    p.add_argument("--plan", required=True, help="plan.json")
+    p.add_argument("--policies", nargs="+", required=True, metavar="DIR",
+                   help="compiled policy folders or files (one dialect)")
+    p.add_argument("--flows", nargs="+", help="flow files: replay every observed flow")
+    p.add_argument("--inventory", nargs="+", metavar="DUMP",
+                   help="kubectl dump or inventory JSON: real pods and namespace labels")
+    p.add_argument("--enforcement", choices=("auto", "kubernetes", "calico"), default="auto",
+                   help="default: calico when the policies contain Calico objects")
+    p.add_argument("--title", help="report title")
+    p.add_argument("--generated-at", metavar="TEXT",
+                   help="a date to print in the report (none by default: output is "
+                        "deterministic)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    p.set_defaults(func=cmd_report)
