@@ -1,8 +1,10 @@
-"""``python -m capture``: ``ingest CAPTURE... -o flows.jsonl`` and ``merge FLOWFILE... -o out``.
+"""``python -m capture``: ``ingest CAPTURE... -o flows.jsonl``, ``merge FLOWFILE... -o out`` and
+``capture --iface IFACE [--filter BPF] -o DIR`` (the live agent, ``capture.agent``).
 
-A ``CaptureError`` (missing file, not a capture, unreadable flow file) is one line on standard
-error and exit status 2, never a traceback. Warnings about damaged captures go to standard error
-and do not change the exit status.
+A ``CaptureError`` (missing file, not a capture, unreadable flow file, no such interface, no
+privilege to capture) is one line on standard error and exit status 2, never a traceback.
+Warnings about damaged captures go to standard error and do not change the exit status. The
+agent logs its flushes to standard error and exits 0 after its final flush on SIGTERM / SIGINT.
 """
 
 from __future__ import annotations
@@ -11,13 +13,72 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from capture import __version__
 from capture.errors import CaptureError
 from capture.flowfile import merge_flow_files
 from capture.ingest import ingest
 
+if TYPE_CHECKING:
+    from capture.agent import AgentStats
+
 EXIT_ERROR = 2
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the live agent (``capture``), for this CLI and ``segmenter capture``;
+    ``run_capture(args)`` runs it."""
+    from capture.agent import FLUSH_INTERVAL, MAX_FLOWS
+
+    parser.add_argument("-i", "--iface", required=True, metavar="IFACE",
+                        help="network interface to capture on (e.g. eth0, cni0)")
+    parser.add_argument("-f", "--filter", default=None, metavar="BPF",
+                        help="capture filter, tcpdump syntax (needs libpcap)")
+    parser.add_argument("-o", "--output-dir", required=True, metavar="DIR",
+                        help="directory for the flow files (created if missing)")
+    parser.add_argument("--flush-interval", type=_positive, default=FLUSH_INTERVAL,
+                        metavar="SECONDS",
+                        help=f"seconds between flow files (default {FLUSH_INTERVAL:g})")
+    parser.add_argument("--max-flows", type=_count, default=MAX_FLOWS, metavar="N",
+                        help="flows tracked at once; beyond, the least recently seen is"
+                             f" evicted into the next file (default {MAX_FLOWS})")
+    parser.add_argument("--duration", type=_positive, default=None, metavar="SECONDS",
+                        help="stop after this long (default: until SIGTERM / SIGINT)")
+    parser.add_argument("--host", default=None, metavar="NAME",
+                        help="agent name in file names (default: $SEGMENTER_AGENT_HOST or"
+                             " the host name)")
+    parser.add_argument("--no-promisc", action="store_true",
+                        help="do not put the interface in promiscuous mode")
+
+
+def run_capture(args: argparse.Namespace) -> AgentStats:
+    """Run the live agent with the options of ``add_capture_arguments``."""
+    from capture.agent import run_agent
+
+    return run_agent(args.iface, args.output_dir, bpf=args.filter,
+                     flush_interval=args.flush_interval, max_flows=args.max_flows,
+                     duration=args.duration, host=args.host, promisc=not args.no_promisc)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,20 +102,29 @@ def build_parser() -> argparse.ArgumentParser:
     p_merge.add_argument("flowfiles", nargs="+", metavar="FLOWFILE")
     p_merge.add_argument("-o", "--output", default="-",
                          help="flow file to write (default: standard output)")
+    p_capture = sub.add_parser(
+        "capture", help="live agent: capture on an interface, write flow files periodically")
+    add_capture_arguments(p_capture)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("warning: %(message)s"))
     logger = logging.getLogger("capture")
     saved = (logger.level, logger.propagate)
+    if args.command == "capture":  # a long-running agent: its log is its record
+        handler.setFormatter(logging.Formatter("%(asctime)s capture %(levelname)s: %(message)s"))
+        logger.setLevel(logging.INFO)
+    else:
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        logger.setLevel(logging.WARNING)
     logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
     logger.propagate = False
     try:
-        if args.command == "ingest":
+        if args.command == "capture":
+            run_capture(args)
+        elif args.command == "ingest":
             stats = ingest(args.captures, args.output, progress=not args.no_progress,
                            fast=not args.scapy_reader)
             if sys.stderr.isatty():

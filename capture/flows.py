@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 from capture.decode import (
@@ -209,27 +209,30 @@ class FlowTable:
         self.add(d, buf, t, key)
         return True
 
-    def add(self, d: Decoded, data: Buffer, t: int, key: bytes | None = None) -> None:
-        """Fold one decoded packet; ``data`` is the buffer ``d``'s offsets index."""
+    def add(self, d: Decoded, data: Buffer, t: int, key: bytes | None = None) -> Flow | None:
+        """Fold one decoded packet; ``data`` is the buffer ``d``'s offsets index.
+
+        Returns the flow the packet was folded into, None when it was skipped.
+        """
         proto = d.proto
         table = self.tables.get(proto)
         if table is None:
             self.skip(SKIP_PROTOCOL)
-            return
+            return None
         frag = d.frag
         if frag is not None and frag[1]:
             # A later fragment: no transport header; it belongs to the flow of its first one.
             fh = self.frags.get(frag[0])
             if fh is None:
                 self.skip(SKIP_FRAGMENT)
-                return
+                return None
             if not frag[2]:
                 del self.frags[frag[0]]
             fh.packets += 1
             fh.bytes += d.iplen
             ffl = fh.flow
             ffl.last = max(ffl.last, t)
-            return
+            return ffl
         if key is None:
             key = d.src + d.dst + d.ports
         h = table.get(key)
@@ -273,6 +276,7 @@ class FlowTable:
         if fl.dns and d.pend > d.poff:
             self._dns(d, data, t)
         fl.slow = fl.probe_left > 0 or fl.dns or fl.tunnel
+        return fl
 
     def _new(self, table: dict[bytes, Half], key: bytes, d: Decoded, t: int) -> Half:
         proto = d.proto
@@ -421,10 +425,47 @@ class FlowTable:
 
     def flows(self) -> Iterator[Flow]:
         yield from self.done
+        yield from self.active()
+
+    def active(self) -> Iterator[Flow]:
+        """The flows still in the tables (not ended), without ``done``."""
         for table in self.tables.values():
             for h in table.values():
                 if h.is_a:
                     yield h.flow
+
+    def take_done(self) -> list[Flow]:
+        """Hand over the flows ended so far (idle time-out, TCP reopen) and forget them."""
+        done = self.done
+        self.done = []
+        return done
+
+    def remove(self, fl: Flow) -> bool:
+        """End ``fl`` now: take it out of the tables so that its next packet starts a new
+        record. The caller writes its record (and then calls ``drop_fragments``); False when
+        ``fl`` was not in the tables (already ended, or removed before).
+        """
+        table = self.tables.get(fl.proto)
+        if table is None:
+            return False
+        ports = b""
+        if fl.a_port is not None and fl.b_port is not None:
+            ports = fl.a_port.to_bytes(2, "big") + fl.b_port.to_bytes(2, "big")
+        key = fl.a_addr + fl.b_addr + ports
+        if table.get(key) is not fl.a:
+            return False
+        del table[key]
+        rkey = fl.b_addr + fl.a_addr + ports[2:4] + ports[0:2]
+        if rkey != key and table.get(rkey) is fl.b:
+            del table[rkey]
+        return True
+
+    def drop_fragments(self, ended: Collection[Flow]) -> None:
+        """Forget the pending IP fragments of flows whose records were written (one pass):
+        their later fragments are then skipped as ``fragment-unmatched``."""
+        if self.frags and ended:
+            for fkey in [k for k, h in self.frags.items() if h.flow in ended]:
+                del self.frags[fkey]
 
     def flow_count(self) -> int:
         return len(self.done) + sum(
@@ -438,10 +479,13 @@ class FlowTable:
         for item in self.dns.items():
             yield self.dns_record(item)
 
-    def flow_items(self) -> Iterator[tuple[tuple[Any, ...], Flow]]:
-        """(sort key, flow) pairs: ``capture.flowfile.sort_key`` of each flow's record."""
+    def flow_items(
+        self, flows: Iterable[Flow] | None = None
+    ) -> Iterator[tuple[tuple[Any, ...], Flow]]:
+        """(sort key, flow) pairs: ``capture.flowfile.sort_key`` of each flow's record; of
+        ``flows`` when given, else of all the table's flows."""
         name = self.name
-        for fl in self.flows():
+        for fl in self.flows() if flows is None else flows:
             if fl.client_is_a:
                 client, server, cport, sport = fl.a_addr, fl.b_addr, fl.a_port, fl.b_port
             else:
@@ -450,9 +494,12 @@ class FlowTable:
                    -1 if cport is None else cport, name(server),
                    -1 if sport is None else sport), fl
 
-    def dns_items(self) -> Iterator[tuple[tuple[Any, ...], tuple[DnsKey, int]]]:
-        """(sort key, answer) pairs, as ``capture.flowfile.sort_key`` orders DNS records."""
-        for item in self.dns.items():
+    def dns_items(
+        self, answers: Mapping[DnsKey, int] | None = None
+    ) -> Iterator[tuple[tuple[Any, ...], tuple[DnsKey, int]]]:
+        """(sort key, answer) pairs, as ``capture.flowfile.sort_key`` orders DNS records; of
+        ``answers`` (answer -> time first seen) when given, else of the table's."""
+        for item in (self.dns if answers is None else answers).items():
             (client, server, name, _answers, _cnames), t = item
             yield (1, t / NS, client, server, name, 0, ""), item
 

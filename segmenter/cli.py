@@ -245,6 +245,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_DENIED if denied else EXIT_OK
 
 
+def cmd_capture(args: argparse.Namespace) -> int:
+    from capture.cli import run_capture
+    from capture.errors import CaptureError
+
+    logging.getLogger("capture").setLevel(logging.INFO)
+    try:
+        stats = run_capture(args)
+    except CaptureError as exc:
+        raise InputError(str(exc)) from exc
+    skipped = sum(stats.skipped.values())
+    print(f"capture on {stats.iface} stopped ({stats.stopped_by or 'done'}): {stats.packets} "
+          f"packets, {skipped} skipped, {stats.flows} flows and {stats.dns} DNS answers in "
+          f"{len(stats.files)} files under {stats.out_dir}; {stats.evicted} flows evicted early, "
+          f"{stats.kernel_drops} dropped by the kernel")
+    return EXIT_OK
+
+
 def cmd_draw(args: argparse.Namespace) -> int:
     from segmenter.graph import load_graph
     from segmenter.viz import save_zone_map
@@ -393,6 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--best-effort", action="store_true")
     p.add_argument("--staged", action="store_true")
     p.set_defaults(func=cmd_run)
+
+    from capture.cli import add_capture_arguments
+
+    p = sub.add_parser("capture", help="live capture agent: sniff an interface into flow files "
+                       "(no payload kept)")
+    add_capture_arguments(p)
+    p.set_defaults(func=cmd_capture)
 
     from segmenter import apply, diff, kube_policies, report
 

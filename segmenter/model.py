@@ -54,6 +54,8 @@ class Transport(enum.StrEnum):
     @classmethod
     def parse(cls, value: str) -> Transport:
         """Read a transport name in any letter case (``tcp``, ``ICMPv6``)."""
+        if value in cls._value2member_map_:
+            return cls(value)
         for member in cls:
             if member.value.lower() == value.lower():
                 return member

@@ -16,6 +16,7 @@ compiler allows exactly those (plus DNS), nothing more.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -222,6 +223,67 @@ def suggest_stores(graph: nx.DiGraph, declared: set[str], excluded: set[str]) ->
     return tuple(out)
 
 
+def min_edge_cut(graph: nx.DiGraph, sources: set[str], sinks: set[str]) -> list[tuple[str, str]]:
+    """The fewest workload-to-workload flows whose removal separates ``sinks`` from ``sources``.
+
+    Unit capacities on the undirected workload graph; augmenting paths by breadth-first search
+    (Edmonds-Karp), each search stopping at the first sink it reaches. The flow is bounded by the
+    number of flows touching ``sources``, which keeps this fast on large graphs where a generic
+    max-flow would build a residual network of every edge.
+
+    >>> g = nx.DiGraph([("a", "b"), ("b", "c"), ("a", "c2"), ("c2", "c")])
+    >>> for n in g:
+    ...     g.nodes[n]["kind"] = "workload"
+    >>> min_edge_cut(g, {"c"}, {"a"})
+    [('b', 'c'), ('c2', 'c')]
+    """
+    if not sources or not sinks:
+        return []
+    adjacency: dict[str, set[str]] = {}
+    for u, v in graph.edges:
+        if u == v or graph.nodes[u].get("kind") != "workload" or (
+                graph.nodes[v].get("kind") != "workload"):
+            continue
+        adjacency.setdefault(u, set()).add(v)
+        adjacency.setdefault(v, set()).add(u)
+    flow: dict[tuple[str, str], int] = {}  # net flow u->v on undirected unit edges
+
+    def residual(u: str, v: str) -> int:
+        return 1 - flow.get((u, v), 0)
+
+    def search() -> tuple[dict[str, str | None], str | None]:
+        parent: dict[str, str | None] = {s: None for s in sorted(sources)}
+        queue = deque(sorted(sources))
+        while queue:
+            u = queue.popleft()
+            for v in sorted(adjacency.get(u, ())):
+                if v in parent or v in sources or residual(u, v) <= 0:
+                    continue
+                parent[v] = u
+                if v in sinks:
+                    return parent, v
+                queue.append(v)
+        return parent, None
+
+    while True:
+        parent, end = search()
+        if end is None:
+            break
+        v = end
+        while parent[v] is not None:
+            u = parent[v]
+            assert u is not None
+            flow[(u, v)] = flow.get((u, v), 0) + 1
+            flow[(v, u)] = flow.get((v, u), 0) - 1
+            v = u
+    reach = set(parent)
+    cut = set()
+    for u, v in graph.edges:
+        if u in adjacency and v in adjacency and u != v and (u in reach) != (v in reach):
+            cut.add((u, v))
+    return sorted(cut)
+
+
 def _with_reductions(graph: nx.DiGraph, scope: ClassScope) -> ClassScope:
     """Scope reduction: which flows to cut (remove or proxy) to take workloads out of scope.
 
@@ -243,32 +305,12 @@ def _with_reductions(graph: nx.DiGraph, scope: ClassScope) -> ClassScope:
                                         f"{node} leaves {scope.data_class} scope"))
     reductions.sort(key=lambda r: (len(r.flows), r.leaves))
     general = {m.node for m in scope.members(GENERAL)}
-    workloads = [n for n, a in graph.nodes(data=True) if a.get("kind") == "workload"]
-    undirected = nx.Graph()
-    undirected.add_nodes_from(workloads)
-    undirected.add_edges_from((u, v) for u, v in graph.edges if u != v and u in undirected
-                              and v in undirected)
-    if restricted and general:
-        source, sink = "\0restricted", "\0general"
-        undirected.add_edges_from((source, r) for r in restricted)
-        undirected.add_edges_from((g, sink) for g in general)
-        for (_, r), (g, _) in [((source, r), (g, sink)) for r in restricted for g in general]:
-            undirected.edges[source, r]["capacity"] = len(workloads) + 1
-            undirected.edges[g, sink]["capacity"] = len(workloads) + 1
-        for u, v in undirected.edges:
-            undirected.edges[u, v].setdefault("capacity", 1)
-        if nx.has_path(undirected, source, sink):
-            _, (reach, _) = nx.minimum_cut(undirected, source, sink)
-            cut = sorted(
-                (u, v) if graph.has_edge(u, v) else (v, u)
-                for u, v in undirected.edges
-                if (u in reach) != (v in reach) and source not in (u, v) and sink not in (u, v)
-            )
-            if cut:
-                reductions.append(Reduction(
-                    tuple(cut), (),
-                    "minimum cut: without these flows no general workload can reach the "
-                    f"restricted {scope.data_class} zone through another workload"))
+    cut = min_edge_cut(graph, restricted, general)
+    if cut:
+        reductions.append(Reduction(
+            tuple(cut), (),
+            "minimum cut: without these flows no general workload can reach the "
+            f"restricted {scope.data_class} zone through another workload"))
     return ClassScope(scope.data_class, scope.title, scope.framework, scope.zones,
                       scope.crossings, tuple(reductions))
 

@@ -17,8 +17,11 @@ import yaml
 
 from segmenter.dialects.base import Manifest
 
+# libyaml's emitter when PyYAML was built with it (about 10x faster); same output.
+_BaseDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
-class _Dumper(yaml.SafeDumper):
+
+class _Dumper(_BaseDumper):  # type: ignore[valid-type,misc]
     def ignore_aliases(self, data: Any) -> bool:
         return True
 

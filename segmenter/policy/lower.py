@@ -128,8 +128,16 @@ class Lowering:
         self.chooser = SelectorChooser(inventory)
         self.errors: list[str] = []
         self.policed = set(plan.policed)
+        self._selectors: dict[str, tuple[Selector, str]] = {}
+        self._peers: dict[str, tuple[Peer, ...]] = {}
 
     def selector(self, node: str) -> tuple[Selector, str]:
+        cached = self._selectors.get(node)
+        if cached is None:
+            cached = self._selectors[node] = self._selector(node)
+        return cached
+
+    def _selector(self, node: str) -> tuple[Selector, str]:
         attrs = self.graph.nodes[node]
         try:
             choice = self.chooser.choose(WorkloadRef.parse(node),
@@ -140,6 +148,12 @@ class Lowering:
         return Selector(choice.labels), choice.note
 
     def peers(self, node: str) -> tuple[Peer, ...]:
+        cached = self._peers.get(node)
+        if cached is None:
+            cached = self._peers[node] = self._peers_of(node)
+        return cached
+
+    def _peers_of(self, node: str) -> tuple[Peer, ...]:
         attrs = self.graph.nodes[node]
         kind = attrs.get("kind")
         if kind == "workload" and not attrs.get("host_network"):
