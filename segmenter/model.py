@@ -98,6 +98,15 @@ class Labels:
     def __bool__(self) -> bool:
         return bool(self.items)
 
+    def __hash__(self) -> int:
+        # Cached: label sets key the compiler's dictionaries millions of times on large plans,
+        # and a tuple of tuples rehashes every element on every call.
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(self.items)
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
 
 @dataclass(frozen=True, order=True)
 class WorkloadRef:

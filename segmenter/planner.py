@@ -26,6 +26,7 @@ import networkx as nx
 
 from segmenter.config import DATA_CLASS_KEY, Config
 from segmenter.errors import PlanError
+from segmenter.gcpause import no_gc
 from segmenter.model import Labels
 
 RESTRICTED = "restricted"
@@ -133,6 +134,11 @@ def plan(graph: nx.DiGraph, config: Config, *, dns_nodes: Iterable[str] = ()) ->
     Raises:
         PlanError: a declaration matches no workload, or names an unknown class.
     """
+    with no_gc():
+        return _plan(graph, config, dns_nodes)
+
+
+def _plan(graph: nx.DiGraph, config: Config, dns_nodes: Iterable[str]) -> Plan:
     dns = set(dns_nodes)
     workloads = workload_nodes(graph)
     restricted: dict[str, dict[str, str]] = {}  # class -> node -> reason

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segmenter.errors import UnsupportedError
+from segmenter.gcpause import no_gc
 from segmenter.policy.ir import PolicySet
 
 Manifest = dict[str, Any]
@@ -44,7 +45,8 @@ class Dialect:
     def emit(self, policy_set: PolicySet) -> Output:
         self._unsupported.clear()
         self._notes.clear()
-        files = self.generate(policy_set)
+        with no_gc():
+            files = self.generate(policy_set)
         if self._unsupported and not self.best_effort:
             raise UnsupportedError(list(self._unsupported), dialect=self.name)
         return Output(files, tuple(self._notes), tuple(self._unsupported))

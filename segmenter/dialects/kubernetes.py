@@ -9,6 +9,7 @@ expressible here rather than approximated. ICMP cannot be allowed by NetworkPoli
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from segmenter.dialects.base import MANAGED_BY, Dialect, Manifest
@@ -19,6 +20,7 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the control plane
 _K8S_PROTOCOLS = {Transport.TCP, Transport.UDP, Transport.SCTP}
 
 
+@lru_cache(maxsize=1 << 16)
 def timestamp(value: float | None) -> str | None:
     if value is None:
         return None

@@ -50,6 +50,13 @@ class PodPeer:
     namespace: str
     pods: Selector
 
+    def __hash__(self) -> int:  # cached, see Labels.__hash__
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.namespace, self.pods.labels))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
 
 @dataclass(frozen=True, order=True)
 class CidrPeer:

@@ -21,6 +21,7 @@ import networkx as nx
 
 from segmenter.config import CompileOptions, ExternalBlock
 from segmenter.errors import UnsupportedError
+from segmenter.gcpause import no_gc
 from segmenter.model import Inventory, Labels, Transport, WorkloadRef
 from segmenter.planner import CONNECTED, RESTRICTED, Plan
 from segmenter.policy.ir import (
@@ -86,11 +87,14 @@ class _RuleAcc:
             reason: str) -> None:
         self.ports.add(port)
         self.flows += flows
+        self.add_times(first, last)
+        self.reasons.add(reason)
+
+    def add_times(self, first: float | None, last: float | None) -> None:
         if first is not None:
             self.first = first if self.first is None else min(self.first, first)
         if last is not None:
             self.last = last if self.last is None else max(self.last, last)
-        self.reasons.add(reason)
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ class Lowering:
         self.policed = set(plan.policed)
         self._selectors: dict[str, tuple[Selector, str]] = {}
         self._peers: dict[str, tuple[Peer, ...]] = {}
+        self._ports: dict[tuple[Any, Any], Port] = {}
 
     def selector(self, node: str) -> tuple[Selector, str]:
         cached = self._selectors.get(node)
@@ -195,20 +200,12 @@ class Lowering:
 
     def workload_rules(self, node: str, requirements: tuple[str, ...] = ()) -> tuple[
             tuple[Rule, ...], tuple[Rule, ...]]:
-        ingress: dict[Peer, _RuleAcc] = defaultdict(_RuleAcc)
-        egress: dict[Peer, _RuleAcc] = defaultdict(_RuleAcc)
-        for client, _, data in self.graph.in_edges(node, data=True):
-            for peer in self.peers(client):
-                for entry in data.get("ports", []):
-                    ingress[peer].add(_port(entry), int(entry.get("flows", 0)),
-                                      entry.get("first_seen"), entry.get("last_seen"),
-                                      f"observed from {client}")
-        for _, server, data in self.graph.out_edges(node, data=True):
-            for peer in self.peers(server):
-                for entry in data.get("ports", []):
-                    egress[peer].add(_port(entry), int(entry.get("flows", 0)),
-                                     entry.get("first_seen"), entry.get("last_seen"),
-                                     f"observed to {server}")
+        # Accumulate per peer *node* first (string keys hash cheaply), then merge the nodes that
+        # share a peer: hashing the nested frozen peers per port entry dominated large plans.
+        ingress = self._merge({client: (data, f"observed from {client}")
+                               for client, _, data in self.graph.in_edges(node, data=True)})
+        egress = self._merge({server: (data, f"observed to {server}")
+                              for _, server, data in self.graph.out_edges(node, data=True)})
         if self.dns is not None:
             for peer in self.dns.peers:
                 for port in self.dns.ports:
@@ -216,6 +213,33 @@ class Lowering:
         ranges = self.options.port_ranges
         return (_rules(ingress, Action.ALLOW, requirements, ranges),
                 _rules(egress, Action.ALLOW, requirements, ranges))
+
+    def _merge(self, edges: dict[str, tuple[dict[str, Any], str]]) -> defaultdict[Peer,
+                                                                                   _RuleAcc]:
+        acc: defaultdict[Peer, _RuleAcc] = defaultdict(_RuleAcc)
+        for other, (data, reason) in edges.items():
+            item = _RuleAcc()
+            for entry in data.get("ports", []):
+                item.add(self.port(entry), int(entry.get("flows", 0)), entry.get("first_seen"),
+                         entry.get("last_seen"), reason)
+            for peer in self.peers(other):
+                target = acc[peer]
+                if not target.ports:
+                    acc[peer] = _RuleAcc(set(item.ports), item.flows, item.first, item.last,
+                                         set(item.reasons))
+                    continue
+                for port in item.ports:
+                    target.add(port, 0, None, None, reason)
+                target.flows += item.flows
+                target.add_times(item.first, item.last)
+        return acc
+
+    def port(self, entry: dict[str, Any]) -> Port:
+        key = (entry.get("protocol", "TCP"), entry.get("port"))
+        cached = self._ports.get(key)
+        if cached is None:
+            cached = self._ports[key] = _port(entry)
+        return cached
 
 
 def _rules(acc: dict[Peer, _RuleAcc], action: Action, requirements: tuple[str, ...],
@@ -280,6 +304,12 @@ def lower(graph: nx.DiGraph, plan: Plan, inventory: Inventory, *,
     Raises:
         UnsupportedError: a workload cannot be selected exactly by stable labels.
     """
+    with no_gc():
+        return _lower(graph, plan, inventory, dns=dns, guardrails=guardrails, options=options)
+
+
+def _lower(graph: nx.DiGraph, plan: Plan, inventory: Inventory, *, dns: DnsTarget | None,
+           guardrails: bool, options: CompileOptions | None) -> PolicySet:
     low = Lowering(graph, plan, inventory, dns, options or CompileOptions())
     policies: list[Policy] = []
     namespaces: set[str] = set()

@@ -63,6 +63,26 @@ class SelectorChooser:
                 self._templates[wl.ref] = wl.template_labels.stable()
                 self._label_sets[wl.ref.namespace][wl.ref].append(wl.template_labels.stable())
         self._cache: dict[WorkloadRef, SelectorChoice] = {}
+        self._indexes: dict[str, tuple[dict[tuple[str, str], set[int]],
+                                       dict[WorkloadRef, set[int]]]] = {}
+
+    def _index(self, namespace: str) -> tuple[dict[tuple[str, str], set[int]],
+                                              dict[WorkloadRef, set[int]]]:
+        """Inverted index of a namespace's label sets (pods and templates): a selector matches a
+        label set iff that set holds every pair, i.e. the sets holding each pair intersect."""
+        cached = self._indexes.get(namespace)
+        if cached is None:
+            holders: dict[tuple[str, str], set[int]] = defaultdict(set)
+            owners: dict[WorkloadRef, set[int]] = defaultdict(set)
+            index = 0
+            for owner, sets in self._label_sets.get(namespace, {}).items():
+                for labels in sets:
+                    for pair in labels.items:
+                        holders[pair].add(index)
+                    owners[owner].add(index)
+                    index += 1
+            cached = self._indexes[namespace] = (dict(holders), dict(owners))
+        return cached
 
     def choose(self, ref: WorkloadRef, fallback: Labels | None = None) -> SelectorChoice:
         """The selector for ``ref``.
@@ -83,16 +103,17 @@ class SelectorChooser:
         # is deployed beside it later.
         candidates = sorted((kv for kv in common if kv[0] not in UNSTABLE_LABEL_KEYS),
                             key=lambda kv: (kv[1] != ref.name, *_key_rank(kv[0])))
-        others = [
-            labels
-            for owner, sets in self._label_sets.get(ref.namespace, {}).items()
-            if owner != ref
-            for labels in sets
-        ]
+        holders, own_indices = self._index(ref.namespace)
+        mine = own_indices.get(ref, set())
         for size in range(1, min(MAX_SELECTOR_LABELS, len(candidates)) + 1):
             for combo in combinations(candidates, size):
-                selector = Labels(tuple(sorted(combo)))
-                if not any(labels.matches(selector) for labels in others):
+                shared = holders.get(combo[0], set()) - mine
+                for pair in combo[1:]:
+                    if not shared:
+                        break
+                    shared &= holders.get(pair, set())
+                if not shared:
+                    selector = Labels(tuple(sorted(combo)))
                     keys = ", ".join(k for k, _ in combo)
                     skipped = sorted({k for k, _ in common if k in UNSTABLE_LABEL_KEYS})
                     note = (f"{keys}: the smallest set of stable labels shared by every pod "
