@@ -105,6 +105,11 @@ def _stats_line(stats: dict[str, Any]) -> str:
 def cmd_inventory(args: argparse.Namespace) -> int:
     from segmenter.inventory import inventory_to_dict
 
+    if getattr(args, "watch", False):
+        from segmenter.watch import cmd_watch
+
+        return cmd_watch(args)
+
     inventory = stage_inventory(args.dumps, live=args.live, context=args.context,
                                 kubeconfig=args.kubeconfig)
     atomic_write_json(args.output, inventory_to_dict(inventory))
@@ -133,15 +138,28 @@ def load_inventory_arg(paths: Sequence[str]) -> Inventory:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from segmenter.graph import graph_stats, save_graph
+    from segmenter.graph import (
+        format_stats,
+        graph_stats,
+        graph_to_gexf,
+        graph_to_graphml,
+        save_graph,
+    )
 
     inventory = load_inventory_arg(args.inventory)
     graph = stage_graph(args.flows, inventory)
     if args.output:
-        save_graph(graph, args.output)
+        if args.output.endswith(".graphml"):
+            graph_to_graphml(graph, args.output)
+        elif args.output.endswith(".gexf"):
+            graph_to_gexf(graph, args.output)
+        else:
+            save_graph(graph, args.output)
         print(f"wrote {args.output}: {graph.number_of_nodes()} nodes, "
               f"{graph.number_of_edges()} edges")
     if args.stats:
+        print(format_stats(graph_stats(graph)), end="")
+    if args.stats_json:
         print(json.dumps(graph_stats(graph), indent=1, sort_keys=True))
     return EXIT_OK
 
@@ -226,23 +244,132 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _policy_manifests(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Policies from folders/files (invalid ones reported with file and path, not evaluated) or
+    from the live cluster."""
+    from segmenter.evaluate import is_warning, iter_manifests, validate_manifest
+
+    if args.cluster:
+        from segmenter.kube_policies import live_policies
+
+        return live_policies(context=args.context, kubeconfig=args.kubeconfig)
+    if not args.policies:
+        raise InputError("give --policies DIR... or --cluster")
+    manifests = []
+    for path, number, doc in iter_manifests(list(args.policies)):
+        problems = [p for p in validate_manifest(doc) if not is_warning(p)]
+        if problems:
+            for problem in problems:
+                print(f"rejected {path} (document {number}): {problem}", file=sys.stderr)
+            continue
+        manifests.append(doc)
+    return manifests
+
+
+def _parse_port(text: str) -> tuple[Any, int | None]:
+    from segmenter.model import Transport
+
+    number, _, proto = text.partition("/")
+    if not number.isdigit():
+        number, proto = proto, number
+    try:
+        return Transport.parse(proto or "TCP"), int(number) if number else None
+    except ValueError as exc:
+        raise InputError(f"bad port {text!r}: expected PORT[/PROTOCOL], e.g. 5432/TCP",
+                         record="--explain") from exc
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    from segmenter.evaluate import load_manifests
     from segmenter.flows import read_flow_files
-    from segmenter.verify import verify_flows
+    from segmenter.verify import EndpointFinder, over_permissiveness, verify_flows
 
     inventory = load_inventory_arg(args.inventory)
-    manifests = load_manifests(list(args.policies))
+    manifests = _policy_manifests(args)
+    enforcement = str(args.enforcement)
+    if args.explain:
+        return _explain(args, inventory, manifests, enforcement, EndpointFinder(inventory))
+    if not args.flows:
+        raise InputError("give --flows FLOWS (or --explain SRC DST PORT)")
     flows = read_flow_files(list(args.flows)).flows
-    results = verify_flows(flows, inventory, manifests, enforcement=str(args.enforcement))
-    denied = [r for r in results if not r.allowed]
+    results = verify_flows(flows, inventory, manifests, enforcement=enforcement)
+    zone_of: dict[str, str] = {}
+    if args.plan:
+        result = _load_plan(args.plan)
+        for scope in result.classes:
+            for zone, members in scope.zones:
+                for m in members:
+                    zone_of.setdefault(m.node, f"{scope.data_class}:{zone}")
+    rank = {"restricted": 0, "connected": 1}
+
+    def order(r: Any) -> tuple[int, str, str]:
+        zones = [zone_of.get(r.client, ""), zone_of.get(r.server, "")]
+        best = min((rank.get(z.split(":")[-1], 9) for z in zones), default=9)
+        return (best, r.client, r.server)
+
+    denied = sorted((r for r in results if not r.allowed), key=order)
+    groups, capped = over_permissiveness(inventory, manifests, results, enforcement=enforcement,
+                                         zone_of=zone_of, max_workloads=args.max_workloads)
+    if args.format == "json":
+        print(json.dumps({
+            "enforcement": enforcement,
+            "flows": len(results),
+            "denied": [{"client": r.client, "server": r.server,
+                        "protocol": str(r.flow.transport), "port": r.port,
+                        "client_zone": zone_of.get(r.client), "server_zone": zone_of.get(r.server),
+                        "egress": vars(r.verdict.egress), "ingress": vars(r.verdict.ingress)}
+                       for r in denied],
+            "over_permissiveness": [vars(g) | {"extra": list(g.extra)} for g in groups],
+            "capped": capped,
+        }, indent=1, sort_keys=True))
+        return EXIT_DENIED if denied else EXIT_OK
     for r in denied:
         side = r.verdict.egress if not r.verdict.egress.allowed else r.verdict.ingress
-        print(f"DENIED {r.client} -> {r.server} {r.flow.transport}/{r.port}: "
-              f"{side.policy or '-'} {side.rule or ''} ({side.reason})")
+        where = " / ".join(z for z in (zone_of.get(r.client), zone_of.get(r.server)) if z)
+        print(f"DENIED {r.client} -> {r.server} {r.flow.transport}/{r.port}"
+              f"{f' [{where}]' if where else ''}: {side.policy or '-'} {side.rule or ''} "
+              f"({side.reason})")
     print(f"{len(results) - len(denied)} of {len(results)} observed flows allowed under "
-          f"{args.enforcement} enforcement; {len(denied)} denied")
+          f"{enforcement} enforcement; {len(denied)} denied")
+    if groups:
+        print("over-permissiveness (workload pairs x ports allowed vs observed, by server "
+              f"{'zone' if zone_of else 'namespace'}"
+              f"{'; capped at ' + str(args.max_workloads) + ' workloads' if capped else ''}):")
+        for g in groups:
+            ratio = f"{g.allowed / g.observed:.1f}x" if g.observed else "-"
+            print(f"  {g.group:<28} allowed {g.allowed:>6}  observed {g.observed:>6}  {ratio}")
+            for extra in g.extra[:3]:
+                print(f"    allowed, never observed: {extra}")
     return EXIT_DENIED if denied else EXIT_OK
+
+
+def _explain(args: argparse.Namespace, inventory: Inventory, manifests: list[dict[str, Any]],
+             enforcement: str, finder: Any) -> int:
+    from segmenter.evaluate import EvalEndpoint, PolicyEngine
+
+    src_text, dst_text, port_text = args.explain
+    transport, port = _parse_port(port_text)
+
+    def endpoint(text: str) -> Any:
+        if text.count("/") == 2:
+            found = finder.endpoints("", text, float("inf"))
+            if not found or found[0].namespace is None:
+                raise InputError(f"no pod of workload {text} in the inventory",
+                                 record="--explain")
+            return found[0]
+        pod = finder.pod_at(text, float("inf"))
+        return finder.of_pod(pod) if pod is not None else EvalEndpoint(ip=text, name=text)
+
+    src, dst = endpoint(src_text), endpoint(dst_text)
+    engine = PolicyEngine.from_manifests(
+        manifests, namespaces={ns.name: ns.labels for ns in inventory.namespaces},
+        enforcement=enforcement)
+    verdict = engine.check(src, dst, transport, port)
+    print(f"{src.name or src.ip} -> {dst.name or dst.ip} {transport}/{port} under {enforcement} "
+          f"enforcement: {'ALLOWED' if verdict.allowed else 'DENIED'}")
+    for label, decision in (("egress ", verdict.egress), ("ingress", verdict.ingress)):
+        print(f"  {label} {'allow' if decision.allowed else 'deny '}  "
+              f"{decision.policy or '-'} {decision.rule or ''}: {decision.reason}")
+    return EXIT_OK if verdict.allowed else EXIT_DENIED
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
@@ -353,14 +480,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live", action="store_true", help="read the cluster through its API")
     p.add_argument("--context", help="kubeconfig context (with --live)")
     p.add_argument("--kubeconfig", help="kubeconfig file (with --live)")
-    p.add_argument("-o", "--output", required=True, help="inventory JSON to write")
+    p.add_argument("-o", "--output", required=True,
+                   help="inventory JSON to write (with --watch: a folder of snapshots)")
+    from segmenter import watch
+
+    watch.add_arguments(p)
     p.set_defaults(func=cmd_inventory)
 
     p = sub.add_parser("graph", help="resolve flows to workloads and build the graph")
     p.add_argument("--flows", nargs="+", required=True)
     p.add_argument("--inventory", nargs="+", required=True)
-    p.add_argument("-o", "--output", help="graph.json (node-link)")
-    p.add_argument("--stats", action="store_true", help="print a summary")
+    p.add_argument("-o", "--output",
+                   help="graph.json (node-link); .graphml or .gexf (Gephi) by suffix")
+    p.add_argument("--stats", action="store_true",
+                   help="print a summary, with learning completeness (new edges per hour)")
+    p.add_argument("--stats-json", action="store_true", help="the summary as JSON")
     p.set_defaults(func=cmd_graph)
 
     p = sub.add_parser("plan", help="zones around sensitive stores")
@@ -386,12 +520,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--staged", action="store_true", help="Calico staged policies (audit only)")
     p.set_defaults(func=cmd_compile, output_is_parent=False)
 
-    p = sub.add_parser("verify", help="replay observed flows against policies")
-    p.add_argument("--policies", nargs="+", required=True, help="YAML files or folders")
-    p.add_argument("--flows", nargs="+", required=True)
+    p = sub.add_parser("verify", help="replay observed flows against policies (a CI gate; on "
+                       "fresh captures against the policies in force: drift detection)")
+    p.add_argument("--policies", nargs="+", help="YAML files or folders")
+    p.add_argument("--cluster", action="store_true", help="the policies in force in the cluster")
+    p.add_argument("--context", help="kubeconfig context (with --cluster)")
+    p.add_argument("--kubeconfig", help="kubeconfig file (with --cluster)")
+    p.add_argument("--flows", nargs="+")
     p.add_argument("--inventory", nargs="+", required=True)
+    p.add_argument("--plan", help="plan.json: order and group findings by zone")
     p.add_argument("--enforcement", type=Enforcement, choices=list(Enforcement),
                    default=Enforcement.KUBERNETES)
+    p.add_argument("--explain", nargs=3, metavar=("SRC", "DST", "PORT"),
+                   help="one connection: SRC/DST as ns/Kind/name or an IP, PORT as 5432/TCP")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--max-workloads", type=int, default=200,
+                   help="cap for the over-permissiveness probe")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("draw", help="PNG/SVG of the graph coloured by zone")
@@ -420,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from segmenter import apply, diff, kube_policies, report
 
-    for module in (diff, apply, kube_policies, report):
+    for module in (diff, apply, kube_policies, report, watch):
         module.add_parser(sub)
     return parser
 

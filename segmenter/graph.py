@@ -1,19 +1,25 @@
 """The communication graph: flows + inventory -> ``networkx.DiGraph`` (``docs/graph-format.md``).
 
-One node per entity (workload, cluster node, the API server, external address), one edge per
-(client entity, server entity) carrying per-(protocol, post-DNAT port) aggregates. Saved as
-node-link JSON with sorted nodes, edges and keys, so the same input gives the same bytes.
+One node per entity (workload, cluster node, the API server, external address or DNS-named set
+of external addresses), one edge per (client entity, server entity) carrying per-(protocol,
+post-DNAT port) aggregates. Saved as node-link JSON with sorted nodes, edges and keys, so the
+same input gives the same bytes. :func:`graph_stats` and :func:`format_stats` summarise a graph,
+including whether the capture window was long enough to learn its edges.
 """
 
 from __future__ import annotations
 
+import bisect
 import gc
+import ipaddress
 import json
 import logging
+import math
 import re
 import socket
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -43,6 +49,7 @@ logger = logging.getLogger(__name__)
 GRAPH_FORMAT: Final = "segmenter-graph"
 GRAPH_VERSION: Final = 1
 NODE_KINDS: Final = ("workload", "node", "apiserver", "external")
+NAMED_SET_PREFIX: Final = "external:name:"
 
 
 _Slots = dict[tuple[str, str, Transport, int | None], list[Any]]
@@ -54,21 +61,26 @@ def build_graph(
     dns: Iterable[DnsAnswer] = (),
     *,
     resolver: Resolver | None = None,
+    named_sets: bool = True,
 ) -> nx.DiGraph:
     """Build the communication graph of ``flows`` against ``inventory``.
 
     Every workload of the inventory is a node, with ``observed: false`` when no flow touches it.
     Flows are aggregated per (client node, server node, protocol, port as the server pod sees it);
-    a workload talking to itself is a self-loop. ``dns`` answers name external nodes.
+    a workload talking to itself is a self-loop. ``dns`` answers name external nodes; with
+    ``named_sets``, the external addresses of one DNS name (several addresses, all public or all
+    private) are one node ``external:name:<name>`` (see ``docs/graph-format.md``).
     """
     if resolver is None:
         resolver = Resolver(inventory)
+    answers = tuple(dns)
+    namer = _NamedSets(answers) if named_sets else None
     # The loop allocates a few small objects per flow; with a million Flow objects alive, the
     # cyclic GC's full passes would cost a fifth of the build. Nothing in it makes cycles.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        acc, seen_addresses = _aggregate(flows, resolver)
+        acc, seen_addresses = _aggregate(flows, resolver, namer)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -77,7 +89,7 @@ def build_graph(
     _add_workload_nodes(graph, inventory)
 
     dns_names: dict[str, set[str]] = defaultdict(set)
-    for answer in dns:
+    for answer in answers:
         for ip in answer.answers:
             dns_names[ip].add(answer.name)
 
@@ -107,7 +119,12 @@ def build_graph(
     for node_id in endpoints:
         if node_id in graph:
             continue
-        if node_id == APISERVER_NODE:
+        if node_id.startswith(NAMED_SET_PREFIX) and namer is not None:
+            graph.add_node(
+                node_id,
+                **namer.attrs(node_id[len(NAMED_SET_PREFIX) :], seen_addresses.get(node_id, set())),
+            )
+        elif node_id == APISERVER_NODE:
             addresses = apiserver_addresses | seen_addresses.get(node_id, set())
             graph.add_node(
                 node_id,
@@ -147,7 +164,9 @@ def build_graph(
     return graph
 
 
-def _aggregate(flows: Iterable[Flow], resolver: Resolver) -> tuple[_Slots, dict[str, set[str]]]:
+def _aggregate(
+    flows: Iterable[Flow], resolver: Resolver, namer: _NamedSets | None = None
+) -> tuple[_Slots, dict[str, set[str]]]:
     """Resolve both ends of every flow and sum them per (client, server, transport, port).
 
     A slot is ``[flows, packets, bytes, first, last, tls, {(via service, address)} or None]``:
@@ -155,6 +174,7 @@ def _aggregate(flows: Iterable[Flow], resolver: Resolver) -> tuple[_Slots, dict[
     Also returns the addresses seen for each node, apiserver and external node.
     """
     resolve = resolver.resolve
+    name_for = namer.name_for if namer is not None and namer.sets else None
     acc: _Slots = {}
     seen_addresses: dict[str, set[str]] = defaultdict(set)
     count = 0
@@ -165,7 +185,10 @@ def _aggregate(flows: Iterable[Flow], resolver: Resolver) -> tuple[_Slots, dict[
         last = flow.last_seen
         client = resolve(flow.client, None, transport, ts)
         server = resolve(flow.server, flow.server_port, transport, ts)
-        key = (client.node_id, server.node_id, transport, server.port)
+        server_id = server.node_id
+        if name_for is not None and server.how == "external":
+            server_id = name_for(flow.client, flow.server, ts) or server_id
+        key = (client.node_id, server_id, transport, server.port)
         slot = acc.get(key)
         if slot is None:
             slot = acc[key] = [0, 0, 0, ts, last, False, None]
@@ -186,7 +209,7 @@ def _aggregate(flows: Iterable[Flow], resolver: Resolver) -> tuple[_Slots, dict[
                     slot[6] = set()
                 slot[6].add((server.via_service, flow.server if how in DNAT_HOWS else None))
             if how in _ADDRESSED_HOWS:
-                seen_addresses[server.node_id].add(flow.server)
+                seen_addresses[server_id].add(flow.server)
         if client.how != "pod" and client.how in _ADDRESSED_HOWS:
             seen_addresses[client.node_id].add(flow.client)
     logger.info("graph: %d flows aggregated into %d (edge, port) entries", count, len(acc))
@@ -194,6 +217,115 @@ def _aggregate(flows: Iterable[Flow], resolver: Resolver) -> tuple[_Slots, dict[
 
 
 _ADDRESSED_HOWS: Final = frozenset({"node", "apiserver", "external"})
+
+
+def _canonical_ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return None
+
+
+def _dns_name(name: str) -> str:
+    return name.strip().rstrip(".").lower()
+
+
+class _NamedSets:
+    """External addresses grouped by the DNS name that the capture's answers give them.
+
+    A name is a set when its answers hold at least two addresses, all public or all private.
+    A flow to one of those addresses joins the set of the name its client resolved to that
+    address (its latest such answer at or before the flow, else its first); a client seen
+    resolving no name to it joins the set only when every answer naming the address is for
+    that one name. Otherwise the address stays its own node.
+    """
+
+    def __init__(self, answers: Sequence[DnsAnswer]):
+        addresses: dict[str, set[str]] = defaultdict(set)
+        names_of: dict[str, set[str]] = defaultdict(set)
+        asked: dict[tuple[str, str], list[tuple[float, str]]] = defaultdict(list)
+        for answer in answers:
+            name = _dns_name(answer.name)
+            client = _canonical_ip(answer.client) or answer.client
+            for raw in answer.answers:
+                ip = _canonical_ip(raw)
+                if ip is None or not name:
+                    continue
+                addresses[name].add(ip)
+                names_of[ip].add(name)
+                asked[(client, ip)].append((answer.ts, name))
+        self.sets: dict[str, tuple[str, ...]] = {}
+        self.private: dict[str, bool] = {}
+        for name in sorted(addresses):
+            members = addresses[name]
+            if len(members) < 2:
+                continue
+            classes = {is_private(ip) for ip in members}
+            if len(classes) > 1:
+                logger.info(
+                    "DNS name %s answers both private and public addresses; its addresses are "
+                    "not aggregated",
+                    name,
+                )
+                continue
+            self.sets[name] = tuple(sorted(members, key=_ip_sort_key))
+            self.private[name] = classes.pop()
+        self.names_of = {ip: names for ip, names in names_of.items() if names & self.sets.keys()}
+        self.asked = {key: sorted(v) for key, v in asked.items() if key[1] in self.names_of}
+
+    def name_for(self, client: str, server: str, ts: float) -> str | None:
+        """The named-set node id for a flow from ``client`` to external ``server``, or None."""
+        names = self.names_of.get(server)
+        if names is None:
+            if ":" not in server:
+                return None
+            server = _canonical_ip(server) or server
+            names = self.names_of.get(server)
+            if names is None:
+                return None
+        if ":" in client:
+            client = _canonical_ip(client) or client
+        history = self.asked.get((client, server))
+        if history:
+            i = bisect.bisect_right(history, ts, key=lambda entry: entry[0]) - 1
+            name = history[max(i, 0)][1]
+        elif len(names) == 1:
+            (name,) = names
+        else:
+            return None
+        return NAMED_SET_PREFIX + name if name in self.sets else None
+
+    def attrs(self, name: str, seen: set[str]) -> dict[str, Any]:
+        members = self.sets[name]
+        blocks = _exact_blocks(members)
+        rule = f"dns-name {name}: {len(members)} addresses from DNS answers in the capture"
+        if len(blocks) == 1:
+            rule += f", filling {blocks[0]}"
+        elif len(blocks) < len(members):
+            rule += f", in {len(blocks)} address blocks"
+        return {
+            "kind": "external",
+            "label": name,
+            "addresses": list(members),
+            "addresses_seen": sorted({_canonical_ip(a) or a for a in seen}, key=_ip_sort_key),
+            "cidrs": blocks,
+            "dns_names": [name],
+            "private": self.private[name],
+            "aggregation": rule,
+        }
+
+
+def _exact_blocks(addresses: Iterable[str]) -> list[str]:
+    """The fewest CIDR blocks that hold exactly ``addresses`` (IPv4 first)."""
+    by_version: dict[int, list[Any]] = defaultdict(list)
+    for ip in addresses:
+        addr = ipaddress.ip_address(ip)
+        by_version[addr.version].append(addr)
+    return [
+        str(net)
+        for version in sorted(by_version)
+        for net in ipaddress.collapse_addresses(by_version[version])
+    ]
 
 
 def _add_workload_nodes(graph: nx.DiGraph, inventory: Inventory) -> None:
@@ -336,17 +468,28 @@ def graph_from_dict(data: Any, *, path: str | None = None) -> nx.DiGraph:
     return graph
 
 
+LEARNING_BUCKET: Final = 3600.0
+
+
 def graph_stats(graph: nx.DiGraph, *, top: int = 10) -> dict[str, Any]:
-    """Counts by node kind, edges, flows, packets, bytes, and the top talkers by bytes."""
+    """Counts by node kind, edges, flows, packets, bytes, top talkers, and learning completeness.
+
+    ``learning`` counts new edges per hour of the capture window, an edge being a (client,
+    server, protocol, port) entry counted at its ``first_seen``: when the last hours still bring
+    new edges, a longer capture would likely find more. ``window`` is the span of the flows.
+    """
     by_kind: Counter[str] = Counter(attrs.get("kind", "?") for _, attrs in graph.nodes(data=True))
     unobserved = sorted(
         n
         for n, a in graph.nodes(data=True)
         if a.get("kind") == "workload" and not a.get("observed")
     )
+    named_sets = sum(1 for _, a in graph.nodes(data=True) if a.get("aggregation"))
     talk_bytes: Counter[str] = Counter()
     talk_flows: Counter[str] = Counter()
     protocols: Counter[str] = Counter()
+    firsts: list[float] = []
+    lasts: list[float] = []
     flows = packets = volume = entries = 0
     for src, dst, attrs in graph.edges(data=True):
         flows += attrs.get("flows", 0)
@@ -355,6 +498,10 @@ def graph_stats(graph: nx.DiGraph, *, top: int = 10) -> dict[str, Any]:
         for entry in attrs.get("ports", []):
             entries += 1
             protocols[entry.get("protocol", "?")] += entry.get("flows", 0)
+            if isinstance(entry.get("first_seen"), int | float):
+                firsts.append(float(entry["first_seen"]))
+            if isinstance(entry.get("last_seen"), int | float):
+                lasts.append(float(entry["last_seen"]))
         for node in {src, dst}:
             talk_bytes[node] += attrs.get("bytes", 0)
             talk_flows[node] += attrs.get("flows", 0)
@@ -363,6 +510,7 @@ def graph_stats(graph: nx.DiGraph, *, top: int = 10) -> dict[str, Any]:
         "nodes": graph.number_of_nodes(),
         "nodes_by_kind": dict(sorted(by_kind.items())),
         "unobserved_workloads": len(unobserved),
+        "external_named_sets": named_sets,
         "edges": graph.number_of_edges(),
         "self_loops": nx.number_of_selfloops(graph),
         "port_entries": entries,
@@ -379,7 +527,132 @@ def graph_stats(graph: nx.DiGraph, *, top: int = 10) -> dict[str, Any]:
             }
             for n in talkers
         ],
+        **_learning(firsts, lasts),
     }
+
+
+def _learning(firsts: list[float], lasts: list[float]) -> dict[str, Any]:
+    if not firsts:
+        return {"window": None, "learning": None}
+    start = min(firsts)
+    end = max([*lasts, *firsts])
+    buckets = [0] * (math.floor((end - start) / LEARNING_BUCKET) + 1)
+    for first in firsts:
+        buckets[math.floor((first - start) / LEARNING_BUCKET)] += 1
+    last_new = max(firsts)
+    return {
+        "window": {"start": start, "end": end, "seconds": end - start},
+        "learning": {
+            "bucket_seconds": LEARNING_BUCKET,
+            "new_edges_per_hour": buckets,
+            "new_edges_last_hour": sum(1 for f in firsts if f > end - LEARNING_BUCKET),
+            "last_new_edge": last_new,
+            "quiet_seconds": end - last_new,
+        },
+    }
+
+
+def format_stats(stats: Mapping[str, Any]) -> str:
+    """:func:`graph_stats` as plain text for ``segmenter graph --stats`` (ends with a newline)."""
+    lines: list[str] = []
+    kinds = ", ".join(f"{k} {v}" for k, v in stats.get("nodes_by_kind", {}).items())
+    line = f"nodes: {stats.get('nodes', 0)}" + (f" ({kinds})" if kinds else "")
+    if stats.get("unobserved_workloads"):
+        line += f"; {_n(stats['unobserved_workloads'], 'workload')} not seen in traffic"
+    lines.append(line)
+    if stats.get("external_named_sets"):
+        lines.append(
+            f"external named sets: {stats['external_named_sets']} (addresses grouped by DNS name)"
+        )
+    lines.append(
+        f"edges: {stats.get('edges', 0)} ({_n(stats.get('self_loops', 0), 'self-loop')}), "
+        f"{_n(stats.get('port_entries', 0), '(protocol, port) entry', '(protocol, port) entries')}"
+    )
+    protocols = ", ".join(f"{k} {v}" for k, v in stats.get("flows_by_protocol", {}).items())
+    lines.append(
+        f"flows: {stats.get('flows', 0)}"
+        + (f" ({protocols})" if protocols else "")
+        + f", {_n(stats.get('packets', 0), 'packet')}, {_size(stats.get('bytes', 0))}"
+    )
+    window, learning = stats.get("window"), stats.get("learning")
+    if window and learning:
+        start, end = float(window["start"]), float(window["end"])
+        lines.append(
+            f"capture window: {_utc(start)} to {_utc(end)} ({_span(float(window['seconds']))})"
+        )
+        lines.append(
+            "new edges per hour (an edge is a client, server, protocol and port, counted when "
+            "first seen):"
+        )
+        per_hour = list(learning["new_edges_per_hour"])
+        bucket = float(learning.get("bucket_seconds", LEARNING_BUCKET))
+        for i, count in enumerate(per_hour):
+            lo, hi = start + i * bucket, min(start + (i + 1) * bucket, end)
+            lines.append(f"  hour {i + 1:>3} ({_utc(lo)[11:16]}-{_utc(hi)[11:16]}Z): {count}")
+        quiet = float(learning["quiet_seconds"])
+        lines.append(
+            f"last new edge: {_utc(float(learning['last_new_edge']))}, "
+            f"{_span(quiet)} before the end of the window"
+        )
+        lines.append(_verdict(float(window["seconds"]), quiet, learning, bucket))
+    talkers = stats.get("top_talkers") or []
+    if talkers:
+        lines.append("top talkers by bytes:")
+        width = max(len(str(t["node"])) for t in talkers)
+        for t in talkers:
+            lines.append(
+                f"  {t['node']:<{width}}  {_size(t['bytes']):>9}  {_n(t['flows'], 'flow'):>13}  "
+                f"{_n(t['peers'], 'peer'):>10}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(seconds: float, quiet: float, learning: Mapping[str, Any], bucket: float) -> str:
+    recent = int(learning.get("new_edges_last_hour", 0))
+    total = sum(learning.get("new_edges_per_hour") or [0])
+    if seconds < bucket:
+        return (
+            f"learning: the window is shorter than an hour; {_n(total, 'edge')} learned, the "
+            f"last {_span(quiet)} before its end. Capture over a full business cycle (a day, "
+            "with its batch jobs) before trusting the graph as complete."
+        )
+    if recent:
+        share = 100.0 * recent / total if total else 0.0
+        return (
+            f"learning: still learning: {_n(recent, 'new edge')} ({share:.0f}%) in the last hour "
+            "of the window; a longer capture would likely find more."
+        )
+    return (
+        f"learning: no new edge in the last {_span(quiet)} of the window; the window looks long "
+        "enough for the traffic it saw."
+    )
+
+
+def _n(count: int, singular: str, plural: str | None = None) -> str:
+    return f"{count} {singular if count == 1 else (plural or singular + 's')}"
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(math.floor(ts), UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _span(seconds: float) -> str:
+    total = max(0, round(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "min"), (secs, "s")]
+    shown = [f"{n} {unit}" for n, unit in parts if n][:2]
+    return " ".join(shown) if shown else "0 s"
+
+
+def _size(count: float) -> str:
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
 
 
 def _flat_value(value: Any) -> str | int | float | bool:

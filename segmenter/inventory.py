@@ -4,7 +4,9 @@
 several files or snapshots merge) into the frozen :class:`~segmenter.model.Inventory`. Pods are
 collapsed to their top owner (Pod → ReplicaSet → Deployment, Pod → Job → CronJob, StatefulSet,
 DaemonSet, or the bare Pod). ``parse_documents`` is the same parser for objects that come from
-elsewhere (the live API in :mod:`segmenter.kube_live`).
+elsewhere (the live API in :mod:`segmenter.kube_live`). Snapshots written by
+:mod:`segmenter.watch` carry ``watch.segmenter.io/*`` pod annotations that bound the interval
+during which each pod held its IP.
 
 ``Resolver`` answers "which graph node is behind ``ip:port`` at time ``ts``" for a flow endpoint,
 following Service DNAT, NodePorts, the API server endpoints, hostNetwork pods, node addresses,
@@ -64,6 +66,12 @@ CLUSTER_SCOPED_KINDS: Final = frozenset({"Namespace", "Node"})
 
 # Annotations that carry no meaning for segmentation and can be huge.
 DROPPED_ANNOTATIONS: Final = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+# Pod annotations that ``segmenter inventory --watch`` (segmenter.watch) adds to the pods of its
+# snapshots: when it first saw the pod's IP and when it saw the pod deleted (RFC 3339). They
+# tighten the interval during which the pod held its IP and are removed from the annotations.
+WATCH_ANNOTATION_PREFIX: Final = "watch.segmenter.io/"
+IP_ASSIGNED_ANNOTATION: Final = WATCH_ANNOTATION_PREFIX + "ip-assigned-at"
+DELETED_ANNOTATION: Final = WATCH_ANNOTATION_PREFIX + "deleted-at"
 # Label/annotation prefix of this project's own declarations (e.g. segmenter.io/data-class).
 SEGMENTER_PREFIX: Final = "segmenter.io/"
 NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
@@ -213,7 +221,11 @@ def _transport(obj: Mapping[str, Any], key: str, where: str) -> Transport:
 
 
 def _annotations(raw: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in raw.items() if k not in DROPPED_ANNOTATIONS}
+    return {
+        k: v
+        for k, v in raw.items()
+        if k not in DROPPED_ANNOTATIONS and not k.startswith(WATCH_ANNOTATION_PREFIX)
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,8 +265,9 @@ class _PodRecord:
     host_network: bool
     ports: list[ContainerPort]
     service_account: str | None
-    start: float | None
+    start: float | None  # creationTimestamp
     end: float | None
+    ip_since: float | None = None  # when a watch first saw its IP (watch.segmenter.io/…)
 
 
 def _owner_ref(meta: Mapping[str, Any], where: str) -> _OwnerRef | None:
@@ -426,15 +439,27 @@ class _Builder:
             ips.append(_ip(pod_ip, "status.podIP"))
         start = _timestamp(meta.get("creationTimestamp"), "metadata.creationTimestamp")
         end = _timestamp(meta.get("deletionTimestamp"), "metadata.deletionTimestamp")
-        if end is None and status.get("phase") in ("Succeeded", "Failed"):
+        if status.get("phase") in ("Succeeded", "Failed"):
             # A finished pod keeps status.podIP, but its address is back in the IPAM pool.
-            end = self._finished_at(status)
+            end = _min_opt(end, self._finished_at(status))
+        raw_annotations = _str_map(meta, "annotations", "metadata.")
+        ip_since = _timestamp(
+            raw_annotations.get(IP_ASSIGNED_ANNOTATION),
+            f"metadata.annotations.{IP_ASSIGNED_ANNOTATION}",
+        )
+        end = _min_opt(
+            end,
+            _timestamp(
+                raw_annotations.get(DELETED_ANNOTATION),
+                f"metadata.annotations.{DELETED_ANNOTATION}",
+            ),
+        )
         rec = _PodRecord(
             namespace=ns,
             name=name,
             uid=_str(meta, "uid", "metadata."),
             labels=_str_map(meta, "labels", "metadata."),
-            annotations=_annotations(_str_map(meta, "annotations", "metadata.")),
+            annotations=_annotations(raw_annotations),
             owner=_owner_ref(meta, ""),
             ips=sorted(set(ips)),
             node=_str(spec, "nodeName", "spec.") or None,
@@ -445,13 +470,16 @@ class _Builder:
             or None,
             start=start,
             end=end,
+            ip_since=ip_since,
         )
         key = (ns, name, rec.uid or "")
         old = self.pods.get(key)
         if old is not None:  # the same pod in an earlier snapshot: merge what each one saw
             rec.ips = sorted(set(old.ips) | set(rec.ips))
             rec.start = _min_opt(old.start, rec.start)
-            rec.end = rec.end if rec.end is not None else old.end
+            # A deletionTimestamp only moves earlier, and a finished or deleted pod stays so.
+            rec.end = _min_opt(old.end, rec.end)
+            rec.ip_since = _min_opt(old.ip_since, rec.ip_since)
             rec.node = rec.node or old.node
         self.pods[key] = rec
 
@@ -582,7 +610,7 @@ class _Builder:
                     ports=tuple(rec.ports),
                     annotations=Labels.of(rec.annotations),
                     service_account=rec.service_account,
-                    start=rec.start,
+                    start=_ip_start(rec),
                     end=rec.end,
                 )
             )
@@ -743,6 +771,15 @@ def _intersection(label_sets: Sequence[Labels]) -> Labels:
     return Labels(tuple(sorted(common)))
 
 
+def _ip_start(rec: _PodRecord) -> float | None:
+    """When the pod got its IP: a watch's observation when there is one, else its creation."""
+    if rec.ip_since is None:
+        return rec.start
+    if rec.start is None:
+        return rec.ip_since
+    return max(rec.start, rec.ip_since)  # the watcher's clock may lag the API server's
+
+
 def _min_opt(a: float | None, b: float | None) -> float | None:
     if a is None:
         return b
@@ -781,12 +818,20 @@ def _read_documents(path: str) -> list[Any]:
             ) from None
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return [doc for doc in yaml.load_all(text, Loader=loader) if doc is not None]
+        documents = [doc for doc in yaml.load_all(text, Loader=loader) if doc is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         record = f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else None
         raise InputError(f"malformed YAML: {problem}", path=path, record=record) from None
+    if not text.endswith("\n"):
+        # kubectl and YAML dumpers end files with a newline; a YAML stream cut short can still
+        # parse, its last object silently missing fields (a pod without its status and IP).
+        logger.warning(
+            "%s does not end with a newline: if it was cut short, its last object is incomplete",
+            path,
+        )
+    return documents
 
 
 def _describe(obj: Any, default_kind: str | None) -> str:
@@ -814,10 +859,14 @@ def _iter_objects(docs: Sequence[Any]) -> Iterator[tuple[str, Any, str | None]]:
             default_kind: str | None = None
         elif (
             isinstance(doc, Mapping)
-            and isinstance(doc.get("items"), list)
+            and (
+                isinstance(doc.get("items"), list)
+                # Go serialises an empty list as null: {"kind": "PodList", "items": null}
+                or ("items" in doc and doc["items"] is None and "kind" in doc)
+            )
             and (str(doc.get("kind", "List")).endswith("List"))
         ):
-            items = doc["items"]
+            items = doc["items"] or []
             list_kind = str(doc.get("kind", "List"))
             default_kind = list_kind[: -len("List")] or None  # PodList items carry no kind
         else:

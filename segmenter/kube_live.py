@@ -9,6 +9,8 @@ server sent, and building the client's model objects first (then ``sanitize_for_
 costs seconds per ten thousand pods for nothing. Objects that do come back as models (a patched
 or older client) are converted with ``ApiClient.sanitize_for_serialization``.
 
+:mod:`segmenter.watch` builds on this module to follow pod changes during a capture window.
+
 Read-only RBAC for this is in ``docs/rbac.yaml``.
 """
 
@@ -86,34 +88,69 @@ def live_inventory(
     """
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
-    from kubernetes import client
-
     api_client, host = _api_client(context=context, kubeconfig=kubeconfig)
-    lister = functools.partial(
-        _list_all, api_client, client, host=host, page_size=page_size, timeout=request_timeout
-    )
     with api_client:
-        documents: list[Any] = []
-        for resource in RESOURCES:
-            pages = lister(resource)
-            if pages is None and resource.plural == "endpointslices":
-                logger.warning(
-                    "the cluster at %s serves no discovery.k8s.io/v1 EndpointSlices; "
-                    "reading core/v1 Endpoints instead",
-                    host,
-                )
-                pages = lister(_LEGACY_ENDPOINTS)
-            if pages is None:
-                logger.warning(
-                    "the cluster at %s does not serve %s; skipped", host, resource.rbac_name
-                )
-                continue
-            documents.extend(pages)
+        documents = list_documents(
+            api_client, host=host, page_size=page_size, request_timeout=request_timeout
+        )
+    return parse_live_documents(documents, host=host, context=context)
+
+
+def parse_live_documents(
+    documents: list[Mapping[str, Any]], *, host: str, context: str | None = None
+) -> Inventory:
+    """:func:`~segmenter.inventory.parse_documents` for list pages; errors as InventoryError."""
     source = f"cluster {host}" + (f" (context {context})" if context else "")
     try:
         return parse_documents(documents, source=source)
     except InputError as exc:
         raise InventoryError(exc.message, path=exc.path, record=exc.record) from None
+
+
+def list_documents(
+    api_client: Any,
+    *,
+    host: str,
+    page_size: int = 500,
+    request_timeout: float = DEFAULT_TIMEOUT,
+    resources: tuple[_Resource, ...] = RESOURCES,
+) -> list[Mapping[str, Any]]:
+    """The list pages (``PodList``, ``ServiceList``, …) of ``resources``, as the API sent them.
+
+    A resource the cluster does not serve is skipped with a warning (EndpointSlices fall back
+    to core/v1 Endpoints).
+    """
+    from kubernetes import client
+
+    lister = functools.partial(
+        _list_all, api_client, client, host=host, page_size=page_size, timeout=request_timeout
+    )
+    documents: list[Mapping[str, Any]] = []
+    for resource in resources:
+        pages = lister(resource)
+        if pages is None and resource.plural == "endpointslices":
+            logger.warning(
+                "the cluster at %s serves no discovery.k8s.io/v1 EndpointSlices; "
+                "reading core/v1 Endpoints instead",
+                host,
+            )
+            pages = lister(_LEGACY_ENDPOINTS)
+        if pages is None:
+            logger.warning("the cluster at %s does not serve %s; skipped", host, resource.rbac_name)
+            continue
+        documents.extend(pages)
+    return documents
+
+
+def list_pages(
+    api_client: Any, resource: _Resource, *, host: str, page_size: int, request_timeout: float
+) -> list[Mapping[str, Any]] | None:
+    """Every page of one resource (a consistent paged list), or None when it is not served."""
+    from kubernetes import client
+
+    return _list_all(
+        api_client, client, resource, host=host, page_size=page_size, timeout=request_timeout
+    )
 
 
 def _kubeconfig_paths(kubeconfig: str | None) -> list[str]:
@@ -229,7 +266,9 @@ def _as_dict(api_client: Any, response: Any, resource: _Resource, host: str) -> 
         page = response
     else:  # a model object (client called with preloading)
         page = api_client.sanitize_for_serialization(response)
-    if not isinstance(page, Mapping) or not isinstance(page.get("items", []), list):
+    if isinstance(page, Mapping) and "items" in page and page["items"] is None:
+        page = {**page, "items": []}  # Go encodes an empty list as null
+    if not isinstance(page, Mapping) or not isinstance(page.get("items"), list):
         raise InventoryError(
             f"the API server at {host} sent an unexpected response to list "
             f"{resource.rbac_name} (no items list)"
@@ -249,7 +288,7 @@ def _status_message(exc: Any) -> str:
     return ""
 
 
-def _api_error(exc: Any, resource: _Resource, host: str) -> InventoryError:
+def _api_error(exc: Any, resource: _Resource, host: str, *, verb: str = "list") -> InventoryError:
     status = exc.status
     if status == 0:  # the REST layer's TLS failure
         reason = str(exc.reason or "").replace("\n", ": ")
@@ -260,10 +299,10 @@ def _api_error(exc: Any, resource: _Resource, host: str) -> InventoryError:
             "(expired token or certificate?)"
         )
     if status == 403:
-        return InventoryError(f"forbidden: needs list on {resource.rbac_name} (see {RBAC_HINT})")
+        return InventoryError(f"forbidden: needs {verb} on {resource.rbac_name} (see {RBAC_HINT})")
     message = _status_message(exc)
     return InventoryError(
-        f"the API server at {host} answered {status} {exc.reason or ''} to list "
+        f"the API server at {host} answered {status} {exc.reason or ''} to {verb} "
         f"{resource.rbac_name}" + (f": {message}" if message else "")
     )
 

@@ -118,3 +118,59 @@ def verify_flows(flows: Iterable[Flow], inventory: Inventory,
         assert verdict is not None
         results.append(FlowVerdict(flow, client.node_id, server.node_id, port, verdict))
     return results
+
+
+@dataclass(frozen=True)
+class Permissiveness:
+    """Per zone (or namespace): (workload pair, port) probes allowed vs observed."""
+
+    group: str
+    allowed: int
+    observed: int
+    extra: tuple[str, ...]  # allowed but never observed, e.g. "a -> b TCP/80" (a sample)
+
+
+def over_permissiveness(inventory: Inventory, manifests: Sequence[Mapping[str, Any]],
+                        verdicts: Sequence[FlowVerdict], *, enforcement: str,
+                        zone_of: Mapping[str, str] | None = None, max_workloads: int = 200,
+                        sample: int = 10) -> tuple[list[Permissiveness], bool]:
+    """How much more the policies allow than was observed, between workloads of the inventory.
+
+    Probes every ordered pair of workloads (one pod each, capped at ``max_workloads``) on every
+    (protocol, port) the policies mention or the flows used; servers in namespaces no policy
+    isolates are left out (everything is open there by design). Returns the groups and whether
+    the workload list was capped.
+    """
+    from segmenter.diff import _representatives, probe_ports
+
+    namespaces = {ns.name: ns.labels for ns in inventory.namespaces}
+    engine = PolicyEngine.from_manifests(manifests, namespaces=namespaces,
+                                         enforcement=enforcement)
+    reps = _representatives(inventory)
+    owners = sorted(reps)[:max_workloads]
+    capped = len(reps) > max_workloads
+    observed = {(v.client, v.server, v.flow.transport, v.port) for v in verdicts}
+    probes = probe_ports(manifests, inventory,
+                         extra=[(v.flow.transport, v.port) for v in verdicts])
+    policed_ns = {str(d.get("metadata", {}).get("namespace")) for d in manifests
+                  if d.get("metadata", {}).get("namespace")}
+    groups: dict[str, list[Any]] = {}
+    for server in owners:
+        if server.namespace not in policed_ns:
+            continue
+        dst = EndpointFinder.of_pod(reps[server])
+        group = (zone_of or {}).get(server.id) or server.namespace
+        slot = groups.setdefault(group, [0, 0, []])
+        for client in owners:
+            if client == server:
+                continue
+            src = EndpointFinder.of_pod(reps[client])
+            for transport, port in probes:
+                if not engine.check(src, dst, transport, port).allowed:
+                    continue
+                slot[0] += 1
+                if (client.id, server.id, transport, port) in observed:
+                    slot[1] += 1
+                elif len(slot[2]) < sample:
+                    slot[2].append(f"{client.id} -> {server.id} {transport}/{port}")
+    return [Permissiveness(g, a, o, tuple(x)) for g, (a, o, x) in sorted(groups.items())], capped

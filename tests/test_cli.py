@@ -214,3 +214,48 @@ def test_every_emitted_object_passes_validation(run_dir: Path) -> None:
     for doc in docs:
         problems = [p for p in validate_manifest(doc) if not is_warning(p)]
         assert problems == [], (doc["kind"], doc["metadata"]["name"], problems)
+
+
+def test_verify_explain_names_policy_and_rule(run_dir: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    inventory = str(SAMPLE / "shop-inventory.json")
+    code = main(["verify", "--policies", str(run_dir / "calico"), "--inventory", inventory,
+                 "--enforcement", "calico", "--explain", "shop/Deployment/catalog",
+                 "payments/StatefulSet/card-vault", "5432/TCP"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "DENIED" in out
+    assert "segmenter-compliance.pci-payments-card-vault" in out
+    code = main(["verify", "--policies", str(run_dir / "kubernetes"), "--inventory", inventory,
+                 "--explain", "payments/Deployment/payments-api",
+                 "payments/StatefulSet/card-vault", "5432"])
+    assert code == 0
+    assert "allow-card-vault ingress[0]" in capsys.readouterr().out
+
+
+def test_verify_json_and_over_permissiveness(run_dir: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["verify", "--policies", str(run_dir / "kubernetes"), "--flows",
+                 str(run_dir / "flows.jsonl"), "--inventory", str(SAMPLE / "shop-inventory.json"),
+                 "--plan", str(run_dir / "plan.json"), "--format", "json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert report["denied"] == []
+    groups = {g["group"]: g for g in report["over_permissiveness"]}
+    # Least privilege: everything allowed between workloads was observed.
+    assert all(g["allowed"] == g["observed"] for g in groups.values())
+    assert "pci:restricted" in groups
+
+
+def test_verify_reports_policies_the_api_server_would_reject(
+        run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n"
+                   "  name: broken\n  namespace: shop\nspec:\n  podSelector: {}\n"
+                   "  policyTypes: [Ingress, Sideways]\n")
+    code = main(["verify", "--policies", str(run_dir / "kubernetes"), str(bad), "--flows",
+                 str(run_dir / "flows.jsonl"), "--inventory", str(SAMPLE / "shop-inventory.json")])
+    err = capsys.readouterr().err
+    assert code == 0  # the broken policy is not evaluated as if it were valid
+    assert "bad.yaml (document 1)" in err
+    assert "policyTypes" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -10,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -283,6 +284,86 @@ def test_snapshots_merge_a_pod_seen_twice_into_one(tmp_path: Path) -> None:
     assert len([p for p in inv.pods if p.name == "web-5d8f7c9b6-abcde"]) == 2
 
 
+def _rollout_items(*, deployment: bool, replicasets: bool) -> list[dict[str, Any]]:
+    """shop/web rolled out from ReplicaSet web-5d8f7c9b6 (v1.4.2) to web-7f6b8c4d2 (v1.5.0)."""
+    items = dump_items()
+    (old_pod,) = [i for i in items if i["metadata"]["name"] == "web-5d8f7c9b6-abcde"]
+    (old_rs,) = [i for i in items if i["metadata"]["name"] == "web-5d8f7c9b6"]
+    (deploy,) = [i for i in items if i["kind"] == "Deployment" and i["metadata"]["name"] == "web"]
+    new_rs = copy.deepcopy(old_rs)
+    new_rs["metadata"].update(
+        name="web-7f6b8c4d2", uid="rs-new", creationTimestamp="2023-11-14T22:20:00Z"
+    )
+    template_labels = new_rs["spec"]["template"]["metadata"]["labels"]
+    template_labels.update({"app.kubernetes.io/version": "1.5.0", "pod-template-hash": "7f6b8c4d2"})
+    new_pod = copy.deepcopy(old_pod)
+    new_pod["metadata"].update(
+        name="web-7f6b8c4d2-k9j8h",
+        uid="pod-new",
+        creationTimestamp="2023-11-14T22:20:00Z",
+        labels={**old_pod["metadata"]["labels"], **template_labels},
+    )
+    new_pod["metadata"]["ownerReferences"][0].update(name="web-7f6b8c4d2", uid="rs-new")
+    new_pod["status"].update(podIP="10.244.1.11", podIPs=[{"ip": "10.244.1.11"}])
+    deploy = copy.deepcopy(deploy)
+    deploy["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] = "1.5.0"
+    out = [
+        i
+        for i in items
+        if i["kind"] not in ("Deployment", "ReplicaSet")
+        or i["metadata"]["name"] == "coredns"
+        or i["metadata"]["name"].startswith("coredns-")
+    ]
+    out.append(new_pod)
+    if deployment:
+        out.append(deploy)
+    if replicasets:
+        out.extend([old_rs, new_rs])
+    return out
+
+
+@pytest.mark.parametrize(
+    ("deployment", "replicasets", "version"),
+    [
+        (True, True, "1.5.0"),  # the Deployment's own template
+        (False, True, "1.5.0"),  # no Deployment: the newest ReplicaSet's template
+        (False, False, None),  # pods only: the labels all its pods share
+    ],
+)
+def test_rollout_keeps_one_workload_identity(
+    tmp_path: Path, deployment: bool, replicasets: bool, version: str | None
+) -> None:
+    items = _rollout_items(deployment=deployment, replicasets=replicasets)
+    inv = load_inventory([write_list(tmp_path / "d.json", items)])
+    web_pods = [p for p in inv.pods if p.labels.get("app") == "web"]
+    assert {p.labels.get("pod-template-hash") for p in web_pods} == {"5d8f7c9b6", "7f6b8c4d2"}
+    assert {p.owner.id for p in web_pods} == {"shop/Deployment/web"}
+    assert [w.ref.id for w in inv.workloads if w.ref.name.startswith("web")] == [
+        "shop/Deployment/web"
+    ]
+    web = workload(inv, "shop/Deployment/web")
+    assert web.template_labels.get("app.kubernetes.io/version") == version
+    assert "pod-template-hash" not in web.template_labels.as_dict()
+    resolver = Resolver(inv)
+    assert resolver.resolve("10.244.1.10", None, TCP, T0).node_id == "shop/Deployment/web"
+    assert resolver.resolve("10.244.1.11", None, TCP, T0 + 500).node_id == "shop/Deployment/web"
+    # the Service keeps pointing at the workload across the rollout
+    assert resolver.resolve("10.96.0.100", 80, TCP, T0 + 500).node_id == "shop/Deployment/web"
+
+
+def test_cronjob_runs_are_one_workload(tmp_path: Path) -> None:
+    items = dump_items()
+    (job,) = [i for i in items if i["kind"] == "Job" and i["metadata"]["name"] == "report-28333334"]
+    second = copy.deepcopy(job)
+    second["metadata"].update(name="report-28333338", uid="job-2")
+    inv = load_inventory([write_list(tmp_path / "d.json", [*items, second])])
+    runs = [p for p in inv.pods if p.namespace == "jobs" and p.name.startswith("report-")]
+    assert sorted(p.name for p in runs) == ["report-28333334-k2x4z", "report-28333338-p9q8r"]
+    assert {p.owner.id for p in runs} == {"jobs/CronJob/report"}
+    assert not [w for w in inv.workloads if w.ref.kind == "Job" and w.ref.name != "migrate"]
+    assert workload(inv, "jobs/CronJob/report").template_labels.as_dict() == {"app": "report"}
+
+
 def test_unknown_kind_is_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="segmenter.inventory"):
         load_inventory([str(DUMP)])
@@ -389,6 +470,87 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
     assert "empty file" in _error([str(empty)]).message
     with pytest.raises(InputError):
         load_inventory([])
+
+
+def test_truncated_dumps(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    text = json.dumps({"apiVersion": "v1", "kind": "List", "items": dump_items()}, indent=1)
+    cut = tmp_path / "cut.json"
+    cut.write_text(text[: len(text) // 2])
+    err = _error([str(cut)])
+    assert err.message.startswith("malformed JSON")
+    assert err.record is not None
+    assert err.record.startswith("line ")
+    # a YAML stream cut between two keys still parses: warn that its last object may be partial
+    docs = yaml.safe_dump_all(dump_items())
+    partial = tmp_path / "cut.yaml"
+    partial.write_text(docs[: docs.index("\n", len(docs) // 2)])
+    with (
+        caplog.at_level(logging.WARNING, logger="segmenter.inventory"),
+        contextlib.suppress(InputError),  # or an error, depending on where it was cut
+    ):
+        load_inventory([str(partial)])
+    assert any("does not end with a newline" in r.getMessage() for r in caplog.records)
+
+
+def test_lists_with_null_or_no_items(tmp_path: Path) -> None:
+    path = tmp_path / "empty.json"
+    path.write_text('{"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": null}')
+    assert load_inventory([str(path)]).pods == ()
+    path.write_text('{"apiVersion": "v1", "kind": "List", "items": []}')
+    assert load_inventory([str(path)]) == Inventory()
+
+
+def test_unknown_kinds_are_counted_per_kind(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    extra: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"s{i}", "namespace": "shop"}}
+        for i in range(3)
+    ]
+    extra.append(
+        {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": 1}
+    )
+    with caplog.at_level(logging.WARNING, logger="segmenter.inventory"):
+        inv = load_inventory([write_list(tmp_path / "d.json", [*dump_items(), *extra])])
+    assert len(inv.pods) == 17
+    messages = sorted(r.getMessage() for r in caplog.records)
+    assert messages == [
+        "skipped 1 object(s) of kind ConfigMap (not used by segmenter)",
+        "skipped 1 object(s) of kind Widget (not used by segmenter)",
+        "skipped 3 object(s) of kind Secret (not used by segmenter)",
+    ]
+
+
+def test_watch_annotations_bound_the_pod_ip_interval(tmp_path: Path) -> None:
+    items = [i for i in dump_items() if i["metadata"]["name"] == "web-5d8f7c9b6-fghij"]
+    watched = copy.deepcopy(items[0])
+    watched["metadata"]["annotations"] = {
+        "watch.segmenter.io/ip-assigned-at": "2023-11-14T22:14:00.500Z",
+        "watch.segmenter.io/deleted-at": "2023-11-14T22:20:00.250Z",
+        "prometheus.io/scrape": "true",
+    }
+    watched["metadata"]["deletionTimestamp"] = "2023-11-14T22:20:30Z"  # grace period
+    first = write_list(tmp_path / "a.json", items)
+    second = write_list(tmp_path / "b.json", [watched])
+    pod = pod_named(load_inventory([first, second]), "shop", "web-5d8f7c9b6-fghij")
+    assert (pod.start, pod.end) == (T0 + 40.5, T0 + 400.25)
+    assert pod.annotations.as_dict() == {"prometheus.io/scrape": "true"}
+    # a watcher clock behind the API server's never starts a pod before its creation
+    watched["metadata"]["annotations"]["watch.segmenter.io/ip-assigned-at"] = "2023-11-14T22:13:00Z"
+    pod = pod_named(
+        load_inventory([write_list(tmp_path / "c.json", [watched])]), "shop", "web-5d8f7c9b6-fghij"
+    )
+    assert pod.start == T0 + 10
+    watched["metadata"]["annotations"]["watch.segmenter.io/deleted-at"] = "yesterday"
+    err = _error([write_list(tmp_path / "d.json", [watched])])
+    assert "watch.segmenter.io/deleted-at" in err.message
+
+
+def test_finished_pod_later_deleted_ends_when_it_finished(tmp_path: Path) -> None:
+    items = [i for i in dump_items() if i["metadata"]["name"] == "report-28333334-k2x4z"]
+    items[0]["metadata"]["deletionTimestamp"] = "2023-11-14T23:00:00Z"
+    pod = load_inventory([write_list(tmp_path / "d.json", items)]).pods[0]
+    assert pod.end == T0 + 60
 
 
 # --------------------------------------------------------------------------------------------
@@ -675,17 +837,14 @@ class _FakeApiServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive and chunked responses, as the API server
+            disable_nagle_algorithm = True  # no delayed-ACK stall between headers and body
+
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 query = parse_qs(url.query)
                 server.requests.append((url.path, query, self.headers.get("Authorization")))
-                status, body = server.answer(url.path, query)
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                server.respond(self, url.path, query)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -695,6 +854,18 @@ class _FakeApiServer:
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
+
+    def respond(
+        self, handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]
+    ) -> None:
+        """Answer one GET; subclasses stream watch responses from here."""
+        status, body = self.answer(path, query)
+        data = body.encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
 
     def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, str]:
         if path in self.overrides:
@@ -710,12 +881,12 @@ class _FakeApiServer:
                 self.expire_continue_once = False
                 return 410, (LIVE / "status-410-expired.json").read_text()
             return 200, (LIVE / "pods-page-2.json").read_text()
-        name = self.ROUTES.get(path)
-        if name is None:
+        route = self.ROUTES.get(path)
+        if route is None:
             return 404, (LIVE / "status-404.json").read_text()
-        return 200, (LIVE / f"{name}.json").read_text()
+        return 200, (LIVE / f"{route}.json").read_text()
 
-    def __enter__(self) -> _FakeApiServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
@@ -836,6 +1007,70 @@ def test_live_connection_refused(tmp_path: Path) -> None:
     with pytest.raises(InventoryError) as info:
         live_inventory(kubeconfig=_kubeconfig(tmp_path, url), request_timeout=5)
     assert str(info.value) == f"cannot reach the cluster at {url}: connection refused"
+
+
+class _BrokenApiServer(_FakeApiServer):
+    """Answers one path with a given status and body (a proxy page, a 500 from etcd, …)."""
+
+    def __init__(self, path: str, status: int, body: str) -> None:
+        super().__init__()
+        self.broken = (path, status, body)
+
+    def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, str]:
+        if path == self.broken[0]:
+            return self.broken[1], self.broken[2]
+        return super().answer(path, query)
+
+
+def test_live_malformed_and_failing_responses(tmp_path: Path) -> None:
+    from segmenter.kube_live import live_inventory
+
+    with _BrokenApiServer("/api/v1/nodes", 200, "<html>proxy login</html>") as server:
+        with pytest.raises(InventoryError) as info:
+            live_inventory(kubeconfig=_kubeconfig(tmp_path, server.url))
+        assert str(info.value) == (
+            f"the API server at {server.url} sent a malformed response to list nodes (not JSON)"
+        )
+    with (
+        _BrokenApiServer("/api/v1/services", 200, '{"kind": "Status"}') as server,
+        pytest.raises(InventoryError, match=r"unexpected response to list services"),
+    ):
+        live_inventory(kubeconfig=_kubeconfig(tmp_path, server.url))
+    with _BrokenApiServer(
+        "/api/v1/services", 200, '{"kind": "ServiceList", "items": null}'
+    ) as server:
+        assert live_inventory(kubeconfig=_kubeconfig(tmp_path, server.url)).services == ()
+    status = json.dumps({"kind": "Status", "code": 500, "message": "etcdserver: request timed out"})
+    with _BrokenApiServer("/apis/apps/v1/deployments", 500, status) as server:
+        with pytest.raises(InventoryError) as info:
+            live_inventory(kubeconfig=_kubeconfig(tmp_path, server.url))
+        assert str(info.value).startswith(f"the API server at {server.url} answered 500")
+        assert str(info.value).endswith("to list deployments.apps: etcdserver: request timed out")
+
+
+def test_live_skips_a_resource_the_cluster_does_not_serve(
+    tmp_path: Path, api_server: _FakeApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from segmenter.kube_live import live_inventory
+
+    api_server.overrides["/apis/batch/v1/cronjobs"] = (404, "status-404")
+    with caplog.at_level(logging.WARNING, logger="segmenter.kube_live"):
+        live = live_inventory(kubeconfig=_kubeconfig(tmp_path, api_server.url))
+    assert any("does not serve cronjobs.batch; skipped" in r.getMessage() for r in caplog.records)
+    # the Job's own ownerReference still names the CronJob
+    assert pod_named(live, "jobs", "report-28333334-k2x4z").owner.id == "jobs/CronJob/report"
+
+
+def test_live_hanging_server_times_out(tmp_path: Path) -> None:
+    from segmenter.kube_live import live_inventory
+
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        with pytest.raises(InventoryError) as info:
+            live_inventory(kubeconfig=_kubeconfig(tmp_path, url), request_timeout=0.3)
+    assert str(info.value) == f"cannot reach the cluster at {url}: timed out"
 
 
 def test_live_without_any_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
