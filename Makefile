@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck sample clean
+.PHONY: demo test system-deps lint typecheck sample clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,29 @@ demo: $(STAMP)
 	$(BIN)/segmenter run sample/shop.pcapng --inventory sample/shop-inventory.json \
 		--config sample/segmenter.yaml -o output
 
+## System packages some tests use: Chromium (renders the HTML report), libpcap (BPF filters of
+## the capture agent), openssl (TLS in the network-namespace tests), iproute2 (ip netns).
+## Installed only where missing, only as root with apt-get; without them those tests skip
+## with a reason.
+SYSTEM_TOOLS := chromium:chromium openssl:openssl ip:iproute2
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		missing=""; \
+		for pair in $(SYSTEM_TOOLS); do \
+			command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; \
+		done; \
+		ldconfig -p 2>/dev/null | grep -q 'libpcap\.so' || missing="$$missing libpcap0.8"; \
+		if [ -n "$$missing" ]; then \
+			echo "installing:$$missing"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				--no-install-recommends $$missing >/dev/null) \
+			|| echo "warning: could not install$$missing; the tests that need them will skip"; \
+		fi; \
+	fi
+
 ## make test: install, then ruff, mypy and the whole pytest suite
-test: $(STAMP)
-	$(BIN)/ruff check segmenter capture tests benchmarks
+test: $(STAMP) system-deps
+	$(BIN)/ruff check segmenter capture tests benchmarks sample
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
@@ -28,4 +48,5 @@ sample: $(STAMP)
 	$(BIN)/python sample/make_sample.py
 
 clean:
-	rm -rf $(VENV) output/*.json output/*.jsonl output/*.png output/kubernetes output/calico
+	rm -rf $(VENV)
+	find output -mindepth 1 ! -name README.md ! -name .gitignore -exec rm -rf {} +

@@ -142,6 +142,18 @@ def write_lines(out: str | None, lines: Iterable[str]) -> None:
         sys.stdout.flush()
         return
     target = os.path.abspath(out)
+    if os.path.exists(target) and not os.path.isfile(target) and not os.path.isdir(target):
+        # A device or pipe (/dev/null, a FIFO): write straight to it. Renaming a temp file over
+        # it would replace the device node itself with a regular file (as root, /dev/null).
+        try:
+            with open(target, "w", encoding="utf-8", newline="\n") as f:
+                for line in lines:
+                    f.write(line)
+                    f.write("\n")
+        except OSError as exc:
+            raise CaptureError(f"cannot write the flow file: {exc.strerror or exc}",
+                               path=out) from exc
+        return
     directory = os.path.dirname(target)
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.",

@@ -15,6 +15,12 @@ from typing import Any
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     target = Path(path)
+    if target.exists() and not target.is_file() and not target.is_dir():
+        # A device or pipe (/dev/null, /dev/stdout, a FIFO): write straight to it; renaming a
+        # temporary file over it would replace the device node itself.
+        with open(target, "wb") as handle:
+            handle.write(data)
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

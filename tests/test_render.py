@@ -54,3 +54,13 @@ def test_failed_write_keeps_previous_folder(tmp_path: Path) -> None:
         write_tree(target, {"new.yaml": [Boom(kind="B")]})
     assert (target / "keep.yaml").read_text() == "kind: A\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_atomic_write_to_a_device_leaves_the_device_alone() -> None:
+    import os
+    import stat
+
+    from segmenter.fileio import atomic_write_text
+
+    atomic_write_text(os.devnull, "x")
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)

@@ -155,3 +155,23 @@ def test_segmenter_reader_accepts_our_flow_files(tmp_path: Path) -> None:
     assert len(ff.flows) == 2
     assert ff.flows[0].sni == "n1.example"
     assert ff.dns[0].answers == ("10.0.0.2",)
+
+
+def test_writing_to_a_device_leaves_the_device_alone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Atomic rename over /dev/null would turn the device into a regular file (as root)."""
+    import os
+    import stat
+
+    from capture.flowfile import write_lines
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        write_lines(str(fifo), ["{}"])
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+        assert os.read(reader, 100) == b"{}\n"
+    finally:
+        os.close(reader)
+    write_lines(os.devnull, ["{}"])
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
