@@ -162,8 +162,28 @@ def load_config(path: str | None, extra: tuple[SensitiveDecl, ...] = ()) -> Conf
     classes = dict(config.classes)
     for decl in extra:
         _check_class(decl.data_class, classes, path=None, record=decl.source)
+    check_conflicts(config.sensitive + extra, config.exclude_namespaces, path)
     return Config(config.sensitive + extra, classes, config.exclude_namespaces, path,
                   config.compile)
+
+
+def check_conflicts(decls: tuple[SensitiveDecl, ...], exclude: tuple[str, ...],
+                    path: str | None) -> None:
+    """Declarations that cannot all hold: a store in a namespace that is not policed, or the same
+    pods declared twice for one class with different roles."""
+    seen: dict[tuple[str, str | None, Labels], SensitiveDecl] = {}
+    for decl in decls:
+        where = path if decl.source.startswith(Path(path).name if path else "\0") else None
+        if decl.namespace is not None and decl.namespace in exclude:
+            raise PlanError(f"declares {decl.data_class} data in namespace {decl.namespace}, "
+                            "which exclude_namespaces leaves unpoliced", path=where,
+                            record=decl.source)
+        key = (decl.data_class, decl.namespace, decl.selector)
+        earlier = seen.setdefault(key, decl)
+        if earlier.role != decl.role:
+            raise PlanError(f"conflicts with {earlier.source}: the same pods are declared "
+                            f"{earlier.role} and {decl.role} of {decl.data_class} data",
+                            path=where, record=decl.source)
 
 
 def _check_class(name: str, classes: dict[str, dict[str, str]], *, path: str | None,

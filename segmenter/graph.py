@@ -354,6 +354,7 @@ def _workload_attrs(wl: Workload, pods: list[Pod]) -> dict[str, Any]:
         "annotations": wl.annotations.as_dict(),
         "host_network": wl.host_network,
         "pod_count": len({(p.namespace, p.name) for p in pods}),
+        "images": sorted({image for p in pods for image in p.images}),
     }
 
 

@@ -268,6 +268,7 @@ class _PodRecord:
     start: float | None  # creationTimestamp
     end: float | None
     ip_since: float | None = None  # when a watch first saw its IP (watch.segmenter.io/…)
+    images: tuple[str, ...] = ()
 
 
 def _owner_ref(meta: Mapping[str, Any], where: str) -> _OwnerRef | None:
@@ -299,6 +300,18 @@ def _container_ports(spec: Mapping[str, Any]) -> list[ContainerPort]:
                     )
                 )
     return sorted(set(ports))
+
+
+def _images(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """Container images (init containers too); malformed entries are ignored, not errors."""
+    out = set()
+    for key in ("containers", "initContainers"):
+        containers = spec.get(key)
+        if isinstance(containers, list):
+            for container in containers:
+                if isinstance(container, Mapping) and isinstance(container.get("image"), str):
+                    out.add(container["image"])
+    return tuple(sorted(out))
 
 
 def _target_port(value: Any, where: str) -> int | str | None:
@@ -471,6 +484,7 @@ class _Builder:
             start=start,
             end=end,
             ip_since=ip_since,
+            images=_images(spec),
         )
         key = (ns, name, rec.uid or "")
         old = self.pods.get(key)
@@ -612,6 +626,7 @@ class _Builder:
                     service_account=rec.service_account,
                     start=_ip_start(rec),
                     end=rec.end,
+                    images=rec.images,
                 )
             )
 
@@ -1022,6 +1037,7 @@ def inventory_to_dict(inventory: Inventory) -> dict[str, Any]:
                 "service_account": p.service_account,
                 "start": p.start,
                 "end": p.end,
+                "images": list(p.images),
             }
             for p in inventory.pods
         ],
@@ -1125,6 +1141,7 @@ def inventory_from_dict(data: Mapping[str, Any], *, path: str | None = None) -> 
                 service_account=d.get("service_account"),
                 start=d.get("start"),
                 end=d.get("end"),
+                images=tuple(d.get("images") or ()),
             )
             for d in items("pods")
         )

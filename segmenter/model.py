@@ -153,6 +153,7 @@ class Pod:
     # Epoch seconds; None means "since before the capture" / "still running".
     start: float | None = None
     end: float | None = None
+    images: tuple[str, ...] = ()  # container images, for data-store suggestions
 
 
 @dataclass(frozen=True, order=True)

@@ -199,6 +199,9 @@ STORE_PORTS = {
     8086: "InfluxDB", 9042: "Cassandra", 9092: "Kafka", 9200: "Elasticsearch/OpenSearch",
     11211: "memcached", 26257: "CockroachDB", 27017: "MongoDB", 28015: "RethinkDB",
 }
+STORE_IMAGE_HINTS = ("postgres", "mysql", "mariadb", "mongo", "redis", "cassandra",
+                     "elasticsearch", "opensearch", "memcached", "cockroach", "couchdb",
+                     "influxdb", "valkey", "keydb", "scylla", "clickhouse", "etcd", "kafka")
 STORE_NAME_HINTS = ("postgres", "mysql", "mariadb", "mongo", "redis", "cassandra", "elastic",
                     "memcache", "cockroach", "couch", "db", "database", "vault", "ledger")
 
@@ -218,6 +221,12 @@ def suggest_stores(graph: nx.DiGraph, declared: set[str], excluded: set[str]) ->
                 product = STORE_PORTS.get(port.get("port") or 0)
                 if product and port.get("protocol") == "TCP":
                     reasons.add(f"serves TCP/{port['port']} ({product})")
+        for image in attrs.get("images") or []:
+            # registry/org/name:tag -> name
+            base = str(image).rsplit("/", 1)[-1].split("@")[0].split(":")[0].lower()
+            hits = [h for h in STORE_IMAGE_HINTS if h in base]
+            if hits:
+                reasons.add(f"runs image {image} ({hits[0]})")
         words = " ".join([str(attrs.get("name", "")),
                           *(str(v) for v in (attrs.get("labels") or {}).values())]).lower()
         hints = sorted({h for h in STORE_NAME_HINTS if h in words.replace("-", " ").split()

@@ -182,6 +182,7 @@ def test_node_attributes(graph: nx.DiGraph) -> None:
         "annotations": {"deployment.kubernetes.io/revision": "3", "prometheus.io/scrape": "true"},
         "host_network": False,
         "pod_count": 3,
+        "images": ["example.org/main:1.0"],
         "observed": True,
     }
     assert graph.nodes[DB]["annotations"] == {"segmenter.io/data-class": "pci"}

@@ -121,3 +121,26 @@ def test_custom_class(tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = plan(two_tier().graph, config, dns_nodes=DNS)
     assert result.classes[0].data_class == "ledger"
     assert result.classes[0].framework == "pci"
+
+
+def test_conflicting_declarations(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "segmenter.yaml"
+    path.write_text("sensitive:\n- class: pci\n  namespace: payments\n  selector: {app: db}\n"
+                    "- class: pci\n  namespace: payments\n  selector: {app: db}\n"
+                    "  role: processor\n")
+    with pytest.raises(PlanError, match="conflicts with") as info:
+        load_config(str(path))
+    assert "segmenter.yaml (segmenter.yaml sensitive[1])" in str(info.value)
+    path.write_text("sensitive:\n- class: pci\n  namespace: kube-system\n  selector: {app: x}\n")
+    with pytest.raises(PlanError, match="unpoliced"):
+        load_config(str(path))
+    with pytest.raises(PlanError, match="unpoliced"):
+        load_config(None, (parse_sensitive_arg("pci=kube-system/k8s-app=kube-dns"),))
+
+
+def test_image_suggests_a_store() -> None:
+    b = two_tier()
+    b.graph.nodes["shop/Deployment/report"]["images"] = ["docker.io/library/mariadb:11"]
+    result = plan(b.graph, Config(sensitive=(DB,)), dns_nodes=DNS)
+    reasons = {s.node: s.reason for s in result.suggestions}
+    assert "mariadb" in reasons["shop/Deployment/report"]
