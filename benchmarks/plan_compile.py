@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import random
-import time
 import resource
+import time
 
 import networkx as nx
 
