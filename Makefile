@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/segmenter run sample/shop.pcapng --inventory sample/shop-inventory.json \
 		--config sample/segmenter.yaml -o output
+	$(BIN)/segmenter report --graph output/graph.json --plan output/plan.json \
+		--policies output/kubernetes output/calico --flows output/flows.jsonl \
+		--inventory sample/shop-inventory.json -o output/report
 
 ## System packages some tests use: Chromium (renders the HTML report), libpcap (BPF filters of
 ## the capture agent), openssl (TLS in the network-namespace tests), iproute2 (ip netns).
