@@ -137,4 +137,31 @@ def cross_namespace_labels() -> Builder:
     return b
 
 
-SCENARIOS = {"two-tier": two_tier, "shared-app-label": cross_namespace_labels}
+def infrastructure_peers() -> Builder:
+    """Kubelet probes from a node, the API server after DNAT, NodeLocal DNSCache, an IPv6
+    external peer, and both a PCI and a PHI store in one namespace."""
+    b = Builder()
+    dns = with_dns(b)
+    node = b.node("worker-1", "172.18.0.2")
+    b.graph.add_node("apiserver", kind="apiserver", addresses=["172.18.0.1"], label="apiserver")
+    api = b.workload("clinic", "api", {"app.kubernetes.io/name": "api", "tier": "web"},
+                     replicas=2)
+    cards = b.workload("clinic", "billing-db", {"app.kubernetes.io/name": "postgresql",
+                                                "app": "billing-db"}, kind="StatefulSet",
+                       annotations={"segmenter.io/data-class": "pci"})
+    records = b.workload("clinic", "records-db", {"app.kubernetes.io/name": "postgresql",
+                                                  "app": "records-db"}, kind="StatefulSet",
+                         annotations={"segmenter.io/data-class": "phi"})
+    v6 = b.external("2001:db8::10", "fhir.example")
+    b.flow(node, api, 8080)
+    b.flow(api, cards, 5432)
+    b.flow(api, records, 5432, tls=True)
+    b.flow(api, "apiserver", 6443)
+    b.flow(api, v6, 443, tls=True)
+    b.flow(api, dns, 53, "UDP")
+    b.graph.edges[api, dns]["ports"][0]["via_addresses"] = ["169.254.20.10"]
+    return b
+
+
+SCENARIOS = {"two-tier": two_tier, "shared-app-label": cross_namespace_labels,
+             "infrastructure-peers": infrastructure_peers}

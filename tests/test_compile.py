@@ -53,10 +53,19 @@ def test_deterministic(dialect: str) -> None:
     assert compile_scenario("two-tier", dialect) == compile_scenario("two-tier", dialect)
 
 
-def test_kubernetes_output_validates_against_the_api_schema() -> None:
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_kubernetes_output_validates_against_the_api_schema(scenario: str) -> None:
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
-    for doc in yaml.safe_load_all(compile_scenario("two-tier", "kubernetes")):
+    for doc in yaml.safe_load_all(compile_scenario(scenario, "kubernetes")):
         kubernetes_validate.validate(doc, "1.30.0", strict=True)
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_calico_output_passes_validation(scenario: str) -> None:
+    from segmenter.evaluate import is_warning, validate_manifest
+
+    for doc in yaml.safe_load_all(compile_scenario(scenario, "calico")):
+        assert [p for p in validate_manifest(doc) if not is_warning(p)] == []
 
 
 def test_policy_types_always_explicit_and_no_volatile_labels() -> None:
