@@ -8,7 +8,7 @@ expressible here rather than approximated. ICMP cannot be allowed by NetworkPoli
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -20,11 +20,21 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the control plane
 _K8S_PROTOCOLS = {Transport.TCP, Transport.UDP, Transport.SCTP}
 
 
-@lru_cache(maxsize=1 << 16)
 def timestamp(value: float | None) -> str | None:
+    """RFC 3339 UTC to the second.
+
+    >>> timestamp(1764000000.75)
+    '2025-11-24T16:00:00Z'
+    """
     if value is None:
         return None
-    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _second(int(value // 1))
+
+
+@lru_cache(maxsize=1 << 16)
+def _second(value: int) -> str:
+    # Cached per whole second: a capture's flows share seconds by the thousand.
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
 
 
 def evidence_lines(rules: tuple[Rule, ...], direction: str) -> list[str]:
