@@ -19,14 +19,16 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 from segmenter.errors import InputError, InventoryError
 from segmenter.inventory import parse_documents
+from segmenter.kube_client import api_client as _api_client
+from segmenter.kube_client import is_transport_error as _is_transport_error
+from segmenter.kube_client import status_message as _status_message
+from segmenter.kube_client import transport_reason as _reason
 from segmenter.model import Inventory
 
 logger = logging.getLogger(__name__)
@@ -153,49 +155,6 @@ def list_pages(
     )
 
 
-def _kubeconfig_paths(kubeconfig: str | None) -> list[str]:
-    if kubeconfig:
-        return [kubeconfig]
-    env = os.environ.get("KUBECONFIG")
-    if env:
-        return [p for p in env.split(os.pathsep) if p]
-    return [str(Path("~/.kube/config").expanduser())]
-
-
-def _api_client(*, context: str | None, kubeconfig: str | None) -> tuple[Any, str]:
-    from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
-
-    configuration = client.Configuration()
-    paths = _kubeconfig_paths(kubeconfig)
-    existing = [p for p in paths if Path(p).expanduser().is_file()]
-    if kubeconfig and not existing:
-        raise InventoryError("no such kubeconfig file", path=kubeconfig)
-    try:
-        if existing:
-            config.load_kube_config(
-                config_file=os.pathsep.join(existing) if len(existing) > 1 else existing[0],
-                context=context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
-        else:
-            if context:
-                raise InventoryError(
-                    f"context {context!r} asked for, but no kubeconfig found ({', '.join(paths)})"
-                )
-            config.load_incluster_config(client_configuration=configuration)
-    except ConfigException as exc:
-        where = ", ".join(existing) if existing else None
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if not existing:
-            message = (
-                f"no kubeconfig found ({', '.join(paths)}) and not running in a cluster: " + message
-            )
-        raise InventoryError(message, path=where) from None
-    return client.ApiClient(configuration), str(configuration.host)
-
-
 def _list_all(
     api_client: Any,
     client: Any,
@@ -276,18 +235,6 @@ def _as_dict(api_client: Any, response: Any, resource: _Resource, host: str) -> 
     return page
 
 
-def _status_message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if body:
-        try:
-            status = json.loads(body)
-        except (TypeError, ValueError):
-            return ""
-        if isinstance(status, Mapping) and isinstance(status.get("message"), str):
-            return str(status["message"])
-    return ""
-
-
 def _api_error(exc: Any, resource: _Resource, host: str, *, verb: str = "list") -> InventoryError:
     status = exc.status
     if status == 0:  # the REST layer's TLS failure
@@ -307,41 +254,3 @@ def _api_error(exc: Any, resource: _Resource, host: str, *, verb: str = "list") 
     )
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        seen.append(current)
-        nxt = getattr(current, "reason", None)
-        if not isinstance(nxt, BaseException):
-            nxt = current.__cause__ or current.__context__
-        current = nxt
-    return seen
-
-
-def _is_transport_error(exc: BaseException) -> bool:
-    import urllib3
-
-    return any(isinstance(e, (urllib3.exceptions.HTTPError, OSError)) for e in _chain(exc))
-
-
-def _reason(exc: BaseException) -> str:
-    import urllib3
-
-    chain = _chain(exc)
-    for e in chain:
-        if isinstance(e, ConnectionRefusedError) or "Connection refused" in str(e):
-            return "connection refused"
-    for e in chain:
-        if isinstance(
-            e, urllib3.exceptions.NameResolutionError
-        ) or "Name or service not known" in str(e):
-            return "cannot resolve the host name"
-    for e in chain:
-        if isinstance(e, (urllib3.exceptions.TimeoutError, TimeoutError)):
-            return "timed out"
-    for e in chain:
-        if isinstance(e, urllib3.exceptions.SSLError):
-            return f"TLS error: {str(e).splitlines()[0]}"
-    last = chain[-1]
-    return str(last).splitlines()[0] if str(last) else type(last).__name__

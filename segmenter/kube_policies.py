@@ -29,15 +29,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 import yaml
 
 from segmenter.errors import InventoryError
+from segmenter.kube_client import api_client as _api_client
+from segmenter.kube_client import is_transport_error as _is_transport_error
+from segmenter.kube_client import status_message as _status_message
+from segmenter.kube_client import transport_reason as _reason
 
 __all__ = [
     "CALICO_GROUP",
@@ -232,43 +234,6 @@ def _custom_lister(custom: Any, info: PolicyKind) -> Callable[..., Any]:
 # Client plumbing
 
 
-def _kubeconfig_paths(kubeconfig: str | None) -> list[str]:
-    if kubeconfig:
-        return [kubeconfig]
-    env = os.environ.get("KUBECONFIG")
-    if env:
-        return [p for p in env.split(os.pathsep) if p]
-    return [str(Path("~/.kube/config").expanduser())]
-
-
-def _api_client(*, context: str | None, kubeconfig: str | None) -> tuple[Any, str]:
-    from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
-
-    configuration = client.Configuration()
-    paths = _kubeconfig_paths(kubeconfig)
-    existing = [p for p in paths if Path(p).expanduser().is_file()]
-    if kubeconfig and not existing:
-        raise InventoryError("no such kubeconfig file", path=kubeconfig)
-    try:
-        if existing:
-            config.load_kube_config(
-                config_file=os.pathsep.join(existing) if len(existing) > 1 else existing[0],
-                context=context, client_configuration=configuration, persist_config=False)
-        else:
-            if context:
-                raise InventoryError(f"context {context!r} asked for, but no kubeconfig found "
-                                     f"({', '.join(paths)})")
-            config.load_incluster_config(client_configuration=configuration)
-    except ConfigException as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if not existing:
-            message = (f"no kubeconfig found ({', '.join(paths)}) and not running in a "
-                       f"cluster: {message}")
-        raise InventoryError(message, path=", ".join(existing) or None) from None
-    return client.ApiClient(configuration), str(configuration.host)
-
-
 def _served_plurals(custom: Any, *, host: str, timeout: float) -> set[str] | None:
     """The resource plurals the cluster serves in projectcalico.org/v3; None on 404."""
     from kubernetes.client.exceptions import ApiException
@@ -364,18 +329,6 @@ def _decode(response: Any, api_client: Any, *, host: str, what: str) -> dict[str
     return dict(page)
 
 
-def _status_message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if body:
-        try:
-            status = json.loads(body)
-        except (TypeError, ValueError):
-            return ""
-        if isinstance(status, Mapping) and isinstance(status.get("message"), str):
-            return str(status["message"])
-    return ""
-
-
 def _api_error(exc: Any, *, what: str, host: str) -> InventoryError:
     status = exc.status
     if status == 0:
@@ -391,45 +344,6 @@ def _api_error(exc: Any, *, what: str, host: str) -> InventoryError:
     message = _status_message(exc)
     return InventoryError(f"the API server at {host} answered {status} {exc.reason or ''} to "
                           f"{what}" + (f": {message}" if message else ""))
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        seen.append(current)
-        nxt = getattr(current, "reason", None)
-        if not isinstance(nxt, BaseException):
-            nxt = current.__cause__ or current.__context__
-        current = nxt
-    return seen
-
-
-def _is_transport_error(exc: BaseException) -> bool:
-    import urllib3
-
-    return any(isinstance(e, (urllib3.exceptions.HTTPError, OSError)) for e in _chain(exc))
-
-
-def _reason(exc: BaseException) -> str:
-    import urllib3
-
-    chain = _chain(exc)
-    for e in chain:
-        if isinstance(e, ConnectionRefusedError) or "Connection refused" in str(e):
-            return "connection refused"
-    for e in chain:
-        if isinstance(e, urllib3.exceptions.NameResolutionError) or (
-                "Name or service not known" in str(e)):
-            return "cannot resolve the host name"
-    for e in chain:
-        if isinstance(e, (urllib3.exceptions.TimeoutError, TimeoutError)):
-            return "timed out"
-    for e in chain:
-        if isinstance(e, urllib3.exceptions.SSLError):
-            return f"TLS error: {str(e).splitlines()[0]}"
-    last = chain[-1]
-    return str(last).splitlines()[0] if str(last) else type(last).__name__
 
 
 # ---------------------------------------------------------------------------------------------

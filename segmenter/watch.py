@@ -499,7 +499,8 @@ def watch_inventory(
         raise ValueError("duration must be positive")
     if min_interval < 0:
         raise ValueError("min_interval must not be negative")
-    from segmenter.kube_live import RESOURCES, _api_client, list_documents, parse_live_documents
+    from segmenter.kube_client import api_client as _api_client
+    from segmenter.kube_live import RESOURCES, list_documents, parse_live_documents
 
     recorder = WatchRecorder(output_dir, min_interval=min_interval)
     recorder.check()
@@ -582,7 +583,8 @@ class _Follower:
     def run(self) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        from segmenter.kube_live import _is_transport_error, _reason
+        from segmenter.kube_client import is_transport_error as _is_transport_error
+        from segmenter.kube_client import transport_reason as _reason
 
         failures = 0
         while True:
@@ -693,7 +695,7 @@ class _Follower:
 
 
 def _exception_text(exc: Any) -> str:
-    from segmenter.kube_live import _status_message
+    from segmenter.kube_client import status_message as _status_message
 
     return _status_message(exc) or str(getattr(exc, "reason", "") or "").strip()
 
