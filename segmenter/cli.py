@@ -201,8 +201,8 @@ def compile_outputs(graph: nx.DiGraph, result: Any, inventory: Inventory,
     from segmenter.policy.lower import lower
     from segmenter.render import write_tree
 
-    policy_set = lower(graph, result, inventory, dns=detect_dns(graph, inventory),
-                       options=options)
+    dns = detect_dns(graph, inventory)
+    policy_set = lower(graph, result, inventory, dns=dns, options=options)
     outputs = {}
     problems: list[str] = []
     for name in dialects:
@@ -214,6 +214,10 @@ def compile_outputs(graph: nx.DiGraph, result: Any, inventory: Inventory,
     if problems:
         raise UnsupportedError(problems, dialect="/".join(dialects))
     notes: list[str] = list(policy_set.notes)
+    if dns is None and result.policed:
+        notes.append("no cluster DNS found in the inventory (kube-system/kube-dns, k8s-app="
+                      "kube-dns, OpenShift DNS): the policies allow no DNS egress; add the "
+                      "resolver to the inventory or allow it by hand")
     for name, output in outputs.items():
         extra = {}
         if output.dropped:

@@ -161,3 +161,19 @@ def test_case_20_no_end_port_unless_asked() -> None:
             for port in rule.get("ports", []):
                 if "endPort" in port:
                     assert port["endPort"] > port["port"]
+
+
+def test_host_network_dns_pods_are_allowed_by_address() -> None:
+    from dataclasses import replace
+
+    b = Builder()
+    with_dns(b)
+    app = b.workload("shop", "web", {"app": "web"})
+    b.pods = [replace(p, host_network=True, ips=("172.18.0.2",))
+              if p.namespace == "kube-system" else p for p in b.pods]
+    docs = k8s_docs(b)
+    web = next(d for d in docs if d["metadata"]["name"] == "allow-web")
+    cidrs = {p["ipBlock"]["cidr"] for r in web["spec"]["egress"] for p in r["to"]
+             if "ipBlock" in p}
+    assert cidrs == {"172.18.0.2/32", "10.96.0.10/32"}
+    assert app in b.graph

@@ -41,7 +41,27 @@ def detect_dns(graph: nx.DiGraph, inventory: Inventory) -> DnsTarget | None:
     peers: list[Peer] = []
     ports: set[Port] = set()
     found: list[str] = []
-    pods = [p for p in dns_pods(inventory) if not p.host_network]
+    every = dns_pods(inventory)
+    pods = [p for p in every if not p.host_network]
+    host_network = [p for p in every if p.host_network]
+    if host_network:
+        # DNS pods on the host network are node addresses to the CNI (policy-semantics.md
+        # §1.7): allow them by ipBlock, and the kube-dns ClusterIP that fronts them.
+        addresses = {ip for p in host_network for ip in p.ips}
+        addresses.update(ip for s in inventory.services
+                         if (s.namespace, s.name) == ("kube-system", "kube-dns")
+                         for ip in s.cluster_ips)
+        for address in sorted(addresses):
+            prefix = 128 if ":" in address else 32
+            peers.append(CidrPeer(f"{address}/{prefix}", CidrRole.DNS, (),
+                                  f"dns-{address.replace('.', '-').replace(':', '-')}"))
+        found.append("hostNetwork DNS pods " + ", ".join(sorted({p.owner.id
+                                                                 for p in host_network})))
+        for pod in host_network:
+            for cport in pod.ports:
+                if (cport.port in DNS_PORTS or (cport.name or "").startswith("dns")) and (
+                        cport.protocol in (Transport.UDP, Transport.TCP)):
+                    ports.add(Port(cport.protocol, cport.port))
     if pods:
         chooser = SelectorChooser(inventory)
         owners: set[WorkloadRef] = {p.owner for p in pods}
