@@ -177,3 +177,24 @@ def test_host_network_dns_pods_are_allowed_by_address() -> None:
              if "ipBlock" in p}
     assert cidrs == {"172.18.0.2/32", "10.96.0.10/32"}
     assert app in b.graph
+
+
+def test_named_set_of_external_addresses() -> None:
+    """Addresses that DNS gave one name become one peer set: ipBlocks of the graph's exact CIDR
+    cover in Kubernetes, one labelled GlobalNetworkSet and one rule in Calico."""
+    b = two_tier()
+    node = "external:name:api.stripe.com"
+    b.graph.add_node(node, kind="external", addresses=["198.51.100.4", "198.51.100.5"],
+                     cidrs=["198.51.100.4/31"], dns_names=["api.stripe.com"], private=False,
+                     label="api.stripe.com")
+    b.flow("payments/Deployment/api", node, 443, tls=True)
+    docs = k8s_docs(b)
+    api = next(d for d in docs if d["metadata"]["name"] == "allow-api")
+    assert any(r["to"] == [{"ipBlock": {"cidr": "198.51.100.4/31"}}]
+               for r in api["spec"]["egress"])
+    graph, inventory = b.graph, b.inventory()
+    result = plan(graph, Config())
+    output = get_dialect("calico").emit(lower(graph, result, inventory))
+    sets = [m for m in output.files["05-globalnetworksets.yaml"]
+            if m["metadata"]["labels"]["segmenter.io/network-set"] == "api-stripe-com"]
+    assert [s["spec"]["nets"] for s in sets] == [["198.51.100.4/31"]]

@@ -116,10 +116,11 @@ class Calico(Dialect):
             spec["selector"] = selector_expr(policy.target.labels)
         spec["types"] = [d.value for d in policy.directions]
         if policy.ingress is not None:
-            spec["ingress"] = [r for rule in policy.ingress for r in self.rules(rule, "source")]
+            spec["ingress"] = _unique([r for rule in policy.ingress
+                                       for r in self.rules(rule, "source")])
         if policy.egress is not None:
-            spec["egress"] = [r for rule in policy.egress
-                              for r in self.rules(rule, "destination")]
+            spec["egress"] = _unique([r for rule in policy.egress
+                                      for r in self.rules(rule, "destination")])
         return {"apiVersion": API_VERSION, "kind": kind, "metadata": metadata, "spec": spec}
 
     def rules(self, rule: Rule, side: str) -> list[dict[str, Any]]:
@@ -202,6 +203,18 @@ class Calico(Dialect):
         if peer.excepts:
             out["notNets"] = list(peer.excepts)
         return out
+
+
+def _unique(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop repeats (several CIDRs of one network set render to the same rule), keeping order."""
+    seen: set[str] = set()
+    out = []
+    for rule in rules:
+        key = repr(rule)
+        if key not in seen:
+            seen.add(key)
+            out.append(rule)
+    return out
 
 
 def _number(value: float) -> int | float:

@@ -169,7 +169,12 @@ class Lowering:
         if not addresses and kind == "external":
             addresses = [node.split(":", 1)[1]]
         names = sorted(attrs.get("dns_names") or [])
-        out = []
+        out: list[CidrPeer] = []
+        cidrs = attrs.get("cidrs") or []
+        if kind == "external" and cidrs and not self.blocks:
+            # A named set of one DNS name's addresses: the graph's exact CIDR cover of them.
+            label = dns1123(names[0] if names else str(attrs.get("label") or node))
+            return tuple(dict.fromkeys(CidrPeer(str(c), role, (), label) for c in sorted(cidrs)))
         for address in addresses:
             block = self.block_of(address) if role is CidrRole.EXTERNAL else None
             if block is not None:
@@ -179,7 +184,7 @@ class Lowering:
             if role is not CidrRole.EXTERNAL:
                 label = f"{attrs.get('label') or kind}-{address}"
             out.append(CidrPeer(_cidr(address), role, (), dns1123(label)))
-        return tuple(out)
+        return tuple(dict.fromkeys(out))
 
     def block_of(self, address: str) -> ExternalBlock | None:
         """The configured aggregate holding ``address`` (outside its excepts), if any."""
