@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test system-deps lint typecheck sample clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py capture/_fastloop.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -42,7 +42,7 @@ system-deps:
 
 ## make test: install, then ruff, mypy and the whole pytest suite
 test: $(STAMP) system-deps
-	$(BIN)/ruff check segmenter capture tests benchmarks sample
+	$(BIN)/ruff check segmenter capture tests benchmarks sample setup.py
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 

@@ -7,6 +7,7 @@ length, FIN / FIN / ACK, some reset), DNS queries and responses over UDP, some o
 measures, in the same run:
 
 * ``capture.ingest.fold`` on the whole capture (our fast reader + the full fold),
+* ``capture.ingest.ingest`` with and without the optional C loop (``capture._fastloop``),
 * the same with ``fast=False`` (scapy's ``RawPcapReader`` + our decoder) on a prefix,
 * a plain ``RawPcapReader`` loop that does nothing with the packets, on a prefix,
 * scapy's ``PcapReader`` (full dissection into scapy layers) on a prefix,
@@ -199,6 +200,7 @@ def measure(path: str, prefix_packets: int, repeat: int) -> float:
     import scapy.layers.l2  # noqa: F401
     from scapy.utils import PcapReader, RawPcapReader
 
+    import capture.pcapfast
     from capture.ingest import fold, ingest
 
     fold_best = ingest_best = float("inf")
@@ -214,9 +216,25 @@ def measure(path: str, prefix_packets: int, repeat: int) -> float:
     print(f"capture: {stats.packets:,} packets, {stats.flows:,} flows"
           f" ({stats.packets / max(stats.flows, 1):.0f} packets per flow),"
           f" {stats.dns:,} DNS answers, skipped {stats.skipped}; best of {repeat}")
-    ours = _rate("capture.ingest.ingest (read, fold, write flow file)", stats.packets,
-                 ingest_best)
+    built = capture.pcapfast._fastloop is not None
+    ours = _rate("capture.ingest.ingest (read, fold, write flow file)"
+                 + (" [C loop]" if built else " [no C ext]"), stats.packets, ingest_best)
     _rate("  of which reading + folding (capture.ingest.fold)", stats.packets, fold_best)
+    pure = None
+    if built:
+        # The same run without the optional C extension (capture/_fastloop.c).
+        saved = capture.pcapfast._fastloop
+        capture.pcapfast._fastloop = None
+        try:
+            pure_best = float("inf")
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                ingest([path], os.devnull)
+                pure_best = min(pure_best, time.perf_counter() - t0)
+        finally:
+            capture.pcapfast._fastloop = saved
+        pure = _rate("capture.ingest.ingest, pure Python (C extension disabled)", stats.packets,
+                     pure_best)
 
     with tempfile.TemporaryDirectory() as tmp:
         small = os.path.join(tmp, "prefix.pcap")
@@ -247,6 +265,10 @@ def measure(path: str, prefix_packets: int, repeat: int) -> float:
     print(f"  ours / scapy PcapReader dissection   = {ours / dissect:8.1f}x")
     print(f"  ours / plain RawPcapReader loop      = {ours / raw:8.2f}x")
     print(f"  ours / ours-with-RawPcapReader       = {ours / ours_scapy:8.2f}x")
+    if pure is not None:
+        print(f"  with C extension / pure Python       = {ours / pure:8.2f}x")
+    else:
+        print("  (C extension capture._fastloop not built: pure Python only)")
     return ours
 
 

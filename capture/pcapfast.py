@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from types import ModuleType
 from typing import Literal, NamedTuple, Protocol
 
 from capture.decode import (
@@ -36,6 +37,12 @@ from capture.decode import (
     LINKTYPE_RAW_14,
 )
 from capture.flows import IDLE_NS, NS, FlowTable
+
+_fastloop: ModuleType | None
+try:  # optional C accelerator of the plain-hit loop (setup.py builds it when it can)
+    from capture import _fastloop
+except ImportError:  # pragma: no cover - depends on the build
+    _fastloop = None
 
 CHUNK = 4 << 20  # bytes read per refill
 MAX_RECORD = 262144  # tcpdump's MAXIMUM_SNAPLEN: a longer record means a damaged file
@@ -65,6 +72,9 @@ class _Layout(NamedTuple):
     v6: struct.Struct | None  # IPv6 fields + key + TCP flags, at the start of the packet
     v6_proto: object  # the protocol field's value for IPv6 (None: no IPv6 fast path)
     link: int  # link header size
+    eoff: int  # offset of the protocol field in the link header
+    v4_raw: bytes  # the protocol field for IPv4, as in the file
+    v6_raw: bytes | None  # the same for IPv6 (None: no IPv6 fast path)
 
 
 def _layout(endian: str, linktype: int, *, record: bool = True,
@@ -101,7 +111,7 @@ def _layout(endian: str, linktype: int, *, record: bool = True,
         "9xB"  # TCP flags
     )
     return _Layout(v4, value(v4_bytes), v6 if v6_bytes is not None else None, value(v6_bytes),
-                   link)
+                   link, eoff, v4_bytes, v6_bytes)
 
 
 def read_classic(
@@ -149,6 +159,18 @@ def read_classic(
         fsize = 1 << 62  # never fits: every record takes the general path
         expected = expected6 = None
         mincap = mincap6 = 1 << 62
+    # The C version of the plain-hit branch below (capture/_fastloop.c), when built: it counts
+    # consecutive plain hits and stops at any other record, which the Python code handles.
+    fastrun = None
+    if (
+        _fastloop is not None
+        and layout is not None
+        and type(table.tcp) is dict
+        and type(table.udp) is dict
+    ):
+        fastrun = _fastloop.Loop(swapped, nano, link, layout.eoff, layout.v4_raw,
+                                 layout.v6_raw if layout.v6 is not None else None, idle,
+                                 table.tcp, table.udp).run
     # One buffer, reused: the unread tail moves to the front, then readinto() fills the rest.
     buf = bytearray(CHUNK + MAX_RECORD + 64)
     view = memoryview(buf)
@@ -171,6 +193,10 @@ def read_classic(
         last_fast = blen - fsize
         # The hot loop: records whose fixed-size prefix lies in the buffer.
         while off <= last_fast:
+            if fastrun is not None:
+                off, n = fastrun(buf, off, blen, n)
+                if off > last_fast:
+                    break
             (sec, frac, caplen, wirelen, etype, vihl, iplen, fragword, proto, key,
              flags) = fast_unpack(buf, off)
             o = off + 16
