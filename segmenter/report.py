@@ -312,11 +312,17 @@ def _port(protocol: str, port: int | None) -> str:
 def _name(graph: nx.DiGraph, node: str) -> str:
     from segmenter.viz import display_label
 
-    if node.startswith(("external:", "node:")) or node == "apiserver":
-        label = display_label(graph, node)
-        return f"{label} ({node.split(':', 1)[1]})" if node.startswith("external:") and \
-            label != node.split(":", 1)[1] else (label if node == "apiserver" else
-                                                 f"{node.split(':', 1)[0]} {label}")
+    if node == "apiserver":
+        return display_label(graph, node)
+    if node.startswith("external:name:"):
+        # A named set of one DNS name's addresses: the name says it all.
+        addresses = graph.nodes[node].get("addresses") or []
+        return f"{node.split(':', 2)[2]} ({len(addresses)} addresses)"
+    if node.startswith("external:"):
+        label, address = display_label(graph, node), node.split(":", 1)[1]
+        return f"{label} ({address})" if label != address else label
+    if node.startswith("node:"):
+        return f"node {display_label(graph, node)}"
     return node
 
 
