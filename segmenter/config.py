@@ -265,7 +265,7 @@ def _parse_compile(raw: Any, path: str) -> CompileOptions:
     if not isinstance(port_ranges, bool):
         raise PlanError("port_ranges must be true or false", path=path,
                         record="compile.port_ranges")
-    blocks = []
+    blocks: list[ExternalBlock] = []
     for index, entry in enumerate(raw.get("external_cidrs") or []):
         record = f"compile.external_cidrs[{index}]"
         if not isinstance(entry, dict) or "cidr" not in entry:
@@ -286,5 +286,7 @@ def _parse_compile(raw: Any, path: str) -> CompileOptions:
                    .replace(":", "-"))
         if not _DNS1123.match(name):
             raise PlanError(f"name {name!r} must be a DNS-1123 label", path=path, record=record)
+        if any(b.name == name for b in blocks):
+            raise PlanError(f"name {name!r} is used by another block", path=path, record=record)
         blocks.append(ExternalBlock(str(net), tuple(sorted(excepts)), name))
     return CompileOptions(port_ranges, tuple(blocks))

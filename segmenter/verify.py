@@ -99,7 +99,7 @@ def verify_flows(flows: Iterable[Flow], inventory: Inventory,
         client = resolver.resolve(flow.client, None, flow.transport, flow.first_seen)
         server = resolver.resolve(flow.server, flow.server_port, flow.transport,
                                   flow.first_seen)
-        sources = finder.endpoints(flow.client, client.node_id, flow.first_seen)[:1]
+        sources = finder.endpoints(flow.client, client.node_id, flow.first_seen)
         if server.how == "nodelocal-dns":
             # NodeLocal DNSCache answers on the node itself, without DNAT to a DNS pod: the
             # CNI sees the link-local (or kube-dns ClusterIP) address (tricky case 18).

@@ -91,8 +91,10 @@ def test_dns_egress_uses_both_protocols_and_pod_ports() -> None:
 def test_selectors_distinguish_workloads_sharing_a_label() -> None:
     docs = list(yaml.safe_load_all(compile_scenario("shared-app-label", "kubernetes")))
     by_name = {d["metadata"]["name"]: d for d in docs}
+    # component tells them apart; app (an identity label) is kept so that a future workload
+    # with another app but the same component is not selected.
     assert by_name["allow-reader"]["spec"]["podSelector"] == {
-        "matchLabels": {"component": "reader"}}
+        "matchLabels": {"app": "ledger", "component": "reader"}}
 
 
 def test_kubernetes_reports_deny_rules_and_icmp() -> None:

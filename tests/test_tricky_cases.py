@@ -196,5 +196,62 @@ def test_named_set_of_external_addresses() -> None:
     result = plan(graph, Config())
     output = get_dialect("calico").emit(lower(graph, result, inventory))
     sets = [m for m in output.files["05-globalnetworksets.yaml"]
-            if m["metadata"]["labels"]["segmenter.io/network-set"] == "api-stripe-com"]
+            if m["metadata"]["annotations"]["segmenter.io/peer"] == "api-stripe-com"]
     assert [s["spec"]["nets"] for s in sets] == [["198.51.100.4/31"]]
+
+
+def test_external_names_that_fold_alike_keep_separate_sets() -> None:
+    """pay.gw-example.com and pay-gw.example.com fold to one DNS-1123 name; a shared
+    GlobalNetworkSet would let each client reach the other's address (review finding)."""
+    b = two_tier()
+    one = b.external("203.0.113.50", "pay.gw-example.com")
+    two = b.external("198.51.100.99", "pay-gw.example.com")
+    b.flow("payments/Deployment/api", one, 443)
+    b.flow("shop/Deployment/web", two, 443)
+    graph, inventory = b.graph, b.inventory()
+    output = get_dialect("calico").emit(lower(graph, plan(graph, Config()), inventory))
+    nets = sorted(tuple(m["spec"]["nets"]) for m in output.files["05-globalnetworksets.yaml"])
+    assert ("203.0.113.50/32",) in nets
+    assert ("198.51.100.99/32",) in nets
+    engine = PolicyEngine.from_manifests(
+        [m for ms in output.files.values() for m in ms],
+        namespaces={n: Labels() for n in ("shop", "payments", "kube-system")},
+        enforcement="calico")
+    api = next(p for p in inventory.pods if p.owner.name == "api")
+    src = EvalEndpoint(ip=api.ips[0], namespace="payments", labels=api.labels)
+    assert engine.check(src, EvalEndpoint(ip="203.0.113.50"), Transport.TCP, 443).allowed
+    assert not engine.check(src, EvalEndpoint(ip="198.51.100.99"), Transport.TCP, 443).allowed
+
+
+def test_calico_splits_port_lists_at_fifty() -> None:
+    b = two_tier()
+    for port in range(20000, 20060, 2):
+        b.flow("shop/Deployment/web", "payments/Deployment/api", port)
+    for port in range(21000, 21060, 2):
+        b.flow("shop/Deployment/web", "payments/Deployment/api", port)
+    graph, inventory = b.graph, b.inventory()
+    output = get_dialect("calico").emit(lower(graph, plan(graph, Config()), inventory))
+    for manifests in output.files.values():
+        for doc in manifests:
+            for direction in ("ingress", "egress"):
+                for rule in doc.get("spec", {}).get(direction, []):
+                    assert len(rule.get("destination", {}).get("ports", [])) <= 50
+
+
+def test_nodeport_clients_are_also_allowed_from_the_nodes() -> None:
+    """kube-proxy SNATs NodePort/LoadBalancer clients to a node address (review finding)."""
+    from segmenter.model import Node
+
+    b = two_tier()
+    entry = b.graph.edges["external:198.51.100.20", "shop/Deployment/web"]["ports"][0]
+    entry["via_addresses"] = ["172.18.0.3"]
+    graph = b.graph
+    inventory = b.inventory()
+    inventory = type(inventory)(namespaces=inventory.namespaces, workloads=inventory.workloads,
+                                pods=inventory.pods, services=inventory.services,
+                                nodes=(Node("worker-2", ("172.18.0.3",)),))
+    output = get_dialect("kubernetes").emit(lower(graph, plan(graph, Config()), inventory))
+    web = output.files["shop/allow-web.yaml"][0]
+    sources = {p["ipBlock"]["cidr"] for r in web["spec"]["ingress"] for p in r["from"]
+               if "ipBlock" in p}
+    assert sources == {"198.51.100.20/32", "172.18.0.3/32"}

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from segmenter.dialects.base import MANAGED_BY, Dialect, Manifest
@@ -34,6 +35,9 @@ from segmenter.policy.ir import (
 
 API_VERSION = "projectcalico.org/v3"
 NETWORK_SET_LABEL = "segmenter.io/network-set"
+# Limits of the v3 API (policy-semantics.md §3.3; policy_common.go validation).
+MAX_PORTS = 50
+MAX_RULES = 1024
 
 
 def quote(value: str) -> str:
@@ -70,12 +74,17 @@ class Calico(Dialect):
                 "spec": {"order": _number(tier.order)},
             }]
         for guard in policy_set.guardrails:
-            files[f"10-guardrails/{guard.name}.yaml"] = [self.policy(guard)]
+            self._put(files, f"10-guardrails/{guard.name}.yaml", self.policy(guard))
         for policy in policy_set.policies:
-            files[f"20-{policy.namespace}/{policy.name}.yaml"] = [self.policy(policy)]
+            self._put(files, f"20-{policy.namespace}/{policy.name}.yaml", self.policy(policy))
         if self._sets:
             files["05-globalnetworksets.yaml"] = [self._sets[k] for k in sorted(self._sets)]
         return files
+
+    def _put(self, files: dict[str, list[Manifest]], key: str, manifest: Manifest) -> None:
+        if key in files:
+            self.unsupported(f"two policies would both be written as {key}")
+        files[key] = [manifest]
 
     def policy(self, policy: Policy) -> Manifest:
         cluster = policy.namespace is None
@@ -121,6 +130,10 @@ class Calico(Dialect):
         if policy.egress is not None:
             spec["egress"] = _unique([r for rule in policy.egress
                                       for r in self.rules(rule, "destination")])
+        for direction in ("ingress", "egress"):
+            if len(spec.get(direction, [])) > MAX_RULES:
+                self.unsupported(f"{name}: {len(spec[direction])} {direction} rules, more than "
+                                 f"the {MAX_RULES} Calico accepts in one policy")
         return {"apiVersion": API_VERSION, "kind": kind, "metadata": metadata, "spec": spec}
 
     def rules(self, rule: Rule, side: str) -> list[dict[str, Any]]:
@@ -147,6 +160,9 @@ class Calico(Dialect):
         groups += [(p, ports) for p, ports in sorted(by_protocol.items()) if p not in any_port]
         if not rule.ports:
             groups = [(None, [])]
+        # Calico accepts at most 50 ports per entity rule (policy-semantics.md §3.3): split.
+        groups = [(protocol, ports[i:i + MAX_PORTS])
+                  for protocol, ports in groups for i in range(0, max(len(ports), 1), MAX_PORTS)]
         peers: list[Peer | None] = list(rule.peers) or [None]
         out = []
         for protocol, ports in groups:
@@ -185,20 +201,22 @@ class Calico(Dialect):
             }
         assert isinstance(peer, CidrPeer)
         if peer.role is CidrRole.EXTERNAL and not peer.excepts:
-            name = f"segmenter-{peer.name}"[:253]
-            existing = self._sets.get(name)
-            if existing is None:
+            # One set per exact block: names come from DNS names, which several blocks can
+            # share after DNS-1123 folding, and a shared set would widen every rule using it.
+            digest = hashlib.sha256(peer.cidr.encode()).hexdigest()[:8]
+            ident = f"{peer.name[:50].rstrip('-')}-{digest}"
+            name = f"segmenter-{ident}"
+            if name not in self._sets:
                 self._sets[name] = {
                     "apiVersion": API_VERSION,
                     "kind": "GlobalNetworkSet",
                     "metadata": {"name": name,
-                                 "labels": {**MANAGED_BY, NETWORK_SET_LABEL: peer.name}},
+                                 "labels": {**MANAGED_BY, NETWORK_SET_LABEL: ident},
+                                 "annotations": {"segmenter.io/peer": peer.name}},
                     "spec": {"nets": [peer.cidr]},
                 }
-            elif peer.cidr not in existing["spec"]["nets"]:
-                existing["spec"]["nets"] = sorted([*existing["spec"]["nets"], peer.cidr])
             return {"namespaceSelector": "global()",
-                    "selector": f"{NETWORK_SET_LABEL} == {quote(peer.name)}"}
+                    "selector": f"{NETWORK_SET_LABEL} == {quote(ident)}"}
         out: dict[str, Any] = {"nets": [peer.cidr]}
         if peer.excepts:
             out["notNets"] = list(peer.excepts)

@@ -65,7 +65,10 @@ class Kubernetes(Dialect):
             if policy.namespace is None:
                 self.unsupported(f"{policy.name}: cluster-scoped policy")
                 continue
-            files[f"{policy.namespace}/{policy.name}.yaml"] = [self.policy(policy)]
+            key = f"{policy.namespace}/{policy.name}.yaml"
+            if key in files:
+                self.unsupported(f"two policies would both be written as {key}")
+            files[key] = [self.policy(policy)]
         for guard in policy_set.guardrails:
             self.note(f"zone guardrail {guard.name} needs tiers and Log/Pass/Deny actions, which "
                       "NetworkPolicy lacks; the same allowed set is enforced by the per-workload "

@@ -135,6 +135,13 @@ class Lowering:
         self._selectors: dict[str, tuple[Selector, str]] = {}
         self._peers: dict[str, tuple[Peer, ...]] = {}
         self._ports: dict[tuple[Any, Any], Port] = {}
+        # Entry addresses after which kube-proxy SNATs the client: node addresses (NodePort)
+        # and load-balancer / external IPs of Services.
+        self._node_peers = tuple(dict.fromkeys(
+            CidrPeer(_cidr(a), CidrRole.NODE, (), dns1123(f"{n.name}-{a}"))
+            for n in sorted(inventory.nodes, key=lambda n: n.name) for a in n.addresses))
+        self._snat_entries = {a for n in inventory.nodes for a in n.addresses} | {
+            ip for s in inventory.services for ip in (*s.load_balancer_ips, *s.external_ips)}
 
     def selector(self, node: str) -> tuple[Selector, str]:
         cached = self._selectors.get(node)
@@ -166,6 +173,13 @@ class Lowering:
         role = {"node": CidrRole.NODE, "apiserver": CidrRole.APISERVER}.get(
             str(kind), CidrRole.EXTERNAL)
         addresses = sorted(attrs.get("addresses") or [])
+        if kind == "workload":
+            # hostNetwork pods are their nodes' addresses to the CNI (policy-semantics.md §1.7).
+            role = CidrRole.NODE
+            addresses = sorted(self.host_addresses(node))
+            if not addresses:
+                self.errors.append(f"{node} uses hostNetwork and the inventory has no address "
+                                   "for its pods: its flows cannot be allowed exactly")
         if not addresses and kind == "external":
             addresses = [node.split(":", 1)[1]]
         names = sorted(attrs.get("dns_names") or [])
@@ -185,6 +199,11 @@ class Lowering:
                 label = f"{attrs.get('label') or kind}-{address}"
             out.append(CidrPeer(_cidr(address), role, (), dns1123(label)))
         return tuple(dict.fromkeys(out))
+
+    def host_addresses(self, node: str) -> set[str]:
+        """Addresses of a hostNetwork workload: its pods' IPs (its nodes' addresses)."""
+        ref = WorkloadRef.parse(node)
+        return {ip for pod in self.inventory.pods if pod.owner == ref for ip in pod.ips}
 
     def block_of(self, address: str) -> ExternalBlock | None:
         """The configured aggregate holding ``address`` (outside its excepts), if any."""
@@ -209,6 +228,7 @@ class Lowering:
         # share a peer: hashing the nested frozen peers per port entry dominated large plans.
         ingress = self._merge({client: (data, f"observed from {client}")
                                for client, _, data in self.graph.in_edges(node, data=True)})
+        self._add_snat_sources(node, ingress)
         egress = self._merge({server: (data, f"observed to {server}")
                               for _, server, data in self.graph.out_edges(node, data=True)})
         if self.dns is not None:
@@ -238,6 +258,24 @@ class Lowering:
                 target.flows += item.flows
                 target.add_times(item.first, item.last)
         return acc
+
+    def _add_snat_sources(self, node: str, ingress: defaultdict[Peer, _RuleAcc]) -> None:
+        """External clients that came in through a NodePort or a LoadBalancer reach the pod
+        from a node address: kube-proxy SNATs them under externalTrafficPolicy: Cluster, the
+        default (policy-semantics.md §1.5). Allow the nodes on those ports too."""
+        if not self._snat_entries:
+            return
+        for client, _, data in self.graph.in_edges(node, data=True):
+            if self.graph.nodes[client].get("kind") != "external":
+                continue
+            for entry in data.get("ports", []):
+                if not set(entry.get("via_addresses") or ()) & self._snat_entries:
+                    continue
+                for peer in self._node_peers:
+                    ingress[peer].add(self.port(entry), 0, entry.get("first_seen"),
+                                      entry.get("last_seen"),
+                                      f"{client} through a NodePort/LoadBalancer: SNAT to a node "
+                                      "address (externalTrafficPolicy: Cluster)")
 
     def port(self, entry: dict[str, Any]) -> Port:
         key = (entry.get("protocol", "TCP"), entry.get("port"))
@@ -363,7 +401,8 @@ def _lower(graph: nx.DiGraph, plan: Plan, inventory: Inventory, *, dns: DnsTarge
                 target, _ = low.selector(node)
                 reqs = REQUIREMENTS.get(scope.framework, {}).get(RESTRICTED, ())
                 guards.append(Policy(
-                    name=dns1123(f"{scope.data_class}-{attrs['namespace']}-{attrs['name']}", 200),
+                    name=_unique_name(used_names, "", dns1123(
+                        f"{scope.data_class}-{attrs['namespace']}-{attrs['name']}", 200), node),
                     namespace=None,
                     members=(PodPeer(str(attrs["namespace"]), target),),
                     ingress=_guard(ingress, scope.data_class, "into"),

@@ -28,6 +28,10 @@ PREFERRED_KEYS = (
     "role",
 )
 MAX_SELECTOR_LABELS = 4
+# Labels that name what a workload is and which instance; kept in every selector that finds
+# them on all of the workload's pods (Kubernetes recommended labels, and the common short forms).
+IDENTITY_KEYS = frozenset({"app.kubernetes.io/name", "app.kubernetes.io/instance", "app",
+                           "k8s-app"})
 
 
 @dataclass(frozen=True)
@@ -113,12 +117,21 @@ class SelectorChooser:
                         break
                     shared &= holders.get(pair, set())
                 if not shared:
-                    selector = Labels(tuple(sorted(combo)))
+                    # Keep the identity labels too: the minimal set is unique only against
+                    # today's pods; app.kubernetes.io/name=postgresql alone would also select
+                    # a second PostgreSQL installed beside this one later.
+                    identity = [kv for kv in candidates if kv[0] in IDENTITY_KEYS
+                                and kv not in combo]
+                    selector = Labels(tuple(sorted([*combo, *identity])))
                     keys = ", ".join(k for k, _ in combo)
                     skipped = sorted({k for k, _ in common if k in UNSTABLE_LABEL_KEYS})
                     note = (f"{keys}: the smallest set of stable labels shared by every pod "
                             f"(and the pod template) of {ref.kind}/{ref.name} that selects no "
                             f"other pod in {ref.namespace}")
+                    if identity:
+                        note += ("; plus the identity label(s) "
+                                 f"{', '.join(k for k, _ in identity)}, so that another "
+                                 "instance of the same software is not selected later")
                     if skipped:
                         note += f" (not used, change on upgrade: {', '.join(skipped)})"
                     choice = SelectorChoice(selector, note)
