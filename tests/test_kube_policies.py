@@ -285,3 +285,21 @@ def test_live_policies_command_writes_normalised_yaml(
     docs = list(yaml.safe_load_all(out.read_text()))
     assert len(docs) == 4
     assert all("uid" in d["metadata"] for d in docs)
+
+
+def test_verify_reads_the_policies_in_force_from_the_cluster(
+    tmp_path: Path, api_server: _FakeApiServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`segmenter verify --cluster`: drift detection against the live policies (k8s/old in the
+    fixture server), through the real kubernetes client."""
+    from segmenter.cli import main
+
+    code = main(["verify", "--cluster", "--kubeconfig", _kubeconfig(tmp_path, api_server.url),
+                 "--flows", str(FIXTURES / "flows.jsonl"),
+                 "--inventory", str(FIXTURES / "inventory.json")])
+    out = capsys.readouterr().out
+    # frontend -> db:5432 was observed but k8s/old only lets web reach db.
+    assert code == 1
+    assert "DENIED shop/Deployment/frontend -> shop/StatefulSet/db TCP/5432" in out
+    assert "3 of 4 observed flows allowed" in out
+    assert any(path.endswith("/networkpolicies") for path, _, _ in api_server.requests)
