@@ -7,12 +7,9 @@ import copy
 import json
 import logging
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar, Self
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -40,6 +37,7 @@ from segmenter.model import (
     Workload,
     WorkloadRef,
 )
+from tests.fake_apiserver import FakeApiServer, kubeconfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "inventory"
 DUMP = FIXTURES / "cluster-dump.json"
@@ -813,9 +811,10 @@ def test_private_ranges() -> None:
 # The live client, through the real kubernetes package, against a loopback API server
 
 
-class _FakeApiServer:
+class _FakeApiServer(FakeApiServer):
     """Serves the recorded list responses in tests/fixtures/inventory/live/ like an API server."""
 
+    FIXTURES = LIVE
     ROUTES: ClassVar[dict[str, str]] = {
         "/api/v1/namespaces": "namespaces",
         "/api/v1/nodes": "nodes",
@@ -830,83 +829,16 @@ class _FakeApiServer:
         "/apis/batch/v1/cronjobs": "cronjobs",
     }
 
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, list[str]], str | None]] = []
-        self.overrides: dict[str, tuple[int, str]] = {}  # path -> (status, fixture)
-        self.expire_continue_once = False
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive and chunked responses, as the API server
-            disable_nagle_algorithm = True  # no delayed-ACK stall between headers and body
-
-            def do_GET(self) -> None:
-                url = urlsplit(self.path)
-                query = parse_qs(url.query)
-                server.requests.append((url.path, query, self.headers.get("Authorization")))
-                server.respond(self, url.path, query)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    def respond(
-        self, handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]
-    ) -> None:
-        """Answer one GET; subclasses stream watch responses from here."""
-        status, body = self.answer(path, query)
-        data = body.encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
-
-    def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, str]:
-        if path in self.overrides:
-            status, name = self.overrides[path]
-            return status, (LIVE / f"{name}.json").read_text()
+    def route(self, path: str, query: dict[str, list[str]]) -> tuple[int, str]:
         if path == "/api/v1/pods":
-            page1 = json.loads((LIVE / "pods-page-1.json").read_text())
-            token = page1["metadata"]["continue"]
-            if "continue" not in query:
-                return 200, json.dumps(page1)
-            assert query["continue"] == [token]
-            if self.expire_continue_once:
-                self.expire_continue_once = False
-                return 410, (LIVE / "status-410-expired.json").read_text()
-            return 200, (LIVE / "pods-page-2.json").read_text()
+            return self.paged("pods-page-1", "pods-page-2", query)
         route = self.ROUTES.get(path)
         if route is None:
-            return 404, (LIVE / "status-404.json").read_text()
-        return 200, (LIVE / f"{route}.json").read_text()
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+            return 404, self.read("status-404")
+        return 200, self.read(route)
 
 
-def _kubeconfig(tmp_path: Path, server: str, *, context: str = "test") -> str:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "loop", "cluster": {"server": server}}],
-        "users": [{"name": "reader", "user": {"token": "test-token"}}],
-        "contexts": [{"name": context, "context": {"cluster": "loop", "user": "reader"}}],
-        "current-context": context,
-    }
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
+_kubeconfig = kubeconfig
 
 
 @pytest.fixture

@@ -10,14 +10,10 @@ bodies for 401, 403, 404 and 410.
 from __future__ import annotations
 
 import argparse
-import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
@@ -31,6 +27,7 @@ from segmenter.kube_policies import (
     live_policies,
     read_live_policies,
 )
+from tests.fake_apiserver import FakeApiServer, kubeconfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies"
 LIVE = FIXTURES / "live"
@@ -38,82 +35,24 @@ NP_PATH = "/apis/networking.k8s.io/v1/networkpolicies"
 CALICO = "/apis/projectcalico.org/v3"
 
 
-class _FakeApiServer:
+class _FakeApiServer(FakeApiServer):
     """Answers like an API server from the recorded JSON files."""
 
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, list[str]], str | None]] = []
-        self.overrides: dict[str, tuple[int, str]] = {}  # path -> (status, fixture name)
-        self.expire_continue_once = False
-        server = self
+    FIXTURES = LIVE
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                url = urlsplit(self.path)
-                query = parse_qs(url.query)
-                server.requests.append((url.path, query, self.headers.get("Authorization")))
-                status, body = server.answer(url.path, query)
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.02}, daemon=True)
-
-    @staticmethod
-    def _read(name: str) -> str:
-        return (LIVE / f"{name}.json").read_text()
-
-    def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, str]:
-        if path in self.overrides:
-            status, name = self.overrides[path]
-            return status, self._read(name)
+    def route(self, path: str, query: dict[str, list[str]]) -> tuple[int, str]:
         if path == NP_PATH:
-            page1 = json.loads(self._read("networkpolicies-page-1"))
-            if "continue" not in query:
-                return 200, json.dumps(page1)
-            assert query["continue"] == [page1["metadata"]["continue"]]
-            if self.expire_continue_once:
-                self.expire_continue_once = False
-                return 410, self._read("status-410-expired")
-            return 200, self._read("networkpolicies-page-2")
+            return self.paged("networkpolicies-page-1", "networkpolicies-page-2", query)
         if path == CALICO:
-            return 200, self._read("calico-api-resources")
+            return 200, self.read("calico-api-resources")
         if path.startswith(CALICO + "/"):
             name = f"calico-{path.rsplit('/', 1)[1]}"
             if (LIVE / f"{name}.json").is_file():
-                return 200, self._read(name)
-        return 404, self._read("status-404")
-
-    def __enter__(self) -> _FakeApiServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+                return 200, self.read(name)
+        return 404, self.read("status-404")
 
 
-def _kubeconfig(tmp_path: Path, server: str, *, context: str = "test") -> str:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "loop", "cluster": {"server": server}}],
-        "users": [{"name": "reader", "user": {"token": "test-token"}}],
-        "contexts": [{"name": context, "context": {"cluster": "loop", "user": "reader"}}],
-        "current-context": context,
-    }
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
+_kubeconfig = kubeconfig
 
 
 @pytest.fixture
