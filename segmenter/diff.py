@@ -34,11 +34,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import yaml
-
 from segmenter.errors import InputError
 from segmenter.kube_policies import CALICO_GROUP, K8S_GROUP, kind_info
 from segmenter.model import ContainerPort, Flow, Inventory, Pod, Transport, WorkloadRef
+from segmenter.render import sorted_yaml
 
 __all__ = [
     "CLUSTER",
@@ -338,19 +337,10 @@ class StructuralDiff:
         return {k.namespace for k in (*keys, *(c.key for c in self.changed))}
 
 
-class _Dumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def _yaml(doc: Mapping[str, Any]) -> str:
-    return yaml.dump(dict(doc), Dumper=_Dumper, sort_keys=True, default_flow_style=False,
-                     width=100, allow_unicode=True)
-
-
 def unified_yaml_diff(old: Mapping[str, Any], new: Mapping[str, Any], label: str) -> str:
     """A unified diff of two manifests' YAML (keys sorted), ``a/label`` to ``b/label``."""
-    lines = difflib.unified_diff(_yaml(old).splitlines(), _yaml(new).splitlines(),
+    lines = difflib.unified_diff(sorted_yaml([old]).splitlines(),
+                                 sorted_yaml([new]).splitlines(),
                                  fromfile=f"a/{label}", tofile=f"b/{label}", lineterm="")
     return "".join(f"{line}\n" for line in lines)
 

@@ -5,6 +5,9 @@ Anything that is not a ``SegmenterError`` is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class SegmenterError(Exception):
     """A user-facing error: bad input, unreachable cluster, unsatisfiable plan.
@@ -51,3 +54,20 @@ class UnsupportedError(SegmenterError):
         super().__init__(
             f"the {dialect} dialect cannot express this plan exactly: " + "; ".join(reasons)
         )
+
+
+def type_name(value: Any) -> str:
+    """How a JSON/YAML value reads in an error message: ``null``, ``a list``, ``an object``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__

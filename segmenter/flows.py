@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
-from segmenter.errors import InputError
+from segmenter.errors import InputError, type_name
 from segmenter.model import DnsAnswer, Flow, Transport
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def read_flow_file(path: str | Path) -> FlowFile:
                 except json.JSONDecodeError as exc:
                     raise _Bad(f"malformed JSON: {exc.msg} (column {exc.colno})") from None
                 if not isinstance(data, dict):
-                    raise _Bad(f"expected a JSON object, got {_type_name(data)}")
+                    raise _Bad(f"expected a JSON object, got {type_name(data)}")
                 if header is None:
                     header = _check_header(data)
                     continue
@@ -164,7 +164,7 @@ def _check_header(data: dict[str, Any]) -> dict[str, Any]:
         raise _Bad(f'not a flow file: "format" is {fmt!r}, expected "{FORMAT}"')
     version = data.get("version")
     if isinstance(version, bool) or not isinstance(version, int):
-        raise _Bad(f'"version" must be an integer, not {_type_name(version)}')
+        raise _Bad(f'"version" must be an integer, not {type_name(version)}')
     if version > VERSION:
         raise _Bad(
             f"flow file version {version} is newer than this reader (version {VERSION}); "
@@ -183,22 +183,6 @@ def _check_header(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 class _RecordReader:
     """Validates records; caches the canonical form of each address (they repeat a lot)."""
 
@@ -208,7 +192,7 @@ class _RecordReader:
     def ip(self, data: Mapping[str, Any], key: str) -> str:
         value = data.get(key)
         if not isinstance(value, str):
-            raise _Bad(f'"{key}" must be an IP address string, not {_type_name(value)}')
+            raise _Bad(f'"{key}" must be an IP address string, not {type_name(value)}')
         canonical = self._ips.get(value)
         if canonical is None:
             try:
@@ -230,14 +214,14 @@ class _RecordReader:
     def time(data: Mapping[str, Any], key: str) -> float:
         value = data.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _Bad(f'"{key}" must be a number (epoch seconds), not {_type_name(value)}')
+            raise _Bad(f'"{key}" must be a number (epoch seconds), not {type_name(value)}')
         return float(value)
 
     @staticmethod
     def flag(data: Mapping[str, Any], key: str) -> bool:
         value = data.get(key, False)
         if not isinstance(value, bool):
-            raise _Bad(f'"{key}" must be true or false, not {_type_name(value)}')
+            raise _Bad(f'"{key}" must be true or false, not {type_name(value)}')
         return value
 
     @staticmethod
@@ -267,7 +251,7 @@ class _RecordReader:
             )
         sni = data.get("sni")
         if sni is not None and not isinstance(sni, str):
-            raise _Bad(f'"sni" must be a string or null, not {_type_name(sni)}')
+            raise _Bad(f'"sni" must be a string or null, not {type_name(sni)}')
         outer = data.get("outer")
         if outer is not None and (
             not isinstance(outer, list) or not all(isinstance(o, str) for o in outer)

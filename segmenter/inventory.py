@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import yaml
 
-from segmenter.errors import InputError
+from segmenter.errors import InputError, type_name
 from segmenter.model import (
     ContainerPort,
     EndpointSlice,
@@ -96,7 +96,7 @@ def _map(obj: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise _BadRecord(f"{where}{key} must be an object, not {_type_name(value)}")
+        raise _BadRecord(f"{where}{key} must be an object, not {type_name(value)}")
     return value
 
 
@@ -105,7 +105,7 @@ def _list(obj: Mapping[str, Any], key: str, where: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise _BadRecord(f"{where}{key} must be a list, not {_type_name(value)}")
+        raise _BadRecord(f"{where}{key} must be a list, not {type_name(value)}")
     return value
 
 
@@ -113,7 +113,7 @@ def _maps(obj: Mapping[str, Any], key: str, where: str) -> list[Mapping[str, Any
     items = _list(obj, key, where)
     for i, item in enumerate(items):
         if not isinstance(item, Mapping):
-            raise _BadRecord(f"{where}{key}[{i}] must be an object, not {_type_name(item)}")
+            raise _BadRecord(f"{where}{key}[{i}] must be an object, not {type_name(item)}")
     return items
 
 
@@ -122,7 +122,7 @@ def _str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _BadRecord(f"{where}{key} must be a string, not {_type_name(value)}")
+        raise _BadRecord(f"{where}{key} must be a string, not {type_name(value)}")
     return value
 
 
@@ -131,7 +131,7 @@ def _int(obj: Mapping[str, Any], key: str, where: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _BadRecord(f"{where}{key} must be an integer, not {_type_name(value)}")
+        raise _BadRecord(f"{where}{key} must be an integer, not {type_name(value)}")
     return value
 
 
@@ -140,7 +140,7 @@ def _bool(obj: Mapping[str, Any], key: str, where: str) -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise _BadRecord(f"{where}{key} must be true or false, not {_type_name(value)}")
+        raise _BadRecord(f"{where}{key} must be true or false, not {type_name(value)}")
     return value
 
 
@@ -149,7 +149,7 @@ def _str_map(obj: Mapping[str, Any], key: str, where: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in value.items():
         if isinstance(v, (dict, list)):
-            raise _BadRecord(f"{where}{key}.{k} must be a string, not {_type_name(v)}")
+            raise _BadRecord(f"{where}{key}.{k} must be a string, not {type_name(v)}")
         out[str(k)] = "" if v is None else _scalar_text(v)
     return out
 
@@ -160,26 +160,10 @@ def _scalar_text(value: Any) -> str:
     return str(value)
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
-
-
 def _ip(value: Any, where: str) -> str:
     """Validate an IP address and return its canonical (compressed) text."""
     if not isinstance(value, str):
-        raise _BadRecord(f"{where} must be an IP address string, not {_type_name(value)}")
+        raise _BadRecord(f"{where} must be an IP address string, not {type_name(value)}")
     try:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:
@@ -197,7 +181,7 @@ def _timestamp(value: Any, where: str) -> float | None:
     if isinstance(value, datetime):  # YAML loaders turn unquoted timestamps into datetimes
         return _epoch(value)
     if not isinstance(value, str):
-        raise _BadRecord(f"{where} must be a timestamp, not {_type_name(value)}")
+        raise _BadRecord(f"{where} must be a timestamp, not {type_name(value)}")
     try:
         return _epoch(datetime.fromisoformat(value.strip()))
     except ValueError:
@@ -323,7 +307,7 @@ def _target_port(value: Any, where: str) -> int | str | None:
         return value
     if isinstance(value, str):
         return int(value) if value.isdigit() else value
-    raise _BadRecord(f"{where}targetPort must be a number or a port name, not {_type_name(value)}")
+    raise _BadRecord(f"{where}targetPort must be a number or a port name, not {type_name(value)}")
 
 
 def _service_ports(spec: Mapping[str, Any], where: str, *, slice_ports: bool) -> list[ServicePort]:
@@ -376,7 +360,7 @@ class _Builder:
         if name is None or name == "":
             raise _BadRecord(f"{kind} has no metadata.name")
         if not isinstance(name, str):
-            raise _BadRecord(f"metadata.name must be a string, not {_type_name(name)}")
+            raise _BadRecord(f"metadata.name must be a string, not {type_name(name)}")
         if kind not in KNOWN_KINDS:
             self.skipped[kind] += 1
             return
@@ -888,7 +872,7 @@ def _iter_objects(docs: Sequence[Any]) -> Iterator[tuple[str, Any, str | None]]:
             if not isinstance(doc, Mapping):
                 where = f"document {doc_index}" if len(docs) > 1 else "document"
                 raise _BadDocument(
-                    where, f"expected a Kubernetes object or List, got {_type_name(doc)}"
+                    where, f"expected a Kubernetes object or List, got {type_name(doc)}"
                 )
             items = [doc]
             default_kind = None
@@ -925,7 +909,7 @@ def _add_all(
         for record, obj, default_kind in objects:
             if not isinstance(obj, Mapping):
                 raise InputError(
-                    f"expected a Kubernetes object, got {_type_name(obj)}",
+                    f"expected a Kubernetes object, got {type_name(obj)}",
                     path=source,
                     record=record,
                 )

@@ -29,17 +29,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-
-import yaml
 
 from segmenter.errors import InventoryError
 from segmenter.kube_client import api_client as _api_client
 from segmenter.kube_client import is_transport_error as _is_transport_error
 from segmenter.kube_client import status_message as _status_message
 from segmenter.kube_client import transport_reason as _reason
+from segmenter.render import sorted_yaml
 
 __all__ = [
     "CALICO_GROUP",
@@ -350,19 +349,6 @@ def _api_error(exc: Any, *, what: str, host: str) -> InventoryError:
 # Command
 
 
-class _Dumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def to_yaml_documents(manifests: Sequence[Mapping[str, Any]]) -> str:
-    """Manifests as ``---``-separated YAML documents (keys sorted: stable output)."""
-    return "---\n".join(
-        yaml.dump(dict(m), Dumper=_Dumper, sort_keys=True, default_flow_style=False,
-                  width=100, allow_unicode=True)
-        for m in manifests)
-
-
 def cmd_live_policies(args: argparse.Namespace) -> int:
     from segmenter.diff import normalize
     from segmenter.fileio import atomic_write_text
@@ -370,7 +356,7 @@ def cmd_live_policies(args: argparse.Namespace) -> int:
     result = read_live_policies(context=args.context, kubeconfig=args.kubeconfig,
                                 calico=not args.no_calico)
     manifests = result.manifests if args.raw else [normalize(m) for m in result.manifests]
-    atomic_write_text(args.output, to_yaml_documents(manifests))
+    atomic_write_text(args.output, sorted_yaml(manifests))
     for note in result.notes:
         print(f"note: {note}")
     print(f"wrote {args.output}: {len(manifests)} policy objects from {result.host}")

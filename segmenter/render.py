@@ -11,8 +11,11 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from segmenter.dialects.base import Manifest
 
@@ -148,6 +151,20 @@ def to_yaml(manifests: list[Manifest]) -> str:
         _mapping(manifest, "", out)
         docs.append("\n".join(out) + "\n" if out else "{}\n")
     return "---\n".join(docs)
+
+
+class _NoAliases(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def sorted_yaml(manifests: Sequence[Mapping[str, Any]]) -> str:
+    """Documents with keys sorted, as PyYAML writes them: the canonical text that diffs and
+    live-policy snapshots compare, where the emitter's own key order would not be stable."""
+    return "---\n".join(
+        yaml.dump(dict(m), Dumper=_NoAliases, sort_keys=True, default_flow_style=False,
+                  width=100, allow_unicode=True)
+        for m in manifests)
 
 
 def kustomization(resources: list[str]) -> Manifest:
