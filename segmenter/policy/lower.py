@@ -112,7 +112,8 @@ def _port(entry: dict[str, Any]) -> Port:
     return Port(transport, int(number) if number is not None else None)
 
 
-def _cidr(address: str) -> str:
+def host_cidr(address: str) -> str:
+    """The /32 or /128 block of one address."""
     ip = ipaddress.ip_address(address)
     return f"{ip}/{ip.max_prefixlen}"
 
@@ -138,7 +139,7 @@ class Lowering:
         # Entry addresses after which kube-proxy SNATs the client: node addresses (NodePort)
         # and load-balancer / external IPs of Services.
         self._node_peers = tuple(dict.fromkeys(
-            CidrPeer(_cidr(a), CidrRole.NODE, (), dns1123(f"{n.name}-{a}"))
+            CidrPeer(host_cidr(a), CidrRole.NODE, (), dns1123(f"{n.name}-{a}"))
             for n in sorted(inventory.nodes, key=lambda n: n.name) for a in n.addresses))
         self._snat_entries = {a for n in inventory.nodes for a in n.addresses} | {
             ip for s in inventory.services for ip in (*s.load_balancer_ips, *s.external_ips)}
@@ -197,7 +198,7 @@ class Lowering:
             label = names[0] if names and role is CidrRole.EXTERNAL else address
             if role is not CidrRole.EXTERNAL:
                 label = f"{attrs.get('label') or kind}-{address}"
-            out.append(CidrPeer(_cidr(address), role, (), dns1123(label)))
+            out.append(CidrPeer(host_cidr(address), role, (), dns1123(label)))
         return tuple(dict.fromkeys(out))
 
     def host_addresses(self, node: str) -> set[str]:
