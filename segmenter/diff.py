@@ -530,7 +530,7 @@ def _probe_key(probe: tuple[Transport | str, int | None]) -> tuple[str, int]:
     return (str(probe[0]), -1 if probe[1] is None else probe[1])
 
 
-def _representatives(inventory: Inventory) -> dict[WorkloadRef, Pod]:
+def representative_pods(inventory: Inventory) -> dict[WorkloadRef, Pod]:
     """One pod per workload (pod-network pods only): a running one, else the latest."""
     by_owner: dict[WorkloadRef, list[Pod]] = defaultdict(list)
     for pod in inventory.pods:
@@ -627,7 +627,7 @@ def semantic_diff(
                          "kubernetes enforcement (see --enforcement calico)")
     old_engine, new_engine = engines
     probes = probe_ports([*old, *new], inventory, flow_probes)
-    reps = _representatives(inventory)
+    reps = representative_pods(inventory)
     focus = set(focus_namespaces)
     order = sorted(reps, key=lambda ref: (ref.namespace not in focus, ref))
     total = len(order)

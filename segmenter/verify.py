@@ -141,12 +141,12 @@ def over_permissiveness(inventory: Inventory, manifests: Sequence[Mapping[str, A
     isolates are left out (everything is open there by design). Returns the groups and whether
     the workload list was capped.
     """
-    from segmenter.diff import _representatives, probe_ports
+    from segmenter.diff import probe_ports, representative_pods
 
     namespaces = {ns.name: ns.labels for ns in inventory.namespaces}
     engine = PolicyEngine.from_manifests(manifests, namespaces=namespaces,
                                          enforcement=enforcement)
-    reps = _representatives(inventory)
+    reps = representative_pods(inventory)
     owners = sorted(reps)[:max_workloads]
     capped = len(reps) > max_workloads
     observed = {(v.client, v.server, v.flow.transport, v.port) for v in verdicts}
