@@ -409,8 +409,8 @@ class Agent:
         header["agent"] = self._agent_header("final" if final else "periodic", now, seq)
         write_lines(path, itertools.chain(
             [dumps(header)],
-            ordered_lines(table.flow_items(ended), table.flow_record),
-            ordered_lines(table.dns_items(answers), FlowTable.dns_record),
+            ordered_lines(table.flow_items(ended), table.flow_line),
+            ordered_lines(table.dns_items(answers), FlowTable.dns_line),
         ))
         self.seq = seq
         self.files.append(path)
@@ -444,7 +444,7 @@ class Agent:
         header = make_header([self.source_name], 0, {}, len(self.lru), 0)
         header["agent"] = self._agent_header("snapshot", now, None)
         write_lines(path, itertools.chain(
-            [dumps(header)], ordered_lines(table.flow_items(self.lru), table.flow_record)))
+            [dumps(header)], ordered_lines(table.flow_items(self.lru), table.flow_line)))
         self._snapshot_dirty = False
 
     def _unlink_snapshot(self) -> None:

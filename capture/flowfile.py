@@ -109,28 +109,34 @@ def make_header(
 
 def render(header: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> list[str]:
     """The lines of a flow file (without newlines): header, then the records sorted."""
-    return [dumps(header), *ordered_lines(((sort_key(r), r) for r in records), _same)]
-
-
-def _same(rec: Mapping[str, Any]) -> Mapping[str, Any]:
-    return rec
+    return [dumps(header), *ordered_lines(((sort_key(r), r) for r in records), dumps)]
 
 
 def ordered_lines(
-    items: Iterable[tuple[tuple[Any, ...], T]], to_record: Callable[[T], Mapping[str, Any]]
+    items: Iterable[tuple[tuple[Any, ...], T]], to_line: Callable[[T], str]
 ) -> Iterator[str]:
     """Record lines in the order of the file: by ``sort_key``, ties by the line's own text.
 
-    ``items`` pairs each record's ``sort_key`` with anything ``to_record`` turns into the
-    record, so that records are made (and dropped) one at a time while writing.
+    ``items`` pairs each record's ``sort_key`` with anything ``to_line`` turns into the
+    record's line (``dumps`` of the record), so that lines are made (and dropped) one at a
+    time while writing.
     """
+    for obj in in_file_order(items, to_line):
+        yield to_line(obj)
+
+
+def in_file_order(
+    items: Iterable[tuple[tuple[Any, ...], T]], to_line: Callable[[T], str]
+) -> Iterator[T]:
+    """The objects of ``items`` in the order ``ordered_lines`` writes their lines."""
     ordered = sorted(items, key=itemgetter(0))
     for _key, group in itertools.groupby(ordered, key=itemgetter(0)):
         objs = [obj for _, obj in group]
         if len(objs) == 1:
-            yield dumps(to_record(objs[0]))
-        else:
-            yield from sorted(dumps(to_record(obj)) for obj in objs)
+            yield objs[0]
+        else:  # the same sort key: by the line's own text (rare: the same flow twice)
+            yield from (obj for _line, _n, obj in sorted(
+                (to_line(obj), n, obj) for n, obj in enumerate(objs)))
 
 
 def write_lines(out: str | None, lines: Iterable[str]) -> None:

@@ -35,17 +35,52 @@ from capture.decode import (
     LINKTYPE_RAW,
     LINKTYPE_RAW_12,
     LINKTYPE_RAW_14,
+    TUNNEL_PORTS,
 )
-from capture.flows import IDLE_NS, NS, FlowTable
+from capture.flows import (
+    DIR_FIRST,
+    DIR_HANDSHAKE,
+    DIR_PORTS,
+    DNS_PORTS,
+    EPHEMERAL,
+    IDLE_NS,
+    NS,
+    TLS_PREAMBLE_MAX,
+    TLS_PROBE_PACKETS,
+    TLS_PROBE_SEGMENTS,
+    WELL_KNOWN,
+    Flow,
+    FlowTable,
+    Half,
+)
+from capture.tls import MAX_CLIENT_HELLO
 
 _fastloop: ModuleType | None
-try:  # optional C accelerator of the plain-hit loop (setup.py builds it when it can)
+try:  # optional C accelerator of the common records (setup.py builds it when it can)
     from capture import _fastloop
 except ImportError:  # pragma: no cover - depends on the build
     _fastloop = None
 
 CHUNK = 4 << 20  # bytes read per refill
 MAX_RECORD = 262144  # tcpdump's MAXIMUM_SNAPLEN: a longer record means a damaged file
+
+# What the C loop needs to know of capture.flows: the classes whose slots it reads and writes
+# (a new flow sets every slot), and the constants of its decisions.
+_C_MODEL: dict[str, object] = {
+    "flow": Flow,
+    "half": Half,
+    "probe_packets": TLS_PROBE_PACKETS,
+    "probe_segments": TLS_PROBE_SEGMENTS,
+    "preamble_max": TLS_PREAMBLE_MAX,
+    "max_client_hello": MAX_CLIENT_HELLO,
+    "well_known": WELL_KNOWN,
+    "ephemeral": EPHEMERAL,
+    "dns_ports": sorted(DNS_PORTS),
+    "tunnel_ports": sorted(TUNNEL_PORTS),
+    "dir_handshake": DIR_HANDSHAKE,
+    "dir_first": DIR_FIRST,
+    "dir_ports": DIR_PORTS,
+}
 
 # linktype -> (offset of its network-protocol field, that field for IPv4, for IPv6, link size)
 _LINK_LAYOUT: dict[int, tuple[int, bytes, bytes | None, int]] = {
@@ -128,9 +163,45 @@ def read_classic(
     Returns (packets read, damage): damage is None for a clean end of file, else a description
     of the record that could not be read (record number = packets read + 1).
     """
+    layout = _layout(endian, linktype)
+    # The C version of the common branches of the loop (capture/_fastloop.c), when built: it
+    # folds consecutive plain TCP / UDP records of new and known flows, and stops at any other
+    # record (DNS, a ClientHello split over segments, a new record for a known 5-tuple,
+    # anything that is not plain TCP / UDP), which the Python code handles. The flows it
+    # starts live in C until Python needs them (``table.native``) or the capture ends.
+    loop = None
+    if (
+        _fastloop is not None
+        and layout is not None
+        and type(table.tcp) is dict
+        and type(table.udp) is dict
+        and table.native is None
+    ):
+        loop = _fastloop.Loop(endian == "<", nano, layout.link, layout.eoff, layout.v4_raw,
+                              layout.v6_raw if layout.v6 is not None else None, IDLE_NS,
+                              table.tcp, table.udp, _C_MODEL)
+        table.native = loop.take
+    try:
+        return _fold_classic(f, endian, nano, linktype, layout, table, progress,
+                             None if loop is None else loop.run)
+    finally:
+        if loop is not None:
+            table.native = None
+            loop.flush()  # every flow still in C, into the table
+
+
+def _fold_classic(  # noqa: PLR0917 - read_classic's, handed over once
+    f: Readable,
+    endian: str,
+    nano: bool,
+    linktype: int,
+    layout: _Layout | None,
+    table: FlowTable,
+    progress: Progress | None,
+    fastrun: Callable[[bytearray, int, int, int], tuple[int, int]] | None,
+) -> tuple[int, str | None]:
     hdr = struct.Struct(endian + "IIII")
     hdr_unpack = hdr.unpack_from
-    layout = _layout(endian, linktype)
     mult = 1 if nano else 1000
     general = table.add_frame
     add_ip = table.add_ip
@@ -159,18 +230,6 @@ def read_classic(
         fsize = 1 << 62  # never fits: every record takes the general path
         expected = expected6 = None
         mincap = mincap6 = 1 << 62
-    # The C version of the plain-hit branch below (capture/_fastloop.c), when built: it counts
-    # consecutive plain hits and stops at any other record, which the Python code handles.
-    fastrun = None
-    if (
-        _fastloop is not None
-        and layout is not None
-        and type(table.tcp) is dict
-        and type(table.udp) is dict
-    ):
-        fastrun = _fastloop.Loop(swapped, nano, link, layout.eoff, layout.v4_raw,
-                                 layout.v6_raw if layout.v6 is not None else None, idle,
-                                 table.tcp, table.udp).run
     # One buffer, reused: the unread tail moves to the front, then readinto() fills the rest.
     buf = bytearray(CHUNK + MAX_RECORD + 64)
     view = memoryview(buf)

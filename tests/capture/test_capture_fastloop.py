@@ -10,6 +10,7 @@ reads of a few bytes at a time -- and on the classic pcaps of the public corpus.
 
 from __future__ import annotations
 
+import json
 import random
 import struct
 import zlib
@@ -193,7 +194,10 @@ def _uses_extension(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     class Counting:
         def __init__(self, *args: Any) -> None:
-            run = real.Loop(*args).run
+            loop = real.Loop(*args)
+            run = loop.run
+            self.take = loop.take
+            self.flush = loop.flush
 
             def counted(buf: bytearray, off: int, blen: int, n: int) -> tuple[int, int]:
                 off, m = run(buf, off, blen, n)
@@ -293,3 +297,187 @@ def test_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for path in _corpus_pcaps():
         with_c, without = _ingest_both(path, tmp_path, monkeypatch)
         assert with_c == without, path
+
+
+# -- Flows that start in C ---------------------------------------------------------------------
+#
+# The C loop starts plain TCP / UDP flows in its own table and hands them to Python as Flow
+# objects when Python needs them (table.native) or when the capture ends. These captures are
+# many short sessions that go through every branch of that: handshakes, ClientHellos whole,
+# split over segments (Python reassembles), after a plaintext preamble, with odd names, not
+# quite hellos, plaintext both ways, FIN / RST, a new SYN on a closed 5-tuple, idle gaps, time
+# going backwards, and packets of the same flows the C loop does not parse (VLAN tag, IP
+# options, fragments, short snaplen) so that Python takes flows over mid-way.
+
+
+def _payloads(rnd: random.Random, k: int) -> list[tuple[bool, bytes]]:
+    """(from the client, payload) of one session after its handshake."""
+    r = rnd.random()
+    hello = client_hello(rnd.choice([f"S{k}.Example.com.", f"s{k}.example", "bad name!", "...",
+                                     None, "x" * 300]), pad=rnd.choice((0, 0, 40, 600)))
+    if r < 0.25:
+        out = [(True, hello)]
+    elif r < 0.35:  # split over two or three segments
+        cut = sorted(rnd.sample(range(1, len(hello)), 2))
+        out = [(True, hello[: cut[0]]), (True, hello[cut[0] : cut[1]]), (True, hello[cut[1] :])]
+        if rnd.random() < 0.5:
+            out = [(True, hello[: cut[0]]), (True, hello[cut[0] :])]
+    elif r < 0.45:  # a STARTTLS-style preamble first
+        out = [(True, b"\x00\x00\x00\x08\x04\xd2\x16\x2f"), (False, b"S"), (True, hello)]
+    elif r < 0.55:  # looks like a hello, is not one (or is cut short)
+        junk = b"\x16\x03\x01" + bytes(rnd.randrange(0, 60))
+        out = [(True, junk[: rnd.randrange(1, len(junk) + 1)])]
+    elif r < 0.65:  # random bytes after a hello record header
+        body = bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 120)))
+        out = [(True, b"\x16\x03\x03" + struct.pack(">H", len(body) + 4) + b"\x01" + body)]
+    else:  # plaintext: short requests, short or long answers
+        out = [(True, b"GET / HTTP/1.1\r\n\r\n")]
+    for _ in range(rnd.randrange(0, 8)):
+        out.append((rnd.random() < 0.4, bytes(rnd.choice((1, 100, 257, 1400)))))
+    return out
+
+
+def _session(rnd: random.Random, k: int, v6: bool) -> list[tuple[bytes, bytes, int, int, int,
+                                                                  bytes]]:
+    """(src, dst, sport, dport, flags, payload) of one TCP session."""
+    if v6:
+        client = bytes([0xFD] + [0] * 13 + [k >> 8 & 255, k & 255])
+        server = bytes([0xFD] + [0] * 14 + [1 + k % 5])
+    else:
+        client, server = bytes([10, 1, k >> 8 & 255, k & 255]), bytes([10, 2, 0, 1 + k % 5])
+    cport = 40000 + k % 9  # few ports: 5-tuples come back (reopened after close, or idle)
+    sport = rnd.choice((443, 5432, 8080, 80, 53))
+    c = (client, server, cport, sport)
+    s = (server, client, sport, cport)
+    pkts: list[tuple[bytes, bytes, int, int, int, bytes]] = []
+    if rnd.random() < 0.9:
+        pkts += [(*c, SYN, b""), (*s, SYN | ACK, b""), (*c, ACK, b"")]
+    for from_client, payload in _payloads(rnd, k):
+        pkts.append((*(c if from_client else s), PSH | ACK, payload))
+        if rnd.random() < 0.5:
+            pkts.append((*(s if from_client else c), ACK, b""))
+    end = rnd.random()
+    if end < 0.1:
+        pkts.append((*s, RST | ACK, b""))
+    elif end < 0.8:
+        pkts += [(*c, FIN | ACK, b""), (*s, FIN | ACK, b""), (*c, ACK, b"")]
+    return pkts
+
+
+def make_sessions(path: Path, *, seed: int, sessions: int = 300, endian: str = "<",
+                  t0: int = 1_700_000_000) -> Path:
+    rnd = random.Random(seed)
+    streams = [_session(rnd, k, v6=rnd.random() < 0.3) for k in range(sessions)]
+    for k in range(sessions // 10):  # UDP: replies first, both ways, DNS
+        a, b = bytes([10, 3, 0, k]), bytes([10, 4, 0, 1])
+        sp, dp = rnd.choice(((123, 40000 + k), (40000 + k, 8125), (5000, 5000), (53, 33000 + k)))
+        streams.append([((a, b, sp, dp, 0, bytes(rnd.randrange(30)))) if rnd.random() < 0.6
+                        else (b, a, dp, sp, 0, bytes(10)) for _ in range(rnd.randrange(1, 6))])
+    t = t0 * 1_000_000
+    recs = []
+    live = [0] * len(streams)
+    order = [i for i, s in enumerate(streams) for _ in s]
+    rnd.shuffle(order)
+    for i in order:  # each stream in its own order, interleaved with the others
+        src, dst, sp, dp, flags, payload = streams[i][live[i]]
+        live[i] += 1
+        g = rnd.random()
+        t += (400_000_000 if g < 0.001 else -rnd.randrange(1, 3000) if g < 0.008
+              else rnd.randrange(1, 2000))
+        proto = 17 if flags == 0 else 6
+        l4 = _udp(sp, dp, payload) if proto == 17 else _tcp(sp, dp, flags, payload)
+        ip = (_ipv6 if len(src) == 16 else _ipv4)(rnd, src, dst, proto, l4)
+        frame = _link("ether", len(src) == 16, endian, rnd) + ip
+        caplen = len(frame) if rnd.random() > 0.01 else rnd.randrange(20, len(frame) + 1)
+        recs.append(struct.pack(endian + "IIII", t // 1_000_000, t % 1_000_000, caplen,
+                                len(frame)) + frame[:caplen])
+    head = struct.pack(endian + "IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
+    path.write_bytes(head + b"".join(recs))
+    return path
+
+
+def _state(table: Any) -> list[tuple[Any, ...]]:
+    """Every slot of every flow (halves as their counts), in a stable order."""
+    from capture.flows import Flow
+
+    out = []
+    for fl in table.flows():
+        row = []
+        for name in Flow.__slots__:
+            value = getattr(fl, name)
+            if name in ("a", "b"):
+                value = (value.packets, value.bytes, value.is_a)
+            elif isinstance(value, set):
+                value = sorted(value)
+            row.append((name, value))
+        out.append(tuple(row))
+    return sorted(out, key=repr)
+
+
+def _tables_both(paths: list[Path], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    from capture.flows import FlowTable
+    from capture.readers import open_capture, read_capture
+
+    real = capture.pcapfast._fastloop
+    tables = []
+    for ext in (real, None):
+        monkeypatch.setattr(capture.pcapfast, "_fastloop", ext)
+        table = FlowTable()
+        for path in paths:
+            read_capture(open_capture(str(path)), table)
+        assert table.native is None
+        tables.append(table)
+    monkeypatch.setattr(capture.pcapfast, "_fastloop", real)
+    return tables[0], tables[1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_flows_started_in_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    path = make_sessions(tmp_path / "s.pcap", seed=seed, endian="<>"[seed % 2])
+    with_c, without = _ingest_both(path, tmp_path, monkeypatch)
+    assert with_c == without
+    c_table, py_table = _tables_both([path], monkeypatch)
+    assert _state(c_table) == _state(py_table)
+    flows = [json.loads(line) for line in with_c.decode().splitlines()[1:]]
+    assert sum(1 for f in flows if f.get("sni")) > 10  # the C hello parser found names
+    assert sum(1 for f in flows if f.get("tls") and not f.get("sni")) > 3
+    hits = _uses_extension(monkeypatch)
+    stats = ingest([str(path)], str(tmp_path / "count.flows"))
+    assert hits[0] > stats.packets * 0.35  # not: DNS ports, split hellos, non-plain records
+
+
+def test_flows_carry_over_between_captures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    """Two captures read into one table: the second meets the first's flows as Python's."""
+    one = make_sessions(tmp_path / "1.pcap", seed=11)
+    two = make_sessions(tmp_path / "2.pcap", seed=11, t0=1_700_000_000 + 2)  # same 5-tuples
+    c_table, py_table = _tables_both([one, two], monkeypatch)
+    assert _state(c_table) == _state(py_table)
+
+
+def test_hello_parser_against_capture_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    """Random bytes behind a hello header, one per flow: what C and capture.tls find agree."""
+    rnd = random.Random(5)
+    recs = []
+    t = 1_700_000_000 * 1_000_000
+    for k in range(3000):
+        body = bytearray(rnd.randrange(256) for _ in range(rnd.randrange(0, 90)))
+        if rnd.random() < 0.5:
+            body[38:40] = b"\x00\x00"  # cipher suites length: reach the extensions
+        hello = client_hello(rnd.choice(("a.b", "A.B.", None)), pad=rnd.randrange(3))
+        payload = (b"\x16\x03" + bytes([rnd.randrange(5)]) + struct.pack(">H", len(body) + 4)
+                   + b"\x01" + bytes(body)) if rnd.random() < 0.7 else hello[: rnd.randrange(
+                       6, len(hello) + 1)]
+        frame = _link("ether", False, "<", rnd) + _ipv4(
+            rnd, bytes([10, 5, k >> 8, k & 255]), b"\x0a\x06\x00\x01", 6,
+            _tcp(40000, 443, PSH | ACK, payload))
+        t += 10
+        recs.append(struct.pack("<IIII", t // 1_000_000, t % 1_000_000, len(frame), len(frame))
+                    + frame)
+    path = tmp_path / "h.pcap"
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1) + b"".join(recs))
+    with_c, without = _ingest_both(path, tmp_path, monkeypatch)
+    assert with_c == without
+    c_table, py_table = _tables_both([path], monkeypatch)
+    assert _state(c_table) == _state(py_table)

@@ -29,6 +29,8 @@ from capture_pcapbuild import (
     write_pcap,
     write_pcapng_scapy,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, UDP, fragment
 from scapy.layers.inet6 import IPv6
@@ -217,6 +219,63 @@ def test_sort_keys_of_flows_match_those_of_their_records(tmp_path: Path) -> None
         assert key == sort_key(table.flow_record(flow))
     for key, item in table.dns_items():
         assert key == sort_key(table.dns_record(item))
+
+
+def test_flow_lines_are_the_dumps_of_their_records(tmp_path: Path) -> None:
+    from capture.flowfile import dumps
+    from capture.flows import FlowTable
+    from capture.readers import open_capture, read_capture
+
+    table = FlowTable()
+    read_capture(open_capture(str(_kitchen_sink(tmp_path))), table)
+    flows = list(table.flows())
+    assert any(fl.outer for fl in flows) and any(fl.sni for fl in flows)
+    for fl in flows:
+        assert table.flow_line(fl) == dumps(table.flow_record(fl))
+    for item in table.dns.items():
+        assert table.dns_line(item) == dumps(table.dns_record(item))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    v6=st.booleans(),
+    ports=st.one_of(st.none(), st.tuples(st.integers(0, 65535), st.integers(0, 65535))),
+    client_is_a=st.booleans(),
+    counts=st.lists(st.integers(0, 1 << 70), min_size=4, max_size=4),
+    first=st.integers(0, 1 << 62),
+    span=st.integers(0, 1 << 40),
+    flags=st.lists(st.booleans(), min_size=3, max_size=3),
+    resets=st.integers(0, 1000),
+    sni=st.one_of(st.none(), st.text()),
+    outer=st.one_of(st.none(), st.sets(st.binary(min_size=4, max_size=4), max_size=3)),
+    direction=st.sampled_from(["handshake", "first-packet", "port-heuristic"]),
+    proto=st.sampled_from([1, 6, 17, 58, 132]),
+)
+def test_flow_line_matches_the_encoder_for_any_flow_state(  # noqa: PLR0917
+    v6: bool, ports: tuple[int, int] | None, client_is_a: bool, counts: list[int], first: int,
+    span: int, flags: list[bool], resets: int, sni: str | None, outer: set[bytes] | None,
+    direction: str, proto: int,
+) -> None:
+    from capture.decode import Decoded
+    from capture.flowfile import dumps
+    from capture.flows import Flow, FlowTable
+
+    alen = 16 if v6 else 4
+    port_bytes = b"" if ports is None else ports[0].to_bytes(2, "big") + ports[1].to_bytes(
+        2, "big")
+    src, dst = bytes(range(1, alen + 1)), bytes(range(100, 100 + alen))
+    d = Decoded(proto, src, dst, port_bytes, 40, 0, 0, 0, 0, None, ())
+    fl = Flow(d, first)
+    fl.last = first + span
+    fl.client_is_a = client_is_a
+    fl.a.packets, fl.a.bytes, fl.b.packets, fl.b.bytes = counts
+    fl.syn, fl.synack, fl.tls = flags
+    fl.resets = resets
+    fl.sni = sni
+    fl.outer = outer
+    fl.direction = direction
+    table = FlowTable()
+    assert table.flow_line(fl) == dumps(table.flow_record(fl))
 
 
 def test_same_capture_gives_byte_identical_flow_files(tmp_path: Path) -> None:
