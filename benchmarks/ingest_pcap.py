@@ -11,6 +11,8 @@ measures, in the same run:
 * the same with ``fast=False`` (scapy's ``RawPcapReader`` + our decoder) on a prefix,
 * a plain ``RawPcapReader`` loop that does nothing with the packets, on a prefix,
 * scapy's ``PcapReader`` (full dissection into scapy layers) on a prefix,
+* ``tshark -T fields`` extracting the fields a flow needs, on the same prefix (where tshark is
+  installed; it is not a dependency),
 
 and prints packets/s and ratios, plus peak memory (max RSS of a fresh subprocess that ingests
 the capture) for 1M packets and, with ``--five-million``, 5M packets.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import struct
 import subprocess
 import sys
@@ -261,10 +264,29 @@ def measure(path: str, prefix_packets: int, repeat: int) -> float:
         dissect = _rate("scapy PcapReader (layer dissection), prefix", n,
                         time.perf_counter() - t0)
 
+        tshark = shutil.which("tshark")
+        shark = None
+        if tshark is not None:
+            # tshark's field extraction of what a flow needs, on the same prefix.
+            fields = ["frame.time_epoch", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
+                      "ip.proto", "tcp.srcport", "tcp.dstport", "tcp.flags", "udp.srcport",
+                      "udp.dstport", "ip.len", "tls.handshake.extensions_server_name",
+                      "dns.a"]
+            cmd = [tshark, "-n", "-r", small, "-T", "fields"]
+            for name in fields:
+                cmd += ["-e", name]
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            shark = _rate("tshark -T fields (flow fields), prefix", n, time.perf_counter() - t0)
+        else:
+            print("  (tshark not installed: no tshark comparison)")
+
     print("ratios (same run):")
     print(f"  ours / scapy PcapReader dissection   = {ours / dissect:8.1f}x")
     print(f"  ours / plain RawPcapReader loop      = {ours / raw:8.2f}x")
     print(f"  ours / ours-with-RawPcapReader       = {ours / ours_scapy:8.2f}x")
+    if shark is not None:
+        print(f"  ours / tshark field extraction       = {ours / shark:8.1f}x")
     if pure is not None:
         print(f"  with C extension / pure Python       = {ours / pure:8.2f}x")
     else:
