@@ -12,6 +12,12 @@ TCP packets with flags or of flows under inspection go to ``FlowTable.tcp_known`
 ``FlowTable.add_ip``; everything else (VLAN tags, IPv6 extension headers, fragments, overlays,
 ICMP, SCTP, non-IP, ...) to the general decoder, ``FlowTable.add_frame``.
 
+Where the optional C extension is built (``capture/_fastloop.c``), it takes over the common
+records: plain TCP / UDP of new and known flows, with the flows it starts kept in C until
+Python needs them. Python then only sees DNS answers, ClientHellos split over segments, new
+records for a known 5-tuple and what is not plain TCP / UDP: 4x the pure-Python loop on short
+connections, 8x on long-lived ones (benchmarks/ingest_pcap.py).
+
 pcapng (and gzip-compressed captures) are read with scapy's streaming readers; their frames go
 through ``frame_folder``, the same shortcuts for one frame at a time. With ``fast=False`` every
 frame takes the general decoder instead: that reference path is what the tests check the fast
