@@ -74,7 +74,7 @@ typedef struct {
     int tunnel_ports[MAX_PORTS], ntunnel;
     /* The native flows (see "Native flows" below). */
     struct NFlow *flows;
-    Py_ssize_t nflows, fcap;
+    Py_ssize_t nflows, fcap, nlive; /* flows in the array, its room, how many are native */
     uint32_t *index;
     size_t icap, iused;
     uint64_t seed;
@@ -201,6 +201,10 @@ new_half(Loop *self, PyObject *fl, int is_a, uint64_t packets, uint64_t bytes)
     HALF(h, H_BYTES) = PyLong_FromUnsignedLongLong(bytes);
     HALF(h, H_FLOW) = Py_NewRef(fl);
     HALF(h, H_IS_A) = Py_NewRef(is_a ? Py_True : Py_False);
+    if (HALF(h, H_PACKETS) == NULL || HALF(h, H_BYTES) == NULL) {
+        Py_DECREF(h);
+        return NULL;
+    }
     return h;
 }
 
@@ -350,12 +354,10 @@ native_reserve(Loop *self)
         self->fcap = cap;
     }
     if ((self->iused + 2) * 2 > self->icap) {
-        size_t live = 0;
-        for (Py_ssize_t i = 0; i < self->nflows; i++) {
-            live += self->flows[i].live;
-        }
+        /* Rehash, and drop the flows Python took over: no flow index is held across
+         * native_new, so the live flows can move to the front. */
         size_t cap = 4096;
-        while (cap < (live + 1) * 8) {
+        while (cap < ((size_t)self->nlive + 1) * 8) {
             cap *= 2;
         }
         uint32_t *index = PyMem_Calloc(cap, sizeof(uint32_t));
@@ -367,11 +369,16 @@ native_reserve(Loop *self)
         self->index = index;
         self->icap = cap;
         self->iused = 0;
+        Py_ssize_t kept = 0;
         for (Py_ssize_t i = 0; i < self->nflows; i++) {
             if (self->flows[i].live) {
-                index_add_flow(self, i);
+                if (kept != i) {
+                    self->flows[kept] = self->flows[i];
+                }
+                index_add_flow(self, kept++);
             }
         }
+        self->nflows = kept;
     }
     return 0;
 }
@@ -387,6 +394,7 @@ native_new(Loop *self, int proto, const unsigned char *k, Py_ssize_t alen, int s
         return -1;
     }
     Py_ssize_t fi = self->nflows++;
+    self->nlive++;
     NFlow *f = &self->flows[fi];
     memset(f, 0, sizeof(*f));
     memcpy(f->key, k, (size_t)(2 * alen + 4));
@@ -412,38 +420,74 @@ native_new(Loop *self, int proto, const unsigned char *k, Py_ssize_t alen, int s
     return fi;
 }
 
+/* Drop a Flow that could not be finished: break its cycle with the halves first. */
+static void
+abandon(Loop *self, PyObject *fl)
+{
+    for (int i = F_A; i <= F_B; i += F_B - F_A) {
+        PyObject *h = FLOW(fl, i);
+        if (h != NULL) {
+            Py_CLEAR(HALF(h, H_FLOW));
+        }
+    }
+    Py_DECREF(fl);
+}
+
+/* table[key] = half, where key must not be in the table yet. 0, or -1 with an error. */
+static int
+enter(PyObject *table, const unsigned char *key, Py_ssize_t klen, PyObject *half)
+{
+    PyObject *k = PyBytes_FromStringAndSize((const char *)key, klen);
+    if (k == NULL) {
+        return -1;
+    }
+    PyObject *had = PyDict_SetDefault(table, k, half);  /* borrowed */
+    Py_DECREF(k);
+    if (had == NULL) {
+        return -1;
+    }
+    if (had != half) {
+        /* A native flow's key is never Python's too: FlowTable.add asks ``native`` first. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "capture._fastloop: a native flow's key is already in the table");
+        return -1;
+    }
+    return 0;
+}
+
 /* The Python objects of native flow ``fi``, entered in the table's dict; the flow stops being
  * native. Returns the half of end ``is_a`` (borrowed: the dict holds it), NULL on error. */
 static PyObject *
 materialize(Loop *self, Py_ssize_t fi, int is_a)
 {
-    NFlow *f = &self->flows[fi];
-    PyObject *table = f->proto == 6 ? self->tcp : self->udp;
-    Py_ssize_t alen = f->alen, klen = 2 * alen + 4;
-    const unsigned char *k = f->key;
+    /* A copy: allocating may run a collection, and with it any Python code. */
+    NFlow c = self->flows[fi];
+    PyObject *table = c.proto == 6 ? self->tcp : self->udp;
+    Py_ssize_t alen = c.alen, klen = 2 * alen + 4;
+    const unsigned char *k = c.key;
     PyObject *fl = self->flow_type->tp_alloc(self->flow_type, 0);
     if (fl == NULL) {
         return NULL;
     }
-    PyObject *direction = f->direction == DIR_HANDSHAKE ? self->dir_handshake
-                          : f->direction == DIR_PORTS ? self->dir_ports : self->dir_first;
-    FLOW(fl, F_PROTO) = PyLong_FromLong(f->proto);
+    PyObject *direction = c.direction == DIR_HANDSHAKE ? self->dir_handshake
+                          : c.direction == DIR_PORTS ? self->dir_ports : self->dir_first;
+    FLOW(fl, F_SNI) = Py_NewRef(c.sni != NULL ? c.sni : Py_None);  /* first: c.sni is borrowed */
+    FLOW(fl, F_PROTO) = PyLong_FromLong(c.proto);
     FLOW(fl, F_A_ADDR) = PyBytes_FromStringAndSize((const char *)k, alen);
     FLOW(fl, F_B_ADDR) = PyBytes_FromStringAndSize((const char *)k + alen, alen);
     FLOW(fl, F_A_PORT) = PyLong_FromLong((k[2 * alen] << 8) | k[2 * alen + 1]);
     FLOW(fl, F_B_PORT) = PyLong_FromLong((k[2 * alen + 2] << 8) | k[2 * alen + 3]);
-    FLOW(fl, F_FIRST) = PyLong_FromLongLong(f->first);
-    FLOW(fl, F_LAST) = PyLong_FromLongLong(f->last);
-    FLOW(fl, F_CLIENT_IS_A) = Py_NewRef(f->client_is_a ? Py_True : Py_False);
+    FLOW(fl, F_FIRST) = PyLong_FromLongLong(c.first);
+    FLOW(fl, F_LAST) = PyLong_FromLongLong(c.last);
+    FLOW(fl, F_CLIENT_IS_A) = Py_NewRef(c.client_is_a ? Py_True : Py_False);
     FLOW(fl, F_DIRECTION) = Py_NewRef(direction);
-    FLOW(fl, F_SYN) = Py_NewRef(f->syn ? Py_True : Py_False);
-    FLOW(fl, F_SYNACK) = Py_NewRef(f->synack ? Py_True : Py_False);
-    FLOW(fl, F_RESETS) = PyLong_FromLongLong(f->resets);
-    FLOW(fl, F_CLOSED) = Py_NewRef(f->closed ? Py_True : Py_False);
-    FLOW(fl, F_TLS) = Py_NewRef(f->tls ? Py_True : Py_False);
-    FLOW(fl, F_SNI) = Py_NewRef(f->sni != NULL ? f->sni : Py_None);
-    FLOW(fl, F_TLS_LEFT) = PyLong_FromLong(f->tls_left);
-    FLOW(fl, F_PROBE_LEFT) = PyLong_FromLong(f->probe_left);
+    FLOW(fl, F_SYN) = Py_NewRef(c.syn ? Py_True : Py_False);
+    FLOW(fl, F_SYNACK) = Py_NewRef(c.synack ? Py_True : Py_False);
+    FLOW(fl, F_RESETS) = PyLong_FromLongLong(c.resets);
+    FLOW(fl, F_CLOSED) = Py_NewRef(c.closed ? Py_True : Py_False);
+    FLOW(fl, F_TLS) = Py_NewRef(c.tls ? Py_True : Py_False);
+    FLOW(fl, F_TLS_LEFT) = PyLong_FromLong(c.tls_left);
+    FLOW(fl, F_PROBE_LEFT) = PyLong_FromLong(c.probe_left);
     FLOW(fl, F_TLS_BUF) = Py_NewRef(Py_None);
     FLOW(fl, F_TLS_NEXT) = PyLong_FromLong(0);
     FLOW(fl, F_OUTER) = Py_NewRef(Py_None);
@@ -451,32 +495,39 @@ materialize(Loop *self, Py_ssize_t fi, int is_a)
     FLOW(fl, F_TUNNEL) = Py_NewRef(Py_False);
     /* slow == (probe_left > 0 or dns or tunnel) after every folded packet; no DNS or overlay
      * flow is native. */
-    FLOW(fl, F_SLOW) = Py_NewRef(f->probe_left > 0 ? Py_True : Py_False);
-    PyObject *a = new_half(self, fl, 1, f->packets[0], f->bytes[0]);
-    PyObject *b = a == NULL ? NULL : new_half(self, fl, 0, f->packets[1], f->bytes[1]);
-    FLOW(fl, F_A) = a;
-    FLOW(fl, F_B) = b;
+    FLOW(fl, F_SLOW) = Py_NewRef(c.probe_left > 0 ? Py_True : Py_False);
+    FLOW(fl, F_A) = new_half(self, fl, 1, c.packets[0], c.bytes[0]);
+    FLOW(fl, F_B) = new_half(self, fl, 0, c.packets[1], c.bytes[1]);
     for (int i = 0; i < F_COUNT; i++) {
         if (FLOW(fl, i) == NULL) {
-            Py_DECREF(fl);  /* partly built: the unset slots stay NULL */
+            abandon(self, fl);  /* partly built: the unset slots stay NULL */
             return NULL;
         }
     }
+    PyObject *a = FLOW(fl, F_A), *b = FLOW(fl, F_B);
     unsigned char rk[36];
     reverse_key(rk, k, alen);
-    PyObject *key = PyBytes_FromStringAndSize((const char *)k, klen);
-    int r = key == NULL ? -1 : PyDict_SetItem(table, key, a);
-    Py_XDECREF(key);
-    if (r == 0 && memcmp(rk, k, (size_t)klen) != 0) {
-        PyObject *rkey = PyBytes_FromStringAndSize((const char *)rk, klen);
-        r = rkey == NULL ? -1 : PyDict_SetItem(table, rkey, b);
-        Py_XDECREF(rkey);
+    int r = enter(table, k, klen, a);
+    if (r == 0 && memcmp(rk, k, (size_t)klen) != 0 && enter(table, rk, klen, b) < 0) {
+        /* Undo the first entry, keeping the error of the second. */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *key = PyBytes_FromStringAndSize((const char *)k, klen);
+        if (key == NULL || PyDict_DelItem(table, key) < 0) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(key);
+        PyErr_Restore(type, value, tb);
+        r = -1;
     }
-    Py_DECREF(fl);  /* the halves hold the flow; the dict holds the halves */
     if (r < 0) {
+        abandon(self, fl);
         return NULL;
     }
+    Py_DECREF(fl);  /* the halves hold the flow; the dict holds the halves */
+    NFlow *f = &self->flows[fi];
     f->live = 0;
+    self->nlive--;
     Py_CLEAR(f->sni);
     return is_a ? a : b;
 }
@@ -704,8 +755,8 @@ native_udp(Loop *self, Py_ssize_t fi, int is_a, Py_ssize_t iplen, int64_t t)
     return DONE;
 }
 
-/* FlowTable._tcp_flags. */
-static void
+/* FlowTable._tcp_flags. 0, or -1 with an error. */
+static int
 tcp_flags(Loop *self, PyObject *fl, int is_a, int flags)
 {
     if (flags & TCP_SYN) {
@@ -722,11 +773,16 @@ tcp_flags(Loop *self, PyObject *fl, int is_a, int flags)
         /* resets is an int below 2**62 here (checked by the caller) */
         long long resets = 0;
         as_i64(FLOW(fl, F_RESETS), &resets);
-        put(fl, self->foff[F_RESETS], PyLong_FromLongLong(resets + 1));
+        PyObject *v = PyLong_FromLongLong(resets + 1);
+        if (v == NULL) {
+            return -1;
+        }
+        put(fl, self->foff[F_RESETS], v);
         put(fl, self->foff[F_CLOSED], Py_NewRef(Py_True));
     } else if (flags & TCP_FIN) {
         put(fl, self->foff[F_CLOSED], Py_NewRef(Py_True));
     }
+    return 0;
 }
 
 /* FlowTable.tcp_known for half h of a known (or just created) TCP flow: DONE when folded,
@@ -783,8 +839,8 @@ tcp_known(Loop *self, PyObject *h, const unsigned char *l4, const unsigned char 
             }
         }
     }
-    if (flags & (TCP_SYN | TCP_RST | TCP_FIN)) {
-        tcp_flags(self, fl, is_a, flags);
+    if ((flags & (TCP_SYN | TCP_RST | TCP_FIN)) && tcp_flags(self, fl, is_a, flags) < 0) {
+        return ERROR;
     }
     if (count(self, h, fl, iplen, t) < 0) {
         return ERROR;
@@ -837,9 +893,25 @@ udp_known(Loop *self, PyObject *h, Py_ssize_t iplen, int64_t t)
     return count(self, h, fl, iplen, t) < 0 ? ERROR : DONE;
 }
 
+static int
+ready(Loop *self)
+{
+    if (self->tcp == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Loop is not initialized");
+        return 0;
+    }
+    return 1;
+}
+
+static Py_ssize_t fold_records(Loop *self, const unsigned char *base, Py_ssize_t off,
+                               Py_ssize_t blen, Py_ssize_t *n);
+
 static PyObject *
 Loop_run(Loop *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (!ready(self)) {
+        return NULL;
+    }
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "run(buf, off, blen, n) takes 4 arguments");
         return NULL;
@@ -854,11 +926,31 @@ Loop_run(Loop *self, PyObject *const *args, Py_ssize_t nargs)
     if ((off == -1 || blen == -1 || n == -1) && PyErr_Occurred()) {
         return NULL;
     }
-    if (off < 0 || blen < 0 || blen > PyByteArray_GET_SIZE(args[0])) {
-        PyErr_SetString(PyExc_ValueError, "offsets out of range");
+    /* Hold the buffer: Python code run meanwhile (a collection) cannot resize it under us. */
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
-    const unsigned char *base = (const unsigned char *)PyByteArray_AS_STRING(args[0]);
+    PyObject *result = NULL;
+    if (off < 0 || blen < 0 || blen > view.len) {
+        PyErr_SetString(PyExc_ValueError, "offsets out of range");
+    } else {
+        off = fold_records(self, (const unsigned char *)view.buf, off, blen, &n);
+        if (off >= 0) {
+            result = Py_BuildValue("(nn)", off, n);
+        }
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* The loop of run: fold records from ``off`` on; the offset of the first one left to Python
+ * (n counts the folded ones), or -1 with an error. */
+static Py_ssize_t
+fold_records(Loop *self, const unsigned char *base, Py_ssize_t off, Py_ssize_t blen,
+             Py_ssize_t *np)
+{
+    Py_ssize_t n = *np;
     const int swapped = self->swapped;
     const Py_ssize_t link = self->link, eoff = self->eoff;
     const Py_ssize_t mincap = link + 34, mincap6 = link + 54;
@@ -913,7 +1005,7 @@ Loop_run(Loop *self, PyObject *const *args, Py_ssize_t nargs)
             /* Not native: a flow the Python objects hold, or a new one. */
             PyObject *k = PyBytes_FromStringAndSize((const char *)key, 2 * alen + 4);
             if (k == NULL) {
-                return NULL;
+                return -1;
             }
             PyObject *h = PyDict_GetItemWithError(proto == 6 ? self->tcp : self->udp, k);
             Py_DECREF(k);
@@ -927,7 +1019,7 @@ Loop_run(Loop *self, PyObject *const *args, Py_ssize_t nargs)
                 Py_DECREF(h);
             } else {
                 if (PyErr_Occurred()) {
-                    return NULL;
+                    return -1;
                 }
                 int sport = (key[2 * alen] << 8) | key[2 * alen + 1];
                 int dport = (key[2 * alen + 2] << 8) | key[2 * alen + 3];
@@ -939,7 +1031,7 @@ Loop_run(Loop *self, PyObject *const *args, Py_ssize_t nargs)
                 }
                 fi = native_new(self, proto, key, alen, sport, dport, t);
                 if (fi < 0) {
-                    return NULL;
+                    return -1;
                 }
                 is_a = 1;
             }
@@ -949,7 +1041,7 @@ Loop_run(Loop *self, PyObject *const *args, Py_ssize_t nargs)
                            : native_udp(self, fi, is_a, iplen, t);
         }
         if (r == ERROR) {
-            return NULL;
+            return -1;
         }
         if (r == PYTHON) {
             break;
@@ -957,12 +1049,16 @@ Loop_run(Loop *self, PyObject *const *args, Py_ssize_t nargs)
         off = nxt;
         n++;
     }
-    return Py_BuildValue("(nn)", off, n);
+    *np = n;
+    return off;
 }
 
 static PyObject *
 Loop_take(Loop *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (!ready(self)) {
+        return NULL;
+    }
     if (nargs != 2 || !PyLong_Check(args[0]) || !PyBytes_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "take(proto: int, key: bytes)");
         return NULL;
@@ -988,6 +1084,9 @@ Loop_take(Loop *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 Loop_flush(Loop *self, PyObject *Py_UNUSED(ignored))
 {
+    if (!ready(self)) {
+        return NULL;
+    }
     Py_ssize_t done = 0;
     for (Py_ssize_t i = 0; i < self->nflows; i++) {
         if (self->flows[i].live) {
@@ -998,6 +1097,7 @@ Loop_flush(Loop *self, PyObject *Py_UNUSED(ignored))
         }
     }
     self->nflows = 0;  /* all Python's now: start afresh */
+    self->nlive = 0;
     self->iused = 0;
     if (self->index != NULL) {
         memset(self->index, 0, self->icap * sizeof(uint32_t));
@@ -1142,6 +1242,10 @@ Loop_init(Loop *self, PyObject *args, PyObject *kwds)
     Py_ssize_t link, eoff;
     PyObject *v4, *v6, *tcp, *udp, *model;
     long long idle;
+    if (self->tcp != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Loop is already initialized");
+        return -1;
+    }
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "ppnnOOLO!O!O!", kwlist, &little, &nano, &link,
                                      &eoff, &v4, &v6, &idle, &PyDict_Type, &tcp, &PyDict_Type,
                                      &udp, &PyDict_Type, &model)) {
@@ -1181,6 +1285,11 @@ Loop_init(Loop *self, PyObject *args, PyObject *kwds)
         || read_object(model, "dir_ports", &self->dir_ports) < 0) {
         return -1;
     }
+    if (self->probe_packets < 0 || self->probe_packets > 32767 || self->probe_segments < 0
+        || self->probe_segments > 32767) {
+        PyErr_SetString(PyExc_ValueError, "model: probe counts out of range");
+        return -1;
+    }
     Py_XSETREF(self->flow_type, (PyTypeObject *)Py_NewRef(flow_type));
     Py_XSETREF(self->half_type, (PyTypeObject *)Py_NewRef(half_type));
     self->swapped = little;
@@ -1191,10 +1300,6 @@ Loop_init(Loop *self, PyObject *args, PyObject *kwds)
     self->fsize = 16 + link + 34;
     Py_XSETREF(self->tcp, Py_NewRef(tcp));
     Py_XSETREF(self->udp, Py_NewRef(udp));
-    if (self->nflows != 0) {
-        PyErr_SetString(PyExc_RuntimeError, "Loop already holds flows");
-        return -1;
-    }
     /* The index's hash is seeded per process (from Python's own randomized hash) so that a
      * crafted capture cannot aim collisions at it. */
     PyObject *salt = PyUnicode_FromString("capture._fastloop");

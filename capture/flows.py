@@ -172,7 +172,8 @@ class FlowTable:
         self._names: dict[bytes, str] = {}
         # While capture.pcapfast's C loop reads a capture, flows it started may live in C, not
         # in the tables: ``native(proto, key)`` hands such a flow over (as its Half of ``key``,
-        # now in the table), None if there is none. The loop hands all of them over at the end.
+        # now in the table), None if there is none. The loop hands all of them over at the end;
+        # until then ``flows()``, ``flow_count()`` and the like see only the Python-held ones.
         self.native: Callable[[int, bytes], Half | None] | None = None
 
     # -- packets -------------------------------------------------------------------------------

@@ -183,10 +183,14 @@ def read_classic(
         and type(table.udp) is dict
         and table.native is None
     ):
-        loop = _fastloop.Loop(endian == "<", nano, layout.link, layout.eoff, layout.v4_raw,
-                              layout.v6_raw if layout.v6 is not None else None, IDLE_NS,
-                              table.tcp, table.udp, _C_MODEL)
-        table.native = loop.take
+        try:
+            loop = _fastloop.Loop(endian == "<", nano, layout.link, layout.eoff, layout.v4_raw,
+                                  layout.v6_raw if layout.v6 is not None else None, IDLE_NS,
+                                  table.tcp, table.udp, _C_MODEL)
+        except (TypeError, ValueError, KeyError):  # a model the C loop cannot hold: Python
+            loop = None
+        else:
+            table.native = loop.take
     try:
         return _fold_classic(f, endian, nano, linktype, layout, table, progress,
                              None if loop is None else loop.run)
