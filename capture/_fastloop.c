@@ -1351,6 +1351,155 @@ Loop_dealloc(Loop *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* ---- pcapng -> classic records ----------------------------------------------------------- */
+
+static inline uint32_t
+rd32e(const unsigned char *p, int little)
+{
+    return little ? ((uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16)
+                     | ((uint32_t)p[3] << 24))
+                  : rd32(p, 0);
+}
+
+static inline void
+wr32le(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+/* epb_run(buf, off, blen, little, links, mults, max_record, max_block, out, pos)
+ *     -> (off, count, linktype, last_t, pos)
+ *
+ * The common case of capture.pcapng.iter_packets, in C: writes into ``out`` (a bytearray,
+ * from ``pos`` on, never resized: the records stop where the next would not fit) one
+ * classic pcap record (little-endian, nanosecond time stamp) per Enhanced Packet Block from
+ * ``off`` on, as long as each is whole in buf[:blen], well formed (a length that is a multiple
+ * of 4 and at most max_block, the same length at its end), without options, on an interface i
+ * with links[i] the link type of the first one and mults[i] > 0 (nanoseconds per tick: a
+ * resolution that divides 10**9), and with a time stamp a classic record holds. Any other
+ * block ends the run: the Python reader takes it from there. */
+static PyObject *
+epb_run(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 10 || !PyByteArray_Check(args[0]) || !PyTuple_Check(args[4])
+        || !PyTuple_Check(args[5]) || !PyByteArray_Check(args[8])) {
+        PyErr_SetString(PyExc_TypeError, "epb_run(buf: bytearray, off, blen, little, links: "
+                        "tuple, mults: tuple, max_record, max_block, out: bytearray, pos)");
+        return NULL;
+    }
+    PyObject *out = args[8];
+    if (out == args[0]) {
+        PyErr_SetString(PyExc_ValueError, "out must not be buf");
+        return NULL;
+    }
+    Py_ssize_t off = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t blen = PyLong_AsSsize_t(args[2]);
+    int little = PyObject_IsTrue(args[3]);
+    Py_ssize_t max_record = PyLong_AsSsize_t(args[6]);
+    Py_ssize_t max_block = PyLong_AsSsize_t(args[7]);
+    Py_ssize_t pos = PyLong_AsSsize_t(args[9]);
+    if (PyErr_Occurred() || little < 0) {
+        return NULL;
+    }
+    Py_ssize_t nif = PyTuple_GET_SIZE(args[4]);
+    if (PyTuple_GET_SIZE(args[5]) != nif) {
+        PyErr_SetString(PyExc_ValueError, "links and mults: one per interface");
+        return NULL;
+    }
+    long *links = PyMem_Malloc(sizeof(long) * (size_t)(nif + 1));
+    long long *mults = PyMem_Malloc(sizeof(long long) * (size_t)(nif + 1));
+    if (links == NULL || mults == NULL) {
+        PyMem_Free(links);
+        PyMem_Free(mults);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < nif; i++) {
+        links[i] = PyLong_AsLong(PyTuple_GET_ITEM(args[4], i));
+        mults[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(args[5], i));
+    }
+    Py_buffer view;
+    if (PyErr_Occurred() || PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        PyMem_Free(links);
+        PyMem_Free(mults);
+        return NULL;
+    }
+    Py_buffer outview;
+    if (PyObject_GetBuffer(out, &outview, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&view);
+        PyMem_Free(links);
+        PyMem_Free(mults);
+        return NULL;
+    }
+    if (off < 0 || blen < off || blen > view.len || pos < 0 || pos > outview.len) {
+        PyBuffer_Release(&outview);
+        PyBuffer_Release(&view);
+        PyMem_Free(links);
+        PyMem_Free(mults);
+        PyErr_SetString(PyExc_ValueError, "offsets out of range");
+        return NULL;
+    }
+    const unsigned char *b = (const unsigned char *)view.buf;
+    Py_ssize_t count = 0;
+    long linktype = -1;
+    int64_t last_t = 0;
+    PyObject *result = NULL;
+    while (blen - off >= 32) {
+        const unsigned char *p = b + off;
+        uint32_t btype = rd32e(p, little), total = rd32e(p + 4, little);
+        if (btype != 6 || total < 32 || total % 4 || (Py_ssize_t)total > max_block
+            || (Py_ssize_t)total > blen - off || rd32e(p + total - 4, little) != total) {
+            break;
+        }
+        uint32_t intid = rd32e(p + 8, little);
+        uint64_t ticks = ((uint64_t)rd32e(p + 12, little) << 32) | rd32e(p + 16, little);
+        uint32_t caplen = rd32e(p + 20, little), wirelen = rd32e(p + 24, little);
+        if (intid >= (uint32_t)nif || mults[intid] <= 0
+            || (linktype >= 0 && links[intid] != linktype)) {
+            break;
+        }
+        /* Options start after the data, padded to 4: none may be there. */
+        uint64_t opt = 28 + (uint64_t)caplen + ((4 - caplen % 4) % 4);
+        if (opt < (uint64_t)total - 4) {
+            break;
+        }
+        uint64_t t;
+        if (__builtin_mul_overflow(ticks, (uint64_t)mults[intid], &t)
+            || t / 1000000000ULL > 0xFFFFFFFFULL || t > (uint64_t)INT64_MAX) {
+            break;
+        }
+        Py_ssize_t len = (Py_ssize_t)caplen;
+        if (len > (Py_ssize_t)total - 32) {
+            len = (Py_ssize_t)total - 32;
+        }
+        if (len > max_record) {
+            len = max_record;
+        }
+        if (outview.len - pos < 16 + len) {
+            break;  /* out is full */
+        }
+        unsigned char *w = (unsigned char *)outview.buf + pos;
+        pos += 16 + len;
+        wr32le(w, (uint32_t)(t / 1000000000ULL));
+        wr32le(w + 4, (uint32_t)(t % 1000000000ULL));
+        wr32le(w + 8, (uint32_t)len);
+        wr32le(w + 12, wirelen);
+        memcpy(w + 16, p + 28, (size_t)len);
+        linktype = links[intid];
+        last_t = (int64_t)t;
+        off += total;
+        count++;
+    }
+    result = Py_BuildValue("(nnlLn)", off, count, linktype, (long long)last_t, pos);
+    PyBuffer_Release(&outview);
+    PyBuffer_Release(&view);
+    PyMem_Free(links);
+    PyMem_Free(mults);
+    return result;
+}
+
 static PyMethodDef Loop_methods[] = {
     {"run", (PyCFunction)(void (*)(void))Loop_run, METH_FASTCALL,
      "run(buf, off, blen, n) -> (off, n): fold the records it can from off on."},
@@ -1375,11 +1524,19 @@ static PyTypeObject LoopType = {
     .tp_methods = Loop_methods,
 };
 
+static PyMethodDef module_methods[] = {
+    {"epb_run", (PyCFunction)(void (*)(void))epb_run, METH_FASTCALL,
+     "epb_run(buf, off, blen, little, links, mults, max_record, max_block, out, pos) -> "
+     "(off, count, linktype, last_t, pos): Enhanced Packet Blocks to classic records."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef fastloop_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "capture._fastloop",
     .m_doc = "The common records of capture.pcapfast.read_classic, in C (optional).",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC

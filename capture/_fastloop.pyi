@@ -6,3 +6,7 @@ class Loop:
                  v6_proto: bytes | None, idle: int, tcp: dict[bytes, Any],
                  udp: dict[bytes, Any], model: dict[str, object]) -> None: ...
     run: Callable[[bytearray, int, int, int], tuple[int, int]]
+
+def epb_run(buf: bytearray, off: int, blen: int, little: bool, links: tuple[int, ...],
+            mults: tuple[int, ...], max_record: int, max_block: int, out: bytearray,
+            pos: int) -> tuple[int, int, int, int, int]: ...

@@ -18,10 +18,13 @@ Python needs them. Python then only sees DNS answers, ClientHellos split over se
 records for a known 5-tuple and what is not plain TCP / UDP: 4x the pure-Python loop on short
 connections, 8x on long-lived ones (benchmarks/ingest_pcap.py).
 
-pcapng (and gzip-compressed captures) are read with scapy's streaming readers; their frames go
-through ``frame_folder``, the same shortcuts for one frame at a time. With ``fast=False`` every
-frame takes the general decoder instead: that reference path is what the tests check the fast
-paths against, byte for byte.
+pcapng is read by our own block reader (``capture.pcapng``) and ``read_pcapng`` turns its
+packets into classic records that the same loop folds (with the extension, whole runs of
+Enhanced Packet Blocks are converted in C). Gzip-compressed captures are read with scapy's
+streaming readers; their frames go through ``frame_folder``, the same shortcuts for one frame
+at a time. With ``fast=False`` every frame comes from scapy's readers and takes the general
+decoder instead: that reference path is what the tests check the fast paths against, byte for
+byte.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from types import ModuleType
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from capture.decode import (
     LINKTYPE_ETHERNET,
@@ -59,6 +62,7 @@ from capture.flows import (
     FlowTable,
     Half,
 )
+from capture.pcapng import PcapngDamaged, Run, iter_packets
 from capture.tls import MAX_CLIENT_HELLO
 
 _fastloop: ModuleType | None
@@ -69,6 +73,11 @@ except ImportError:  # pragma: no cover - depends on the build
 
 CHUNK = 4 << 20  # bytes read per refill
 MAX_RECORD = 262144  # tcpdump's MAXIMUM_SNAPLEN: a longer record means a damaged file
+
+# Two-byte fields as a struct of the other byte order reads them -> their value (and the
+# identity, so that both byte orders take the same code path).
+_SWAPPED_U16 = [((i & 0xFF) << 8) | (i >> 8) for i in range(65536)]
+_U16 = list(range(65536))
 
 # What the C loop needs to know of capture.flows: the classes whose slots it reads and writes
 # (a new flow sets every slot), and the constants of its decisions.
@@ -175,33 +184,135 @@ def read_classic(
     # record (DNS, a ClientHello split over segments, a new record for a known 5-tuple,
     # anything that is not plain TCP / UDP), which the Python code handles. The flows it
     # starts live in C until Python needs them (``table.native``) or the capture ends.
-    loop = None
-    if (
-        _fastloop is not None
-        and layout is not None
-        and type(table.tcp) is dict
-        and type(table.udp) is dict
-        and table.native is None
-    ):
-        try:
-            loop = _fastloop.Loop(endian == "<", nano, layout.link, layout.eoff, layout.v4_raw,
-                                  layout.v6_raw if layout.v6 is not None else None, IDLE_NS,
-                                  table.tcp, table.udp, _C_MODEL)
-        except (TypeError, ValueError, KeyError):  # a model the C loop cannot hold: Python
-            loop = None
-        else:
-            table.native = loop.take
+    loop = _c_loop(table, layout, little=endian == "<", nano=nano)
     try:
         return _fold_classic(f, endian, nano, linktype, layout, table, progress,
                              None if loop is None else loop.run)
     finally:
-        if loop is not None:
-            table.native = None
-            loop.flush()  # every flow still in C, into the table
+        _c_loop_done(table, loop)
+
+
+def _c_loop(table: FlowTable, layout: _Layout | None, *, little: bool, nano: bool) -> Any:
+    """The C loop for ``layout`` over ``table`` (hooked in as ``table.native``), or None when
+    the extension is not built or cannot serve (no fast layout, another loop active)."""
+    if (
+        _fastloop is None
+        or layout is None
+        or type(table.tcp) is not dict
+        or type(table.udp) is not dict
+        or table.native is not None
+    ):
+        return None
+    try:
+        loop = _fastloop.Loop(little, nano, layout.link, layout.eoff, layout.v4_raw,
+                              layout.v6_raw if layout.v6 is not None else None, IDLE_NS,
+                              table.tcp, table.udp, _C_MODEL)
+    except (TypeError, ValueError, KeyError):  # a model the C loop cannot hold: Python
+        return None
+    table.native = loop.take
+    return loop
+
+
+def _c_loop_done(table: FlowTable, loop: Any) -> None:
+    if loop is not None:
+        table.native = None
+        loop.flush()  # every flow still in C, into the table
+
+
+def read_pcapng(
+    f: Readable, *, table: FlowTable, progress: Progress | None = None
+) -> tuple[int, str | None]:
+    """Fold every packet of a pcapng stream (positioned at its start): our block reader
+    (``capture.pcapng``) turns runs of packets into classic records (little-endian, ns) that
+    the classic loop folds, one link type at a time.
+
+    Returns (packets read, damage) like ``read_classic``; raises ``PcapngBadStart`` when the
+    first section header is unreadable.
+    """
+    folder = _RecordFolder(table)
+    pack = struct.Struct("<IIII").pack
+    out = bytearray()
+    out_link = -1
+    n = 0
+    shown = 0
+    epb_run = None if _fastloop is None else _fastloop.epb_run
+    try:
+        for item in iter_packets(f, MAX_RECORD, epb_run):
+            if isinstance(item, Run):  # packets already as classic records (the C converter)
+                folder.fold(out, out_link)  # the packets before it first
+                out = bytearray()
+                folder.fold(item.records, item.linktype, item.size)
+                n += item.packets
+            else:
+                t, linktype, data, wirelen = item
+                sec, frac = divmod(t, NS)
+                if linktype != out_link or len(out) >= CHUNK or sec > 0xFFFFFFFF:
+                    folder.fold(out, out_link)
+                    out = bytearray()
+                    out_link = linktype
+                    if sec > 0xFFFFFFFF:  # past 2106: no classic record holds it
+                        folder.fold_frame(linktype, data, t, wirelen)
+                        n += 1
+                        continue
+                out += pack(sec, frac, len(data), wirelen)
+                out += data
+                n += 1
+            if progress is not None and n - shown >= 0x4000:
+                shown = n
+                progress(n, 0)
+        folder.fold(out, out_link)
+    except PcapngDamaged as exc:
+        folder.fold(out, out_link)  # the packets before the damage
+        return n, str(exc)
+    finally:
+        folder.close()
+    return n, None
+
+
+class _RecordFolder:
+    """Folds buffers of classic records (little-endian, ns time stamps) of one link type at a
+    time into a table, through the C loop where it can; one loop is active at a time (the
+    flows it holds go to the table before another link type's loop starts)."""
+
+    def __init__(self, table: FlowTable) -> None:
+        self.table = table
+        self.linktype = -1
+        self.layout: _Layout | None = None
+        self.loop: Any = None
+        self.frames: dict[int, FrameFolder] = {}
+
+    def _use(self, linktype: int) -> None:
+        if linktype != self.linktype:
+            self.close()
+            self.linktype = linktype
+            self.layout = _layout("<", linktype)
+            self.loop = _c_loop(self.table, self.layout, little=True, nano=True)
+
+    def fold(self, records: bytearray, linktype: int, size: int | None = None) -> None:
+        """Fold ``records[:size]`` (all of it by default)."""
+        size = len(records) if size is None else size
+        if not size:
+            return
+        self._use(linktype)
+        _n, damage = _fold_classic((records, size), "<", True, linktype, self.layout,
+                                   self.table, None, None if self.loop is None else self.loop.run)
+        assert damage is None  # records we wrote ourselves
+
+    def fold_frame(self, linktype: int, data: bytes, t: int, wirelen: int) -> None:
+        self._use(linktype)
+        fold = self.frames.get(linktype)
+        if fold is None:
+            fold = self.frames[linktype] = frame_folder(self.table, linktype)
+        fold(data, t, wirelen)
+
+    def close(self) -> None:
+        _c_loop_done(self.table, self.loop)
+        self.loop = None
+        self.linktype = -1
 
 
 def _fold_classic(  # noqa: PLR0917 - read_classic's, handed over once
-    f: Readable,
+    f: Readable | tuple[bytearray, int],
     endian: str,
     nano: bool,
     linktype: int,
@@ -222,8 +333,7 @@ def _fold_classic(  # noqa: PLR0917 - read_classic's, handed over once
     ns = NS
     swapped = endian == "<"
     # Two-byte fields come out of the struct in the file's byte order; map them back.
-    iplens = [((i & 0xFF) << 8) | (i >> 8) for i in range(65536)] if swapped else list(
-        range(65536))
+    iplens = _SWAPPED_U16 if swapped else _U16
     frag_mask = 0xFF3F if swapped else 0x3FFF  # MF flag + fragment offset
     if layout is not None:
         fast_unpack = layout.v4.unpack_from
@@ -241,9 +351,14 @@ def _fold_classic(  # noqa: PLR0917 - read_classic's, handed over once
         expected = expected6 = None
         mincap = mincap6 = 1 << 62
     # One buffer, reused: the unread tail moves to the front, then readinto() fills the rest.
-    buf = bytearray(CHUNK + MAX_RECORD + 64)
+    if isinstance(f, tuple):  # (buffer, size): whole records in memory, folded in place
+        buf, blen = f
+        source = None
+    else:
+        buf = bytearray(CHUNK + MAX_RECORD + 64)
+        blen = 0
+        source = f
     view = memoryview(buf)
-    blen = 0
     off = 0
     n = 0
     consumed = 0
@@ -254,7 +369,7 @@ def _fold_classic(  # noqa: PLR0917 - read_classic's, handed over once
             buf[:rest] = buf[off:blen]
             blen = rest
             off = 0
-        got = f.readinto(view[blen:])
+        got = 0 if source is None else source.readinto(view[blen:])
         eof = not got
         if got:
             blen += got

@@ -3,9 +3,10 @@
 ``open_capture`` decides what a file is (classic pcap in either byte order and timestamp
 precision, pcapng, or either of them gzip-compressed) and raises ``CaptureError`` for anything
 that is not a capture at all. ``read_capture`` then streams its packets into a ``FlowTable``:
-classic pcap through the fast reader in ``capture.pcapfast``, pcapng and gzip through scapy's
-``RawPcapNgReader`` / ``RawPcapReader`` (never ``rdpcap``: memory stays independent of the
-capture's size). A file that is damaged part-way gives the packets before the damage and a
+classic pcap and pcapng through our own readers (``capture.pcapfast``, ``capture.pcapng``),
+gzip-compressed captures -- and everything with ``fast=False``, the reference path -- through
+scapy's ``RawPcapNgReader`` / ``RawPcapReader`` (never ``rdpcap``: memory stays independent of
+the capture's size). A file that is damaged part-way gives the packets before the damage and a
 description of it.
 """
 
@@ -21,7 +22,8 @@ from typing import Any, cast
 
 from capture.errors import CaptureError
 from capture.flows import NS, FlowTable
-from capture.pcapfast import MAX_RECORD, FrameFolder, frame_folder, read_classic
+from capture.pcapfast import MAX_RECORD, FrameFolder, frame_folder, read_classic, read_pcapng
+from capture.pcapng import BAD_START, PcapngBadStart
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", False),
@@ -106,13 +108,17 @@ def read_capture(
     Returns (packets read, damage): damage describes the first record that could not be read
     (its number is packets read + 1), None when the file ended cleanly.
     """
-    if info.kind == "pcap" and fast and not info.gzipped:
+    if fast and not info.gzipped:
         try:
-            tick = None if progress is None else lambda n, done: progress(n, done + 24)
             with open(info.path, "rb", buffering=0) as f:
+                if info.kind == "pcapng":
+                    return read_pcapng(f, table=table, progress=progress)
+                tick = None if progress is None else lambda n, done: progress(n, done + 24)
                 f.seek(24)
                 return read_classic(f, info.endian, info.nano, info.linktype, table=table,
                                     progress=tick)
+        except PcapngBadStart as exc:
+            raise CaptureError(f"cannot read as pcapng: {exc}", path=info.path) from exc
         except OSError as exc:
             raise CaptureError(f"cannot read: {exc.strerror or exc}", path=info.path) from exc
     return _read_scapy(info, table, progress, fast=fast)
@@ -250,6 +256,18 @@ def _scapy_reader(info: CaptureInfo) -> Any:
                     raise _Damaged(f"absurd block length {blen} (more than {MAX_BLOCK})")
             return super()._read_block(size)
 
+        def _read_block_spb(self, block: bytes, size: int) -> Any:
+            # Snap length 0 means "no limit" (pcapng, Interface Description Block); scapy's
+            # reader takes it as a limit of 0 bytes. Ours (capture.pcapng) reads it the same.
+            if self.interfaces and self.interfaces[0][1] == 0:
+                linktype, _snap, options = self.interfaces[0]
+                self.interfaces[0] = (linktype, 1 << 32, options)
+                try:
+                    return super()._read_block_spb(block, size)
+                finally:
+                    self.interfaces[0] = (linktype, 0, options)
+            return super()._read_block_spb(block, size)
+
         def _read_block_shb(self) -> None:
             # A new section (e.g. pcapng files joined with cat) numbers its interfaces afresh;
             # scapy would keep the previous section's and mislabel the link types.
@@ -260,4 +278,7 @@ def _scapy_reader(info: CaptureInfo) -> Any:
     try:
         return cls(info.path)
     except (Scapy_Exception, EOFError, OSError, struct.error) as exc:
-        raise CaptureError(f"cannot read as {info.kind}: {exc}", path=info.path) from exc
+        # scapy's reader of pcapng reads only the first section header here, and says "Not a
+        # supported capture file" whatever is wrong with it; ours says which part.
+        reason = BAD_START if info.kind == "pcapng" else exc
+        raise CaptureError(f"cannot read as {info.kind}: {reason}", path=info.path) from exc

@@ -538,9 +538,9 @@ def test_progress_only_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_capture_is_standalone(tmp_path: Path) -> None:
     """capture/ imports nothing from segmenter/ nor heavy plotting / graph / cluster packages,
-    also when scapy's readers are in use."""
-    ng = tmp_path / "c.pcapng"
-    ng.write_bytes(pcapng_bytes([(1, 6)], [(0, int(T0) * 10**6, _frames()[0])]))
+    also when scapy's readers are in use (a gzip-compressed capture)."""
+    ng = tmp_path / "c.pcapng.gz"
+    ng.write_bytes(gzip.compress(pcapng_bytes([(1, 6)], [(0, int(T0) * 10**6, _frames()[0])])))
     probe = (
         "import sys, os\n"
         "import capture.cli, capture.ingest, capture.flowfile\n"
