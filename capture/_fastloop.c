@@ -1510,6 +1510,16 @@ static PyMethodDef Loop_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static Py_ssize_t
+Loop_len(Loop *self)
+{
+    return self->nlive;  /* the flows held here (not yet the table's) */
+}
+
+static PySequenceMethods Loop_as_sequence = {
+    .sq_length = (lenfunc)Loop_len,
+};
+
 static PyTypeObject LoopType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "capture._fastloop.Loop",
@@ -1522,6 +1532,7 @@ static PyTypeObject LoopType = {
     .tp_traverse = (traverseproc)Loop_traverse,
     .tp_clear = (inquiry)Loop_clear,
     .tp_methods = Loop_methods,
+    .tp_as_sequence = &Loop_as_sequence,
 };
 
 static PyMethodDef module_methods[] = {

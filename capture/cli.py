@@ -128,10 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             stats = ingest(args.captures, args.output, progress=not args.no_progress,
                            fast=not args.scapy_reader)
             if sys.stderr.isatty():
-                skipped = f", {stats.skipped_total} packets skipped" if stats.skipped else ""
+                reasons = ", ".join(f"{k} {v}" for k, v in sorted(stats.skipped.items()))
                 sys.stderr.write(
-                    f"{stats.packets} packets from {len(stats.sources)} capture(s):"
-                    f" {stats.flows} flows, {stats.dns} DNS answers{skipped}\n"
+                    f"{stats.packets} packets read from {len(stats.sources)} capture(s),"
+                    f" {stats.skipped_total} skipped" + (f" ({reasons})" if reasons else "")
+                    + f", {stats.flows} flows and {stats.dns} DNS answers written\n"
                 )
         else:
             merge_flow_files(args.flowfiles, args.output)

@@ -27,7 +27,7 @@ import ipaddress
 import json.encoder
 import socket
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from capture.decode import (
     PROTO_ICMP,
@@ -146,6 +146,14 @@ class Half:
 _json_str: Callable[[str], str] = json.encoder.encode_basestring  # what dumps() uses for str
 _JSON_BOOL = {True: "true", False: "false"}
 
+class NativeFlows(Protocol):
+    """Flows held outside the tables (the C loop's): see ``FlowTable.native``."""
+
+    def take(self, proto: int, key: bytes, /) -> Half | None: ...
+
+    def __len__(self) -> int: ...
+
+
 # Packet bytes: ``bytes`` from scapy's readers, the reused ``bytearray`` of capture.pcapfast.
 Buffer = bytes | bytearray
 DnsKey = tuple[str, str, str, tuple[str, ...], tuple[str, ...]]
@@ -171,10 +179,11 @@ class FlowTable:
         self.skipped: dict[str, int] = {}
         self._names: dict[bytes, str] = {}
         # While capture.pcapfast's C loop reads a capture, flows it started may live in C, not
-        # in the tables: ``native(proto, key)`` hands such a flow over (as its Half of ``key``,
-        # now in the table), None if there is none. The loop hands all of them over at the end;
-        # until then ``flows()``, ``flow_count()`` and the like see only the Python-held ones.
-        self.native: Callable[[int, bytes], Half | None] | None = None
+        # in the tables: ``native.take(proto, key)`` hands such a flow over (as its Half of
+        # ``key``, now in the table), None if there is none; ``len(native)`` is how many there
+        # are. The loop hands all of them over at the end; until then ``flows()``,
+        # ``flow_count()`` and the like see only the Python-held ones.
+        self.native: NativeFlows | None = None
 
     # -- packets -------------------------------------------------------------------------------
 
@@ -247,7 +256,7 @@ class FlowTable:
             key = d.src + d.dst + d.ports
         h = table.get(key)
         if h is None and self.native is not None:
-            h = self.native(proto, key)
+            h = self.native.take(proto, key)
         if h is None:
             h = self._new(table, key, d, t)
         else:
@@ -478,6 +487,12 @@ class FlowTable:
         if self.frags and ended:
             for fkey in [k for k, h in self.frags.items() if h.flow in ended]:
                 del self.frags[fkey]
+
+    def flow_estimate(self) -> int:
+        """About how many flows there are, in constant time (for a progress display): each
+        flow has two table entries, but one when both directions have the same key."""
+        native = 0 if self.native is None else len(self.native)
+        return len(self.done) + sum(map(len, self.tables.values())) // 2 + native
 
     def flow_count(self) -> int:
         return len(self.done) + sum(

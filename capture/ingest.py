@@ -120,7 +120,7 @@ def _read(
     show = _Progress(sys.stderr) if progress and _isatty(sys.stderr) else None
     with _quiet_scapy():
         for info in infos:
-            tick = show.for_file(info) if show is not None else None
+            tick = show.for_file(info, table) if show is not None else None
             n, damage = read_capture(info, table, fast=fast, progress=tick)
             packets += n
             if damage is not None:
@@ -164,24 +164,35 @@ def _isatty(stream: TextIO) -> bool:
 
 
 class _Progress:
-    """A throttled one-line progress display on a terminal."""
+    """A throttled one-line progress display on a terminal: the capture, packets, bytes read
+    (and how much of the file that is), flows so far, packets per second."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.last = 0.0
         self.shown = False
+        self.start = time.monotonic()
+        self.before = 0  # packets of the captures already read
 
-    def for_file(self, info: CaptureInfo) -> Any:
+    def for_file(self, info: CaptureInfo, table: FlowTable) -> Any:
         name = os.path.basename(info.path)
         size = info.size
+        before = self.before
 
         def tick(packets: int, done: int) -> None:
             now = time.monotonic()
             if now - self.last < 0.25:
                 return
             self.last = now
-            pct = f" {min(100, done * 100 // size)}%" if done and size and not info.gzipped else ""
-            self.stream.write(f"\r{name}: {packets:,} packets{pct}\x1b[K")
+            self.before = before + packets
+            line = f"{name}: {packets:,} packets"
+            if done and not info.gzipped:  # (of a compressed file: how much was decompressed)
+                line += f", {done / (1 << 20):,.0f} MiB"
+                if size:
+                    line += f" ({min(100, done * 100 // size)}%)"
+            rate = (before + packets) / max(now - self.start, 1e-9)
+            line += f", {table.flow_estimate():,} flows, {rate:,.0f} packets/s"
+            self.stream.write(f"\r{line}\x1b[K")
             self.stream.flush()
             self.shown = True
 

@@ -209,7 +209,7 @@ def _c_loop(table: FlowTable, layout: _Layout | None, *, little: bool, nano: boo
                               table.tcp, table.udp, _C_MODEL)
     except (TypeError, ValueError, KeyError):  # a model the C loop cannot hold: Python
         return None
-    table.native = loop.take
+    table.native = loop
     return loop
 
 
@@ -259,7 +259,8 @@ def read_pcapng(
                 n += 1
             if progress is not None and n - shown >= 0x4000:
                 shown = n
-                progress(n, 0)
+                tell = getattr(f, "tell", None)
+                progress(n, tell() if tell is not None else 0)
         folder.fold(out, out_link)
     except PcapngDamaged as exc:
         folder.fold(out, out_link)  # the packets before the damage

@@ -194,7 +194,7 @@ def _uses_extension(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     class Counting:
         def __init__(self, *args: Any) -> None:
-            loop = real.Loop(*args)
+            loop = self.loop = real.Loop(*args)
             run = loop.run
             self.take = loop.take
             self.flush = loop.flush
@@ -205,6 +205,9 @@ def _uses_extension(monkeypatch: pytest.MonkeyPatch) -> list[int]:
                 return off, m
 
             self.run = counted
+
+        def __len__(self) -> int:
+            return len(self.loop)
 
     class Module:
         Loop = Counting

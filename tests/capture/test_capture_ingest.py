@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -530,7 +531,8 @@ def test_progress_only_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(ingest_module, "_isatty", lambda _stream: True)
     ingest([str(path)], str(tmp_path / "o.jsonl"), progress=True)
     err = capsys.readouterr().err
-    assert "\rc.pcap: 8 packets 100%" in err
+    assert re.search(r"\rc\.pcap: 8 packets, 0 MiB \(100%\), [0-9,]+ flows, [0-9,]+ packets/s",
+                     err), err
     assert err.endswith("\r\x1b[K")  # the line is cleared at the end
     ingest([str(path)], str(tmp_path / "o.jsonl"), progress=False)
     assert capsys.readouterr().err == ""
@@ -556,3 +558,17 @@ def test_capture_is_standalone(tmp_path: Path) -> None:
         text = source.read_text()
         assert "import segmenter" not in text, source
         assert "from segmenter" not in text, source
+
+
+def test_final_line_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Packets read, skipped with their reasons, flows written: on a terminal only."""
+    path = write_pcap(tmp_path / "c.pcap", timed([*_frames(), b"\x00" * 20]))
+    out = tmp_path / "o.jsonl"
+    assert main(["ingest", str(path), "-o", str(out), "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["ingest", str(path), "-o", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"9 packets read from 1 capture\(s\), 1 skipped \([a-z-]+ 1\), \d+ flows"
+                        r" and \d+ DNS answers written\n", err), err
