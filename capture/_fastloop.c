@@ -1370,6 +1370,59 @@ wr32le(unsigned char *p, uint32_t v)
     p[3] = (unsigned char)(v >> 24);
 }
 
+/* The options of an Enhanced Packet Block in p[opt:end] are ones the Python reader accepts
+ * (capture.pcapng._check_epb_options, after scapy): no process-information index (0x8001,
+ * 0x8003) whose last value is not 4 bytes, no flags word (2) whose last value is neither empty
+ * nor 4 bytes. Option values count only when whole, as in scapy's _read_options. */
+static int
+epb_options_ok(const unsigned char *p, Py_ssize_t opt, Py_ssize_t end, int little)
+{
+    long flags = -1, pib1 = -1, pib3 = -1;  /* length of the last whole value, -1: none */
+    while (end - opt >= 4) {
+        unsigned code = little ? (unsigned)(p[opt] | (p[opt + 1] << 8))
+                               : (unsigned)((p[opt] << 8) | p[opt + 1]);
+        long length = little ? (long)(p[opt + 2] | (p[opt + 3] << 8))
+                             : (long)((p[opt + 2] << 8) | p[opt + 3]);
+        Py_ssize_t value = opt + 4;
+        if (code == 0) {
+            break;
+        }
+        if (value + length <= end) {
+            if (code == 2) {
+                flags = length;
+            } else if (code == 0x8001) {
+                pib1 = length;
+            } else if (code == 0x8003) {
+                pib3 = length;
+            }
+        }
+        opt = value + length + ((4 - length % 4) % 4);
+    }
+    int pibs_ok = (pib1 < 0 || pib1 == 4) && (pib3 < 0 || pib3 == 4);
+    int flags_ok = flags <= 0 || flags == 4;  /* none, empty (scapy skips it), or a word */
+    return pibs_ok && flags_ok;
+}
+
+/* links[i] / mults[i] of a list of ints: 0 with the value, -1 when it is not one (or i is out
+ * of range), -2 with an error. */
+static inline int
+list_item(PyObject *list, uint32_t i, long long *out)
+{
+    if ((Py_ssize_t)i >= PyList_GET_SIZE(list)) {
+        return -1;
+    }
+    PyObject *v = PyList_GET_ITEM(list, i);
+    if (!PyLong_CheckExact(v)) {
+        return -1;
+    }
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (*out == -1 && PyErr_Occurred()) {
+        return -2;
+    }
+    return overflow ? -1 : 0;
+}
+
 /* epb_run(buf, off, blen, little, links, mults, max_record, max_block, out, pos)
  *     -> (off, count, linktype, last_t, pos)
  *
@@ -1377,75 +1430,70 @@ wr32le(unsigned char *p, uint32_t v)
  * from ``pos`` on, never resized: the records stop where the next would not fit) one
  * classic pcap record (little-endian, nanosecond time stamp) per Enhanced Packet Block from
  * ``off`` on, as long as each is whole in buf[:blen], well formed (a length that is a multiple
- * of 4 and at most max_block, the same length at its end), without options, on an interface i
- * with links[i] the link type of the first one and mults[i] > 0 (nanoseconds per tick: a
+ * of 4 and at most max_block, the same length at its end), with options the Python reader
+ * accepts, on an interface i (``links`` and ``mults``: lists of ints, one per interface) with
+ * links[i] the link type of the first one and mults[i] > 0 (nanoseconds per tick: a
  * resolution that divides 10**9), and with a time stamp a classic record holds. Any other
  * block ends the run: the Python reader takes it from there. */
 static PyObject *
 epb_run(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 10 || !PyByteArray_Check(args[0]) || !PyTuple_Check(args[4])
-        || !PyTuple_Check(args[5]) || !PyByteArray_Check(args[8])) {
+    if (nargs != 10 || !PyByteArray_Check(args[0]) || !PyList_Check(args[4])
+        || !PyList_Check(args[5]) || !PyByteArray_Check(args[8])) {
         PyErr_SetString(PyExc_TypeError, "epb_run(buf: bytearray, off, blen, little, links: "
-                        "tuple, mults: tuple, max_record, max_block, out: bytearray, pos)");
+                        "list, mults: list, max_record, max_block, out: bytearray, pos)");
         return NULL;
     }
-    PyObject *out = args[8];
+    PyObject *links = args[4], *mults = args[5], *out = args[8];
     if (out == args[0]) {
         PyErr_SetString(PyExc_ValueError, "out must not be buf");
         return NULL;
     }
     Py_ssize_t off = PyLong_AsSsize_t(args[1]);
+    if (off == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
     Py_ssize_t blen = PyLong_AsSsize_t(args[2]);
+    if (blen == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
     int little = PyObject_IsTrue(args[3]);
+    if (little < 0) {
+        return NULL;
+    }
     Py_ssize_t max_record = PyLong_AsSsize_t(args[6]);
+    if (max_record == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
     Py_ssize_t max_block = PyLong_AsSsize_t(args[7]);
+    if (max_block == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
     Py_ssize_t pos = PyLong_AsSsize_t(args[9]);
-    if (PyErr_Occurred() || little < 0) {
+    if (pos == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    Py_ssize_t nif = PyTuple_GET_SIZE(args[4]);
-    if (PyTuple_GET_SIZE(args[5]) != nif) {
-        PyErr_SetString(PyExc_ValueError, "links and mults: one per interface");
+    if (max_record < 0 || max_block < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_record and max_block must not be negative");
         return NULL;
     }
-    long *links = PyMem_Malloc(sizeof(long) * (size_t)(nif + 1));
-    long long *mults = PyMem_Malloc(sizeof(long long) * (size_t)(nif + 1));
-    if (links == NULL || mults == NULL) {
-        PyMem_Free(links);
-        PyMem_Free(mults);
-        return PyErr_NoMemory();
-    }
-    for (Py_ssize_t i = 0; i < nif; i++) {
-        links[i] = PyLong_AsLong(PyTuple_GET_ITEM(args[4], i));
-        mults[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(args[5], i));
-    }
-    Py_buffer view;
-    if (PyErr_Occurred() || PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
-        PyMem_Free(links);
-        PyMem_Free(mults);
+    Py_buffer view, outview;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
-    Py_buffer outview;
     if (PyObject_GetBuffer(out, &outview, PyBUF_WRITABLE) < 0) {
         PyBuffer_Release(&view);
-        PyMem_Free(links);
-        PyMem_Free(mults);
         return NULL;
     }
+    PyObject *result = NULL;
     if (off < 0 || blen < off || blen > view.len || pos < 0 || pos > outview.len) {
-        PyBuffer_Release(&outview);
-        PyBuffer_Release(&view);
-        PyMem_Free(links);
-        PyMem_Free(mults);
         PyErr_SetString(PyExc_ValueError, "offsets out of range");
-        return NULL;
+        goto done;
     }
     const unsigned char *b = (const unsigned char *)view.buf;
     Py_ssize_t count = 0;
-    long linktype = -1;
+    long long linktype = -1;
     int64_t last_t = 0;
-    PyObject *result = NULL;
     while (blen - off >= 32) {
         const unsigned char *p = b + off;
         uint32_t btype = rd32e(p, little), total = rd32e(p + 4, little);
@@ -1456,17 +1504,25 @@ epb_run(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         uint32_t intid = rd32e(p + 8, little);
         uint64_t ticks = ((uint64_t)rd32e(p + 12, little) << 32) | rd32e(p + 16, little);
         uint32_t caplen = rd32e(p + 20, little), wirelen = rd32e(p + 24, little);
-        if (intid >= (uint32_t)nif || mults[intid] <= 0
-            || (linktype >= 0 && links[intid] != linktype)) {
+        long long link, mult;
+        int r = list_item(links, intid, &link);
+        if (r == 0) {
+            r = list_item(mults, intid, &mult);
+        }
+        if (r == -2) {
+            goto done;
+        }
+        if (r < 0 || link < 0 || mult <= 0 || (linktype >= 0 && link != linktype)) {
             break;
         }
-        /* Options start after the data, padded to 4: none may be there. */
+        /* Options start after the data, padded to 4. */
         uint64_t opt = 28 + (uint64_t)caplen + ((4 - caplen % 4) % 4);
-        if (opt < (uint64_t)total - 4) {
+        if (opt < (uint64_t)total - 4
+            && !epb_options_ok(p, (Py_ssize_t)opt, (Py_ssize_t)total - 4, little)) {
             break;
         }
         uint64_t t;
-        if (__builtin_mul_overflow(ticks, (uint64_t)mults[intid], &t)
+        if (__builtin_mul_overflow(ticks, (uint64_t)mult, &t)
             || t / 1000000000ULL > 0xFFFFFFFFULL || t > (uint64_t)INT64_MAX) {
             break;
         }
@@ -1487,16 +1543,15 @@ epb_run(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         wr32le(w + 8, (uint32_t)len);
         wr32le(w + 12, wirelen);
         memcpy(w + 16, p + 28, (size_t)len);
-        linktype = links[intid];
+        linktype = link;
         last_t = (int64_t)t;
         off += total;
         count++;
     }
-    result = Py_BuildValue("(nnlLn)", off, count, linktype, (long long)last_t, pos);
+    result = Py_BuildValue("(nnLLn)", off, count, linktype, (long long)last_t, pos);
+done:
     PyBuffer_Release(&outview);
     PyBuffer_Release(&view);
-    PyMem_Free(links);
-    PyMem_Free(mults);
     return result;
 }
 

@@ -29,6 +29,7 @@ byte.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 from types import ModuleType
@@ -127,6 +128,7 @@ class _Layout(NamedTuple):
     v6_raw: bytes | None  # the same for IPv6 (None: no IPv6 fast path)
 
 
+@functools.lru_cache(maxsize=64)
 def _layout(endian: str, linktype: int, *, record: bool = True,
             null_order: Literal["little", "big"] | None = None) -> _Layout | None:
     """The precompiled structs of the fast path for ``linktype`` in a file of ``endian``;
@@ -257,8 +259,8 @@ def read_pcapng(
                 out += pack(sec, frac, len(data), wirelen)
                 out += data
                 n += 1
-            if progress is not None and n - shown >= 0x4000:
-                shown = n
+            if progress is not None and (n - shown >= 0x4000 or isinstance(item, Run)):
+                shown = n  # (a run is up to 4 MiB: big frames do not stall the display)
                 tell = getattr(f, "tell", None)
                 progress(n, tell() if tell is not None else 0)
         folder.fold(out, out_link)
@@ -272,35 +274,38 @@ def read_pcapng(
 
 class _RecordFolder:
     """Folds buffers of classic records (little-endian, ns time stamps) of one link type at a
-    time into a table, through the C loop where it can; one loop is active at a time (the
-    flows it holds go to the table before another link type's loop starts)."""
+    time into a table, through the C loop where it can. One loop is active at a time, for one
+    link type (the flows it holds go to the table before another link type's loop starts); a
+    short stretch of another link type is folded by the Python loop meanwhile, so that
+    interfaces of different link types taking turns do not start a loop per turn."""
+
+    SWITCH_BYTES = 1 << 18  # records of another link type worth a loop of their own
 
     def __init__(self, table: FlowTable) -> None:
         self.table = table
         self.linktype = -1
-        self.layout: _Layout | None = None
         self.loop: Any = None
         self.frames: dict[int, FrameFolder] = {}
 
-    def _use(self, linktype: int) -> None:
-        if linktype != self.linktype:
+    def _use(self, linktype: int, size: int) -> Any:
+        """The C loop's ``run`` for records of ``linktype``, or None (the Python loop)."""
+        if linktype != self.linktype and (self.loop is None or size >= self.SWITCH_BYTES):
             self.close()
             self.linktype = linktype
-            self.layout = _layout("<", linktype)
-            self.loop = _c_loop(self.table, self.layout, little=True, nano=True)
+            self.loop = _c_loop(self.table, _layout("<", linktype), little=True, nano=True)
+        return self.loop.run if self.loop is not None and linktype == self.linktype else None
 
     def fold(self, records: bytearray, linktype: int, size: int | None = None) -> None:
         """Fold ``records[:size]`` (all of it by default)."""
         size = len(records) if size is None else size
         if not size:
             return
-        self._use(linktype)
-        _n, damage = _fold_classic((records, size), "<", True, linktype, self.layout,
-                                   self.table, None, None if self.loop is None else self.loop.run)
+        run = self._use(linktype, size)
+        _n, damage = _fold_classic((records, size), "<", True, linktype,
+                                   _layout("<", linktype), self.table, None, run)
         assert damage is None  # records we wrote ourselves
 
     def fold_frame(self, linktype: int, data: bytes, t: int, wirelen: int) -> None:
-        self._use(linktype)
         fold = self.frames.get(linktype)
         if fold is None:
             fold = self.frames[linktype] = frame_folder(self.table, linktype)

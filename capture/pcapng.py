@@ -58,8 +58,8 @@ class Run(NamedTuple):
 
 # capture._fastloop.epb_run: (buf, off, blen, little, links, mults, max_record, max_block, out,
 # pos) -> (off, count, linktype, last time ns, pos).
-EpbRun = Callable[[bytearray, int, int, bool, tuple[int, ...], tuple[int, ...], int, int,
-                   bytearray, int], tuple[int, int, int, int, int]]
+EpbRun = Callable[[bytearray, int, int, bool, list[int], list[int], int, int, bytearray, int],
+                  tuple[int, int, int, int, int]]
 RUN_BYTES = CHUNK  # the records of one run: at most this, or one record of max_record
 
 
@@ -154,8 +154,8 @@ def iter_packets(f: Readable, max_record: int, epb_run: EpbRun | None = None
     # Per interface (numbered afresh in each section): (linktype, snap length, ticks/s).
     interfaces: list[tuple[int, int, int]] = []
     run_buf: bytearray | None = None
-    links: tuple[int, ...] = ()  # per interface, for epb_run: link type
-    mults: tuple[int, ...] = ()  # and nanoseconds per tick (0: not a whole number)
+    links: list[int] = []  # per interface, for epb_run: link type
+    mults: list[int] = []  # and nanoseconds per tick (0: not a whole number)
     pibs = 0  # process information blocks seen (EPB options may index them)
     last_t = 0  # a Simple Packet Block has no time stamp: scapy's reader gives the last one
     first = True
@@ -198,7 +198,7 @@ def iter_packets(f: Readable, max_record: int, epb_run: EpbRun | None = None
             raise EOFError  # major version 1 only
         if not fill(24):
             raise EOFError
-        if total > MAX_BLOCK or not fill(total - 4):
+        if not fill(total - 4):
             raise _ShortOptions
         padded = total + (-total % 4)
         if not fill(padded) or struct.unpack_from(endian + "I", buf, off + padded - 4)[0] != total:
@@ -212,7 +212,15 @@ def iter_packets(f: Readable, max_record: int, epb_run: EpbRun | None = None
             return
         head = bytes(buf[off : off + 8])
         if head[:4] == PCAPNG_MAGIC:
-            # Section Header Block: its byte-order mark says how to read its length.
+            # Section Header Block: its byte-order mark says how to read its length (when it
+            # has none, the byte order so far: what capture.readers' check of scapy uses).
+            bom = bytes(buf[off + 8 : off + 12]) if fill(12) else b""
+            total = struct.unpack({BOM_BIG: ">", BOM_LITTLE: "<"}.get(bom, endian) + "I",
+                                  head[4:8])[0]
+            if total > MAX_BLOCK:
+                if first:
+                    raise PcapngBadStart
+                raise PcapngDamaged(f"absurd block length {total} (more than {MAX_BLOCK})")
             try:
                 endian, total = section_header()
             except (EOFError, _ShortOptions) as exc:
@@ -223,7 +231,7 @@ def iter_packets(f: Readable, max_record: int, epb_run: EpbRun | None = None
                 raise PcapngDamaged(describe_damage(bytes(buf[off : off + 8]), endian)) from None
             first = False
             interfaces = []  # a new section numbers its interfaces afresh
-            links = mults = ()
+            links, mults = [], []
             off += total
             continue
         btype, total = struct.unpack(endian + "II", head)
@@ -268,8 +276,8 @@ def iter_packets(f: Readable, max_record: int, epb_run: EpbRun | None = None
                 linktype, snaplen = struct.unpack_from(endian + "HxxI", buf, body)
                 resol = _tsresol(endian, bytes(buf[body + 8 : body_end]))
                 interfaces.append((linktype, snaplen, resol))
-                links = (*links, linktype)
-                mults = (*mults, NS // resol if NS % resol == 0 else 0)
+                links.append(linktype)
+                mults.append(NS // resol if NS % resol == 0 else 0)
             elif btype == BLOCK_SPB:
                 if interfaces:
                     if body_end - body < 4:

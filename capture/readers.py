@@ -23,7 +23,7 @@ from typing import Any, cast
 from capture.errors import CaptureError
 from capture.flows import NS, FlowTable
 from capture.pcapfast import MAX_RECORD, FrameFolder, frame_folder, read_classic, read_pcapng
-from capture.pcapng import BAD_START, PcapngBadStart
+from capture.pcapng import BAD_START, BOM_BIG, BOM_LITTLE, PcapngBadStart
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", False),
@@ -230,28 +230,79 @@ def _damaged_block(head: bytes, endian: str) -> str:
     return f"truncated or damaged block (type 0x{btype:x}, length {blen})"
 
 
+def _first_block_length(info: CaptureInfo) -> int:
+    """The length the first block (the section header) of a pcapng declares."""
+    opener: Any = gzip.open if info.gzipped else open
+    with opener(info.path, "rb") as f:
+        head = f.read(12)
+    endian = {BOM_BIG: ">", BOM_LITTLE: "<"}.get(head[8:12])
+    return 0 if endian is None or len(head) < 12 else struct.unpack(endian + "I", head[4:8])[0]
+
+
+class _Lookahead:
+    """A file whose ``peek(n)`` gives ``n`` bytes unless the file ends first (a buffered
+    file's gives what is left in its buffer, maybe fewer); ``read`` and ``close`` for scapy."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.ahead = b""
+
+    def peek(self, n: int) -> bytes:
+        if len(self.ahead) < n:
+            self.ahead += self.f.read(n - len(self.ahead))
+        return self.ahead[:n]
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.ahead:
+            return cast(bytes, self.f.read(n))
+        if n < 0:
+            data, self.ahead = self.ahead + self.f.read(), b""
+            return data
+        data, self.ahead = self.ahead[:n], self.ahead[n:]
+        if len(data) < n:
+            data += self.f.read(n - len(data))
+        return data
+
+    def close(self) -> None:
+        self.f.close()
+
+
 def _scapy_reader(info: CaptureInfo) -> Any:
     """A scapy raw reader for the file, with record / block start tracking for damage checks."""
     from scapy.error import Scapy_Exception
     from scapy.utils import RawPcapNgReader, RawPcapReader
 
-    # Each reader notes the bytes ahead of the record / block it starts to read (peek(): from
-    # the read buffer, no system call): when scapy then reports the end of the file, the file
-    # ended cleanly exactly if there were none.
+    # Each reader notes the bytes ahead of the record / block it starts to read (_Lookahead:
+    # the file's own peek() may give fewer than there are, at the end of its buffer): when
+    # scapy then reports the end of the file, the file ended cleanly exactly if there were none.
     class _PcapReader(RawPcapReader):
         head = b""
 
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            if not isinstance(self.f, _Lookahead):
+                self.f = cast(Any, _Lookahead(self.f))  # scapy only reads and closes it
+
         def _read_packet(self, size: int = MAX_RECORD) -> Any:
-            self.head = cast(Any, self.f).peek(16)
+            self.head = cast(_Lookahead, self.f).peek(16)
             return super()._read_packet(size)
 
     class _PcapNgReader(RawPcapNgReader):
         head = b""
 
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            if not isinstance(self.f, _Lookahead):
+                self.f = cast(Any, _Lookahead(self.f))  # scapy only reads and closes it
+
         def _read_block(self, size: int = MAX_RECORD) -> Any:
-            head = self.head = cast(Any, self.f).peek(8)
-            if len(head) >= 8 and head[:4] != PCAPNG_MAGIC:
-                blen = struct.unpack(self.endian + "I", head[4:8])[0]
+            head = cast(_Lookahead, self.f).peek(12)
+            self.head = head[:8]
+            endian = self.endian
+            if head[:4] == PCAPNG_MAGIC and len(head) >= 12:  # a section's own byte order
+                endian = {BOM_BIG: ">", BOM_LITTLE: "<"}.get(head[8:12], endian)
+            if len(head) >= 8:
+                blen = struct.unpack(endian + "I", head[4:8])[0]
                 if blen > MAX_BLOCK:
                     raise _Damaged(f"absurd block length {blen} (more than {MAX_BLOCK})")
             return super()._read_block(size)
@@ -275,6 +326,8 @@ def _scapy_reader(info: CaptureInfo) -> Any:
             super()._read_block_shb()
 
     cls = _PcapReader if info.kind == "pcap" else _PcapNgReader
+    if info.kind == "pcapng" and _first_block_length(info) > MAX_BLOCK:
+        raise CaptureError(f"cannot read as pcapng: {BAD_START}", path=info.path)
     try:
         return cls(info.path)
     except (Scapy_Exception, EOFError, OSError, struct.error) as exc:

@@ -265,3 +265,30 @@ def test_flow_files_the_same_every_way(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(capture.pcapfast, "_fastloop", None)
     pure = _ingest(path, tmp_path, "pure")
     assert fast == pure == reference
+
+
+@pytest.mark.parametrize("epb_run", EPB_RUNS, ids=lambda f: "C" if f else "py")
+@pytest.mark.parametrize("kind", ["absurd", "truncated"])
+def test_damage_at_the_end_of_a_read_buffer(tmp_path: Path, epb_run: Any, kind: str) -> None:
+    """A block header across the end of the 4096-byte buffer of scapy's file: its peek()
+    gives only part of it; the damage is described all the same, and alike."""
+    filler = _block("<", 0xBAD, bytes(4092 - 28 - 20 - 12))  # the next block starts at 4092
+    tail = (struct.pack("<II", 6, 1 << 30) + bytes(64) if kind == "absurd"
+            else struct.pack("<II", 6, 48) + bytes(20))
+    path = tmp_path / "edge.pcapng"
+    path.write_bytes(_shb("<") + _idb("<", 1) + filler + tail)
+    assert len(_shb("<") + _idb("<", 1) + filler) == 4092
+    expected = ("absurd block length 1073741824 (more than 16777216)" if kind == "absurd"
+                else "truncated or damaged block (type 0x6, length 48)")
+    assert _ours(path, epb_run) == _scapy(path) == ([], expected)
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_section_header_longer_than_any_block(tmp_path: Path, first: bool) -> None:
+    big = struct.pack("<II", 0x0A0D0D0A, (16 << 20) + 32) + struct.pack("<IHHq", 0x1A2B3C4D, 1,
+                                                                        0, -1) + bytes(64)
+    path = tmp_path / "bigshb.pcapng"
+    path.write_bytes(big if first else _shb("<") + _idb("<", 1) + big)
+    expected = ("cannot read as pcapng: the first section header block is damaged" if first
+                else "absurd block length 16777248 (more than 16777216)")
+    assert _ours(path) == _scapy(path) == ([], expected)
