@@ -146,6 +146,14 @@ class Half:
 _json_str: Callable[[str], str] = json.encoder.encode_basestring  # what dumps() uses for str
 _JSON_BOOL = {True: "true", False: "false"}
 
+def _client_first(fl: Flow) -> tuple[Half, Half, bytes, bytes, int | None, int | None]:
+    """(client half, server half, client address, server address, client port, server
+    port) of a flow."""
+    if fl.client_is_a:
+        return fl.a, fl.b, fl.a_addr, fl.b_addr, fl.a_port, fl.b_port
+    return fl.b, fl.a, fl.b_addr, fl.a_addr, fl.b_port, fl.a_port
+
+
 class NativeFlows(Protocol):
     """Flows held outside the tables (the C loop's): see ``FlowTable.native``."""
 
@@ -513,10 +521,7 @@ class FlowTable:
         ``flows`` when given, else of all the table's flows."""
         name = self.name
         for fl in self.flows() if flows is None else flows:
-            if fl.client_is_a:
-                client, server, cport, sport = fl.a_addr, fl.b_addr, fl.a_port, fl.b_port
-            else:
-                client, server, cport, sport = fl.b_addr, fl.a_addr, fl.b_port, fl.a_port
+            _c, _s, client, server, cport, sport = _client_first(fl)
             yield (0, fl.first / NS, PROTO_NAMES[fl.proto], name(client),
                    -1 if cport is None else cport, name(server),
                    -1 if sport is None else sport), fl
@@ -553,12 +558,7 @@ class FlowTable:
         it (keys sorted, compact), made without the dictionary and the general encoder -- the
         writing of the records was a sixth of an ingest. Strings are JSON-escaped by the
         encoder's own function; the tests hold the two byte for byte equal."""
-        if fl.client_is_a:
-            c, s = fl.a, fl.b
-            client, server, cport, sport = fl.a_addr, fl.b_addr, fl.a_port, fl.b_port
-        else:
-            c, s = fl.b, fl.a
-            client, server, cport, sport = fl.b_addr, fl.a_addr, fl.b_port, fl.a_port
+        c, s, client, server, cport, sport = _client_first(fl)
         name = self.name
         outer = ("[" + ",".join(map(_json_str, sorted({name(a) for a in fl.outer}))) + "]"
                  if fl.outer else "null")
@@ -578,12 +578,7 @@ class FlowTable:
         )
 
     def flow_record(self, fl: Flow) -> dict[str, Any]:
-        if fl.client_is_a:
-            c, s = fl.a, fl.b
-            client, server, cport, sport = fl.a_addr, fl.b_addr, fl.a_port, fl.b_port
-        else:
-            c, s = fl.b, fl.a
-            client, server, cport, sport = fl.b_addr, fl.a_addr, fl.b_port, fl.a_port
+        c, s, client, server, cport, sport = _client_first(fl)
         return {
             "record": "flow",
             "proto": PROTO_NAMES[fl.proto],

@@ -256,13 +256,17 @@ def iter_packets(f: Readable, max_record: int, epb_run: EpbRun | None = None
         body = off + 8
         body_end = off + total - 4  # scapy's block: total - 12 bytes
         try:
-            if btype == BLOCK_EPB:
+            if btype in (BLOCK_EPB, BLOCK_PB):  # the two with an interface and a time stamp
                 if body_end - body < 20:
                     raise EOFError
-                intid, hi, lo, caplen, wirelen = struct.unpack_from(endian + "5I", buf, body)
-                opt = body + 20 + caplen + (-caplen % 4)
-                if opt < body_end:
-                    _check_epb_options(endian, bytes(buf[opt:body_end]), pibs)
+                if btype == BLOCK_EPB:
+                    intid, hi, lo, caplen, wirelen = struct.unpack_from(endian + "5I", buf, body)
+                    opt = body + 20 + caplen + (-caplen % 4)
+                    if opt < body_end:
+                        _check_epb_options(endian, bytes(buf[opt:body_end]), pibs)
+                else:  # the obsolete Packet Block
+                    intid, _drops, hi, lo, caplen, wirelen = struct.unpack_from(
+                        endian + "HH4I", buf, body)
                 if intid < len(interfaces):
                     linktype, _snap, resol = interfaces[intid]
                     data_end = min(body + 20 + caplen, body_end, body + 20 + max_record)
@@ -288,18 +292,6 @@ def iter_packets(f: Readable, max_record: int, epb_run: EpbRun | None = None
                     data_end = min(body + 4 + caplen, body_end, body + 4 + max_record)
                     off += padded
                     yield last_t, linktype, bytes(buf[body + 4 : data_end]), wirelen
-                    continue
-            elif btype == BLOCK_PB:
-                if body_end - body < 20:
-                    raise EOFError
-                intid, _drops, hi, lo, caplen, wirelen = struct.unpack_from(
-                    endian + "HH4I", buf, body)
-                if intid < len(interfaces):
-                    linktype, _snap, resol = interfaces[intid]
-                    data_end = min(body + 20 + caplen, body_end, body + 20 + max_record)
-                    last_t = _ticks_to_ns((hi << 32) | lo, resol)
-                    off += padded
-                    yield last_t, linktype, bytes(buf[body + 20 : data_end]), wirelen
                     continue
             elif btype == BLOCK_DSB:
                 if body_end - body < 8:

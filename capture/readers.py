@@ -23,7 +23,7 @@ from typing import Any, cast
 from capture.errors import CaptureError
 from capture.flows import NS, FlowTable
 from capture.pcapfast import MAX_RECORD, FrameFolder, frame_folder, read_classic, read_pcapng
-from capture.pcapng import BAD_START, BOM_BIG, BOM_LITTLE, PcapngBadStart
+from capture.pcapng import BAD_START, BOM_BIG, BOM_LITTLE, PcapngBadStart, describe_damage
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", False),
@@ -203,7 +203,7 @@ def _scapy_packets(info: CaptureInfo) -> Iterator[tuple[int, int, bytes, int]]:
                     data, meta = reader._read_packet(MAX_RECORD)
                 except EOFError:
                     if reader.head:  # bytes were left, but not a whole block
-                        raise _Damaged(_damaged_block(reader.head, reader.endian)) from None
+                        raise _Damaged(describe_damage(reader.head, reader.endian)) from None
                     return
                 if meta.tshigh is None:  # a Simple Packet Block has no time stamp
                     t = last
@@ -219,15 +219,6 @@ def _scapy_packets(info: CaptureInfo) -> Iterator[tuple[int, int, bytes, int]]:
         raise _Damaged(f"damaged record: {exc}") from exc
     finally:
         reader.close()
-
-
-def _damaged_block(head: bytes, endian: str) -> str:
-    if len(head) < 8:
-        return f"truncated block header ({len(head)} of 8 bytes)"
-    btype, blen = struct.unpack(endian + "II", head[:8])
-    if blen < 12 or blen % 4:
-        return f"invalid block length {blen} (block type 0x{btype:x})"
-    return f"truncated or damaged block (type 0x{btype:x}, length {blen})"
 
 
 def _first_block_length(info: CaptureInfo) -> int:
