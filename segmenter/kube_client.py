@@ -114,3 +114,45 @@ def transport_reason(exc: BaseException) -> str:
             return f"TLS error: {str(e).splitlines()[0]}"
     last = chain[-1]
     return str(last).splitlines()[0] if str(last) else type(last).__name__
+
+
+
+def decode_response(response: Any, api_client: Any, *, host: str, what: str) -> Any:
+    """The JSON body of an API call's response -- raw (``_preload_content=False``; the
+    connection goes back to the pool), already a mapping, or a model object -- unchecked.
+    ``what`` names the call in the error (``list pods``)."""
+    if isinstance(getattr(response, "data", None), bytes):
+        try:
+            return json.loads(response.data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InventoryError(
+                f"the API server at {host} sent a malformed response to {what} (not JSON)"
+            ) from None
+        finally:
+            release = getattr(response, "release_conn", None)
+            if callable(release):
+                release()
+    if isinstance(response, Mapping):
+        return response
+    return api_client.sanitize_for_serialization(response)  # a model object
+
+
+def api_status_error(exc: Any, *, host: str, what: str, forbidden: str) -> InventoryError:
+    """The one-line reason for the client's ApiException ``exc`` of the call ``what``;
+    ``forbidden`` is the reason for a 403 (which permission is missing)."""
+    status = exc.status
+    if status == 0:  # the REST layer's TLS failure
+        reason = str(exc.reason or "").replace("\n", ": ")
+        return InventoryError(f"cannot reach the cluster at {host}: {reason}")
+    if status == 401:
+        return InventoryError(
+            f"unauthorized: the cluster at {host} rejected the credentials "
+            "(expired token or certificate?)"
+        )
+    if status == 403:
+        return InventoryError(forbidden)
+    message = status_message(exc)
+    return InventoryError(
+        f"the API server at {host} answered {status} {exc.reason or ''} to {what}"
+        + (f": {message}" if message else "")
+    )

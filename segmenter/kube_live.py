@@ -17,7 +17,6 @@ Read-only RBAC for this is in ``docs/rbac.yaml``.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,8 +25,9 @@ from typing import Any, Final
 from segmenter.errors import InputError, InventoryError
 from segmenter.inventory import parse_documents
 from segmenter.kube_client import api_client as _api_client
+from segmenter.kube_client import api_status_error as _api_status_error
+from segmenter.kube_client import decode_response as _decode_response
 from segmenter.kube_client import is_transport_error as _is_transport_error
-from segmenter.kube_client import status_message as _status_message
 from segmenter.kube_client import transport_reason as _reason
 from segmenter.model import Inventory
 
@@ -208,23 +208,7 @@ def _list_all(
 
 
 def _as_dict(api_client: Any, response: Any, resource: _Resource, host: str) -> Mapping[str, Any]:
-    if hasattr(response, "data") and isinstance(getattr(response, "data", None), bytes):
-        raw: bytes = response.data
-        try:
-            page = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InventoryError(
-                f"the API server at {host} sent a malformed response to list "
-                f"{resource.rbac_name} (not JSON)"
-            ) from None
-        finally:
-            release = getattr(response, "release_conn", None)
-            if callable(release):
-                release()
-    elif isinstance(response, Mapping):
-        page = response
-    else:  # a model object (client called with preloading)
-        page = api_client.sanitize_for_serialization(response)
+    page = _decode_response(response, api_client, host=host, what=f"list {resource.rbac_name}")
     if isinstance(page, Mapping) and "items" in page and page["items"] is None:
         page = {**page, "items": []}  # Go encodes an empty list as null
     if not isinstance(page, Mapping) or not isinstance(page.get("items"), list):
@@ -236,21 +220,8 @@ def _as_dict(api_client: Any, response: Any, resource: _Resource, host: str) -> 
 
 
 def _api_error(exc: Any, resource: _Resource, host: str, *, verb: str = "list") -> InventoryError:
-    status = exc.status
-    if status == 0:  # the REST layer's TLS failure
-        reason = str(exc.reason or "").replace("\n", ": ")
-        return InventoryError(f"cannot reach the cluster at {host}: {reason}")
-    if status == 401:
-        return InventoryError(
-            f"unauthorized: the cluster at {host} rejected the credentials "
-            "(expired token or certificate?)"
-        )
-    if status == 403:
-        return InventoryError(f"forbidden: needs {verb} on {resource.rbac_name} (see {RBAC_HINT})")
-    message = _status_message(exc)
-    return InventoryError(
-        f"the API server at {host} answered {status} {exc.reason or ''} to {verb} "
-        f"{resource.rbac_name}" + (f": {message}" if message else "")
-    )
+    return _api_status_error(
+        exc, host=host, what=f"{verb} {resource.rbac_name}",
+        forbidden=f"forbidden: needs {verb} on {resource.rbac_name} (see {RBAC_HINT})")
 
 

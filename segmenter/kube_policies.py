@@ -27,7 +27,6 @@ runs on the development machine.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +34,8 @@ from typing import Any, Final
 
 from segmenter.errors import InventoryError
 from segmenter.kube_client import api_client as _api_client
+from segmenter.kube_client import api_status_error as _api_status_error
+from segmenter.kube_client import decode_response as _decode_response
 from segmenter.kube_client import is_transport_error as _is_transport_error
 from segmenter.kube_client import status_message as _status_message
 from segmenter.kube_client import transport_reason as _reason
@@ -160,7 +161,7 @@ def read_live_policies(
     its current context); without any kubeconfig file, the in-cluster service account.
 
     Raises:
-        InventoryError: unreachable cluster, bad kubeconfig, 401, 403, or a malformed answer.
+        InventoryError: unreachable cluster, bad kubeconfig, 401, 403, or a malformed response.
     """
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
@@ -254,7 +255,7 @@ def _served_plurals(custom: Any, *, host: str, timeout: float) -> set[str] | Non
         raise
     resources = data.get("resources")
     if not isinstance(resources, list):
-        raise InventoryError(f"the API server at {host} sent an unexpected answer to discovery "
+        raise InventoryError(f"the API server at {host} sent an unexpected response to discovery "
                              f"of {what} (no resources list)")
     return {str(r.get("name")) for r in resources
             if isinstance(r, Mapping) and "/" not in str(r.get("name"))}
@@ -292,7 +293,7 @@ def _list_all(method: Callable[..., Any], api_client: Any, info: PolicyKind, *, 
             raise
         raw_items = page.get("items")
         if not isinstance(raw_items, list):
-            raise InventoryError(f"the API server at {host} sent an unexpected answer to list "
+            raise InventoryError(f"the API server at {host} sent an unexpected response to list "
                                  f"{info.resource} (no items list)")
         for raw in raw_items:
             if not isinstance(raw, Mapping):
@@ -308,41 +309,17 @@ def _list_all(method: Callable[..., Any], api_client: Any, info: PolicyKind, *, 
 
 
 def _decode(response: Any, api_client: Any, *, host: str, what: str) -> dict[str, Any]:
-    if isinstance(getattr(response, "data", None), bytes):
-        try:
-            page = json.loads(response.data)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InventoryError(
-                f"the API server at {host} sent a malformed answer to {what} (not JSON)"
-            ) from None
-        finally:
-            release = getattr(response, "release_conn", None)
-            if callable(release):
-                release()
-    elif isinstance(response, Mapping):
-        page = response
-    else:  # a model object
-        page = api_client.sanitize_for_serialization(response)
+    page = _decode_response(response, api_client, host=host, what=what)
     if not isinstance(page, Mapping):
-        raise InventoryError(f"the API server at {host} sent an unexpected answer to {what}")
+        raise InventoryError(f"the API server at {host} sent an unexpected response to {what}")
     return dict(page)
 
 
 def _api_error(exc: Any, *, what: str, host: str) -> InventoryError:
-    status = exc.status
-    if status == 0:
-        reason = str(exc.reason or "").replace("\n", ": ")
-        return InventoryError(f"cannot reach the cluster at {host}: {reason}")
-    if status == 401:
-        return InventoryError(f"unauthorized: the cluster at {host} rejected the credentials "
-                              "(expired token or certificate?)")
-    if status == 403:
-        message = _status_message(exc)
-        return InventoryError(f"forbidden: cannot {what} at {host} (see {RBAC_HINT})"
-                              + (f": {message}" if message else ""))
     message = _status_message(exc)
-    return InventoryError(f"the API server at {host} answered {status} {exc.reason or ''} to "
-                          f"{what}" + (f": {message}" if message else ""))
+    return _api_status_error(exc, host=host, what=what,
+                             forbidden=f"forbidden: cannot {what} at {host} (see {RBAC_HINT})"
+                             + (f": {message}" if message else ""))
 
 
 # ---------------------------------------------------------------------------------------------
