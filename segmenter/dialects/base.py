@@ -12,11 +12,24 @@ from typing import Any
 
 from segmenter.errors import UnsupportedError
 from segmenter.gcpause import no_gc
-from segmenter.policy.ir import PolicySet
+from segmenter.policy.ir import Policy, PolicySet
 
 Manifest = dict[str, Any]
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "segmenter"}
+
+
+def policy_annotations(policy: Policy) -> dict[str, str]:
+    """The provenance annotations of a policy, the same in every dialect: what it is for, its
+    zone, the compliance requirements it serves, how its selector was chosen."""
+    annotations = {"segmenter.io/description": policy.description}
+    if policy.zone:
+        annotations["segmenter.io/zone"] = policy.zone
+    if policy.requirements:
+        annotations["segmenter.io/requirements"] = ", ".join(policy.requirements)
+    if policy.selector_note:
+        annotations["segmenter.io/selector"] = policy.selector_note
+    return annotations
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from segmenter.dialects.base import MANAGED_BY, Dialect, Manifest
+from segmenter.dialects.base import MANAGED_BY, Dialect, Manifest, policy_annotations
 from segmenter.dialects.kubernetes import timestamp
 from segmenter.model import Labels
 from segmenter.policy.ir import (
@@ -97,14 +97,7 @@ class Calico(Dialect):
         if not cluster:
             metadata["namespace"] = policy.namespace
         metadata["labels"] = dict(MANAGED_BY)
-        annotations = {"segmenter.io/description": policy.description}
-        if policy.zone:
-            annotations["segmenter.io/zone"] = policy.zone
-        if policy.requirements:
-            annotations["segmenter.io/requirements"] = ", ".join(policy.requirements)
-        if policy.selector_note:
-            annotations["segmenter.io/selector"] = policy.selector_note
-        metadata["annotations"] = annotations
+        metadata["annotations"] = policy_annotations(policy)
         spec: dict[str, Any] = {}
         if self.staged:
             spec["stagedAction"] = "Set"

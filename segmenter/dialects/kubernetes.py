@@ -12,7 +12,7 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from segmenter.dialects.base import MANAGED_BY, Dialect, Manifest
+from segmenter.dialects.base import MANAGED_BY, Dialect, Manifest, policy_annotations
 from segmenter.model import Transport
 from segmenter.policy.ir import Action, CidrPeer, Peer, PodPeer, Policy, PolicySet, Port, Rule
 
@@ -76,15 +76,7 @@ class Kubernetes(Dialect):
         return files
 
     def policy(self, policy: Policy) -> Manifest:
-        annotations = {
-            "segmenter.io/description": policy.description,
-        }
-        if policy.zone:
-            annotations["segmenter.io/zone"] = policy.zone
-        if policy.requirements:
-            annotations["segmenter.io/requirements"] = ", ".join(policy.requirements)
-        if policy.selector_note:
-            annotations["segmenter.io/selector"] = policy.selector_note
+        annotations = policy_annotations(policy)
         evidence = evidence_lines(policy.ingress or (), "ingress") + evidence_lines(
             policy.egress or (), "egress")
         if evidence:
