@@ -660,6 +660,12 @@ def _corpus_dump(app: str, pattern: str) -> tuple[list[dict[str, Any]], dict[str
     return items, info
 
 
+def _edge_ports(graph: Any) -> set[tuple[str, str, str, int]]:
+    """(source, destination, protocol, port) of every port of every edge."""
+    return {(src, dst, entry["protocol"], entry["port"])
+            for src, dst, attrs in graph.edges(data=True) for entry in attrs["ports"]}
+
+
 def _expected_and_flows(
     app: str, info: dict[str, Any]
 ) -> tuple[set[tuple[str, str, str, int]], list[Flow]]:
@@ -722,12 +728,7 @@ def test_real_application_call_graph(tmp_path: Path, app: str) -> None:
     expected, flows = _expected_and_flows(app, info)
     assert len(expected) >= 10
     graph = build_graph(flows, inventory)
-    actual = {
-        (src, dst, entry["protocol"], entry["port"])
-        for src, dst, attrs in graph.edges(data=True)
-        for entry in attrs["ports"]
-    }
-    assert actual == expected
+    assert _edge_ports(graph) == expected
     workloads = {n for n, a in graph.nodes(data=True) if a["kind"] == "workload"}
     assert workloads == {f"{info['ns'][n]}/{info['kind'][n]}/{n}" for n in info["kind"]}
     assert all(graph.nodes[n]["observed"] for n in workloads)
@@ -811,11 +812,7 @@ def test_real_application_call_graph_short_form(
         inventory = load_inventory([str(dump)])
     expected, flows, skipped = _simple_expected_and_flows(app, items, info)
     graph = build_graph(flows, inventory)
-    actual = {
-        (src, dst, entry["protocol"], entry["port"])
-        for src, dst, attrs in graph.edges(data=True)
-        for entry in attrs["ports"]
-    }
+    actual = _edge_ports(graph)
     assert actual == expected
     workloads = {n for n, a in graph.nodes(data=True) if a["kind"] == "workload"}
     assert workloads == {f"{info['ns'][n]}/{info['kind'][n]}/{n}" for n in info["kind"]}
