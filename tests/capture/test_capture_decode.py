@@ -39,7 +39,7 @@ from scapy.layers.sctp import SCTP, SCTPChunkInit
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet
 
-from capture.decode import decode
+from capture.decode import Decoded, decode
 
 EXPECTED_V4 = {
     "proto": "TCP",
@@ -324,12 +324,13 @@ def test_decode_fuzz_prefixes() -> None:
         ether(IP() / UDP(dport=6081) / GENEVE(proto=0x6558) / Ether() / Dot1Q() / IP() / TCP()),
     ]
     for frame in frames:
+        assert isinstance(decode(1, frame, len(frame)), Decoded)
         for cut in range(len(frame) + 1):
-            decode(1, frame[:cut], len(frame))
+            assert isinstance(decode(1, frame[:cut], len(frame)), (Decoded, str))
         for i in range(len(frame)):
             for value in (0x00, 0xFF, 0x45, 0x60):
                 mutated = frame[:i] + bytes([value]) + frame[i + 1 :]
-                decode(1, mutated, len(mutated))
+                assert isinstance(decode(1, mutated, len(mutated)), (Decoded, str))
 
 
 def test_time_stamps(tmp_path: Path) -> None:
