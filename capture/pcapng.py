@@ -156,7 +156,6 @@ def iter_packets(f: Readable, max_record: int, epb_run: EpbRun | None = None
     run_buf: bytearray | None = None
     links: list[int] = []  # per interface, for epb_run: link type
     mults: list[int] = []  # and nanoseconds per tick (0: not a whole number)
-    pibs = 0  # process information blocks seen (EPB options may index them)
     last_t = 0  # a Simple Packet Block has no time stamp: scapy's reader gives the last one
     first = True
 
@@ -263,7 +262,7 @@ def iter_packets(f: Readable, max_record: int, epb_run: EpbRun | None = None
                     intid, hi, lo, caplen, wirelen = struct.unpack_from(endian + "5I", buf, body)
                     opt = body + 20 + caplen + (-caplen % 4)
                     if opt < body_end:
-                        _check_epb_options(endian, bytes(buf[opt:body_end]), pibs)
+                        _check_epb_options(endian, bytes(buf[opt:body_end]))
                 else:  # the obsolete Packet Block
                     intid, _drops, hi, lo, caplen, wirelen = struct.unpack_from(
                         endian + "HH4I", buf, body)
@@ -299,18 +298,17 @@ def iter_packets(f: Readable, max_record: int, epb_run: EpbRun | None = None
                 length = struct.unpack_from(endian + "I", buf, body + 4)[0]
                 if body_end - body - 8 < length + (-length % 4):
                     raise EOFError
-            elif btype == BLOCK_PIB:
-                if body_end - body < 4:
-                    raise EOFError
-                pibs += 1
+            elif btype == BLOCK_PIB and body_end - body < 4:
+                raise EOFError  # too short for its process id
         except EOFError:
             raise PcapngDamaged(describe_damage(head, endian)) from None
         off += padded
 
 
-def _check_epb_options(endian: str, options: bytes, pibs: int) -> None:
+def _check_epb_options(endian: str, options: bytes) -> None:
     """The options of an Enhanced Packet Block that make scapy's reader give up (``EOFError``):
-    a process-information index or flags word that is not 4 bytes."""
+    a process-information index or flags word that is not 4 bytes. (An index past the process
+    information blocks seen is only a warning in scapy.)"""
     opts = _Options.parse(endian, options)
     for code in OPT_EPB_PIB_INDEX:
         value = opts.get(code)
@@ -319,4 +317,3 @@ def _check_epb_options(endian: str, options: bytes, pibs: int) -> None:
     flags = opts.get(OPT_EPB_FLAGS)
     if flags and isinstance(flags, bytes) and len(flags) != 4:
         raise EOFError
-    del pibs  # an index past the blocks seen is only a warning in scapy
