@@ -23,7 +23,10 @@ from capture import __version__
 from capture.errors import CaptureError
 
 FORMAT = "segmenter-flows"
-VERSION = 1
+VERSION = 2  # the newest version this module reads and writes
+# Record fields that version 2 added (docs/flow-format.md). A file none of whose records uses
+# them is written as version 1, which every reader of this format reads.
+V2_FIELDS = frozenset({"client_endpoint", "server_endpoint", "verdict", "sampled", "sources"})
 GENERATOR = f"segmenter-capture {__version__}"
 
 Record = dict[str, Any]
@@ -86,16 +89,23 @@ def sort_key(rec: Mapping[str, Any]) -> tuple[Any, ...]:
     return (2, 0.0, str(kind), "", 0, "", 0)
 
 
+def file_version(records: Iterable[Mapping[str, Any]]) -> int:
+    """The lowest format version that holds ``records``: 2 when any uses a version-2 field."""
+    return 2 if any(not V2_FIELDS.isdisjoint(r) for r in records) else 1
+
+
 def make_header(
     sources: Iterable[str],
     packets: int,
     skipped: Mapping[str, int],
     flows: int,
     dns: int,
+    *,
+    version: int = 1,
 ) -> dict[str, Any]:
     return {
         "format": FORMAT,
-        "version": VERSION,
+        "version": version,
         "generator": GENERATOR,
         "sources": sorted(set(sources)),
         "stats": {
@@ -268,7 +278,8 @@ def merge(files: Sequence[FlowFile]) -> tuple[dict[str, Any], list[Record]]:
         records.extend(ff.records)
     flows = sum(1 for r in records if r.get("record") == "flow")
     dns = sum(1 for r in records if r.get("record") == "dns")
-    return make_header(sources, packets, skipped, flows, dns), records
+    return make_header(sources, packets, skipped, flows, dns,
+                       version=file_version(records)), records
 
 
 def merge_flow_files(paths: Sequence[str], out: str | None) -> FlowFile:

@@ -1,11 +1,13 @@
-"""Captures -> one flow file: the entry point the ``segmenter`` CLI and ``python -m capture`` use.
+"""Traffic files -> one flow file: the entry point the ``segmenter`` CLI and ``python -m capture``
+use.
 
-``ingest(paths, out)`` checks every input first (a file that is not a capture at all raises
-``CaptureError`` naming it, before anything is written), then reads the captures one after the
-other -- ordered by their first packet's time stamp, then name, so the argument order does not
-matter -- as one stream folded into one flow table, and writes the flow file atomically. A
-capture that is damaged part-way contributes the packets before the damage, and a warning naming
-the file and packet number goes to the ``capture`` logger.
+``ingest(paths, out)`` checks every input first (its format is found by content among
+``capture.sources.SOURCES``; a file of no format read raises ``CaptureError`` naming it, before
+anything is written), then reads the captures one after the other -- ordered by their first
+packet's time stamp, then name, so the argument order does not matter -- as one stream folded
+into one flow table, then the record sources (flow files, flow logs), and writes the flow file
+atomically. A capture that is damaged part-way contributes the packets before the damage, and a
+warning naming the file and packet number goes to the ``capture`` logger.
 """
 
 from __future__ import annotations
@@ -16,15 +18,25 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from capture.errors import CaptureError
-from capture.flowfile import dumps, in_file_order, make_header, ordered_lines, write_lines
-from capture.flows import FlowTable
-from capture.readers import CaptureInfo, first_timestamp, open_capture, read_capture
+from capture.flowfile import (
+    Record,
+    dumps,
+    file_version,
+    in_file_order,
+    make_header,
+    ordered_lines,
+    sort_key,
+    write_lines,
+)
+from capture.flows import Flow, FlowTable
+from capture.sources import Opened, ReadOptions, Sink, SourceFormat, detect
 
 log = logging.getLogger("capture")
 
@@ -54,25 +66,26 @@ def ingest(
     progress: bool = False,
     fast: bool = True,
 ) -> IngestStats:
-    """Read the captures ``paths`` and write their flow file to ``out``.
+    """Read the traffic files ``paths`` (any format of ``capture.sources``) and write their flow
+    file to ``out``.
 
     ``out`` None or ``"-"`` writes to standard output. ``progress`` shows a progress line on
     standard error when it is a terminal (never otherwise). ``fast=False`` reads every capture
     with scapy's readers and decodes every packet with the general decoder: the same output,
     several times slower (the reference the fast paths are tested against). Raises
-    ``CaptureError`` for an input that is missing or not a capture, or an unwritable ``out``;
-    a capture damaged part-way is a warning (``warnings``, and the ``capture`` logger).
+    ``CaptureError`` for an input that is missing or of no format read, or an unwritable
+    ``out``; a capture damaged part-way is a warning (``warnings``, and the ``capture`` logger).
     """
     with _no_gc():
-        table, stats = _read(paths, progress=progress, fast=fast)
+        sink, stats = _read(paths, progress=progress, fast=fast)
         if out is not None:
             out = os.fspath(out)
         # Records are turned into text one at a time: at no time are all of them held as
         # dictionaries.
         write_lines(out, itertools.chain(
             [dumps(stats.header)],
-            ordered_lines(table.flow_items(), table.flow_line),
-            ordered_lines(table.dns_items(), table.dns_line),
+            ordered_lines(_flow_items(sink), _line_of(sink, sink.table.flow_line)),
+            ordered_lines(_dns_items(sink), _line_of(sink, sink.table.dns_line)),
         ))
     return IngestStats(
         stats.packets, stats.skipped, stats.flows, stats.dns, stats.sources, stats.warnings,
@@ -83,59 +96,85 @@ def ingest(
 def fold(
     paths: Sequence[str], *, progress: bool = False, fast: bool = True
 ) -> tuple[dict[str, Any], list[dict[str, Any]], IngestStats]:
-    """Read the captures into (flow file header, records, stats) without writing anything;
+    """Read the traffic files into (flow file header, records, stats) without writing anything;
     the records in the order of the flow file."""
     with _no_gc():
-        table, stats = _read(paths, progress=progress, fast=fast)
+        sink, stats = _read(paths, progress=progress, fast=fast)
+        table = sink.table
         records = [
-            *map(table.flow_record, in_file_order(table.flow_items(), table.flow_line)),
-            *map(table.dns_record, in_file_order(table.dns_items(), table.dns_line)),
+            *(obj if isinstance(obj, dict) else table.flow_record(obj)
+              for obj in in_file_order(_flow_items(sink), _line_of(sink, table.flow_line))),
+            *(obj if isinstance(obj, dict) else table.dns_record(obj)
+              for obj in in_file_order(_dns_items(sink), _line_of(sink, table.dns_line))),
         ]
     return stats.header, records, stats
 
 
+def _record_items(sink: Sink, kind: str) -> Iterator[tuple[tuple[Any, ...], Record]]:
+    return ((sort_key(r), r) for r in sink.records if r.get("record") == kind)
+
+
+def _flow_items(sink: Sink) -> Iterator[tuple[tuple[Any, ...], Flow | Record]]:
+    """The flows of the table and the flow records of record sources, as (sort key, item)."""
+    return itertools.chain(sink.table.flow_items(), _record_items(sink, "flow"))
+
+
+def _dns_items(sink: Sink) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    """The DNS answers of the table and the DNS records of record sources, as (sort key, item)."""
+    return itertools.chain(sink.table.dns_items(), _record_items(sink, "dns"))
+
+
+def _line_of(sink: Sink, table_line: Callable[[Any], str]) -> Callable[[Any], str]:
+    """A record's line: record sources' records are dictionaries, the table's are its own."""
+
+    def line(obj: Any) -> str:
+        return dumps(obj) if isinstance(obj, dict) else table_line(obj)
+
+    return line
+
+
 def _read(
     paths: Sequence[str], *, progress: bool, fast: bool
-) -> tuple[FlowTable, IngestStats]:
+) -> tuple[Sink, IngestStats]:
     if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]  # one capture named on its own
+        paths = [paths]  # one file named on its own
     if not paths:
         raise CaptureError("no capture files given")
-    infos: list[CaptureInfo] = []
+    inputs: list[tuple[Opened, SourceFormat]] = []
     seen: set[str] = set()
     for name in paths:
         path = os.fspath(name)
-        info = open_capture(path)
+        opened, source = detect(path)
         real = os.path.realpath(path)
         if real not in seen:  # the same file named twice is read once
             seen.add(real)
-            infos.append(info)
-    if len(infos) > 1:
-        order = {info.path: first_timestamp(info) for info in infos}
-        infos.sort(key=lambda i: (order[i.path] is None, order[i.path] or 0,
-                                  os.path.basename(i.path), i.path))
-    table = FlowTable()
-    packets = 0
-    warnings: list[str] = []
+            inputs.append((opened, source))
+    # Captures fold into one flow table in time order (a rotated capture continues its flows
+    # across files), then record sources; each group by name, so argument order never matters.
+    times = {o.path: s.first_time(o) if s.first_time is not None else None for o, s in inputs}
+    inputs.sort(key=lambda item: (not item[1].packets, times[item[0].path] is None,
+                                  times[item[0].path] or 0, os.path.basename(item[0].path),
+                                  item[0].path))
+    sink = Sink()
     show = _Progress(sys.stderr) if progress and _isatty(sys.stderr) else None
     with _quiet_scapy():
-        for info in infos:
-            tick = show.for_file(info, table) if show is not None else None
-            n, damage = read_capture(info, table, fast=fast, progress=tick)
-            packets += n
-            if damage is not None:
-                warning = str(CaptureError(damage, path=info.path, record=n + 1))
-                warnings.append(warning)
-                log.warning("%s; using the %d packets before it", warning, n)
+        for opened, source in inputs:
+            tick = show.for_file(opened, sink.table) if show is not None else None
+            warnings_before = len(sink.warnings)
+            source.read(opened, sink, ReadOptions(fast=fast, progress=tick))
+            for warning in sink.warnings[warnings_before:]:
+                log.warning("%s", warning)
     if show is not None:
         show.done()
-    flows = table.flow_count()
-    dns = len(table.dns)
-    sources = tuple(sorted({os.path.basename(info.path) for info in infos}))
-    skipped = dict(sorted(table.skipped.items()))
-    header = make_header(sources, packets, skipped, flows, dns)
-    return table, IngestStats(packets, skipped, flows, dns, sources, tuple(warnings), None,
-                              header)
+    table = sink.table
+    flows = table.flow_count() + sum(1 for r in sink.records if r.get("record") == "flow")
+    dns = len(table.dns) + sum(1 for r in sink.records if r.get("record") == "dns")
+    sources = tuple(sorted({os.path.basename(o.path) for o, _ in inputs}))
+    skipped = dict(sorted((Counter(table.skipped) + sink.skipped).items()))
+    header = make_header(sources, sink.packets, skipped, flows, dns,
+                         version=file_version(sink.records))
+    return sink, IngestStats(sink.packets, skipped, flows, dns, sources, tuple(sink.warnings),
+                             None, header)
 
 
 @contextmanager
@@ -174,7 +213,7 @@ class _Progress:
         self.start = time.monotonic()
         self.before = 0  # packets of the captures already read
 
-    def for_file(self, info: CaptureInfo, table: FlowTable) -> Any:
+    def for_file(self, info: Opened, table: FlowTable) -> Any:
         name = os.path.basename(info.path)
         size = info.size
         before = self.before

@@ -1,4 +1,4 @@
-"""Read flow files (``flows.jsonl``, format version 1; see ``docs/flow-format.md``).
+"""Read flow files (``flows.jsonl``, format versions 1 and 2; see ``docs/flow-format.md``).
 
 Every line is checked; the first bad one raises :class:`~segmenter.errors.InputError` naming the
 file and the line. ``.gz`` files are read transparently.
@@ -18,13 +18,25 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from segmenter.errors import InputError, type_name
-from segmenter.model import DnsAnswer, Flow, Transport
+from segmenter.model import (
+    DirectionBasis,
+    DnsAnswer,
+    EndpointIdentity,
+    Flow,
+    FlowVerdict,
+    Labels,
+    Transport,
+)
 
 logger = logging.getLogger(__name__)
 
 FORMAT: Final = "segmenter-flows"
-VERSION: Final = 1
-DIRECTIONS: Final = frozenset({"handshake", "first-packet", "port-heuristic"})
+VERSION: Final = 2
+DIRECTIONS: Final = {d.value: d for d in DirectionBasis}
+VERDICTS: Final = {v.value: v for v in FlowVerdict}
+_ENDPOINT_STRINGS: Final = ("namespace", "pod", "workload_kind", "workload_name", "node",
+                            "entity", "service")
+_ENDPOINT_KEYS: Final = frozenset({*_ENDPOINT_STRINGS, "labels", "names"})
 _PORTED: Final = frozenset({Transport.TCP, Transport.UDP, Transport.SCTP})
 _TRANSPORTS: Final = {t.value: t for t in Transport} | {t.value.lower(): t for t in Transport}
 
@@ -147,7 +159,7 @@ def _merge_headers(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         skipped.update({str(k): int(v) for k, v in (stats.get("skipped") or {}).items()})
     merged: dict[str, Any] = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": max(int(h.get("version", 1)) for h in headers),
         "sources": sources,
         "stats": {"packets": packets, "flows": flows, "skipped": dict(sorted(skipped.items()))},
     }
@@ -244,10 +256,12 @@ class _RecordReader:
         last_seen = self.time(data, "last_seen")
         if last_seen < first_seen:
             raise _Bad('"last_seen" is before "first_seen"')
-        direction = data.get("direction", "handshake")
-        if direction not in DIRECTIONS:
+        raw_direction = data.get("direction", "handshake")
+        direction = DIRECTIONS.get(raw_direction) if isinstance(raw_direction, str) else None
+        if direction is None:
             raise _Bad(
-                f'"direction" must be one of {", ".join(sorted(DIRECTIONS))}, not {direction!r}'
+                f'"direction" must be one of {", ".join(sorted(DIRECTIONS))}, '
+                f'not {raw_direction!r}'
             )
         sni = data.get("sni")
         if sni is not None and not isinstance(sni, str):
@@ -274,6 +288,56 @@ class _RecordReader:
             resets=self.count(data, "resets"),
             tls=self.flag(data, "tls"),
             sni=sni,
+            client_endpoint=self.endpoint(data, "client_endpoint"),
+            server_endpoint=self.endpoint(data, "server_endpoint"),
+            verdict=self.verdict(data),
+            sampled=self.flag(data, "sampled"),
+            sources=self.strings(data, "sources"),
+        )
+
+    @staticmethod
+    def strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _Bad(f'"{key}" must be a list of strings')
+        return tuple(value)
+
+    @staticmethod
+    def verdict(data: Mapping[str, Any]) -> FlowVerdict | None:
+        value = data.get("verdict")
+        if value is None:
+            return None
+        verdict = VERDICTS.get(value) if isinstance(value, str) else None
+        if verdict is None:
+            raise _Bad(f'"verdict" must be one of {", ".join(VERDICTS)} or null, not {value!r}')
+        return verdict
+
+    def endpoint(self, data: Mapping[str, Any], key: str) -> EndpointIdentity | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise _Bad(f'"{key}" must be an object or null, not {type_name(value)}')
+        unknown = set(value) - _ENDPOINT_KEYS
+        if unknown:
+            raise _Bad(f'"{key}" has unknown field(s) {", ".join(sorted(unknown))}')
+        for field_name in _ENDPOINT_STRINGS:
+            if value.get(field_name) is not None and not isinstance(value[field_name], str):
+                raise _Bad(f'"{key}.{field_name}" must be a string')
+        labels = value.get("labels") or {}
+        if not isinstance(labels, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+            raise _Bad(f'"{key}.labels" must be an object of strings')
+        return EndpointIdentity(
+            namespace=value.get("namespace"),
+            pod=value.get("pod"),
+            workload_kind=value.get("workload_kind"),
+            workload_name=value.get("workload_name"),
+            labels=Labels.of(labels),
+            node=value.get("node"),
+            entity=value.get("entity"),
+            names=self.strings(value, "names"),
+            service=value.get("service"),
         )
 
     def dns(self, data: Mapping[str, Any]) -> DnsAnswer:

@@ -257,6 +257,49 @@ class Inventory:
         return [p for p in self.pods if p.namespace == namespace]
 
 
+class DirectionBasis(enum.StrEnum):
+    """How a flow's client and server were told apart (the flow file's ``direction``)."""
+
+    HANDSHAKE = "handshake"  # TCP SYN / SYN-ACK seen
+    FIRST_PACKET = "first-packet"  # UDP/SCTP/ICMP: the sender of the first packet
+    PORT_HEURISTIC = "port-heuristic"  # start not seen: the well-known / lower port serves
+    REPORTED = "reported"  # the flow-log source said which end initiated
+
+
+class FlowVerdict(enum.StrEnum):
+    """What the dataplane did with a flow, where a flow-log source says (flow file version 2).
+
+    Captures see only what was forwarded; flow logs also record what policy dropped, which is
+    evidence of what the policies in force block, never traffic to allow.
+    """
+
+    FORWARDED = "forwarded"
+    DROPPED = "dropped"
+    AUDIT = "audit"  # would have been dropped; the policy is in audit mode
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class EndpointIdentity:
+    """What a flow-log source said about one end of a flow (flow file version 2).
+
+    Every field is optional: a source fills in what it knows. ``entity`` names a reserved
+    identity that is not a pod (``world``, ``host``, ``remote-node``, ``kube-apiserver``, as
+    Cilium calls them); ``names`` are DNS names the source gave the address; ``service`` is the
+    ``namespace/name`` of the Service the client addressed.
+    """
+
+    namespace: str | None = None
+    pod: str | None = None
+    workload_kind: str | None = None
+    workload_name: str | None = None
+    labels: Labels = Labels()
+    node: str | None = None
+    entity: str | None = None
+    names: tuple[str, ...] = ()
+    service: str | None = None
+
+
 @dataclass(frozen=True)
 class Flow:
     """One observed conversation, client -> server, read from a flow file record."""
@@ -272,11 +315,17 @@ class Flow:
     bytes_to_server: int = 0
     packets_to_client: int = 0
     bytes_to_client: int = 0
-    direction: str = "handshake"
+    direction: DirectionBasis = DirectionBasis.HANDSHAKE
     handshake: bool = False
     resets: int = 0
     tls: bool = False
     sni: str | None = None
+    # Flow file version 2: what record sources know besides addresses.
+    client_endpoint: EndpointIdentity | None = None
+    server_endpoint: EndpointIdentity | None = None
+    verdict: FlowVerdict | None = None  # None: seen on the wire (forwarded)
+    sampled: bool = False  # counts are estimates from sampled records
+    sources: tuple[str, ...] = ()  # the source formats that saw it
 
     @property
     def packets(self) -> int:
@@ -285,6 +334,11 @@ class Flow:
     @property
     def bytes(self) -> int:
         return self.bytes_to_server + self.bytes_to_client
+
+    @property
+    def forwarded(self) -> bool:
+        """Traffic that went through: the traffic to allow (not evidence of a block)."""
+        return self.verdict in (None, FlowVerdict.FORWARDED)
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,7 @@ def test_bad_record_names_the_line(tmp_path: Path, record: Any, message: str) ->
     ("header", "message"),
     [
         ({**HEADER, "format": "pcap"}, "not a flow file: \"format\" is 'pcap'"),
-        ({**HEADER, "version": 2}, "flow file version 2 is newer than this reader"),
+        ({**HEADER, "version": 3}, "flow file version 3 is newer than this reader"),
         ({**HEADER, "version": "1"}, '"version" must be an integer'),
         ({**HEADER, "version": 0}, "unknown flow file version 0"),
         ({**HEADER, "sources": "a.pcap"}, '"sources" must be a list of strings'),

@@ -75,7 +75,7 @@ def test_read_back(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("first_line", "message"),
     [
-        ('{"format":"segmenter-flows","version":2}', "version 2 is newer"),
+        ('{"format":"segmenter-flows","version":3}', "version 3 is newer"),
         ('{"format":"other","version":1}', "not a flow file"),
         ('{"format":"segmenter-flows","version":"1"}', "integer"),
         ("[1, 2]", "not a JSON object"),

@@ -1,0 +1,40 @@
+"""Packet captures: classic pcap and pcapng, optionally gzip-compressed (``capture.readers``)."""
+
+from __future__ import annotations
+
+from capture.errors import CaptureError
+from capture.readers import PCAP_MAGICS, PCAPNG_MAGIC, first_timestamp, open_capture, read_capture
+from capture.sources.base import Opened, ReadOptions, Sink, SourceFormat
+
+
+def _read(opened: Opened, sink: Sink, options: ReadOptions) -> None:
+    info = open_capture(opened.path)
+    packets, damage = read_capture(info, sink.table, fast=options.fast,
+                                   progress=options.progress)
+    sink.packets += packets
+    if damage is not None:
+        sink.warnings.append(str(CaptureError(damage, path=opened.path, record=packets + 1))
+                             + f"; using the {packets} packets before it")
+
+
+def _first_time(opened: Opened) -> int | None:
+    return first_timestamp(open_capture(opened.path))
+
+
+PCAP = SourceFormat(
+    name="pcap",
+    title="pcap capture",
+    sniff=lambda head: head[:4] in PCAP_MAGICS,
+    read=_read,
+    first_time=_first_time,
+    packets=True,
+)
+
+PCAPNG = SourceFormat(
+    name="pcapng",
+    title="pcapng capture",
+    sniff=lambda head: head[:4] == PCAPNG_MAGIC,
+    read=_read,
+    first_time=_first_time,
+    packets=True,
+)
