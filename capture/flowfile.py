@@ -26,7 +26,8 @@ FORMAT = "segmenter-flows"
 VERSION = 2  # the newest version this module reads and writes
 # Record fields that version 2 added (docs/flow-format.md). A file none of whose records uses
 # them is written as version 1, which every reader of this format reads.
-V2_FIELDS = frozenset({"client_endpoint", "server_endpoint", "verdict", "sampled", "sources"})
+V2_FIELDS = frozenset({"client_endpoint", "server_endpoint", "verdict", "sampled", "sources",
+                       "policies"})
 GENERATOR = f"segmenter-capture {__version__}"
 
 Record = dict[str, Any]

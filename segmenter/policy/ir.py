@@ -67,6 +67,9 @@ class CidrPeer:
     excepts: tuple[str, ...] = ()
     # A stable, DNS-1123 name for the block (from the DNS name when one was seen).
     name: str = ""
+    # The DNS names the traffic showed for these addresses (answers the clients received), for
+    # dialects that can allow by name (Cilium toFQDNs, ClusterNetworkPolicy domainNames).
+    dns_names: tuple[str, ...] = ()
 
 
 Peer = PodPeer | CidrPeer

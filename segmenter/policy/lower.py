@@ -189,7 +189,8 @@ class Lowering:
         if kind == "external" and cidrs and not self.blocks:
             # A named set of one DNS name's addresses: the graph's exact CIDR cover of them.
             label = dns1123(names[0] if names else str(attrs.get("label") or node))
-            return tuple(dict.fromkeys(CidrPeer(str(c), role, (), label) for c in sorted(cidrs)))
+            return tuple(dict.fromkeys(CidrPeer(str(c), role, (), label, tuple(names))
+                                       for c in sorted(cidrs)))
         for address in addresses:
             block = self.block_of(address) if role is CidrRole.EXTERNAL else None
             if block is not None:
@@ -198,7 +199,8 @@ class Lowering:
             label = names[0] if names and role is CidrRole.EXTERNAL else address
             if role is not CidrRole.EXTERNAL:
                 label = f"{attrs.get('label') or kind}-{address}"
-            out.append(CidrPeer(host_cidr(address), role, (), dns1123(label)))
+            out.append(CidrPeer(host_cidr(address), role, (), dns1123(label),
+                                tuple(names) if role is CidrRole.EXTERNAL else ()))
         return tuple(dict.fromkeys(out))
 
     def host_addresses(self, node: str) -> set[str]:
