@@ -32,35 +32,12 @@ from typing import Any
 
 import yaml
 
+from segmenter.compliance import BUILTIN_CLASSES
 from segmenter.errors import InputError, PlanError
+from segmenter.k8s import SYSTEM_NAMESPACES, is_dns1123_label, is_label_key, is_label_value
 from segmenter.model import Labels
 
 DATA_CLASS_KEY = "segmenter.io/data-class"
-
-# Built-in classes and the frameworks whose requirements their zones serve.
-BUILTIN_CLASSES: dict[str, dict[str, str]] = {
-    "pci": {"title": "PCI DSS cardholder data", "framework": "pci"},
-    "phi": {"title": "HIPAA electronic protected health information", "framework": "hipaa"},
-}
-
-# Namespaces that hold the control plane, the CNI and cluster DNS. A default deny there can lock
-# out nodes and the API server (policy-semantics.md, Calico trap 3.8.2), so they are not policed
-# unless the user says otherwise.
-SYSTEM_NAMESPACES = (
-    "calico-apiserver",
-    "calico-system",
-    "kube-node-lease",
-    "kube-public",
-    "kube-system",
-    "tigera-operator",
-)
-
-_LABEL_KEY = re.compile(
-    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-)
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
 
 @dataclass(frozen=True)
 class SensitiveDecl:
@@ -106,9 +83,9 @@ def _check_labels(selector: Any, *, path: str | None, record: str) -> Labels:
         raise PlanError("selector must be a non-empty map of label: value", path=path,
                         record=record)
     for key, value in selector.items():
-        if not isinstance(key, str) or len(key) > 316 or not _LABEL_KEY.match(key):
+        if not isinstance(key, str) or not is_label_key(key):
             raise PlanError(f"invalid label key {key!r} in selector", path=path, record=record)
-        if not isinstance(value, str | int) or len(str(value)) > 63 or not _LABEL_VALUE.match(
+        if not isinstance(value, str | int) or isinstance(value, bool) or not is_label_value(
             str(value)
         ):
             raise PlanError(f"invalid label value {value!r} for {key}", path=path, record=record)
@@ -137,7 +114,7 @@ def parse_sensitive_arg(spec: str) -> SensitiveDecl:
         selector[key.strip()] = value.strip()
     labels = _check_labels(selector, path=None, record=record)
     ns = None if namespace == "*" else namespace
-    if ns is not None and not _DNS1123.match(ns):
+    if ns is not None and not is_dns1123_label(ns):
         raise PlanError(f"invalid namespace {ns!r}", record=record)
     return SensitiveDecl(data_class, labels, ns, "store", "declared on the command line", record)
 
@@ -208,7 +185,7 @@ def _parse_config(raw: Any, path: str) -> Config:
     classes = dict(BUILTIN_CLASSES)
     for name, options in (raw.get("classes") or {}).items():
         record = f"classes.{name}"
-        if not isinstance(name, str) or not _DNS1123.match(name):
+        if not isinstance(name, str) or not is_dns1123_label(name):
             raise PlanError("class names are lowercase letters, digits and '-'", path=path,
                             record=record)
         if options is not None and not isinstance(options, dict):
@@ -238,7 +215,7 @@ def _parse_config(raw: Any, path: str) -> Config:
                             record=record)
         namespace = entry.get("namespace")
         if namespace is not None and (not isinstance(namespace, str)
-                                      or not _DNS1123.match(namespace)):
+                                      or not is_dns1123_label(namespace)):
             raise PlanError(f"invalid namespace {namespace!r}", path=path, record=record)
         selector = _check_labels(entry.get("selector"), path=path, record=record)
         decls.append(SensitiveDecl(data_class, selector, namespace, role,
@@ -284,7 +261,7 @@ def _parse_compile(raw: Any, path: str) -> CompileOptions:
             raise PlanError(f"invalid CIDR: {exc}", path=path, record=record) from exc
         name = str(entry.get("name") or str(net).replace(".", "-").replace("/", "-")
                    .replace(":", "-"))
-        if not _DNS1123.match(name):
+        if not is_dns1123_label(name):
             raise PlanError(f"name {name!r} must be a DNS-1123 label", path=path, record=record)
         if any(b.name == name for b in blocks):
             raise PlanError(f"name {name!r} is used by another block", path=path, record=record)

@@ -30,6 +30,7 @@ from typing import Any, Final
 import yaml
 
 from segmenter.errors import InputError, type_name
+from segmenter.k8s import NAMESPACE_NAME_LABEL, SERVICE_NAME_LABEL
 from segmenter.model import (
     ContainerPort,
     EndpointSlice,
@@ -74,8 +75,6 @@ IP_ASSIGNED_ANNOTATION: Final = WATCH_ANNOTATION_PREFIX + "ip-assigned-at"
 DELETED_ANNOTATION: Final = WATCH_ANNOTATION_PREFIX + "deleted-at"
 # Label/annotation prefix of this project's own declarations (e.g. segmenter.io/data-class).
 SEGMENTER_PREFIX: Final = "segmenter.io/"
-NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
-SERVICE_NAME_LABEL: Final = "kubernetes.io/service-name"
 
 APISERVER_NODE: Final = "apiserver"
 # NodeLocal DNSCache listens on a link-local address; 169.254.20.10 in the upstream manifests.

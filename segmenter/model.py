@@ -1,7 +1,8 @@
 """The core model: Kubernetes identities and observed flows, as frozen dataclasses.
 
-Everything here is plain data with no project imports, so every stage (inventory, graph, planner,
-policy IR, dialects) can share it. Plain dicts appear only at the JSON/YAML edge.
+Everything here is plain data (its only project import is :mod:`segmenter.k8s`'s facts), so
+every stage (inventory, graph, planner, policy IR, dialects) can share it. Plain dicts appear
+only at the JSON/YAML edge.
 """
 
 from __future__ import annotations
@@ -10,36 +11,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-# Labels that change on every rollout or identify a single pod: never use them in a selector.
-# Sources: pod-template-hash (Deployment controller), controller-revision-hash and
-# statefulset.kubernetes.io/pod-name (StatefulSet controller), pod-template-generation
-# (DaemonSet controller), batch.kubernetes.io/controller-uid and job-name (Job controller).
-VOLATILE_LABEL_KEYS = frozenset(
-    {
-        "pod-template-hash",
-        "controller-revision-hash",
-        "pod-template-generation",
-        "statefulset.kubernetes.io/pod-name",
-        "apps.kubernetes.io/pod-index",
-        "batch.kubernetes.io/controller-uid",
-        "batch.kubernetes.io/job-name",
-        "controller-uid",
-        "job-name",
-        "batch.kubernetes.io/job-completion-index",
-    }
-)
-# Labels that are stable across pods but change on upgrades: avoid them in selectors.
-UNSTABLE_LABEL_KEYS = frozenset(
-    {
-        "version",
-        "app.kubernetes.io/version",
-        "helm.sh/chart",
-        "chart",
-        "release",
-        "heritage",
-        "app.kubernetes.io/managed-by",
-    }
-)
+from segmenter.k8s import VOLATILE_LABEL_KEYS
 
 
 class Transport(enum.StrEnum):

@@ -91,6 +91,18 @@ def test_bad_sensitive_argument(spec: str) -> None:
         parse_sensitive_arg(spec)
 
 
+def test_label_rules_are_the_evaluators() -> None:
+    """One home for Kubernetes naming rules: a key the API server (and the evaluator) rejects
+    is rejected on the command line too -- a 64-character name part, an empty prefix."""
+    from segmenter.evaluate.selector import label_selector_problems
+
+    for key in ("x" * 64, "/app", "Example.com/app"):
+        with pytest.raises(PlanError, match="invalid label key"):
+            parse_sensitive_arg(f"pci=payments/{key}=db")
+        assert label_selector_problems({"matchLabels": {key: "db"}}, "s")
+    parse_sensitive_arg(f"pci=payments/example.com/{'x' * 63}=db")
+
+
 def test_sensitive_argument_unknown_class() -> None:
     with pytest.raises(PlanError, match="unknown class"):
         load_config(None, (parse_sensitive_arg("cde=payments/app=db"),))

@@ -13,10 +13,10 @@ from functools import lru_cache
 from typing import Any
 
 from segmenter.dialects.base import MANAGED_BY, Dialect, Manifest, policy_annotations
+from segmenter.k8s import NAMESPACE_NAME_LABEL
 from segmenter.model import Transport
 from segmenter.policy.ir import Action, CidrPeer, Peer, PodPeer, Policy, PolicySet, Port, Rule
 
-NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the control plane since 1.22
 _K8S_PROTOCOLS = {Transport.TCP, Transport.UDP, Transport.SCTP}
 
 

@@ -22,6 +22,7 @@ from segmenter.evaluate.model import (
     PortRange,
 )
 from segmenter.evaluate.selector import Node
+from segmenter.k8s import NAMESPACE_NAME_LABEL
 from segmenter.model import ContainerPort, Transport
 
 # Labels Calico puts on every Kubernetes workload endpoint and namespace (§3.2).
@@ -29,7 +30,7 @@ CALICO_NAMESPACE = "projectcalico.org/namespace"
 CALICO_ORCHESTRATOR = "projectcalico.org/orchestrator"
 CALICO_SERVICE_ACCOUNT = "projectcalico.org/serviceaccount"
 CALICO_NAME = "projectcalico.org/name"
-K8S_NAMESPACE_NAME = "kubernetes.io/metadata.name"
+K8S_NAMESPACE_NAME = NAMESPACE_NAME_LABEL
 
 EMPTY: Mapping[str, str] = {}
 

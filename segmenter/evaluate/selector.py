@@ -37,6 +37,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from segmenter.k8s import is_label_key, is_label_value
+
 __all__ = [
     "All",
     "And",
@@ -539,11 +541,11 @@ def label_selector_problems(sel: Any, path: str) -> list[str]:
             problems.append(f"{path}.matchLabels: must be a mapping")
         else:
             for k, v in labels.items():
-                if not _valid_label_key(str(k)):
+                if not is_label_key(str(k)):
                     problems.append(f"{path}.matchLabels: invalid label key {k!r}")
                 if v is not None and not isinstance(v, str | int | float | bool):
                     problems.append(f"{path}.matchLabels.{k}: value must be a string")
-                elif not _valid_label_value("" if v is None else _scalar(v)):
+                elif not is_label_value("" if v is None else _scalar(v)):
                     problems.append(f"{path}.matchLabels.{k}: invalid label value {v!r}")
     exprs = sel.get("matchExpressions")
     if exprs is not None:
@@ -557,7 +559,7 @@ def label_selector_problems(sel: Any, path: str) -> list[str]:
                     continue
                 op = expr.get("operator")
                 values = expr.get("values")
-                if not expr.get("key") or not _valid_label_key(str(expr.get("key"))):
+                if not expr.get("key") or not is_label_key(str(expr.get("key"))):
                     problems.append(f"{where}.key: missing or invalid label key")
                 if op not in _K8S_OPERATORS:
                     problems.append(
@@ -579,21 +581,6 @@ def _scalar(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)
-
-
-_LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
-_DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-def _valid_label_key(key: str) -> bool:
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN_RE.match(prefix)):
-        return False
-    return bool(_LABEL_NAME_RE.match(name))
-
-
-def _valid_label_value(value: str) -> bool:
-    return value == "" or bool(_LABEL_NAME_RE.match(value))
 
 
 def from_label_selector(sel: Any) -> Node:

@@ -11,7 +11,6 @@ specifically denied").
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,11 +18,13 @@ from typing import Any
 
 import networkx as nx
 
+from segmenter.compliance import PolicyRole, citations
 from segmenter.config import CompileOptions, ExternalBlock
 from segmenter.errors import UnsupportedError
 from segmenter.gcpause import no_gc
+from segmenter.k8s import dns1123
 from segmenter.model import Inventory, Labels, Transport, WorkloadRef
-from segmenter.planner import CONNECTED, RESTRICTED, Plan
+from segmenter.planner import RESTRICTED, Plan
 from segmenter.policy.ir import (
     Action,
     CidrPeer,
@@ -44,36 +45,6 @@ COMPLIANCE_TIER = "segmenter-compliance"
 COMPLIANCE_TIER_ORDER = 100.0
 WORKLOAD_POLICY_ORDER = 500.0
 DEFAULT_DENY_ORDER = 10000.0
-
-# Requirement references per framework and zone (policy-semantics.md §4).
-REQUIREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
-    "pci": {
-        RESTRICTED: ("PCI DSS v4.0.1 1.3.1", "PCI DSS v4.0.1 1.3.2", "PCI DSS v4.0.1 1.4.4",
-                     "PCI DSS v4.0.1 10.2"),
-        CONNECTED: ("PCI DSS v4.0.1 1.3.1", "PCI DSS v4.0.1 1.3.2"),
-        "default-deny": ("PCI DSS v4.0.1 1.3.1", "PCI DSS v4.0.1 1.3.2"),
-        "external": ("PCI DSS v4.0.1 1.4.1", "PCI DSS v4.0.1 1.4.2"),
-    },
-    "hipaa": {
-        RESTRICTED: ("HIPAA 164.312(a)(1)", "HIPAA 164.312(b)", "HIPAA 164.312(e)(1)"),
-        CONNECTED: ("HIPAA 164.312(a)(1)",),
-        "default-deny": ("HIPAA 164.312(a)(1)",),
-        "external": ("HIPAA 164.312(e)(1)",),
-    },
-}
-
-_NAME_BAD = re.compile(r"[^a-z0-9-]+")
-
-
-def dns1123(name: str, limit: int = 63) -> str:
-    """A DNS-1123 label from any text.
-
-    >>> dns1123("Card_Vault.DB")
-    'card-vault-db'
-    """
-    out = _NAME_BAD.sub("-", name.lower()).strip("-")
-    return (out[:limit].rstrip("-")) or "x"
-
 
 @dataclass
 class _RuleAcc:
@@ -222,7 +193,7 @@ class Lowering:
         for scope in self.plan.classes:
             zone = scope.zone_of(node)
             zones.append(f"{scope.data_class}: {zone}")
-            reqs.update(REQUIREMENTS.get(scope.framework, {}).get(zone, ()))
+            reqs.update(citations(scope.framework, zone))
         return "; ".join(zones), tuple(sorted(reqs))
 
     def workload_rules(self, node: str, requirements: tuple[str, ...] = ()) -> tuple[
@@ -378,7 +349,7 @@ def _lower(graph: nx.DiGraph, plan: Plan, inventory: Inventory, *, dns: DnsTarge
             zone=zone, requirements=reqs, selector_note=note))
     frameworks = {scope.framework for scope in plan.classes}
     deny_reqs = tuple(sorted({r for f in frameworks
-                              for r in REQUIREMENTS.get(f, {}).get("default-deny", ())}))
+                              for r in citations(f, PolicyRole.DEFAULT_DENY)}))
     for namespace in sorted(namespaces):
         policies.append(Policy(
             name=_unique_name(used_names, namespace, "default-deny", "default-deny"),
@@ -402,7 +373,7 @@ def _lower(graph: nx.DiGraph, plan: Plan, inventory: Inventory, *, dns: DnsTarge
                 ingress, egress = rules_of[node]
                 attrs = graph.nodes[node]
                 target, _ = low.selector(node)
-                reqs = REQUIREMENTS.get(scope.framework, {}).get(RESTRICTED, ())
+                reqs = citations(scope.framework, PolicyRole.RESTRICTED)
                 guards.append(Policy(
                     name=_unique_name(used_names, "", dns1123(
                         f"{scope.data_class}-{attrs['namespace']}-{attrs['name']}", 200), node),

@@ -13,7 +13,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from itertools import combinations
 
-from segmenter.model import UNSTABLE_LABEL_KEYS, Inventory, Labels, WorkloadRef
+from segmenter.k8s import UNSTABLE_LABEL_KEYS
+from segmenter.model import Inventory, Labels, WorkloadRef
 
 # Keys tried first, most conventional first (Kubernetes recommended labels, then common ones).
 PREFERRED_KEYS = (
