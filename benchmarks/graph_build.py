@@ -24,8 +24,8 @@ import resource
 import time
 import tracemalloc
 
-from segmenter.graph import build_graph
-from segmenter.inventory import Resolver
+from segmenter.graph.build import build_graph
+from segmenter.graph.resolve import Resolver
 from segmenter.model import (
     ContainerPort,
     Flow,

@@ -49,7 +49,7 @@ def load_inventory(paths: Sequence[str]) -> Inventory:
 
 def build_graph(flows: FlowFile, inventory: Inventory) -> nx.DiGraph:
     """Resolve flows to workloads; one node per entity, one edge per client -> server."""
-    from segmenter.graph import build_graph as _build
+    from segmenter.graph.build import build_graph as _build
 
     return _build(flows.flows, inventory, dns=flows.dns)
 

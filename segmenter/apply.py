@@ -50,10 +50,10 @@ from typing import Any, Final
 
 import yaml
 
+from segmenter.cluster.policies import CALICO_GROUP, POLICY_KINDS, PolicyKind, kind_info
 from segmenter.diff import SERVER_ANNOTATIONS, SERVER_METADATA, ObjectKey, normalize
 from segmenter.errors import InputError, SegmenterError
 from segmenter.fileio import atomic_write_json, atomic_write_text
-from segmenter.kube_policies import CALICO_GROUP, POLICY_KINDS, PolicyKind, kind_info
 
 __all__ = [
     "BACKUP_FORMAT",

@@ -57,10 +57,10 @@ def stage_ingest(captures: Sequence[str], out: str, *, progress: bool) -> dict[s
 def stage_inventory(dumps: Sequence[str], *, live: bool = False, context: str | None = None,
                     kubeconfig: str | None = None) -> Inventory:
     if live:
-        from segmenter.kube_live import live_inventory
+        from segmenter.cluster.live import live_inventory
 
         return live_inventory(context=context, kubeconfig=kubeconfig)
-    from segmenter.inventory import load_inventory
+    from segmenter.cluster.dump import load_inventory
 
     if not dumps:
         raise InputError("no inventory given: pass a kubectl dump or --live")
@@ -69,7 +69,7 @@ def stage_inventory(dumps: Sequence[str], *, live: bool = False, context: str | 
 
 def stage_graph(flow_files: Sequence[str], inventory: Inventory) -> nx.DiGraph:
     from segmenter.flows import read_flow_files
-    from segmenter.graph import build_graph
+    from segmenter.graph.build import build_graph
 
     data = read_flow_files(list(flow_files))
     return build_graph(data.flows, inventory, dns=data.dns)
@@ -103,10 +103,10 @@ def _stats_line(stats: dict[str, Any]) -> str:
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
-    from segmenter.inventory import inventory_to_dict
+    from segmenter.cluster.cache import inventory_to_dict
 
     if getattr(args, "watch", False):
-        from segmenter.watch import cmd_watch
+        from segmenter.cluster.watch import cmd_watch
 
         return cmd_watch(args)
 
@@ -121,7 +121,8 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
 def load_inventory_arg(paths: Sequence[str]) -> Inventory:
     """A kubectl dump, or the JSON written by ``segmenter inventory``."""
-    from segmenter.inventory import inventory_from_dict, load_inventory
+    from segmenter.cluster.cache import inventory_from_dict
+    from segmenter.cluster.dump import load_inventory
 
     if len(paths) == 1 and paths[0].endswith(".json"):
         try:
@@ -138,13 +139,8 @@ def load_inventory_arg(paths: Sequence[str]) -> Inventory:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from segmenter.graph import (
-        format_stats,
-        graph_stats,
-        graph_to_gexf,
-        graph_to_graphml,
-        save_graph,
-    )
+    from segmenter.graph.io import graph_to_gexf, graph_to_graphml, save_graph
+    from segmenter.graph.stats import format_stats, graph_stats
 
     inventory = load_inventory_arg(args.inventory)
     graph = stage_graph(args.flows, inventory)
@@ -166,7 +162,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from segmenter.config import load_config, parse_sensitive_arg
-    from segmenter.graph import load_graph
+    from segmenter.graph.io import load_graph
     from segmenter.planner import plan, plan_to_dict, summary_lines
 
     config = load_config(args.config, tuple(parse_sensitive_arg(s) for s in args.sensitive))
@@ -230,7 +226,7 @@ def compile_outputs(graph: nx.DiGraph, result: Any, inventory: Inventory,
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from segmenter.config import load_config
-    from segmenter.graph import load_graph
+    from segmenter.graph.io import load_graph
 
     graph = load_graph(args.graph)
     result = _load_plan(args.plan)
@@ -254,7 +250,7 @@ def _policy_manifests(args: argparse.Namespace) -> list[dict[str, Any]]:
     from segmenter.evaluate import is_warning, iter_manifests, validate_manifest
 
     if args.cluster:
-        from segmenter.kube_policies import live_policies
+        from segmenter.cluster.policies import live_policies
 
         return live_policies(context=args.context, kubeconfig=args.kubeconfig)
     if not args.policies:
@@ -394,7 +390,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
-    from segmenter.graph import load_graph
+    from segmenter.graph.io import load_graph
     from segmenter.viz import save_zone_map
 
     graph = load_graph(args.graph)
@@ -408,7 +404,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from segmenter.config import load_config, parse_sensitive_arg
     from segmenter.evaluate import load_manifests
     from segmenter.flows import read_flow_files
-    from segmenter.graph import save_graph
+    from segmenter.graph.io import save_graph
     from segmenter.planner import plan, plan_to_dict, summary_lines
     from segmenter.verify import verify_flows
     from segmenter.viz import save_zone_map
@@ -421,7 +417,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     flows_path = str(out / "flows.jsonl")
     stats = stage_ingest(args.captures, flows_path, progress=sys.stderr.isatty())
     flow_file = read_flow_files([flows_path])
-    from segmenter.graph import build_graph
+    from segmenter.graph.build import build_graph
 
     graph = build_graph(flow_file.flows, inventory, dns=flow_file.dns)
     result = plan(graph, config, dns_nodes=dns_nodes(graph, inventory))
@@ -486,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kubeconfig", help="kubeconfig file (with --live)")
     p.add_argument("-o", "--output", required=True,
                    help="inventory JSON to write (with --watch: a folder of snapshots)")
-    from segmenter import watch
+    from segmenter.cluster import watch
 
     watch.add_arguments(p)
     p.set_defaults(func=cmd_inventory)
@@ -566,9 +562,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_capture_arguments(p)
     p.set_defaults(func=cmd_capture)
 
-    from segmenter import apply, diff, kube_policies, report
+    from segmenter import apply, diff, report
+    from segmenter.cluster import policies
 
-    for module in (diff, apply, kube_policies, report, watch):
+    for module in (diff, apply, policies, report, watch):
         module.add_parser(sub)
     return parser
 

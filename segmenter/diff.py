@@ -15,8 +15,8 @@ the connections newly allowed and newly denied.
 
 ``segmenter diff OLD NEW`` exits like ``git diff --exit-code``: 0 no change, 1 differences,
 2 error. Either side may be ``--cluster``: the policies in force, read through
-:mod:`segmenter.kube_policies`. When OLD is the cluster, NEW is laid over it (as ``kubectl apply``
-would leave the cluster: objects not in NEW stay) unless ``--no-overlay``.
+:mod:`segmenter.cluster.policies`. When OLD is the cluster, NEW is laid over it (as
+``kubectl apply`` would leave the cluster: objects not in NEW stay) unless ``--no-overlay``.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from segmenter.cluster.policies import CALICO_GROUP, K8S_GROUP, kind_info
 from segmenter.errors import InputError
-from segmenter.kube_policies import CALICO_GROUP, K8S_GROUP, kind_info
 from segmenter.model import ContainerPort, Flow, Inventory, Pod, Transport, WorkloadRef
 from segmenter.render import sorted_yaml
 
@@ -804,7 +804,7 @@ class _Sides(argparse.Action):
 def _load_side(spec: str, args: argparse.Namespace, notes: list[str]) -> tuple[
         list[dict[str, Any]], str]:
     if spec == CLUSTER:
-        from segmenter.kube_policies import read_live_policies
+        from segmenter.cluster.policies import read_live_policies
 
         live = read_live_policies(context=args.context, kubeconfig=args.kubeconfig)
         notes.extend(live.notes)
@@ -854,7 +854,7 @@ def run_diff(args: argparse.Namespace) -> tuple[StructuralDiff, SemanticDiff | N
     structural = dataclasses.replace(structural, notes=(*notes, *structural.notes))
     semantic = None
     if args.inventory:
-        from segmenter.inventory import load_inventory
+        from segmenter.cluster.dump import load_inventory
 
         inventory = load_inventory(list(args.inventory))
         flows: Sequence[Flow] = ()

@@ -8,8 +8,10 @@ only at the JSON/YAML edge.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from segmenter.k8s import VOLATILE_LABEL_KEYS
 
@@ -97,6 +99,110 @@ class WorkloadRef:
     def parse(cls, node_id: str) -> WorkloadRef:
         namespace, kind, name = node_id.split("/", 2)
         return cls(namespace, kind, name)
+
+
+class NodeKind(enum.StrEnum):
+    """What a graph node stands for (docs/graph-format.md)."""
+
+    WORKLOAD = "workload"
+    NODE = "node"  # a cluster node (and its hostNetwork pods)
+    APISERVER = "apiserver"
+    EXTERNAL = "external"  # an address outside the cluster, or a DNS-named set of them
+
+
+@dataclass(frozen=True)
+class NodeId:
+    """A graph node id, parsed once: which kind of entity it names, and which one.
+
+    Graph node ids are strings in the graph and its files: ``namespace/Kind/name`` for a
+    workload, ``node:<name>``, ``apiserver``, ``external:<address>`` and ``external:name:<dns
+    name>`` for a set of external addresses named by DNS. Make them with the ``of_*``
+    functions, read them with :meth:`parse`.
+
+    >>> NodeId.parse("payments/Deployment/api").workload
+    WorkloadRef(namespace='payments', kind='Deployment', name='api')
+    >>> NodeId.parse("external:name:api.stripe.com").dns_name
+    'api.stripe.com'
+    """
+
+    text: str
+    kind: NodeKind
+    workload: WorkloadRef | None = None
+    node_name: str | None = None
+    address: str | None = None  # an external address
+    dns_name: str | None = None  # the name of an external named set
+
+    @staticmethod
+    def parse(text: str) -> NodeId:
+        """Raises ValueError for text that is no node id."""
+        return _parse_node_id(text)
+
+    @staticmethod
+    def of_workload(ref: WorkloadRef) -> str:
+        return ref.id
+
+    @staticmethod
+    def of_node(name: str) -> str:
+        return NODE_ID_PREFIX + name
+
+    @staticmethod
+    def of_external(address: str) -> str:
+        return EXTERNAL_ID_PREFIX + address
+
+    @staticmethod
+    def of_named_set(dns_name: str) -> str:
+        return NAMED_SET_ID_PREFIX + dns_name
+
+
+APISERVER_ID: Final = "apiserver"
+NODE_ID_PREFIX: Final = "node:"
+EXTERNAL_ID_PREFIX: Final = "external:"
+NAMED_SET_ID_PREFIX: Final = "external:name:"
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parse_node_id(text: str) -> NodeId:
+    if text == APISERVER_ID:
+        return NodeId(text, NodeKind.APISERVER)
+    if text.startswith(NODE_ID_PREFIX):
+        return NodeId(text, NodeKind.NODE, node_name=text[len(NODE_ID_PREFIX):])
+    if text.startswith(NAMED_SET_ID_PREFIX):
+        return NodeId(text, NodeKind.EXTERNAL, dns_name=text[len(NAMED_SET_ID_PREFIX):])
+    if text.startswith(EXTERNAL_ID_PREFIX):
+        return NodeId(text, NodeKind.EXTERNAL, address=text[len(EXTERNAL_ID_PREFIX):])
+    parts = text.split("/")
+    if len(parts) == 3 and all(parts):
+        return NodeId(text, NodeKind.WORKLOAD, workload=WorkloadRef(*parts))
+    raise ValueError(f"not a graph node id: {text!r}")
+
+
+def is_workload_id(text: str) -> bool:
+    """True for a ``namespace/Kind/name`` node id."""
+    try:
+        return _parse_node_id(text).kind is NodeKind.WORKLOAD
+    except ValueError:
+        return False
+
+
+class Resolution(enum.StrEnum):
+    """How a flow endpoint's address was mapped to a graph node (``segmenter.graph.resolve``)."""
+
+    POD = "pod"
+    SERVICE = "service"  # a ClusterIP, externalIP or load-balancer IP, DNAT to its backend
+    NODEPORT = "nodeport"
+    NODELOCAL_DNS = "nodelocal-dns"  # NodeLocal DNSCache's link-local address
+    APISERVER = "apiserver"
+    NODE = "node"
+    EXTERNAL = "external"
+
+    @property
+    def dnat(self) -> bool:
+        """The address was rewritten on the way (the server pod saw another one)."""
+        return self in _DNAT_RESOLUTIONS
+
+
+_DNAT_RESOLUTIONS: Final = frozenset({Resolution.SERVICE, Resolution.NODEPORT,
+                                      Resolution.NODELOCAL_DNS})
 
 
 @dataclass(frozen=True, order=True)

@@ -1011,7 +1011,7 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
 def cmd_report(args: argparse.Namespace) -> int:
     from segmenter.cli import _load_plan, load_inventory_arg
     from segmenter.flows import read_flow_files
-    from segmenter.graph import load_graph
+    from segmenter.graph.io import load_graph
 
     graph = load_graph(args.graph)
     plan = _load_plan(args.plan)

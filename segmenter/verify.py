@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from segmenter.evaluate import EvalEndpoint, PolicyEngine, Verdict
-from segmenter.inventory import Resolver
+from segmenter.graph.resolve import Resolver
 from segmenter.model import Flow, Inventory, Labels, Pod, Transport, WorkloadRef
 
 

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from segmenter.cli import main
+from segmenter.cluster.dump import load_inventory
 from segmenter.evaluate import EvalEndpoint, PolicyEngine, load_manifests
 from segmenter.flows import read_flow_files
-from segmenter.inventory import load_inventory
 from segmenter.model import Transport
 from tests.conftest import REPO
 

@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 
+import segmenter.cluster.policies
 import segmenter.diff
-import segmenter.kube_policies
+from segmenter.cluster.dump import load_inventory
+from segmenter.cluster.policies import LivePolicies
 from segmenter.diff import (
     CLUSTER,
     Added,
@@ -39,8 +41,6 @@ from segmenter.diff import (
 from segmenter.errors import InputError
 from segmenter.evaluate import load_manifests
 from segmenter.flows import read_flow_files
-from segmenter.inventory import load_inventory
-from segmenter.kube_policies import LivePolicies
 from segmenter.model import ContainerPort, Inventory, Labels, Pod, Transport, WorkloadRef
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies"
@@ -63,7 +63,7 @@ def inventory() -> Inventory:
 
 
 def test_doctests() -> None:
-    for module in (segmenter.diff, segmenter.kube_policies):
+    for module in (segmenter.diff, segmenter.cluster.policies):
         result = doctest.testmod(module)
         assert result.failed == 0
         assert result.attempted > 0
@@ -431,7 +431,7 @@ def fake_cluster(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         return LivePolicies(manifests=copy.deepcopy(served), host="https://cluster.test",
                             notes=("the cluster does not serve projectcalico.org/v3",))
 
-    monkeypatch.setattr(segmenter.kube_policies, "read_live_policies", fake)
+    monkeypatch.setattr(segmenter.cluster.policies, "read_live_policies", fake)
     return calls
 
 

@@ -14,17 +14,11 @@ import networkx as nx
 import pytest
 import yaml
 
+from segmenter.cluster.dump import load_inventory
 from segmenter.errors import InputError
-from segmenter.graph import (
-    build_graph,
-    format_stats,
-    graph_stats,
-    graph_to_gexf,
-    graph_to_graphml,
-    load_graph,
-    save_graph,
-)
-from segmenter.inventory import load_inventory
+from segmenter.graph.build import build_graph
+from segmenter.graph.io import graph_to_gexf, graph_to_graphml, load_graph, save_graph
+from segmenter.graph.stats import format_stats, graph_stats
 from segmenter.model import DnsAnswer, Flow, Inventory, Transport
 
 FIXTURES = Path(__file__).parent / "fixtures" / "inventory"
@@ -808,7 +802,7 @@ def test_real_application_call_graph_short_form(
     items, info = _corpus_dump(app, SIMPLE_APPS[app])
     dump = tmp_path / "dump.yaml"
     dump.write_text(yaml.safe_dump_all(items))
-    with caplog.at_level(logging.WARNING, logger="segmenter.inventory"):
+    with caplog.at_level(logging.WARNING, logger="segmenter.cluster.dump"):
         inventory = load_inventory([str(dump)])
     expected, flows, skipped = _simple_expected_and_flows(app, items, info)
     graph = build_graph(flows, inventory)

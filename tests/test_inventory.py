@@ -14,18 +14,11 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
+from segmenter.cluster.cache import inventory_from_dict, inventory_to_dict
+from segmenter.cluster.dns import dns_service_ips, dns_workload
+from segmenter.cluster.dump import load_inventory, parse_documents
 from segmenter.errors import InputError, InventoryError
-from segmenter.inventory import (
-    Resolved,
-    Resolver,
-    dns_service_ips,
-    dns_workload,
-    inventory_from_dict,
-    inventory_to_dict,
-    is_private,
-    load_inventory,
-    parse_documents,
-)
+from segmenter.graph.resolve import Resolved, Resolver, is_private
 from segmenter.model import (
     ContainerPort,
     Inventory,
@@ -363,10 +356,10 @@ def test_cronjob_runs_are_one_workload(tmp_path: Path) -> None:
 
 
 def test_unknown_kind_is_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="segmenter.inventory"):
+    with caplog.at_level(logging.WARNING, logger="segmenter.cluster.dump"):
         load_inventory([str(DUMP)])
     assert any(
-        r.name == "segmenter.inventory" and "ConfigMap" in r.getMessage() for r in caplog.records
+        r.name == "segmenter.cluster.dump" and "ConfigMap" in r.getMessage() for r in caplog.records
     )
 
 
@@ -483,7 +476,7 @@ def test_truncated_dumps(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> No
     partial = tmp_path / "cut.yaml"
     partial.write_text(docs[: docs.index("\n", len(docs) // 2)])
     with (
-        caplog.at_level(logging.WARNING, logger="segmenter.inventory"),
+        caplog.at_level(logging.WARNING, logger="segmenter.cluster.dump"),
         contextlib.suppress(InputError),  # or an error, depending on where it was cut
     ):
         load_inventory([str(partial)])
@@ -508,7 +501,7 @@ def test_unknown_kinds_are_counted_per_kind(
     extra.append(
         {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": 1}
     )
-    with caplog.at_level(logging.WARNING, logger="segmenter.inventory"):
+    with caplog.at_level(logging.WARNING, logger="segmenter.cluster.dump"):
         inv = load_inventory([write_list(tmp_path / "d.json", [*dump_items(), *extra])])
     assert len(inv.pods) == 17
     messages = sorted(r.getMessage() for r in caplog.records)
@@ -751,7 +744,7 @@ def test_service_with_backends_in_several_workloads(caplog: pytest.LogCaptureFix
             ),
         ),
     )
-    with caplog.at_level(logging.INFO, logger="segmenter.inventory"):
+    with caplog.at_level(logging.INFO, logger="segmenter.cluster.services"):
         result = Resolver(inv).resolve("10.96.5.5", 80, TCP, T0)
     assert result == Resolved("ns/Deployment/beta", 8080, "ns/be", "service")
     assert any("ns/Deployment/alpha" in r.getMessage() for r in caplog.records)
@@ -850,7 +843,7 @@ def api_server() -> Iterator[_FakeApiServer]:
 def test_live_inventory_pages_and_parses_like_a_dump(
     tmp_path: Path, api_server: _FakeApiServer, inventory: Inventory
 ) -> None:
-    from segmenter.kube_live import live_inventory
+    from segmenter.cluster.live import live_inventory
 
     live = live_inventory(kubeconfig=_kubeconfig(tmp_path, api_server.url), page_size=10)
     assert live == inventory  # the same cluster, read through the API instead of a dump
@@ -864,7 +857,7 @@ def test_live_inventory_pages_and_parses_like_a_dump(
 
 
 def test_live_inventory_with_named_context(tmp_path: Path, api_server: _FakeApiServer) -> None:
-    from segmenter.kube_live import live_inventory
+    from segmenter.cluster.live import live_inventory
 
     path = _kubeconfig(tmp_path, api_server.url, context="prod")
     assert live_inventory(kubeconfig=path, context="prod").pods
@@ -877,7 +870,7 @@ def test_live_inventory_with_named_context(tmp_path: Path, api_server: _FakeApiS
 def test_live_inventory_restarts_after_an_expired_continue_token(
     tmp_path: Path, api_server: _FakeApiServer, inventory: Inventory
 ) -> None:
-    from segmenter.kube_live import live_inventory
+    from segmenter.cluster.live import live_inventory
 
     api_server.expire_continue_once = True
     live = live_inventory(kubeconfig=_kubeconfig(tmp_path, api_server.url))
@@ -889,7 +882,7 @@ def test_live_inventory_restarts_after_an_expired_continue_token(
 def test_live_forbidden_names_the_missing_permission(
     tmp_path: Path, api_server: _FakeApiServer
 ) -> None:
-    from segmenter.kube_live import live_inventory
+    from segmenter.cluster.live import live_inventory
 
     api_server.overrides["/apis/discovery.k8s.io/v1/endpointslices"] = (
         403,
@@ -906,7 +899,7 @@ def test_live_forbidden_names_the_missing_permission(
 
 
 def test_live_unauthorized(tmp_path: Path, api_server: _FakeApiServer) -> None:
-    from segmenter.kube_live import live_inventory
+    from segmenter.cluster.live import live_inventory
 
     api_server.overrides["/api/v1/namespaces"] = (401, "status-401")
     with pytest.raises(InventoryError, match=r"^unauthorized: the cluster at http://127\.0\.0\.1"):
@@ -916,7 +909,7 @@ def test_live_unauthorized(tmp_path: Path, api_server: _FakeApiServer) -> None:
 def test_live_falls_back_to_endpoints_without_endpointslices(
     tmp_path: Path, api_server: _FakeApiServer
 ) -> None:
-    from segmenter.kube_live import live_inventory
+    from segmenter.cluster.live import live_inventory
 
     api_server.overrides["/apis/discovery.k8s.io/v1/endpointslices"] = (404, "status-404")
     live = live_inventory(kubeconfig=_kubeconfig(tmp_path, api_server.url))
@@ -930,7 +923,7 @@ def test_live_falls_back_to_endpoints_without_endpointslices(
 
 
 def test_live_connection_refused(tmp_path: Path) -> None:
-    from segmenter.kube_live import live_inventory
+    from segmenter.cluster.live import live_inventory
 
     with socket.socket() as sock:  # a port that nothing listens on
         sock.bind(("127.0.0.1", 0))
@@ -955,7 +948,7 @@ class _BrokenApiServer(_FakeApiServer):
 
 
 def test_live_malformed_and_failing_responses(tmp_path: Path) -> None:
-    from segmenter.kube_live import live_inventory
+    from segmenter.cluster.live import live_inventory
 
     with _BrokenApiServer("/api/v1/nodes", 200, "<html>proxy login</html>") as server:
         with pytest.raises(InventoryError) as info:
@@ -983,10 +976,10 @@ def test_live_malformed_and_failing_responses(tmp_path: Path) -> None:
 def test_live_skips_a_resource_the_cluster_does_not_serve(
     tmp_path: Path, api_server: _FakeApiServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from segmenter.kube_live import live_inventory
+    from segmenter.cluster.live import live_inventory
 
     api_server.overrides["/apis/batch/v1/cronjobs"] = (404, "status-404")
-    with caplog.at_level(logging.WARNING, logger="segmenter.kube_live"):
+    with caplog.at_level(logging.WARNING, logger="segmenter.cluster.live"):
         live = live_inventory(kubeconfig=_kubeconfig(tmp_path, api_server.url))
     assert any("does not serve cronjobs.batch; skipped" in r.getMessage() for r in caplog.records)
     # the Job's own ownerReference still names the CronJob
@@ -994,7 +987,7 @@ def test_live_skips_a_resource_the_cluster_does_not_serve(
 
 
 def test_live_hanging_server_times_out(tmp_path: Path) -> None:
-    from segmenter.kube_live import live_inventory
+    from segmenter.cluster.live import live_inventory
 
     with socket.socket() as listener:  # accepts connections, never answers
         listener.bind(("127.0.0.1", 0))
@@ -1006,7 +999,7 @@ def test_live_hanging_server_times_out(tmp_path: Path) -> None:
 
 
 def test_live_without_any_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from segmenter.kube_live import live_inventory
+    from segmenter.cluster.live import live_inventory
 
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
@@ -1027,7 +1020,7 @@ def test_live_parse_errors_name_the_cluster_and_item() -> None:
 
 
 def test_rbac_grants_list_on_every_resource_the_live_client_reads() -> None:
-    from segmenter.kube_live import _LEGACY_ENDPOINTS, RESOURCES
+    from segmenter.cluster.live import _LEGACY_ENDPOINTS, RESOURCES
 
     rbac = Path(__file__).resolve().parents[1] / "docs" / "rbac.yaml"
     granted = {

@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 import yaml
 
-from segmenter.diff import diff_policies
-from segmenter.errors import InventoryError
-from segmenter.evaluate import load_manifests
-from segmenter.kube_policies import (
+from segmenter.cluster.policies import (
     add_parser,
     kind_info,
     live_policies,
     read_live_policies,
 )
+from segmenter.diff import diff_policies
+from segmenter.errors import InventoryError
+from segmenter.evaluate import load_manifests
 from tests.fake_apiserver import FakeApiServer, kubeconfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies"

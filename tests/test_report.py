@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import segmenter
 from segmenter import report as rpt
 from segmenter.evaluate import load_manifests
-from segmenter.graph import save_graph
+from segmenter.graph.io import save_graph
 from segmenter.notebook import synthetic_graph, synthetic_plan, write_policies
 from segmenter.planner import Plan, plan_to_dict
 

@@ -20,10 +20,8 @@ from typing import Any
 
 import pytest
 
-from segmenter.errors import InputError, InventoryError
-from segmenter.inventory import Resolver, load_inventory
-from segmenter.model import Inventory, Pod, Transport
-from segmenter.watch import (
+from segmenter.cluster.dump import load_inventory
+from segmenter.cluster.watch import (
     EVENTS_FILE,
     WatchRecorder,
     add_arguments,
@@ -34,6 +32,9 @@ from segmenter.watch import (
     summary,
     watch_inventory,
 )
+from segmenter.errors import InputError, InventoryError
+from segmenter.graph.resolve import Resolver
+from segmenter.model import Inventory, Pod, Transport
 from tests.test_inventory import LIVE, _FakeApiServer, _kubeconfig
 
 WATCH = LIVE / "watch"
@@ -285,7 +286,7 @@ def test_rate_limited_run_through_the_command(
 
 
 def test_inventory_command_flags(tmp_path: Path) -> None:
-    from segmenter.watch import cmd_watch
+    from segmenter.cluster.watch import cmd_watch
 
     parser = argparse.ArgumentParser()
     parser.add_argument("dumps", nargs="*")

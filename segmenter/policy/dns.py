@@ -14,7 +14,7 @@ import ipaddress
 
 import networkx as nx
 
-from segmenter.inventory import dns_service_ips, dns_workload
+from segmenter.cluster.dns import dns_service_ips, dns_workload
 from segmenter.model import Inventory, Pod, Transport
 from segmenter.policy.ir import CidrPeer, CidrRole, Peer, PodPeer, Port, Selector
 from segmenter.policy.lower import DnsTarget, host_cidr

@@ -3,7 +3,7 @@
 A capture lasts minutes to hours; meanwhile pods are rolled out, CronJobs run, and a pod IP that
 belonged to one workload is handed to another. A single inventory taken before or after the
 capture attributes such flows to the wrong workload. :func:`watch_inventory` lists the cluster
-once (like :func:`segmenter.kube_live.live_inventory`), then follows the pods with the API's
+once (like :func:`segmenter.cluster.live.live_inventory`), then follows the pods with the API's
 watch (``kubernetes.watch.Watch().stream`` over ``list_pod_for_all_namespaces``) until the
 window ends, and writes into a directory:
 
@@ -49,9 +49,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
+from segmenter.cluster.fields import DELETED_ANNOTATION, IP_ASSIGNED_ANNOTATION
 from segmenter.errors import InputError, InventoryError
 from segmenter.fileio import atomic_write_text, dump_json
-from segmenter.inventory import DELETED_ANNOTATION, IP_ASSIGNED_ANNOTATION
 
 logger = logging.getLogger(__name__)
 
@@ -499,8 +499,8 @@ def watch_inventory(
         raise ValueError("duration must be positive")
     if min_interval < 0:
         raise ValueError("min_interval must not be negative")
-    from segmenter.kube_client import api_client as _api_client
-    from segmenter.kube_live import RESOURCES, list_documents, parse_live_documents
+    from segmenter.cluster.client import api_client as _api_client
+    from segmenter.cluster.live import RESOURCES, list_documents, parse_live_documents
 
     recorder = WatchRecorder(output_dir, min_interval=min_interval)
     recorder.check()
@@ -583,8 +583,8 @@ class _Follower:
     def run(self) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        from segmenter.kube_client import is_transport_error as _is_transport_error
-        from segmenter.kube_client import transport_reason as _reason
+        from segmenter.cluster.client import is_transport_error as _is_transport_error
+        from segmenter.cluster.client import transport_reason as _reason
 
         failures = 0
         while True:
@@ -658,7 +658,7 @@ class _Follower:
             stream.close()
 
     def _relist(self, reason: str) -> None:
-        from segmenter.kube_live import RESOURCES, list_pages
+        from segmenter.cluster.live import RESOURCES, list_pages
 
         logger.warning(
             "the watch of pods at %s lost its place (%s); listing the pods again", self.host, reason
@@ -688,14 +688,14 @@ class _Follower:
             time.sleep(delay)
 
     def _fatal(self, exc: Any) -> InventoryError:
-        from segmenter.kube_live import RESOURCES, _api_error
+        from segmenter.cluster.live import RESOURCES, _api_error
 
         (pods,) = [r for r in RESOURCES if r.plural == "pods"]
         return _api_error(exc, pods, self.host, verb="watch")
 
 
 def _exception_text(exc: Any) -> str:
-    from segmenter.kube_client import status_message as _status_message
+    from segmenter.cluster.client import status_message as _status_message
 
     return _status_message(exc) or str(getattr(exc, "reason", "") or "").strip()
 

@@ -32,13 +32,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from segmenter.cluster.client import api_client as _api_client
+from segmenter.cluster.client import api_status_error as _api_status_error
+from segmenter.cluster.client import decode_response as _decode_response
+from segmenter.cluster.client import is_transport_error as _is_transport_error
+from segmenter.cluster.client import status_message as _status_message
+from segmenter.cluster.client import transport_reason as _reason
 from segmenter.errors import InventoryError
-from segmenter.kube_client import api_client as _api_client
-from segmenter.kube_client import api_status_error as _api_status_error
-from segmenter.kube_client import decode_response as _decode_response
-from segmenter.kube_client import is_transport_error as _is_transport_error
-from segmenter.kube_client import status_message as _status_message
-from segmenter.kube_client import transport_reason as _reason
 from segmenter.render import sorted_yaml
 
 __all__ = [

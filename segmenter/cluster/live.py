@@ -9,7 +9,7 @@ server sent, and building the client's model objects first (then ``sanitize_for_
 costs seconds per ten thousand pods for nothing. Objects that do come back as models (a patched
 or older client) are converted with ``ApiClient.sanitize_for_serialization``.
 
-:mod:`segmenter.watch` builds on this module to follow pod changes during a capture window.
+:mod:`segmenter.cluster.watch` builds on this module to follow pod changes during a capture window.
 
 Read-only RBAC for this is in ``docs/rbac.yaml``.
 """
@@ -22,13 +22,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from segmenter.cluster.client import api_client as _api_client
+from segmenter.cluster.client import api_status_error as _api_status_error
+from segmenter.cluster.client import decode_response as _decode_response
+from segmenter.cluster.client import is_transport_error as _is_transport_error
+from segmenter.cluster.client import transport_reason as _reason
+from segmenter.cluster.dump import parse_documents
 from segmenter.errors import InputError, InventoryError
-from segmenter.inventory import parse_documents
-from segmenter.kube_client import api_client as _api_client
-from segmenter.kube_client import api_status_error as _api_status_error
-from segmenter.kube_client import decode_response as _decode_response
-from segmenter.kube_client import is_transport_error as _is_transport_error
-from segmenter.kube_client import transport_reason as _reason
 from segmenter.model import Inventory
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,200 @@
+"""Summaries of a graph: counts by kind, top talkers, and whether the capture window was long
+enough to learn its edges (``segmenter graph --stats``)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import networkx as nx
+
+LEARNING_BUCKET: Final = 3600.0
+
+
+def graph_stats(graph: nx.DiGraph, *, top: int = 10) -> dict[str, Any]:
+    """Counts by node kind, edges, flows, packets, bytes, top talkers, and learning completeness.
+
+    ``learning`` counts new edges per hour of the capture window, an edge being a (client,
+    server, protocol, port) entry counted at its ``first_seen``: when the last hours still bring
+    new edges, a longer capture would likely find more. ``window`` is the span of the flows.
+    """
+    by_kind: Counter[str] = Counter(attrs.get("kind", "?") for _, attrs in graph.nodes(data=True))
+    unobserved = sorted(
+        n
+        for n, a in graph.nodes(data=True)
+        if a.get("kind") == "workload" and not a.get("observed")
+    )
+    named_sets = sum(1 for _, a in graph.nodes(data=True) if a.get("aggregation"))
+    talk_bytes: Counter[str] = Counter()
+    talk_flows: Counter[str] = Counter()
+    protocols: Counter[str] = Counter()
+    firsts: list[float] = []
+    lasts: list[float] = []
+    flows = packets = volume = entries = 0
+    for src, dst, attrs in graph.edges(data=True):
+        flows += attrs.get("flows", 0)
+        packets += attrs.get("packets", 0)
+        volume += attrs.get("bytes", 0)
+        for entry in attrs.get("ports", []):
+            entries += 1
+            protocols[entry.get("protocol", "?")] += entry.get("flows", 0)
+            if isinstance(entry.get("first_seen"), int | float):
+                firsts.append(float(entry["first_seen"]))
+            if isinstance(entry.get("last_seen"), int | float):
+                lasts.append(float(entry["last_seen"]))
+        for node in {src, dst}:
+            talk_bytes[node] += attrs.get("bytes", 0)
+            talk_flows[node] += attrs.get("flows", 0)
+    talkers = sorted(talk_bytes, key=lambda n: (-talk_bytes[n], -talk_flows[n], n))[:top]
+    return {
+        "nodes": graph.number_of_nodes(),
+        "nodes_by_kind": dict(sorted(by_kind.items())),
+        "unobserved_workloads": len(unobserved),
+        "external_named_sets": named_sets,
+        "edges": graph.number_of_edges(),
+        "self_loops": nx.number_of_selfloops(graph),
+        "port_entries": entries,
+        "flows": flows,
+        "packets": packets,
+        "bytes": volume,
+        "flows_by_protocol": dict(sorted(protocols.items())),
+        "top_talkers": [
+            {
+                "node": n,
+                "bytes": talk_bytes[n],
+                "flows": talk_flows[n],
+                "peers": len((set(graph.predecessors(n)) | set(graph.successors(n))) - {n}),
+            }
+            for n in talkers
+        ],
+        **_learning(firsts, lasts),
+    }
+
+
+def _learning(firsts: list[float], lasts: list[float]) -> dict[str, Any]:
+    if not firsts:
+        return {"window": None, "learning": None}
+    start = min(firsts)
+    end = max([*lasts, *firsts])
+    buckets = [0] * (math.floor((end - start) / LEARNING_BUCKET) + 1)
+    for first in firsts:
+        buckets[math.floor((first - start) / LEARNING_BUCKET)] += 1
+    last_new = max(firsts)
+    return {
+        "window": {"start": start, "end": end, "seconds": end - start},
+        "learning": {
+            "bucket_seconds": LEARNING_BUCKET,
+            "new_edges_per_hour": buckets,
+            "new_edges_last_hour": sum(1 for f in firsts if f > end - LEARNING_BUCKET),
+            "last_new_edge": last_new,
+            "quiet_seconds": end - last_new,
+        },
+    }
+
+
+def format_stats(stats: Mapping[str, Any]) -> str:
+    """:func:`graph_stats` as plain text for ``segmenter graph --stats`` (ends with a newline)."""
+    lines: list[str] = []
+    kinds = ", ".join(f"{k} {v}" for k, v in stats.get("nodes_by_kind", {}).items())
+    line = f"nodes: {stats.get('nodes', 0)}" + (f" ({kinds})" if kinds else "")
+    if stats.get("unobserved_workloads"):
+        line += f"; {_n(stats['unobserved_workloads'], 'workload')} not seen in traffic"
+    lines.append(line)
+    if stats.get("external_named_sets"):
+        lines.append(
+            f"external named sets: {stats['external_named_sets']} (addresses grouped by DNS name)"
+        )
+    lines.append(
+        f"edges: {stats.get('edges', 0)} ({_n(stats.get('self_loops', 0), 'self-loop')}), "
+        f"{_n(stats.get('port_entries', 0), '(protocol, port) entry', '(protocol, port) entries')}"
+    )
+    protocols = ", ".join(f"{k} {v}" for k, v in stats.get("flows_by_protocol", {}).items())
+    lines.append(
+        f"flows: {stats.get('flows', 0)}"
+        + (f" ({protocols})" if protocols else "")
+        + f", {_n(stats.get('packets', 0), 'packet')}, {_size(stats.get('bytes', 0))}"
+    )
+    window, learning = stats.get("window"), stats.get("learning")
+    if window and learning:
+        start, end = float(window["start"]), float(window["end"])
+        lines.append(
+            f"capture window: {_utc(start)} to {_utc(end)} ({_span(float(window['seconds']))})"
+        )
+        lines.append(
+            "new edges per hour (an edge is a client, server, protocol and port, counted when "
+            "first seen):"
+        )
+        per_hour = list(learning["new_edges_per_hour"])
+        bucket = float(learning.get("bucket_seconds", LEARNING_BUCKET))
+        for i, count in enumerate(per_hour):
+            lo, hi = start + i * bucket, min(start + (i + 1) * bucket, end)
+            lines.append(f"  hour {i + 1:>3} ({_utc(lo)[11:16]}-{_utc(hi)[11:16]}Z): {count}")
+        quiet = float(learning["quiet_seconds"])
+        lines.append(
+            f"last new edge: {_utc(float(learning['last_new_edge']))}, "
+            f"{_span(quiet)} before the end of the window"
+        )
+        lines.append(_verdict(float(window["seconds"]), quiet, learning, bucket))
+    talkers = stats.get("top_talkers") or []
+    if talkers:
+        lines.append("top talkers by bytes:")
+        width = max(len(str(t["node"])) for t in talkers)
+        for t in talkers:
+            lines.append(
+                f"  {t['node']:<{width}}  {_size(t['bytes']):>9}  {_n(t['flows'], 'flow'):>13}  "
+                f"{_n(t['peers'], 'peer'):>10}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(seconds: float, quiet: float, learning: Mapping[str, Any], bucket: float) -> str:
+    recent = int(learning.get("new_edges_last_hour", 0))
+    total = sum(learning.get("new_edges_per_hour") or [0])
+    if seconds < bucket:
+        return (
+            f"learning: the window is shorter than an hour; {_n(total, 'edge')} learned, the "
+            f"last {_span(quiet)} before its end. Capture over a full business cycle (a day, "
+            "with its batch jobs) before trusting the graph as complete."
+        )
+    if recent:
+        share = 100.0 * recent / total if total else 0.0
+        return (
+            f"learning: still learning: {_n(recent, 'new edge')} ({share:.0f}%) in the last hour "
+            "of the window; a longer capture would likely find more."
+        )
+    return (
+        f"learning: no new edge in the last {_span(quiet)} of the window; the window looks long "
+        "enough for the traffic it saw."
+    )
+
+
+def _n(count: int, singular: str, plural: str | None = None) -> str:
+    return f"{count} {singular if count == 1 else (plural or singular + 's')}"
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(math.floor(ts), UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _span(seconds: float) -> str:
+    total = max(0, round(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "min"), (secs, "s")]
+    shown = [f"{n} {unit}" for n, unit in parts if n][:2]
+    return " ".join(shown) if shown else "0 s"
+
+
+def _size(count: float) -> str:
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
