@@ -50,10 +50,11 @@ from typing import Any, Final
 
 import yaml
 
-from segmenter.cluster.policies import CALICO_GROUP, POLICY_KINDS, PolicyKind, kind_info
 from segmenter.diff import SERVER_ANNOTATIONS, SERVER_METADATA, ObjectKey, normalize
 from segmenter.errors import InputError, SegmenterError
 from segmenter.fileio import atomic_write_json, atomic_write_text
+from segmenter.k8s import PolicyKind
+from segmenter.targets import CALICO_GROUP, all_kinds, kind_of
 
 __all__ = [
     "BACKUP_FORMAT",
@@ -86,7 +87,7 @@ _KUSTOMIZATIONS: Final = ("kustomization.yaml", "kustomization.yml", "Kustomizat
 _SUFFIXES: Final = (".yaml", ".yml", ".json")
 # Kinds that --staged applies besides the staged policies: they enforce nothing themselves.
 _STAGED_SUPPORT: Final = frozenset({"Tier", "NetworkSet", "GlobalNetworkSet"})
-_RANK: Final = {(k.group, k.kind): i for i, k in enumerate(POLICY_KINDS)}
+_RANK: Final = {(k.group, k.kind): i for i, k in enumerate(all_kinds())}
 
 
 class ApplyError(SegmenterError):
@@ -290,7 +291,7 @@ def read_source(folder: str | os.PathLike[str]) -> SourceDir:
         if docs:
             files.append(rel)
         for raw in docs:
-            info = kind_info(raw)
+            info = kind_of(raw)
             doc = raw
             if namespace_override and info is not None and info.namespaced:
                 doc = {**raw, "metadata": {**(raw.get("metadata") or {}),
@@ -599,7 +600,7 @@ def _write_backup(folder: Path, src: SourceDir, selected: Sequence[SourceObject]
         except yaml.YAMLError as exc:
             raise ApplyError(f"step {step.name!r}: the output is not YAML: "
                              f"{str(exc).splitlines()[0]}") from None
-        by_key = {ObjectKey.of(normalize(o)): o for o in objects if kind_info(o) == step.kind}
+        by_key = {ObjectKey.of(normalize(o)): o for o in objects if kind_of(o) == step.kind}
         keys = sorted(by_key)
         existing.update(keys)
         overwritten = [k for k in keys if k in touched]

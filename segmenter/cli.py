@@ -250,9 +250,13 @@ def _policy_manifests(args: argparse.Namespace) -> list[dict[str, Any]]:
     from segmenter.evaluate import is_warning, iter_manifests, validate_manifest
 
     if args.cluster:
-        from segmenter.cluster.policies import live_policies
+        from segmenter.cluster.policies import read_live_policies
+        from segmenter.targets import all_kinds
 
-        return live_policies(context=args.context, kubeconfig=args.kubeconfig)
+        live = read_live_policies(all_kinds(), context=args.context, kubeconfig=args.kubeconfig)
+        for note in live.notes:
+            logger.info("%s", note)
+        return live.manifests
     if not args.policies:
         raise InputError("give --policies DIR... or --cluster")
     manifests = []
@@ -370,6 +374,23 @@ def _explain(args: argparse.Namespace, inventory: Inventory, manifests: list[dic
         print(f"  {label} {'allow' if decision.allowed else 'deny '}  "
               f"{decision.policy or '-'} {decision.rule or ''}: {decision.reason}")
     return EXIT_OK if verdict.allowed else EXIT_DENIED
+
+
+def cmd_live_policies(args: argparse.Namespace) -> int:
+    from segmenter.cluster.policies import read_live_policies
+    from segmenter.diff import normalize
+    from segmenter.fileio import atomic_write_text
+    from segmenter.render import sorted_yaml
+    from segmenter.targets import all_kinds, get_target
+
+    kinds = get_target("kubernetes").kinds if args.no_calico else all_kinds()
+    result = read_live_policies(kinds, context=args.context, kubeconfig=args.kubeconfig)
+    manifests = result.manifests if args.raw else [normalize(m) for m in result.manifests]
+    atomic_write_text(args.output, sorted_yaml(manifests))
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"wrote {args.output}: {len(manifests)} policy objects from {result.host}")
+    return EXIT_OK
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
@@ -562,10 +583,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_capture_arguments(p)
     p.set_defaults(func=cmd_capture)
 
-    from segmenter import apply, diff, report
-    from segmenter.cluster import policies
+    p = sub.add_parser(
+        "live-policies", help="save the policies in force in the cluster as YAML",
+        description="Read every target's policy objects (NetworkPolicies, Calico "
+                    "projectcalico.org/v3 ...) from the cluster and write them as one "
+                    "multi-document YAML file, with the fields the server adds removed "
+                    "(unless --raw).")
+    p.add_argument("-o", "--output", required=True, help="YAML file to write")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument("--kubeconfig", help="kubeconfig file")
+    p.add_argument("--raw", action="store_true",
+                   help="keep server fields (uid, resourceVersion, managedFields, status...)")
+    p.add_argument("--no-calico", action="store_true", help="read Kubernetes policies only")
+    p.set_defaults(func=cmd_live_policies)
 
-    for module in (diff, apply, policies, report, watch):
+    from segmenter import apply, diff, report
+
+    for module in (diff, apply, report, watch):
         module.add_parser(sub)
     return parser
 

@@ -34,10 +34,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from segmenter.cluster.policies import CALICO_GROUP, K8S_GROUP, kind_info
 from segmenter.errors import InputError
+from segmenter.evaluate.calico import fill_defaults as calico_defaults
+from segmenter.evaluate.calico import port_number
+from segmenter.evaluate.kubernetes import fill_defaults as k8s_defaults
 from segmenter.model import ContainerPort, Flow, Inventory, Pod, Transport, WorkloadRef
 from segmenter.render import sorted_yaml
+from segmenter.targets import CALICO_GROUP, K8S_GROUP, kind_of
 
 __all__ = [
     "CLUSTER",
@@ -82,7 +85,6 @@ _CALICO_POLICY_KINDS: Final = frozenset(
     {"NetworkPolicy", "GlobalNetworkPolicy", "StagedNetworkPolicy", "StagedGlobalNetworkPolicy"}
 )
 _K8S_SHAPED_KINDS: Final = frozenset({"NetworkPolicy", "StagedKubernetesNetworkPolicy"})
-_GNP_FLAGS: Final = ("doNotTrack", "preDNAT", "applyOnForward")
 _PROTOCOL_NUMBERS: Final = {1: Transport.ICMP, 6: Transport.TCP, 17: Transport.UDP,
                             58: Transport.ICMPV6, 132: Transport.SCTP}
 
@@ -125,7 +127,7 @@ class ObjectKey:
 
 
 def _is_namespaced(doc: Mapping[str, Any]) -> bool | None:
-    info = kind_info(doc)
+    info = kind_of(doc)
     if info is not None:
         return info.namespaced
     if str(doc.get("kind") or "") in CLUSTER_SCOPED_KINDS:
@@ -163,58 +165,6 @@ def _prune(value: Any, *, calico: bool) -> Any:
     if isinstance(value, list):
         return [_prune(v, calico=calico) for v in value]
     return value
-
-
-def _k8s_defaults(spec: dict[str, Any]) -> None:
-    for direction in ("ingress", "egress"):
-        for rule in spec.get(direction) or []:
-            if isinstance(rule, dict):
-                for port in rule.get("ports") or []:
-                    if isinstance(port, dict):
-                        port.setdefault("protocol", "TCP")
-    if not spec.get("policyTypes"):
-        types = ["Ingress"]
-        if spec.get("egress"):
-            types.append("Egress")
-        spec["policyTypes"] = types
-    if isinstance(spec.get("policyTypes"), list):
-        spec["policyTypes"] = sorted(str(t) for t in spec["policyTypes"])
-
-
-def _calico_port(value: Any) -> Any:
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return value
-
-
-def _calico_defaults(kind: str, spec: dict[str, Any]) -> None:
-    if kind == "Tier":
-        spec.setdefault("defaultAction", "Deny")
-        return
-    if kind not in _CALICO_POLICY_KINDS:
-        return
-    if kind.startswith("Staged"):
-        spec.setdefault("stagedAction", "Set")
-    spec.setdefault("tier", "default")
-    if not spec.get("types"):
-        has_in, has_out = bool(spec.get("ingress")), bool(spec.get("egress"))
-        spec["types"] = (["Ingress", "Egress"] if has_in and has_out
-                         else ["Egress"] if has_out else ["Ingress"])
-    if isinstance(spec.get("types"), list):
-        spec["types"] = sorted(str(t) for t in spec["types"])
-    for flag in _GNP_FLAGS:
-        if spec.get(flag) is False:
-            del spec[flag]
-    for direction in ("ingress", "egress"):
-        for rule in spec.get(direction) or []:
-            if not isinstance(rule, dict):
-                continue
-            for side in ("source", "destination"):
-                entity = rule.get(side)
-                if isinstance(entity, dict):
-                    for key in ("ports", "notPorts"):
-                        if isinstance(entity.get(key), list):
-                            entity[key] = [_calico_port(p) for p in entity[key]]
 
 
 def normalize(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -261,13 +211,9 @@ def normalize(doc: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(spec, Mapping):
         spec = dict(spec)
         if calico:
-            if kind == "StagedKubernetesNetworkPolicy":
-                spec.setdefault("stagedAction", "Set")
-                _k8s_defaults(spec)
-            else:
-                _calico_defaults(kind, spec)
+            calico_defaults(kind, spec)
         elif kind in _K8S_SHAPED_KINDS:
-            _k8s_defaults(spec)
+            k8s_defaults(kind, spec)
         out["spec"] = spec
         name = str(meta.get("name") or "")
         if (calico and kind in _CALICO_POLICY_KINDS and spec.get("tier") == "default"
@@ -513,7 +459,7 @@ def probe_ports(manifests: Iterable[Mapping[str, Any]], inventory: Inventory,
                     continue
                 for key in ("ports", "notPorts"):
                     for raw in destination.get(key) or []:
-                        value = _calico_port(raw)
+                        value = port_number(raw)
                         if isinstance(value, int):
                             if transport is not None:
                                 found.add((transport, value))
@@ -805,8 +751,9 @@ def _load_side(spec: str, args: argparse.Namespace, notes: list[str]) -> tuple[
         list[dict[str, Any]], str]:
     if spec == CLUSTER:
         from segmenter.cluster.policies import read_live_policies
+        from segmenter.targets import all_kinds
 
-        live = read_live_policies(context=args.context, kubeconfig=args.kubeconfig)
+        live = read_live_policies(all_kinds(), context=args.context, kubeconfig=args.kubeconfig)
         notes.extend(live.notes)
         label = f"cluster {live.host}" + (f" (context {args.context})" if args.context else "")
         return live.manifests, label
@@ -819,7 +766,7 @@ def _load_side(spec: str, args: argparse.Namespace, notes: list[str]) -> tuple[
 
 def _policy_only(docs: list[dict[str, Any]], label: str, notes: list[str]
                  ) -> list[dict[str, Any]]:
-    kept = [d for d in docs if kind_info(d) is not None]
+    kept = [d for d in docs if kind_of(d) is not None]
     if len(kept) < len(docs):
         notes.append(f"{label}: {len(docs) - len(kept)} object(s) of kinds the cluster "
                      "side does not read left out of the comparison")

@@ -5,7 +5,8 @@ Anything that is not a ``SegmenterError`` is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -54,6 +55,20 @@ class UnsupportedError(SegmenterError):
         super().__init__(
             f"the {dialect} dialect cannot express this plan exactly: " + "; ".join(reasons)
         )
+
+
+class UnknownNameError(SegmenterError):
+    """A name that is not one of the known ones (a target, a source format, a class), with the
+    closest known names ("did you mean")."""
+
+    def __init__(self, what: str, name: str, known: Iterable[str], *, path: str | None = None,
+                 record: str | None = None):
+        self.name = name
+        self.known = sorted(known)
+        close = difflib.get_close_matches(name, self.known, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        super().__init__(f"unknown {what} {name!r} (known: {', '.join(self.known)}){hint}",
+                         path=path, record=record)
 
 
 def type_name(value: Any) -> str:

@@ -8,6 +8,7 @@ Sources: the apimachinery validation code (``IsQualifiedName``, ``IsValidLabelVa
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Final
 
 # Set by the control plane on every namespace since 1.21 (beta) / 1.22 (GA): the only way to
@@ -58,6 +59,46 @@ SYSTEM_NAMESPACES: Final = (
     "kube-system",
     "tigera-operator",
 )
+
+
+
+@dataclass(frozen=True)
+class PolicyKind:
+    """A policy-related resource type: its kind, API group and version, plural and scope."""
+
+    kind: str
+    group: str
+    version: str
+    plural: str
+    namespaced: bool
+    staged: bool = False
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+    @property
+    def resource(self) -> str:
+        """The fully qualified resource name for kubectl: ``networkpolicies.projectcalico.org``.
+
+        Always qualified: a bare ``networkpolicies`` is ambiguous once Calico's API is served.
+        """
+        return f"{self.plural}.{self.group}"
+
+    def describes(self, doc: object) -> bool:
+        """Whether a manifest is of this kind (group and kind; any version)."""
+        if not isinstance(doc, dict):
+            return False
+        api = str(doc.get("apiVersion") or "")
+        group = api.split("/", 1)[0] if "/" in api else ""
+        return doc.get("kind") == self.kind and group == self.group
+
+
+def api_group(doc: object) -> str:
+    """The API group of a manifest's ``apiVersion`` (``""`` for the core group)."""
+    api = str(doc.get("apiVersion") or "") if isinstance(doc, dict) else ""
+    return api.split("/", 1)[0] if "/" in api else ""
+
 
 _QUALIFIED_NAME: Final = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS1123_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

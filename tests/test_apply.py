@@ -33,8 +33,8 @@ from segmenter.apply import (
     run_rollback,
     strip_server_fields,
 )
-from segmenter.cluster.policies import CALICO_KINDS
 from segmenter.errors import InputError
+from segmenter.targets import CALICO_KINDS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies"
 K8S_OLD = FIXTURES / "k8s" / "old"  # has a kustomization.yaml

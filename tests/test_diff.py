@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import segmenter.cluster.policies
+import segmenter.targets
 import segmenter.diff
 from segmenter.cluster.dump import load_inventory
 from segmenter.cluster.policies import LivePolicies
@@ -63,7 +64,7 @@ def inventory() -> Inventory:
 
 
 def test_doctests() -> None:
-    for module in (segmenter.diff, segmenter.cluster.policies):
+    for module in (segmenter.diff, segmenter.targets):
         result = doctest.testmod(module)
         assert result.failed == 0
         assert result.attempted > 0
@@ -426,7 +427,7 @@ def fake_cluster(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         served.append(live)
     calls: list[dict[str, Any]] = []
 
-    def fake(**kwargs: Any) -> LivePolicies:
+    def fake(kinds: Any, **kwargs: Any) -> LivePolicies:
         calls.append(kwargs)
         return LivePolicies(manifests=copy.deepcopy(served), host="https://cluster.test",
                             notes=("the cluster does not serve projectcalico.org/v3",))

@@ -9,7 +9,6 @@ bodies for 401, 403, 404 and 410.
 
 from __future__ import annotations
 
-import argparse
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,15 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
-from segmenter.cluster.policies import (
-    add_parser,
-    kind_info,
-    live_policies,
-    read_live_policies,
-)
+from segmenter.cli import main
+from segmenter.cluster.policies import read_live_policies
 from segmenter.diff import diff_policies
 from segmenter.errors import InventoryError
 from segmenter.evaluate import load_manifests
+from segmenter.targets import KUBERNETES_KINDS, all_kinds, kind_of
 from tests.fake_apiserver import FakeApiServer, kubeconfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies"
@@ -69,7 +65,8 @@ def _ids(docs: list[dict[str, Any]]) -> list[str]:
 def test_reads_paged_networkpolicies_and_served_calico_kinds(
     tmp_path: Path, api_server: _FakeApiServer
 ) -> None:
-    result = read_live_policies(kubeconfig=_kubeconfig(tmp_path, api_server.url), page_size=2)
+    result = read_live_policies(all_kinds(), kubeconfig=_kubeconfig(tmp_path, api_server.url),
+                                page_size=2)
     assert _ids(result.manifests) == [
         "networking.k8s.io/v1 NetworkPolicy shop/allow-db",
         "networking.k8s.io/v1 NetworkPolicy shop/allow-frontend",
@@ -82,7 +79,7 @@ def test_reads_paged_networkpolicies_and_served_calico_kinds(
         "projectcalico.org/v3 Tier -/default",
         "projectcalico.org/v3 Tier -/security",
     ]
-    assert result.calico_served
+    assert "projectcalico.org" in result.served_groups
     assert result.host == api_server.url
     # The list items carried no kind/apiVersion: they are filled in; the rest is the server's.
     first = result.manifests[0]
@@ -107,7 +104,8 @@ def test_reads_paged_networkpolicies_and_served_calico_kinds(
 def test_live_objects_equal_their_source_files_after_normalisation(
     tmp_path: Path, api_server: _FakeApiServer
 ) -> None:
-    live = live_policies(kubeconfig=_kubeconfig(tmp_path, api_server.url))
+    live = read_live_policies(all_kinds(),
+                              kubeconfig=_kubeconfig(tmp_path, api_server.url)).manifests
     k8s_live = [d for d in live if d["apiVersion"].startswith("networking.k8s.io/")]
     files = load_manifests([str(FIXTURES / "k8s" / "old")])
     diff = diff_policies(k8s_live, files)
@@ -126,18 +124,19 @@ def test_calico_group_not_served_is_skipped_with_a_note(
     tmp_path: Path, api_server: _FakeApiServer
 ) -> None:
     api_server.overrides[CALICO] = (404, "status-404")
-    result = read_live_policies(kubeconfig=_kubeconfig(tmp_path, api_server.url))
-    assert [kind_info(d).kind for d in result.manifests] == ["NetworkPolicy"] * 4  # type: ignore[union-attr]
-    assert not result.calico_served
+    result = read_live_policies(all_kinds(), kubeconfig=_kubeconfig(tmp_path, api_server.url))
+    assert [kind_of(d).kind for d in result.manifests] == ["NetworkPolicy"] * 4  # type: ignore[union-attr]
+    assert "projectcalico.org" not in result.served_groups
     assert result.notes == (
-        f"the cluster at {api_server.url} does not serve projectcalico.org/v3 (no Calico API "
-        "server or v3 CRDs): Calico policies skipped",)
+        f"the cluster at {api_server.url} does not serve projectcalico.org/v3: Tier, "
+        "GlobalNetworkSet, NetworkSet, GlobalNetworkPolicy, NetworkPolicy, "
+        "StagedGlobalNetworkPolicy, StagedNetworkPolicy, StagedKubernetesNetworkPolicy skipped",)
 
 
 def test_calico_false_reads_kubernetes_kinds_only(
     tmp_path: Path, api_server: _FakeApiServer
 ) -> None:
-    result = read_live_policies(kubeconfig=_kubeconfig(tmp_path, api_server.url), calico=False)
+    result = read_live_policies(KUBERNETES_KINDS, kubeconfig=_kubeconfig(tmp_path, api_server.url))
     assert len(result.manifests) == 4
     assert not any(path.startswith(CALICO) for path, _, _ in api_server.requests)
 
@@ -146,7 +145,7 @@ def test_expired_continue_token_restarts_the_list(
     tmp_path: Path, api_server: _FakeApiServer
 ) -> None:
     api_server.expire_continue_once = True
-    result = read_live_policies(kubeconfig=_kubeconfig(tmp_path, api_server.url), calico=False)
+    result = read_live_policies(KUBERNETES_KINDS, kubeconfig=_kubeconfig(tmp_path, api_server.url))
     assert len(result.manifests) == 4  # no duplicates from the abandoned first pass
     assert len([p for p, _, _ in api_server.requests if p == NP_PATH]) == 4
 
@@ -154,7 +153,7 @@ def test_expired_continue_token_restarts_the_list(
 def test_forbidden_is_one_line(tmp_path: Path, api_server: _FakeApiServer) -> None:
     api_server.overrides[NP_PATH] = (403, "status-403-networkpolicies")
     with pytest.raises(InventoryError) as info:
-        live_policies(kubeconfig=_kubeconfig(tmp_path, api_server.url))
+        read_live_policies(all_kinds(), kubeconfig=_kubeconfig(tmp_path, api_server.url))
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"forbidden: cannot list networkpolicies.networking.k8s.io at "
@@ -168,13 +167,13 @@ def test_forbidden_on_calico_group_is_an_error_too(
     api_server.overrides[f"{CALICO}/globalnetworkpolicies"] = (403, "status-403-networkpolicies")
     with pytest.raises(InventoryError, match=r"^forbidden: cannot list "
                                              r"globalnetworkpolicies\.projectcalico\.org"):
-        live_policies(kubeconfig=_kubeconfig(tmp_path, api_server.url))
+        read_live_policies(all_kinds(), kubeconfig=_kubeconfig(tmp_path, api_server.url))
 
 
 def test_unauthorized(tmp_path: Path, api_server: _FakeApiServer) -> None:
     api_server.overrides[NP_PATH] = (401, "status-401")
     with pytest.raises(InventoryError) as info:
-        live_policies(kubeconfig=_kubeconfig(tmp_path, api_server.url))
+        read_live_policies(all_kinds(), kubeconfig=_kubeconfig(tmp_path, api_server.url))
     assert str(info.value) == (f"unauthorized: the cluster at {api_server.url} rejected the "
                                "credentials (expired token or certificate?)")
 
@@ -185,25 +184,21 @@ def test_unreachable_cluster(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     with pytest.raises(InventoryError) as info:
-        read_live_policies(kubeconfig=_kubeconfig(tmp_path, url), request_timeout=5)
+        read_live_policies(all_kinds(), kubeconfig=_kubeconfig(tmp_path, url), request_timeout=5)
     assert str(info.value) == f"cannot reach the cluster at {url}: connection refused"
 
 
 def test_bad_kubeconfig_and_context(tmp_path: Path, api_server: _FakeApiServer) -> None:
     with pytest.raises(InventoryError, match="no such kubeconfig file"):
-        live_policies(kubeconfig=str(tmp_path / "missing"))
+        read_live_policies(all_kinds(), kubeconfig=str(tmp_path / "missing"))
     path = _kubeconfig(tmp_path, api_server.url, context="prod")
-    assert live_policies(kubeconfig=path, context="prod")
+    assert read_live_policies(all_kinds(), kubeconfig=path, context="prod").manifests
     with pytest.raises(InventoryError, match="nope"):
-        live_policies(kubeconfig=path, context="nope")
+        read_live_policies(all_kinds(), kubeconfig=path, context="nope")
 
 
 def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="segmenter")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return main(argv)
 
 
 def test_live_policies_command_writes_normalised_yaml(
@@ -231,8 +226,6 @@ def test_verify_reads_the_policies_in_force_from_the_cluster(
 ) -> None:
     """`segmenter verify --cluster`: drift detection against the live policies (k8s/old in the
     fixture server), through the real kubernetes client."""
-    from segmenter.cli import main
-
     code = main(["verify", "--cluster", "--kubeconfig", _kubeconfig(tmp_path, api_server.url),
                  "--flows", str(FIXTURES / "flows.jsonl"),
                  "--inventory", str(FIXTURES / "inventory.json")])

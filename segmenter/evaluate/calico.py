@@ -20,6 +20,7 @@ from segmenter.evaluate.core import (
     Tier,
 )
 from segmenter.evaluate.kubernetes import PolicyCompileError
+from segmenter.evaluate.kubernetes import fill_defaults as k8s_fill_defaults
 from segmenter.evaluate.model import Action, Direction, PortRange, parse_net
 from segmenter.evaluate.selector import Node, parse_selector
 from segmenter.model import Transport
@@ -31,6 +32,7 @@ __all__ = [
     "compile_calico_policy",
     "compile_netset",
     "compile_tier",
+    "fill_defaults",
     "parse_calico_port",
     "parse_protocol",
 ]
@@ -131,6 +133,55 @@ def calico_policy_types(spec: Mapping[str, Any]) -> frozenset[Direction]:
     if egress and ingress:
         return frozenset({Direction.INGRESS, Direction.EGRESS})
     return frozenset({Direction.INGRESS})
+
+
+_GNP_FLAGS = ("doNotTrack", "preDNAT", "applyOnForward")
+
+
+def port_number(value: Any) -> Any:
+    """A numeric port string as a number (Calico accepts both); anything else as it is."""
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value
+
+
+def fill_defaults(kind: str, spec: dict[str, Any]) -> None:
+    """Make Calico's defaults explicit in a ``spec``, in place, so that two specs that mean the
+    same compare equal (``segmenter diff``): a policy's ``tier`` and ``types`` (§3.3, sorted), a
+    staged policy's ``stagedAction``, a Tier's ``defaultAction``; false GlobalNetworkPolicy
+    flags dropped; numeric port strings as numbers. A StagedKubernetesNetworkPolicy has the
+    Kubernetes defaults."""
+    if kind == "Tier":
+        spec.setdefault("defaultAction", "Deny")
+        return
+    if kind == "StagedKubernetesNetworkPolicy":
+        spec.setdefault("stagedAction", "Set")
+        k8s_fill_defaults(kind, spec)
+        return
+    if kind not in (*CALICO_POLICY_KINDS, "StagedNetworkPolicy", "StagedGlobalNetworkPolicy"):
+        return
+    if kind.startswith("Staged"):
+        spec.setdefault("stagedAction", "Set")
+    spec.setdefault("tier", "default")
+    if not spec.get("types"):
+        has_in, has_out = bool(spec.get("ingress")), bool(spec.get("egress"))
+        spec["types"] = (["Ingress", "Egress"] if has_in and has_out
+                         else ["Egress"] if has_out else ["Ingress"])
+    if isinstance(spec.get("types"), list):
+        spec["types"] = sorted(str(t) for t in spec["types"])
+    for flag in _GNP_FLAGS:
+        if spec.get(flag) is False:
+            del spec[flag]
+    for direction in ("ingress", "egress"):
+        for rule in spec.get(direction) or []:
+            if not isinstance(rule, dict):
+                continue
+            for side in ("source", "destination"):
+                entity = rule.get(side)
+                if isinstance(entity, dict):
+                    for key in ("ports", "notPorts"):
+                        if isinstance(entity.get(key), list):
+                            entity[key] = [port_number(p) for p in entity[key]]
 
 
 def _opt_selector(value: Any) -> Node | None:

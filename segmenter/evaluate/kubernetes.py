@@ -24,7 +24,7 @@ from segmenter.evaluate.model import Direction, PortRange, parse_net
 from segmenter.evaluate.selector import from_label_selector
 from segmenter.model import Transport
 
-__all__ = ["K8S_POLICY_ORDER", "compile_k8s_policy", "effective_policy_types"]
+__all__ = ["K8S_POLICY_ORDER", "compile_k8s_policy", "effective_policy_types", "fill_defaults"]
 
 # Calico's order for converted Kubernetes policies (§3.5).
 K8S_POLICY_ORDER = 1000.0
@@ -57,6 +57,25 @@ def effective_policy_types(spec: Mapping[str, Any]) -> frozenset[Direction]:
     if spec.get("egress"):
         return frozenset({Direction.INGRESS, Direction.EGRESS})
     return frozenset({Direction.INGRESS})
+
+
+def fill_defaults(kind: str, spec: dict[str, Any]) -> None:
+    """Make the API server's defaults explicit in a NetworkPolicy ``spec``, in place: each
+    port's ``protocol`` (TCP) and ``policyTypes`` (§1.3), sorted; so that two specs that mean the
+    same compare equal (``segmenter diff``)."""
+    for direction in ("ingress", "egress"):
+        for rule in spec.get(direction) or []:
+            if isinstance(rule, dict):
+                for port in rule.get("ports") or []:
+                    if isinstance(port, dict):
+                        port.setdefault("protocol", "TCP")
+    if not spec.get("policyTypes"):
+        types = ["Ingress"]
+        if spec.get("egress"):
+            types.append("Egress")
+        spec["policyTypes"] = types
+    if isinstance(spec.get("policyTypes"), list):
+        spec["policyTypes"] = sorted(str(t) for t in spec["policyTypes"])
 
 
 def policy_display(namespace: str, name: str, *, calico: bool) -> str:

@@ -1,0 +1,173 @@
+"""Every policy target, registered here and nowhere else.
+
+A target is what segmenter writes policies for and judges them under: its writer (a dialect
+reading only the policy IR), the evaluator that knows how its objects are enforced, the kinds
+it writes and reads back from a cluster, how ``diff`` fills in the API's defaults for them, and
+how ``apply`` puts them into a cluster. The CLI's choices, the facade, the report's enforcement
+detection and ``run``'s self-check all come from :data:`TARGETS`.
+
+To add a target: write ``segmenter/dialects/<name>.py`` (a :class:`~segmenter.dialects.base.
+Dialect`), make the evaluator understand what it writes (an enforcement mode of
+:mod:`segmenter.evaluate`), and add one :class:`Target` to ``TARGETS``. A target cannot be
+registered without an evaluator: what it writes is always verified.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from segmenter.dialects.base import Dialect
+from segmenter.dialects.calico import Calico
+from segmenter.dialects.kubernetes import Kubernetes
+from segmenter.errors import UnknownNameError
+from segmenter.evaluate import PolicyEngine
+from segmenter.evaluate.calico import fill_defaults as calico_defaults
+from segmenter.evaluate.kubernetes import fill_defaults as kubernetes_defaults
+from segmenter.k8s import PolicyKind
+from segmenter.model import Labels
+
+K8S_GROUP: Final = "networking.k8s.io"
+CALICO_GROUP: Final = "projectcalico.org"
+CALICO_VERSION: Final = "v3"
+
+
+class ApplyRoute(enum.StrEnum):
+    """How ``segmenter apply`` puts a target's objects into a cluster."""
+
+    KUBECTL = "kubectl"
+    # kubectl where the cluster serves the target's API group (Calico's API server or native v3
+    # CRDs), calicoctl otherwise (policy-semantics.md §3.6).
+    KUBECTL_OR_CALICOCTL = "kubectl-or-calicoctl"
+
+
+Namespaces = Mapping[str, Labels] | Mapping[str, Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One policy target.
+
+    Attributes:
+        name: the CLI value, the output folder name and the dialect's name.
+        title: what a person calls it.
+        writer: makes the dialect that writes the IR as this target's objects.
+        evaluator: builds the evaluator for a set of manifests under this target's
+            enforcement: ``evaluator(manifests, namespaces)``; its ``check`` answers whether a
+            connection is allowed and which policy and rule decided.
+        kinds: the kinds this target writes and that are read back from a cluster for it; the
+            first target (Kubernetes) owns the NetworkPolicy every CNI enforces.
+        fill_defaults: ``fill_defaults(kind, spec)`` makes the API's defaults explicit in place,
+            so that ``diff`` compares what objects mean.
+        omits_empty: the API drops empty maps and strings when it stores the objects (Go
+            ``omitempty`` on structs), so ``diff`` drops them too.
+        apply_route: how ``apply`` puts the objects into a cluster.
+    """
+
+    name: str
+    title: str
+    writer: Callable[..., Dialect]
+    evaluator: Callable[[Iterable[Mapping[str, Any]], Namespaces], PolicyEngine]
+    kinds: tuple[PolicyKind, ...]
+    fill_defaults: Callable[[str, dict[str, Any]], None]
+    omits_empty: bool = False
+    apply_route: ApplyRoute = ApplyRoute.KUBECTL
+
+    def dialect(self, *, best_effort: bool = False, staged: bool = False) -> Dialect:
+        return self.writer(best_effort=best_effort, staged=staged)
+
+    def owns(self, doc: Mapping[str, Any]) -> bool:
+        """Whether ``doc`` is of one of this target's kinds."""
+        return any(kind.describes(dict(doc)) for kind in self.kinds)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _engine(enforcement: str) -> Callable[[Iterable[Mapping[str, Any]], Namespaces],
+                                          PolicyEngine]:
+    def build(manifests: Iterable[Mapping[str, Any]], namespaces: Namespaces) -> PolicyEngine:
+        return PolicyEngine.from_manifests(manifests, namespaces=namespaces,
+                                           enforcement=enforcement)
+
+    return build
+
+
+KUBERNETES_KINDS: Final = (PolicyKind("NetworkPolicy", K8S_GROUP, "v1", "networkpolicies", True),)
+CALICO_KINDS: Final = (
+    PolicyKind("Tier", CALICO_GROUP, CALICO_VERSION, "tiers", False),
+    PolicyKind("GlobalNetworkSet", CALICO_GROUP, CALICO_VERSION, "globalnetworksets", False),
+    PolicyKind("NetworkSet", CALICO_GROUP, CALICO_VERSION, "networksets", True),
+    PolicyKind("GlobalNetworkPolicy", CALICO_GROUP, CALICO_VERSION, "globalnetworkpolicies",
+               False),
+    PolicyKind("NetworkPolicy", CALICO_GROUP, CALICO_VERSION, "networkpolicies", True),
+    PolicyKind("StagedGlobalNetworkPolicy", CALICO_GROUP, CALICO_VERSION,
+               "stagedglobalnetworkpolicies", False, staged=True),
+    PolicyKind("StagedNetworkPolicy", CALICO_GROUP, CALICO_VERSION, "stagednetworkpolicies",
+               True, staged=True),
+    PolicyKind("StagedKubernetesNetworkPolicy", CALICO_GROUP, CALICO_VERSION,
+               "stagedkubernetesnetworkpolicies", True, staged=True),
+)
+
+TARGETS: dict[str, Target] = {
+    target.name: target for target in (
+        Target("kubernetes", "Kubernetes NetworkPolicy", Kubernetes, _engine("kubernetes"),
+               KUBERNETES_KINDS, kubernetes_defaults),
+        Target("calico", "Calico projectcalico.org/v3", Calico, _engine("calico"),
+               CALICO_KINDS, calico_defaults, omits_empty=True,
+               apply_route=ApplyRoute.KUBECTL_OR_CALICOCTL),
+    )
+}
+
+
+def target_names() -> tuple[str, ...]:
+    """The registered targets' names, in registry order."""
+    return tuple(TARGETS)
+
+
+def get_target(name: str) -> Target:
+    """The target named ``name``; :class:`~segmenter.errors.UnknownNameError` with the closest
+    names otherwise."""
+    target = TARGETS.get(str(name))
+    if target is None:
+        raise UnknownNameError("target", str(name), TARGETS)
+    return target
+
+
+def all_kinds() -> tuple[PolicyKind, ...]:
+    """Every kind of every target, without repeats: what is read from a cluster."""
+    return tuple(dict.fromkeys(kind for target in TARGETS.values() for kind in target.kinds))
+
+
+def kind_of(doc: Mapping[str, Any]) -> PolicyKind | None:
+    """The registered kind of a manifest, or None for other kinds.
+
+    >>> kind_of({"apiVersion": "projectcalico.org/v3", "kind": "Tier"}).plural
+    'tiers'
+    """
+    for kind in all_kinds():
+        if kind.describes(dict(doc)):
+            return kind
+    return None
+
+
+def target_of(doc: Mapping[str, Any]) -> Target | None:
+    """The target that owns a manifest's kind (the first registered), or None."""
+    for target in TARGETS.values():
+        if target.owns(doc):
+            return target
+    return None
+
+
+def detect_target(manifests: Iterable[Mapping[str, Any]]) -> Target:
+    """The target whose enforcement a set of manifests is written for: the one owning any of
+    them other than the first target (Kubernetes NetworkPolicy, which every target's CNI also
+    enforces), else the first target."""
+    first = next(iter(TARGETS.values()))
+    for doc in manifests:
+        target = target_of(doc)
+        if target is not None and target is not first:
+            return target
+    return first
