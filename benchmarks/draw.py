@@ -28,7 +28,7 @@ TARGET_SECONDS = 10.0
 
 
 def time_zone_map(graph: Any, plan: Any) -> float:
-    from segmenter.viz import figure_bytes, zone_map_figure
+    from segmenter.views.viz.draw import figure_bytes, zone_map_figure
 
     start = time.perf_counter()
     fig = zone_map_figure(graph, plan, title="benchmark")
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from segmenter.notebook import synthetic_graph, synthetic_plan
-    from segmenter.viz import layout_zone_map, zone_map_model
+    from segmenter.views.viz.zonemap import layout_zone_map, zone_map_model
 
     graph = synthetic_graph(args.workloads, seed=args.seed)
     plan = synthetic_plan(graph)

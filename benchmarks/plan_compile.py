@@ -20,7 +20,6 @@ import time
 import networkx as nx
 
 from segmenter.config import Config, SensitiveDecl
-from segmenter.dialects import get_dialect
 from segmenter.model import (
     ContainerPort,
     Inventory,
@@ -37,6 +36,7 @@ from segmenter.planner import plan
 from segmenter.policy.dns import detect_dns
 from segmenter.policy.lower import lower
 from segmenter.render import to_yaml
+from segmenter.targets import get_target
 
 PORTS = (80, 443, 5432, 6379, 8080, 8443, 9090, 3306)
 
@@ -118,7 +118,7 @@ def main() -> None:
     timings["lower"] = time.perf_counter() - t0
     for dialect in ("kubernetes", "calico"):
         t0 = time.perf_counter()
-        output = get_dialect(dialect).emit(policy_set)
+        output = get_target(dialect).dialect().emit(policy_set)
         timings[dialect] = time.perf_counter() - t0
         t0 = time.perf_counter()
         size = sum(len(to_yaml(ms)) for ms in output.files.values())

@@ -6,20 +6,20 @@
  *
  * Loop(...).run(buf, off, blen, n) folds consecutive records of a classic pcap buffer that are
  * TCP / UDP packets with a plain IP header (IPv4 without options or fragmentation, IPv6 without
- * extension headers), doing what capture.flows.FlowTable does for them:
+ * extension headers), doing what capture.table.FlowTable does for them:
  *
  *   - a flow it starts (not on a DNS or overlay port: DNS answers are parsed in Python,
  *     overlays decapsulated there) lives in C ("native flows" below): counting, the TCP flags,
  *     the client / server decision and the TLS ClientHello probe with its SNI are done on plain
- *     integers, and its Flow / Half objects are made only when Python needs the flow;
- *   - a flow the Python objects hold (capture.flows.Flow and Half, whose __slots__ it reads and
+ *     integers, and its FlowState / Half objects are made only when Python needs the flow;
+ *   - a flow the Python objects hold (capture.table.FlowState and Half, whose __slots__ it reads and
  *     writes directly) gets the plain hit (h.packets += 1; h.bytes += iplen; fl.last = t) and
  *     FlowTable.tcp_known's flags and probe, unless its segment may be a ClientHello.
  *
  * It returns (off, n) at the first record that is anything else -- or whose fixed-size prefix
  * or whole record is not in the buffer -- and the Python loop handles that record, then calls
  * run again. The decisions (when a flow ends, who is the client, when the TLS probe stops) take
- * their constants from capture.flows through the ``model`` argument; field offsets and checks
+ * their constants from capture.table through the ``model`` argument; field offsets and checks
  * mirror the structs of pcapfast._layout byte for byte.
  */
 #define PY_SSIZE_T_CLEAN
@@ -34,7 +34,7 @@
 #define TCP_ACK 0x10
 #define MAX_PORTS 16
 
-/* The slots of capture.flows.Flow (all of them: a new flow sets every one). */
+/* The slots of capture.table.FlowState (all of them: a new flow sets every one). */
 enum {
     F_A, F_A_ADDR, F_A_PORT, F_B, F_B_ADDR, F_B_PORT, F_CLIENT_IS_A, F_CLOSED, F_DIRECTION,
     F_DNS, F_FIRST, F_LAST, F_OUTER, F_PROBE_LEFT, F_PROTO, F_RESETS, F_SLOW, F_SNI, F_SYN,
@@ -45,7 +45,7 @@ static const char *const flow_slots[F_COUNT] = {
     "dns", "first", "last", "outer", "probe_left", "proto", "resets", "slow", "sni", "syn",
     "synack", "tls", "tls_buf", "tls_left", "tls_next", "tunnel",
 };
-/* The slots of capture.flows.Half. */
+/* The slots of capture.table.Half. */
 enum { H_BYTES, H_FLOW, H_IS_A, H_PACKETS, H_COUNT };
 static const char *const half_slots[H_COUNT] = {"bytes", "flow", "is_a", "packets"};
 
@@ -211,7 +211,7 @@ new_half(Loop *self, PyObject *fl, int is_a, uint64_t packets, uint64_t bytes)
 /* ---- Native flows ---------------------------------------------------------------------------
  *
  * A flow this loop starts lives here, in C, not as Python objects: per packet, one probe of an
- * open-addressing index and a few integer updates, no allocation. Its Python Flow and Half
+ * open-addressing index and a few integer updates, no allocation. Its Python FlowState and Half
  * objects are made ("materialized", with exactly the state the Python code would have given
  * them) and entered in the table's dicts when Python code needs the flow: a record of it the
  * loop leaves to Python (a ClientHello split over segments, a new record for the 5-tuple, time
@@ -420,7 +420,7 @@ native_new(Loop *self, int proto, const unsigned char *k, Py_ssize_t alen, int s
     return fi;
 }
 
-/* Drop a Flow that could not be finished: break its cycle with the halves first. */
+/* Drop a FlowState that could not be finished: break its cycle with the halves first. */
 static void
 abandon(Loop *self, PyObject *fl)
 {

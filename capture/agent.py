@@ -13,7 +13,7 @@ or the host name):
 * ``flows-<host>-<seq>.jsonl`` (``seq`` = 000001, 000002, ...; continued after a restart): one
   per flush that has something to say. It holds the flows that *ended* since the previous
   one -- TCP closed (FIN / RST) and quiet for ``CLOSED_LINGER`` seconds, idle for more than
-  300 s (``capture.flows.IDLE_NS``), or evicted because the table was full -- and the DNS
+  300 s (``capture.table.IDLE_NS``), or evicted because the table was full -- and the DNS
   answers seen for the first time. The file written on shutdown (SIGTERM / SIGINT, the end of
   ``duration``, ``stop_event``) also holds every flow still active. Every flow record is in
   exactly one of these files.
@@ -54,7 +54,7 @@ from typing import Any, Protocol
 from capture.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW, decode
 from capture.errors import CaptureError
 from capture.flowfile import dumps, make_header, ordered_lines, read_flow_file, write_lines
-from capture.flows import IDLE_NS, NS, DnsKey, Flow, FlowTable
+from capture.table import IDLE_NS, NS, DnsKey, FlowState, FlowTable
 
 log = logging.getLogger("capture.agent")
 
@@ -173,8 +173,8 @@ class Agent:
         self.monotonic = monotonic
         self.table = FlowTable()
         # Active flows, least recently seen first: every flow in the table's dictionaries.
-        self.lru: OrderedDict[Flow, None] = OrderedDict()
-        self.pending: list[Flow] = []  # ended (evicted, or kept after a failed write)
+        self.lru: OrderedDict[FlowState, None] = OrderedDict()
+        self.pending: list[FlowState] = []  # ended (evicted, or kept after a failed write)
         self.pending_dns: dict[DnsKey, int] = {}
         self.dns_seen: dict[DnsKey, None] = {}  # answers written (bounded; oldest forgotten)
         self.flush_needed = False
@@ -316,10 +316,10 @@ class Agent:
 
     # -- flushing --------------------------------------------------------------------------------
 
-    def _expire(self, now: int) -> list[Flow]:
+    def _expire(self, now: int) -> list[FlowState]:
         """Active flows that ended by now: closed and quiet for the linger time, or idle."""
         linger = self.linger_ns
-        out: list[Flow] = []
+        out: list[FlowState] = []
         for fl in self.lru:  # least recently seen first: stop at the first recent one
             quiet = now - fl.last
             if quiet < linger:
@@ -398,7 +398,7 @@ class Agent:
         }
 
     def _write_numbered(
-        self, ended: list[Flow], answers: dict[DnsKey, int], now: int, *, final: bool
+        self, ended: list[FlowState], answers: dict[DnsKey, int], now: int, *, final: bool
     ) -> str:
         seq = self.seq + 1
         path = self._path(flow_file_name(self.host, seq))

@@ -18,7 +18,7 @@ MAX_NAME_LENGTH = 255
 MAX_RECORDS = 256
 
 
-class DnsAnswer(NamedTuple):
+class DnsResponse(NamedTuple):
     name: str
     answers: tuple[str, ...]  # sorted, unique
     cnames: tuple[str, ...]  # in chain order, unique
@@ -59,7 +59,7 @@ def _name(msg: bytes | bytearray, off: int) -> tuple[str, int] | None:
     return ".".join(labels), (after if after >= 0 else off)
 
 
-def parse_response(msg: bytes | bytearray) -> DnsAnswer | None:
+def parse_response(msg: bytes | bytearray) -> DnsResponse | None:
     """Parse a DNS response message; None if it is not a usable standard-query response."""
     if len(msg) < 12:
         return None
@@ -118,4 +118,4 @@ def parse_response(msg: bytes | bytearray) -> DnsAnswer | None:
         cnames.append(target)
     members = set(chain)
     answers = sorted({addr for owner, addr in addrs if owner in members})
-    return DnsAnswer(qname, tuple(answers), tuple(cnames))
+    return DnsResponse(qname, tuple(answers), tuple(cnames))

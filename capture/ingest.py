@@ -35,8 +35,8 @@ from capture.flowfile import (
     sort_key,
     write_lines,
 )
-from capture.flows import Flow, FlowTable
 from capture.sources import Opened, ReadOptions, Sink, SourceFormat, detect
+from capture.table import FlowState, FlowTable
 
 log = logging.getLogger("capture")
 
@@ -114,7 +114,7 @@ def _record_items(sink: Sink, kind: str) -> Iterator[tuple[tuple[Any, ...], Reco
     return ((sort_key(r), r) for r in sink.records if r.get("record") == kind)
 
 
-def _flow_items(sink: Sink) -> Iterator[tuple[tuple[Any, ...], Flow | Record]]:
+def _flow_items(sink: Sink) -> Iterator[tuple[tuple[Any, ...], FlowState | Record]]:
     """The flows of the table and the flow records of record sources, as (sort key, item)."""
     return itertools.chain(sink.table.flow_items(), _record_items(sink, "flow"))
 

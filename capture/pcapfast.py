@@ -47,7 +47,8 @@ from capture.decode import (
     LINKTYPE_RAW_14,
     TUNNEL_PORTS,
 )
-from capture.flows import (
+from capture.pcapng import PcapngDamaged, Run, iter_packets
+from capture.table import (
     DIR_FIRST,
     DIR_HANDSHAKE,
     DIR_PORTS,
@@ -59,11 +60,10 @@ from capture.flows import (
     TLS_PROBE_PACKETS,
     TLS_PROBE_SEGMENTS,
     WELL_KNOWN,
-    Flow,
+    FlowState,
     FlowTable,
     Half,
 )
-from capture.pcapng import PcapngDamaged, Run, iter_packets
 from capture.tls import MAX_CLIENT_HELLO
 
 _fastloop: ModuleType | None
@@ -80,10 +80,10 @@ MAX_RECORD = 262144  # tcpdump's MAXIMUM_SNAPLEN: a longer record means a damage
 _SWAPPED_U16 = [((i & 0xFF) << 8) | (i >> 8) for i in range(65536)]
 _U16 = list(range(65536))
 
-# What the C loop needs to know of capture.flows: the classes whose slots it reads and writes
+# What the C loop needs to know of capture.table: the classes whose slots it reads and writes
 # (a new flow sets every slot), and the constants of its decisions.
 _C_MODEL: dict[str, object] = {
-    "flow": Flow,
+    "flow": FlowState,
     "half": Half,
     "probe_packets": TLS_PROBE_PACKETS,
     "probe_segments": TLS_PROBE_SEGMENTS,

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from capture.errors import CaptureError
-from capture.flows import NS, FlowTable
 from capture.pcapfast import MAX_RECORD, FrameFolder, frame_folder, read_classic, read_pcapng
 from capture.pcapng import BAD_START, BOM_BIG, BOM_LITTLE, PcapngBadStart, describe_damage
+from capture.table import NS, FlowTable
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", False),

@@ -16,6 +16,27 @@ from typing import Final
 from segmenter.k8s import VOLATILE_LABEL_KEYS
 
 
+class Direction(enum.StrEnum):
+    """A direction of policy: ingress (to the selected pod) or egress (from it)."""
+
+    INGRESS = "ingress"
+    EGRESS = "egress"
+
+    @property
+    def type_name(self) -> str:
+        """The spelling in NetworkPolicy ``policyTypes`` / Calico ``types``: ``Ingress``."""
+        return "Ingress" if self is Direction.INGRESS else "Egress"
+
+
+class Action(enum.StrEnum):
+    """What a policy rule does with a connection it matches."""
+
+    ALLOW = "Allow"
+    DENY = "Deny"
+    PASS = "Pass"  # hand the decision to the next tier (Calico tiers)
+    LOG = "Log"  # record and continue with the next rule (Calico)
+
+
 class Transport(enum.StrEnum):
     """An IP transport as NetworkPolicy and Calico name it."""
 

@@ -34,13 +34,14 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 if TYPE_CHECKING:
+    from segmenter.analysis.diff.semantic import SemanticDiff
+    from segmenter.analysis.diff.structural import StructuralDiff
+    from segmenter.analysis.verify import FlowVerdict
     from segmenter.config import Config
-    from segmenter.diff import SemanticDiff, StructuralDiff
-    from segmenter.flows import FlowFile
+    from segmenter.flowfile import Traffic
     from segmenter.model import Inventory
     from segmenter.planner import Plan
     from segmenter.policy.ir import PolicySet
-    from segmenter.verify import FlowVerdict
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +72,10 @@ def repo_path(*parts: str) -> Path:
 
 
 def load_capture(paths: str | Path | Sequence[str | Path], *,
-                 workdir: str | Path | None = None) -> FlowFile:
+                 workdir: str | Path | None = None) -> Traffic:
     """Flows from pcap/pcapng captures (ingested into ``workdir``/flows.jsonl, a temporary
     folder by default) or from flow files (``.jsonl``, ``.jsonl.gz``) as they are."""
-    from segmenter.cli import stage_ingest
-    from segmenter.flows import read_flow_files
+    from segmenter.pipeline import ingest, read_traffic
 
     items = [str(paths)] if isinstance(paths, str | Path) else [str(p) for p in paths]
     captures = [p for p in items if p.lower().endswith(_CAPTURE_SUFFIXES)]
@@ -83,34 +83,31 @@ def load_capture(paths: str | Path | Sequence[str | Path], *,
     if captures:
         folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="segmenter-"))
         target = folder / "flows.jsonl"
-        stage_ingest(captures, str(target), progress=False)
+        ingest(captures, str(target))
         flow_files.append(str(target))
-    return read_flow_files(flow_files)
+    return read_traffic(flow_files)
 
 
 def render_yaml(policy_set: PolicySet, dialect: str = "kubernetes") -> str:
-    """One dialect's YAML for a policy set, one multi-document string. (The facade's
-    ``segmenter.render`` is shadowed by the ``segmenter.render`` module once that module is
-    imported, as compiling does; this one is not.)"""
-    from segmenter.dialects import get_dialect
+    """One target's YAML for a policy set, one multi-document string."""
     from segmenter.render import to_yaml
+    from segmenter.targets import get_target
 
-    output = get_dialect(dialect).emit(policy_set)
+    output = get_target(dialect).dialect().emit(policy_set)
     return "---\n".join(to_yaml(docs) for _, docs in sorted(output.files.items()))
 
 
 def write_policies(policy_set: PolicySet, out: str | Path,
-                   dialects: Sequence[str] = ("kubernetes", "calico")) -> dict[str, Path]:
-    """Emit ``policy_set`` in each dialect into ``out``/<dialect> (atomically, as the CLI)."""
-    from segmenter.dialects import get_dialect
-    from segmenter.render import write_tree
+                   dialects: Sequence[str] | None = None) -> dict[str, Path]:
+    """Emit ``policy_set`` for each target (default: every registered one) into
+    ``out``/<target>, atomically, as the CLI does."""
+    from segmenter.pipeline import emit, write_outputs
+    from segmenter.targets import get_target, target_names
 
-    written = {}
-    for name in dialects:
-        folder = Path(out) / name
-        write_tree(folder, get_dialect(name).emit(policy_set).files)
-        written[name] = folder
-    return written
+    chosen = [get_target(name) for name in (dialects or target_names())]
+    folders = {t.name: str(Path(out) / t.name) for t in chosen}
+    write_outputs(emit(policy_set, chosen), folders)
+    return {name: Path(folder) for name, folder in folders.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,7 +116,7 @@ def write_policies(policy_set: PolicySet, out: str | Path,
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, caption: str = "",
            marks: Sequence[str] = ()) -> str:
-    from segmenter.report import Table, html_fragment
+    from segmenter.views.report.document import Table, html_fragment
 
     cells = tuple(tuple(str(c) for c in row) for row in rows)
     return html_fragment([Table(tuple(headers), cells, tuple(marks) if marks else (),
@@ -149,7 +146,7 @@ class TableView:
 
 def top_talkers(graph: nx.DiGraph, n: int = 15) -> TableView:
     """The ``n`` edges with the most flows: client, server, ports, flows, bytes, TLS."""
-    from segmenter.viz import display_label
+    from segmenter.graph.labels import display_label
 
     edges = sorted(graph.edges(data=True), key=lambda e: (-int(e[2].get("flows", 0)), e[0],
                                                           e[1]))[:n]
@@ -169,8 +166,9 @@ def top_talkers(graph: nx.DiGraph, n: int = 15) -> TableView:
 def plan_html(plan: Plan, graph: nx.DiGraph | None = None) -> str:
     """The plan as HTML: per class, zone sizes, members with reasons, boundary crossings,
     scope reductions; then suggestions and notes."""
-    from segmenter.planner import CONNECTED, GENERAL, RESTRICTED, ZONES
-    from segmenter.report import Bullets, Heading, Para, Table, html_fragment, scope_blocks
+    from segmenter.planner import ZONES, Zone
+    from segmenter.views.report.document import Bullets, Heading, Para, Table, html_fragment
+    from segmenter.views.report.sections import scope_blocks
 
     blocks: list[Any] = []
     if not plan.classes:
@@ -182,12 +180,12 @@ def plan_html(plan: Plan, graph: nx.DiGraph | None = None) -> str:
             (zone, str(len(scope.members(zone)))) for zone in ZONES)))
         if graph is not None:
             blocks.extend(b for b in scope_blocks(graph, scope)
-                          if not getattr(b, "caption", "").startswith(GENERAL))
+                          if not getattr(b, "caption", "").startswith(Zone.GENERAL))
         else:
-            for zone in (RESTRICTED, CONNECTED):
+            for zone in (Zone.RESTRICTED, Zone.CONNECTED):
                 blocks.append(Table(("Member", "Why"), tuple(
                     (m.node, m.reason) for m in scope.members(zone)), caption=zone))
-        boundary = [c for c in scope.crossings if RESTRICTED in (c.client_zone, c.server_zone)]
+        boundary = [c for c in scope.crossings if Zone.RESTRICTED in (c.client_zone, c.server_zone)]
         if boundary:
             blocks.append(Table(
                 ("Client", "Server", "Port", "Flows", "TLS"),
@@ -231,7 +229,7 @@ def diff_html(structural: StructuralDiff | None, semantic: SemanticDiff | None =
               limit: int = 40) -> str:
     """A policy diff as HTML: objects added, removed and changed; observed flows whose verdict
     changes; connections that open and close (first ``limit`` of each)."""
-    from segmenter.report import Bullets, Para, Table, html_fragment
+    from segmenter.views.report.document import Bullets, Para, Table, html_fragment
 
     blocks: list[Any] = []
     if structural is not None:
@@ -292,27 +290,26 @@ class DiffView:
                 flows: Sequence[Any] = (), *, enforcement: str = "kubernetes") -> DiffView:
         """Diff two policy sides (folders, manifests or PolicySets); with an inventory, also
         what the change does to connections and to the observed ``flows``."""
-        from segmenter.diff import diff_policies, semantic_diff
-        from segmenter.viz import load_policy_side
+        from segmenter.analysis.policies import load_policies
+        from segmenter.pipeline import diff
+        from segmenter.targets import get_target
 
-        old_docs = load_policy_side(old, enforcement)
-        new_docs = load_policy_side(new, enforcement)
-        structural = diff_policies(old_docs, new_docs)
-        semantic = None
-        if inventory is not None:
-            semantic = semantic_diff(old_docs, new_docs, inventory, list(flows), enforcement)
+        target = get_target(enforcement)
+        structural, semantic = diff(load_policies(old, target), load_policies(new, target),
+                                    inventory=inventory, flows=list(flows), target=target)
         return cls(structural, semantic)
 
     def _repr_html_(self) -> str:
         return diff_html(self.structural, self.semantic)
 
     def __repr__(self) -> str:
-        from segmenter.diff import StructuralDiff, to_text
+        from segmenter.analysis.diff.structural import StructuralDiff
+        from segmenter.analysis.diff.text import to_text
 
         return to_text(self.structural or StructuralDiff(), self.semantic)
 
     def draw(self, graph: nx.DiGraph, plan: Plan | None, ax: Any = None, **kwargs: Any) -> Any:
-        from segmenter.viz import draw_diff
+        from segmenter.views.viz.draw import draw_diff
 
         if self.semantic is None:
             raise ValueError("no semantic diff: compare with an inventory to draw it")
@@ -331,7 +328,7 @@ class VerifyView:
         return [r for r in self.results if not r.allowed]
 
     def _repr_html_(self) -> str:
-        from segmenter.report import Para, Table, html_fragment
+        from segmenter.views.report.document import Para, Table, html_fragment
 
         denied = self.denied
         blocks: list[Any] = [Para(
@@ -365,7 +362,8 @@ def enable_rich_display() -> bool:
     shell = ipython.get_ipython()
     if shell is None:
         return False
-    from segmenter.diff import SemanticDiff, StructuralDiff
+    from segmenter.analysis.diff.semantic import SemanticDiff
+    from segmenter.analysis.diff.structural import StructuralDiff
     from segmenter.planner import Plan
 
     formatter = shell.display_formatter.formatters["text/html"]
@@ -383,7 +381,7 @@ def enable_rich_display() -> bool:
 class Study:
     """Everything a notebook carries from a capture to policies, each stage one attribute."""
 
-    flows: FlowFile
+    flows: Traffic
     inventory: Inventory
     graph: nx.DiGraph
     config: Config
@@ -395,15 +393,15 @@ class Study:
              inventory: str | Path | Sequence[str | Path], *, config: str | Path | None = None,
              sensitive: Sequence[str] = (), workdir: str | Path | None = None) -> Study:
         """Load captures (or flow files) and the inventory, build the graph and plan it."""
-        import segmenter
+        from segmenter import pipeline
 
         flows = load_capture(captures, workdir=workdir)
         inv_paths = [str(inventory)] if isinstance(inventory, str | Path) else [
             str(p) for p in inventory]
-        inv = segmenter.load_inventory(inv_paths)
-        graph = segmenter.build_graph(flows, inv)
-        cfg = segmenter.load_config(str(config) if config else None, sensitive)
-        plan = segmenter.make_plan(graph, cfg, inv)
+        inv = pipeline.read_inventory(inv_paths)
+        graph = pipeline.make_graph(flows, inv)
+        cfg = pipeline.read_config(str(config) if config else None, sensitive)
+        plan = pipeline.make_plan(graph, cfg)
         capture_list = [str(captures)] if isinstance(captures, str | Path) else [
             str(c) for c in captures]
         return cls(flows, inv, graph, cfg, plan, {"captures": capture_list,
@@ -412,26 +410,30 @@ class Study:
     def replan(self, *, sensitive: Sequence[str] = (), config: str | Path | None = None
                ) -> Study:
         """The same traffic with other declarations (what-if)."""
-        import segmenter
+        from segmenter import pipeline
 
-        cfg = segmenter.load_config(str(config) if config else self.config.path, sensitive)
-        plan = segmenter.make_plan(self.graph, cfg, self.inventory)
+        cfg = pipeline.read_config(str(config) if config else self.config.path, sensitive)
+        plan = pipeline.make_plan(self.graph, cfg)
         return Study(self.flows, self.inventory, self.graph, cfg, plan, dict(self.sources))
 
     def compile(self) -> PolicySet:
-        import segmenter
+        from segmenter import pipeline
 
-        return segmenter.compile_policies(self.graph, self.plan, self.inventory)
+        return pipeline.compile_policies(self.graph, self.plan, self.inventory,
+                                         self.config.compile)
 
     def manifests(self, policies: Any = None, enforcement: str = "kubernetes"
                   ) -> list[dict[str, Any]]:
-        """Manifests of ``policies`` (a PolicySet, folder or manifests; default: compile)."""
-        from segmenter.viz import load_policy_side
+        """Manifests of ``policies`` (a PolicySet, folder or manifests; default: compile),
+        as the target ``enforcement`` writes and validates them."""
+        from segmenter.analysis.policies import load_policies
+        from segmenter.targets import get_target
 
-        return load_policy_side(self.compile() if policies is None else policies, enforcement)
+        source = self.compile() if policies is None else policies
+        return list(load_policies(source, get_target(enforcement)).manifests)
 
     def verify(self, policies: Any = None, *, enforcement: str = "kubernetes") -> VerifyView:
-        from segmenter.verify import verify_flows
+        from segmenter.analysis.verify import verify_flows
 
         docs = self.manifests(policies, enforcement)
         return VerifyView(verify_flows(self.flows.flows, self.inventory, docs,
@@ -441,12 +443,12 @@ class Study:
         return PlanView(self.plan, self.graph)
 
     def draw(self, ax: Any = None, **kwargs: Any) -> Any:
-        from segmenter.viz import draw_zones
+        from segmenter.views.viz.draw import draw_zones
 
         return draw_zones(self.graph, self.plan, ax, **kwargs)
 
     def learning_curve(self, ax: Any = None) -> Any:
-        from segmenter.viz import draw_learning_curve
+        from segmenter.views.viz.learning import draw_learning_curve
 
         return draw_learning_curve(self.graph, ax, plan=self.plan)
 
@@ -454,7 +456,8 @@ class Study:
                      enforcement: str = "kubernetes") -> Any:
         """Who can reach the restricted zone, ``before`` (default: no policies) and ``after``
         (default: the compiled policies); draws the two heatmaps, returns the result."""
-        from segmenter.viz import draw_reachability, reachability
+        from segmenter.analysis.reachability import reachability
+        from segmenter.views.viz.reach import draw_reachability
 
         after_docs = self.manifests(after, enforcement)
         result = reachability(self.graph, self.plan, after_docs, before,
@@ -472,14 +475,14 @@ class Study:
     def report(self, policies: Any, out: str | Path, *, enforcement: str | None = None,
                **kwargs: Any) -> dict[str, Path]:
         """Write the compliance evidence report for ``policies`` into ``out``."""
-        from segmenter.report import build_report, write_report
+        from segmenter.views.report.build import build_report, write_report
 
         report = build_report(self.graph, self.plan, policies, flows=self.flows.flows,
                               inventory=self.inventory, enforcement=enforcement, **kwargs)
         return write_report(report, out)
 
     def _repr_html_(self) -> str:
-        from segmenter.report import Bullets, html_fragment
+        from segmenter.views.report.document import Bullets, html_fragment
 
         workloads = sum(1 for _, a in self.graph.nodes(data=True) if a.get("kind") ==
                         "workload")

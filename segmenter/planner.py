@@ -16,25 +16,37 @@ compiler allows exactly those (plus DNS), nothing more.
 
 from __future__ import annotations
 
+import enum
+import json
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 import networkx as nx
 
 from segmenter.config import DATA_CLASS_KEY, Config
-from segmenter.errors import PlanError
+from segmenter.errors import InputError, PlanError
 from segmenter.gcpause import no_gc
 from segmenter.model import Labels
 
-RESTRICTED = "restricted"
-CONNECTED = "connected"
-GENERAL = "general"
-INFRASTRUCTURE = "infrastructure"
-EXTERNAL = "external"
-ZONES = (RESTRICTED, CONNECTED, INFRASTRUCTURE, EXTERNAL, GENERAL)
+
+class Zone(enum.StrEnum):
+    """The zones of one data class, most restrictive first (see the module docstring)."""
+
+    RESTRICTED = "restricted"
+    CONNECTED = "connected"
+    INFRASTRUCTURE = "infrastructure"
+    EXTERNAL = "external"
+    GENERAL = "general"
+
+
+ZONES: Final = tuple(Zone)
+# Left to right the way traffic usually flows towards the data (how views lay zones out).
+ZONE_FLOW_ORDER: Final = (Zone.EXTERNAL, Zone.GENERAL, Zone.CONNECTED, Zone.RESTRICTED,
+                          Zone.INFRASTRUCTURE)
 
 
 @dataclass(frozen=True, order=True)
@@ -51,8 +63,8 @@ class Crossing:
     server: str
     protocol: str
     port: int | None
-    client_zone: str
-    server_zone: str
+    client_zone: Zone
+    server_zone: Zone
     flows: int
     first_seen: float | None
     last_seen: float | None
@@ -73,7 +85,7 @@ class ClassScope:
     data_class: str
     title: str
     framework: str
-    zones: tuple[tuple[str, tuple[ZoneMember, ...]], ...]
+    zones: tuple[tuple[Zone, tuple[ZoneMember, ...]], ...]
     crossings: tuple[Crossing, ...]
     reductions: tuple[Reduction, ...] = ()
 
@@ -84,11 +96,11 @@ class ClassScope:
         return ()
 
     @cached_property
-    def _zone_index(self) -> dict[str, str]:
+    def _zone_index(self) -> dict[str, Zone]:
         return {m.node: name for name, members in self.zones for m in members}
 
-    def zone_of(self, node: str) -> str:
-        return self._zone_index.get(node, GENERAL)
+    def zone_of(self, node: str) -> Zone:
+        return self._zone_index.get(node, Zone.GENERAL)
 
 
 @dataclass(frozen=True)
@@ -99,16 +111,40 @@ class Plan:
     notes: tuple[str, ...] = ()
     suggestions: tuple[ZoneMember, ...] = ()  # look like data stores; never applied
 
-    def zone_of(self, node: str) -> str:
+    def zone_of(self, node: str) -> Zone:
         """The most restrictive zone of ``node`` over every class."""
         zones = {scope.zone_of(node) for scope in self.classes}
         for zone in ZONES:
             if zone in zones:
                 return zone
-        return GENERAL
+        return Zone.GENERAL
 
     def restricted_classes(self, node: str) -> tuple[str, ...]:
-        return tuple(s.data_class for s in self.classes if s.zone_of(node) == RESTRICTED)
+        return tuple(s.data_class for s in self.classes if s.zone_of(node) == Zone.RESTRICTED)
+
+
+def node_zone(graph: nx.DiGraph, plan: Plan | None, node: str,
+              data_class: str | None = None) -> Zone:
+    """The zone ``node`` is drawn in: its zone for ``data_class`` (the most restrictive over
+    every class when None). With no class declared, externals, cluster nodes, the API server
+    and excluded namespaces still get their own zones."""
+    attrs = graph.nodes[node] if node in graph else {}
+    if plan is not None and plan.classes:
+        if data_class is None:
+            return plan.zone_of(node)
+        for scope in plan.classes:
+            if scope.data_class == data_class:
+                return scope.zone_of(node)
+        raise ValueError(f"the plan has no class {data_class!r}")
+    kind = attrs.get("kind")
+    if kind == "external":
+        return Zone.EXTERNAL
+    if kind in {"node", "apiserver"}:
+        return Zone.INFRASTRUCTURE
+    excluded = set(plan.excluded_namespaces) if plan is not None else set()
+    if attrs.get("namespace") in excluded:
+        return Zone.INFRASTRUCTURE
+    return Zone.GENERAL
 
 
 def _labels(graph: nx.DiGraph, node: str) -> Labels:
@@ -128,8 +164,11 @@ def workload_nodes(graph: nx.DiGraph) -> list[str]:
     return sorted(n for n, a in graph.nodes(data=True) if a.get("kind") == "workload")
 
 
-def plan(graph: nx.DiGraph, config: Config, *, dns_nodes: Iterable[str] = ()) -> Plan:
+def plan(graph: nx.DiGraph, config: Config, *, dns_nodes: Iterable[str] | None = None) -> Plan:
     """Partition ``graph`` into zones per data class.
+
+    Cluster DNS is infrastructure: the nodes the graph marks ``cluster_dns`` (the graph stage
+    finds the resolver in the inventory), or ``dns_nodes`` when given.
 
     Raises:
         PlanError: a declaration matches no workload, or names an unknown class.
@@ -138,8 +177,9 @@ def plan(graph: nx.DiGraph, config: Config, *, dns_nodes: Iterable[str] = ()) ->
         return _plan(graph, config, dns_nodes)
 
 
-def _plan(graph: nx.DiGraph, config: Config, dns_nodes: Iterable[str]) -> Plan:
-    dns = set(dns_nodes)
+def _plan(graph: nx.DiGraph, config: Config, dns_nodes: Iterable[str] | None) -> Plan:
+    dns = (set(dns_nodes) if dns_nodes is not None
+           else {n for n, a in graph.nodes(data=True) if a.get("cluster_dns")})
     workloads = workload_nodes(graph)
     restricted: dict[str, dict[str, str]] = {}  # class -> node -> reason
     for decl in config.sensitive:
@@ -307,9 +347,9 @@ def _with_reductions(graph: nx.DiGraph, scope: ClassScope) -> ClassScope:
     zone and the general zone over workload-to-workload flows, so that no general workload can
     reach the restricted zone through an in-scope one (PCI SSC scoping guidance, 2016).
     """
-    restricted = {m.node for m in scope.members(RESTRICTED)}
+    restricted = {m.node for m in scope.members(Zone.RESTRICTED)}
     reductions = []
-    for member in scope.members(CONNECTED):
+    for member in scope.members(Zone.CONNECTED):
         node = member.node
         edges = sorted({(u, v) for u, v in graph.in_edges(node) if v in restricted}
                        | {(u, v) for u, v in graph.out_edges(node) if v in restricted}
@@ -319,7 +359,7 @@ def _with_reductions(graph: nx.DiGraph, scope: ClassScope) -> ClassScope:
             reductions.append(Reduction(tuple(edges), (node,),
                                         f"{node} leaves {scope.data_class} scope"))
     reductions.sort(key=lambda r: (len(r.flows), r.leaves))
-    general = {m.node for m in scope.members(GENERAL)}
+    general = {m.node for m in scope.members(Zone.GENERAL)}
     cut = min_edge_cut(graph, restricted, general)
     if cut:
         reductions.append(Reduction(
@@ -333,24 +373,25 @@ def _with_reductions(graph: nx.DiGraph, scope: ClassScope) -> ClassScope:
 def _scope(graph: nx.DiGraph, config: Config, data_class: str, restricted: dict[str, str], *,
            excluded: set[str], dns: set[str]) -> ClassScope:
     zone: dict[str, ZoneMember] = {}
-    zone_name: dict[str, str] = {}
+    zone_name: dict[str, Zone] = {}
     for node, reason in restricted.items():
         zone[node] = ZoneMember(node, reason)
-        zone_name[node] = RESTRICTED
+        zone_name[node] = Zone.RESTRICTED
     for node, attrs in sorted(graph.nodes(data=True)):
         if node in zone_name:
             continue
         kind = attrs.get("kind")
         if kind == "external":
-            zone_name[node], zone[node] = EXTERNAL, ZoneMember(node, "address outside the cluster")
+            zone_name[node] = Zone.EXTERNAL
+            zone[node] = ZoneMember(node, "address outside the cluster")
         elif kind in {"node", "apiserver"}:
-            zone_name[node] = INFRASTRUCTURE
+            zone_name[node] = Zone.INFRASTRUCTURE
             zone[node] = ZoneMember(node, f"cluster {kind}: security-impacting")
         elif node in dns:
-            zone_name[node] = INFRASTRUCTURE
+            zone_name[node] = Zone.INFRASTRUCTURE
             zone[node] = ZoneMember(node, "cluster DNS: name resolution is security-impacting")
         elif attrs.get("namespace") in excluded:
-            zone_name[node] = INFRASTRUCTURE
+            zone_name[node] = Zone.INFRASTRUCTURE
             zone[node] = ZoneMember(node, f"system namespace {attrs.get('namespace')} (not "
                                           "policed)")
     # Connected-to: a direct observed flow with a restricted member, either direction.
@@ -363,11 +404,11 @@ def _scope(graph: nx.DiGraph, config: Config, data_class: str, restricted: dict[
             data = graph.edges[(peer, node) if incoming else (node, peer)]
             ports = ", ".join(_port_text(p) for p in data.get("ports", []))
             verb = f"connects to {node}" if incoming else f"is called by {node}"
-            zone_name[peer] = CONNECTED
+            zone_name[peer] = Zone.CONNECTED
             zone[peer] = ZoneMember(peer, f"{verb} ({ports}; {data.get('flows', 0)} flows)")
     for node in graph.nodes:
         if node not in zone_name:
-            zone_name[node] = GENERAL
+            zone_name[node] = Zone.GENERAL
             zone[node] = ZoneMember(node, "no observed flow with the restricted zone")
     crossings = []
     for client, server, data in sorted(graph.edges(data=True)):
@@ -428,8 +469,24 @@ def plan_to_dict(result: Plan) -> dict[str, Any]:
     }
 
 
-def plan_from_dict(data: dict[str, Any], *, path: str | None = None) -> Plan:
+def load_plan(path: str) -> Plan:
+    """Read a ``plan.json`` written by ``segmenter plan`` or ``run``."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("no such file", path=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read: {exc}", path=path) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc.msg}", path=path,
+                         record=f"line {exc.lineno}") from None
+    return plan_from_dict(data, path=path)
+
+
+def plan_from_dict(data: Any, *, path: str | None = None) -> Plan:
     """Read ``plan.json`` back."""
+    if not isinstance(data, dict):
+        raise PlanError("not a segmenter plan (format segmenter-plan, version 1)", path=path)
     if data.get("format") != "segmenter-plan" or data.get("version") != 1:
         raise PlanError("not a segmenter plan (format segmenter-plan, version 1)", path=path)
     try:
@@ -441,8 +498,9 @@ def plan_from_dict(data: dict[str, Any], *, path: str | None = None) -> Plan:
                 for zone in ZONES
             )
             crossings = tuple(
-                Crossing(c["client"], c["server"], c["protocol"], c["port"], c["client_zone"],
-                         c["server_zone"], c["flows"], c["first_seen"], c["last_seen"], c["tls"])
+                Crossing(c["client"], c["server"], c["protocol"], c["port"],
+                         Zone(c["client_zone"]), Zone(c["server_zone"]), c["flows"],
+                         c["first_seen"], c["last_seen"], c["tls"])
                 for c in scope["crossings"]
             )
             reductions = tuple(
@@ -466,11 +524,11 @@ def summary_lines(result: Plan) -> list[str]:
                      "gets least-privilege policies.")
     for scope in result.classes:
         lines.append(f"[{scope.data_class}] {scope.title}")
-        for zone in (RESTRICTED, CONNECTED, GENERAL):
+        for zone in (Zone.RESTRICTED, Zone.CONNECTED, Zone.GENERAL):
             members = scope.members(zone)
             names = ", ".join(m.node for m in members if m.node.count("/") == 2) or "-"
             lines.append(f"  {zone:<11} {len(members):>3}  {names}")
-        boundary = [c for c in scope.crossings if RESTRICTED in (c.client_zone, c.server_zone)]
+        boundary = [c for c in scope.crossings if Zone.RESTRICTED in (c.client_zone, c.server_zone)]
         plaintext = [c for c in boundary if not c.tls]
         lines.append(f"  {len(boundary)} flows cross the restricted boundary; "
                      f"{len(plaintext)} of them without TLS")

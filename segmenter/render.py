@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from segmenter.dialects.base import Manifest
+# One Kubernetes object as plain data: what dialects emit and YAML holds.
+Manifest = dict[str, Any]
 
 # Plain (unquoted) scalars only where no YAML 1.1 or 1.2 reader can take them for anything but a
 # string: a letter, '/' or '_' first, then letters, digits and . _ / - only, and not a word that

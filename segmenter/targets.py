@@ -26,7 +26,7 @@ from segmenter.errors import UnknownNameError
 from segmenter.evaluate import PolicyEngine
 from segmenter.evaluate.calico import fill_defaults as calico_defaults
 from segmenter.evaluate.kubernetes import fill_defaults as kubernetes_defaults
-from segmenter.k8s import PolicyKind
+from segmenter.k8s import PolicyKind, api_group
 from segmenter.model import Labels
 
 K8S_GROUP: Final = "networking.k8s.io"
@@ -59,8 +59,9 @@ class Target:
             connection is allowed and which policy and rule decided.
         kinds: the kinds this target writes and that are read back from a cluster for it; the
             first target (Kubernetes) owns the NetworkPolicy every CNI enforces.
-        fill_defaults: ``fill_defaults(kind, spec)`` makes the API's defaults explicit in place,
-            so that ``diff`` compares what objects mean.
+        fill_defaults: ``fill_defaults(doc)`` makes the API's defaults explicit in an object
+            of the target's groups, in place, and drops what its API server adds, so that
+            ``diff`` compares what objects mean.
         omits_empty: the API drops empty maps and strings when it stores the objects (Go
             ``omitempty`` on structs), so ``diff`` drops them too.
         apply_route: how ``apply`` puts the objects into a cluster.
@@ -71,8 +72,10 @@ class Target:
     writer: Callable[..., Dialect]
     evaluator: Callable[[Iterable[Mapping[str, Any]], Namespaces], PolicyEngine]
     kinds: tuple[PolicyKind, ...]
-    fill_defaults: Callable[[str, dict[str, Any]], None]
+    fill_defaults: Callable[[dict[str, Any]], None]
     omits_empty: bool = False
+    # API groups whose objects are this target's besides its kinds' (Calico's storage group).
+    other_groups: tuple[str, ...] = ()
     apply_route: ApplyRoute = ApplyRoute.KUBECTL
 
     def dialect(self, *, best_effort: bool = False, staged: bool = False) -> Dialect:
@@ -81,6 +84,11 @@ class Target:
     def owns(self, doc: Mapping[str, Any]) -> bool:
         """Whether ``doc`` is of one of this target's kinds."""
         return any(kind.describes(dict(doc)) for kind in self.kinds)
+
+    @property
+    def api_groups(self) -> tuple[str, ...]:
+        """The API groups of the target's objects."""
+        return tuple(dict.fromkeys((*(k.group for k in self.kinds), *self.other_groups)))
 
     def __str__(self) -> str:
         return self.name
@@ -117,6 +125,7 @@ TARGETS: dict[str, Target] = {
                KUBERNETES_KINDS, kubernetes_defaults),
         Target("calico", "Calico projectcalico.org/v3", Calico, _engine("calico"),
                CALICO_KINDS, calico_defaults, omits_empty=True,
+               other_groups=("crd.projectcalico.org",),
                apply_route=ApplyRoute.KUBECTL_OR_CALICOCTL),
     )
 }
@@ -159,6 +168,17 @@ def target_of(doc: Mapping[str, Any]) -> Target | None:
         if target.owns(doc):
             return target
     return None
+
+
+def target_of_group(doc: Mapping[str, Any]) -> Target | None:
+    """The (last registered) target whose API groups hold a manifest's group, or None:
+    ``networking.k8s.io`` is Kubernetes', ``projectcalico.org`` Calico's."""
+    group = api_group(dict(doc))
+    found = None
+    for target in TARGETS.values():
+        if group in target.api_groups:
+            found = target
+    return found
 
 
 def detect_target(manifests: Iterable[Mapping[str, Any]]) -> Target:

@@ -15,7 +15,7 @@ import yaml
 from segmenter.cli import main
 from segmenter.cluster.dump import load_inventory
 from segmenter.evaluate import EvalEndpoint, PolicyEngine, load_manifests
-from segmenter.flows import read_flow_files
+from segmenter.flowfile import read_flow_files
 from segmenter.model import Transport
 from tests.conftest import REPO
 

@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from segmenter.config import Config, SensitiveDecl
-from segmenter.dialects import DIALECTS, get_dialect
 from segmenter.errors import UnsupportedError
 from segmenter.model import Labels, Transport
 from segmenter.planner import plan
@@ -16,6 +15,7 @@ from segmenter.policy.dns import detect_dns
 from segmenter.policy.ir import Action, Policy, PolicySet, Port, Rule, Selector
 from segmenter.policy.lower import lower
 from segmenter.render import to_yaml
+from segmenter.targets import TARGETS, get_target
 from tests.scenarios import SCENARIOS, two_tier
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -29,14 +29,14 @@ def compile_scenario(name: str, dialect: str) -> str:
     config = Config(sensitive=(PCI_DB,) if name == "two-tier" else ())
     result = plan(graph, config, dns_nodes=["kube-system/Deployment/coredns"])
     policy_set = lower(graph, result, inventory, dns=detect_dns(graph, inventory))
-    output = get_dialect(dialect).emit(policy_set)
+    output = get_target(dialect).dialect().emit(policy_set)
     parts = []
     for rel, manifests in sorted(output.files.items()):
         parts.append(f"# {rel}\n" + to_yaml(manifests))
     return "---\n".join(parts)
 
 
-@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+@pytest.mark.parametrize("dialect", sorted(TARGETS))
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_golden(scenario: str, dialect: str, update_golden: bool) -> None:
     text = compile_scenario(scenario, dialect)
@@ -48,7 +48,7 @@ def test_golden(scenario: str, dialect: str, update_golden: bool) -> None:
     assert text == expected.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+@pytest.mark.parametrize("dialect", sorted(TARGETS))
 def test_deterministic(dialect: str) -> None:
     assert compile_scenario("two-tier", dialect) == compile_scenario("two-tier", dialect)
 
@@ -106,9 +106,9 @@ def test_kubernetes_reports_deny_rules_and_icmp() -> None:
         Rule(Action.ALLOW, (), (Port(Transport.ICMP),)),
     ), egress=())
     with pytest.raises(UnsupportedError) as info:
-        get_dialect("kubernetes").emit(PolicySet((policy,)))
+        get_target("kubernetes").dialect().emit(PolicySet((policy,)))
     assert len(info.value.reasons) == 2
-    best = get_dialect("kubernetes", best_effort=True).emit(PolicySet((policy,)))
+    best = get_target("kubernetes").dialect(best_effort=True).emit(PolicySet((policy,)))
     assert len(best.dropped) == 2
 
 
@@ -139,7 +139,7 @@ def test_staged_calico_kinds() -> None:
     b = two_tier()
     graph, inventory = b.graph, b.inventory()
     result = plan(graph, Config(sensitive=(PCI_DB,)))
-    output = get_dialect("calico", staged=True).emit(lower(graph, result, inventory))
+    output = get_target("calico").dialect(staged=True).emit(lower(graph, result, inventory))
     kinds = {m["kind"] for ms in output.files.values() for m in ms}
     assert {"StagedNetworkPolicy", "StagedGlobalNetworkPolicy"} <= kinds
     assert "NetworkPolicy" not in kinds

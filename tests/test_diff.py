@@ -19,29 +19,22 @@ from typing import Any
 
 import pytest
 
+import segmenter.analysis.diff.normalize
+import segmenter.analysis.diff.semantic
+import segmenter.analysis.diff.structural
 import segmenter.cluster.policies
 import segmenter.targets
-import segmenter.diff
+from segmenter.analysis.diff.normalize import ObjectKey, normalize
+from segmenter.analysis.diff.semantic import semantic_diff
+from segmenter.analysis.diff.structural import Added, Changed, Removed, diff_policies, overlay
+from segmenter.analysis.diff.text import to_json, to_text
+from segmenter.analysis.probes import probe_ports
+from segmenter.cli import build_parser, main
+from segmenter.cli.checks import CLUSTER
 from segmenter.cluster.dump import load_inventory
 from segmenter.cluster.policies import LivePolicies
-from segmenter.diff import (
-    CLUSTER,
-    Added,
-    Changed,
-    ObjectKey,
-    Removed,
-    add_parser,
-    diff_policies,
-    normalize,
-    overlay,
-    probe_ports,
-    semantic_diff,
-    to_json,
-    to_text,
-)
-from segmenter.errors import InputError
 from segmenter.evaluate import load_manifests
-from segmenter.flows import read_flow_files
+from segmenter.flowfile import read_flow_files
 from segmenter.model import ContainerPort, Inventory, Labels, Pod, Transport, WorkloadRef
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies"
@@ -64,7 +57,7 @@ def inventory() -> Inventory:
 
 
 def test_doctests() -> None:
-    for module in (segmenter.diff, segmenter.targets):
+    for module in (segmenter.analysis.diff.normalize, segmenter.targets):
         result = doctest.testmod(module)
         assert result.failed == 0
         assert result.attempted > 0
@@ -283,23 +276,23 @@ def test_semantic_diff_caps_workloads_and_focuses_changed_namespaces() -> None:
 @pytest.mark.parametrize("enforcement", ["kubernetes", "calico"])
 def test_pair_pruning_changes_nothing(inventory: Inventory, enforcement: str,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from segmenter.diff import _affected
-    from segmenter.verify import EndpointFinder
+    from segmenter.analysis.diff.semantic import _affected
+    from segmenter.analysis.verify import EndpointFinder
 
     old = load_manifests([OLD, CALICO_DIR])
     new = load_manifests([NEW, CALICO_DIR])
     endpoints = [EndpointFinder.of_pod(p) for p in inventory.pods]
     assert _affected(old, new, endpoints, {}, enforcement) is not None  # pruning is on
     pruned = semantic_diff(old, new, inventory, enforcement=enforcement)
-    monkeypatch.setattr(segmenter.diff, "_affected", lambda *a, **k: None)
+    monkeypatch.setattr(segmenter.analysis.diff.semantic, "_affected", lambda *a, **k: None)
     full = semantic_diff(old, new, inventory, enforcement=enforcement)
     assert pruned == full
     assert pruned.reach_changes
 
 
 def test_pair_pruning_is_off_when_tiers_or_sets_change(inventory: Inventory) -> None:
-    from segmenter.diff import _affected
-    from segmenter.verify import EndpointFinder
+    from segmenter.analysis.diff.semantic import _affected
+    from segmenter.analysis.verify import EndpointFinder
 
     endpoints = [EndpointFinder.of_pod(p) for p in inventory.pods]
     calico = load_manifests([CALICO_DIR])
@@ -375,15 +368,11 @@ def test_text_and_json_renderers(inventory: Inventory) -> None:
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="segmenter")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    return parser.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def _run(argv: list[str]) -> int:
-    args = _parse(argv)
-    return int(args.func(args))
+    return main(argv)
 
 
 def test_cluster_keeps_its_place_among_the_sides() -> None:
@@ -412,9 +401,11 @@ def test_exit_codes_like_git_diff(capsys: pytest.CaptureFixture[str]) -> None:
     (["diff", OLD, NEW, "--flows", FLOWS], "--flows needs --inventory"),
     (["diff", OLD, "/nonexistent/policies"], "no such file or directory"),
 ])
-def test_user_errors(argv: list[str], message: str) -> None:
-    with pytest.raises(InputError, match=message):
-        _run(argv)
+def test_user_errors(argv: list[str], message: str,
+                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("segmenter: error: ") and message in err and err.count("\n") == 1
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from segmenter.errors import InputError
-from segmenter.flows import FlowFile, read_flow_file, read_flow_files
+from segmenter.flowfile import Traffic, read_flow_file, read_flow_files
 from segmenter.model import DnsAnswer, Flow, Transport
 
 HEADER = {
@@ -90,7 +90,7 @@ def test_reads_header_flows_and_dns(tmp_path: Path) -> None:
         flow_record(tls=True, sni="api.example.com", outer=["192.168.0.1", "192.168.0.2"]),
     )
     result = read_flow_file(path)
-    assert isinstance(result, FlowFile)
+    assert isinstance(result, Traffic)
     assert result.header == HEADER
     assert result.dns == (
         DnsAnswer(
@@ -208,7 +208,7 @@ def test_unknown_record_types_are_skipped_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write(tmp_path / "f.jsonl", flow_record(), {"record": "tls-cert", "x": 1})
-    with caplog.at_level(logging.WARNING, logger="segmenter.flows"):
+    with caplog.at_level(logging.WARNING, logger="segmenter.flowfile"):
         result = read_flow_file(path)
     assert len(result.flows) == 1
     assert any("tls-cert" in r.getMessage() for r in caplog.records)

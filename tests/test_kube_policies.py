@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
+from segmenter.analysis.diff.structural import diff_policies
 from segmenter.cli import main
 from segmenter.cluster.policies import read_live_policies
-from segmenter.diff import diff_policies
 from segmenter.errors import InventoryError
 from segmenter.evaluate import load_manifests
 from segmenter.targets import KUBERNETES_KINDS, all_kinds, kind_of

@@ -7,18 +7,7 @@ import pytest
 from segmenter.config import Config, SensitiveDecl, load_config, parse_sensitive_arg
 from segmenter.errors import PlanError
 from segmenter.model import Labels
-from segmenter.planner import (
-    CONNECTED,
-    EXTERNAL,
-    GENERAL,
-    INFRASTRUCTURE,
-    RESTRICTED,
-    ZONES,
-    plan,
-    plan_from_dict,
-    plan_to_dict,
-    summary_lines,
-)
+from segmenter.planner import ZONES, Zone, plan, plan_from_dict, plan_to_dict, summary_lines
 from tests.scenarios import cross_namespace_labels, two_tier
 
 DB = SensitiveDecl("pci", Labels.of({"app": "db"}), "payments", source="test")
@@ -38,17 +27,18 @@ def test_restricted_connected_general() -> None:
     b = two_tier()
     result = plan(b.graph, Config(sensitive=(DB,)), dns_nodes=DNS)
     (scope,) = result.classes
-    assert [m.node for m in scope.members(RESTRICTED)] == ["payments/StatefulSet/db"]
-    assert [m.node for m in scope.members(CONNECTED)] == ["payments/Deployment/api"]
-    assert {m.node for m in scope.members(GENERAL)} == {"shop/Deployment/web",
+    assert [m.node for m in scope.members(Zone.RESTRICTED)] == ["payments/StatefulSet/db"]
+    assert [m.node for m in scope.members(Zone.CONNECTED)] == ["payments/Deployment/api"]
+    assert {m.node for m in scope.members(Zone.GENERAL)} == {"shop/Deployment/web",
                                                         "shop/Deployment/report"}
-    assert {m.node for m in scope.members(INFRASTRUCTURE)} == {"kube-system/Deployment/coredns"}
-    assert len(scope.members(EXTERNAL)) == 2
-    reason = scope.members(CONNECTED)[0].reason
+    assert {m.node for m in scope.members(Zone.INFRASTRUCTURE)} == {
+        "kube-system/Deployment/coredns"}
+    assert len(scope.members(Zone.EXTERNAL)) == 2
+    reason = scope.members(Zone.CONNECTED)[0].reason
     assert "payments/StatefulSet/db" in reason
     assert "TCP/5432" in reason
     assert all(c.client_zone != c.server_zone for c in scope.crossings)
-    assert result.zone_of("payments/StatefulSet/db") == RESTRICTED
+    assert result.zone_of("payments/StatefulSet/db") == Zone.RESTRICTED
 
 
 def test_declaration_by_annotation() -> None:
@@ -56,8 +46,8 @@ def test_declaration_by_annotation() -> None:
     result = plan(b.graph, Config(), dns_nodes=DNS)
     (scope,) = result.classes
     assert scope.data_class == "phi"
-    assert [m.node for m in scope.members(RESTRICTED)] == ["team/Deployment/writer"]
-    assert [m.node for m in scope.members(CONNECTED)] == ["team/Deployment/reader"]
+    assert [m.node for m in scope.members(Zone.RESTRICTED)] == ["team/Deployment/writer"]
+    assert [m.node for m in scope.members(Zone.CONNECTED)] == ["team/Deployment/reader"]
 
 
 def test_system_namespaces_are_not_policed() -> None:

@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segmenter.config import Config, SensitiveDecl
-from segmenter.dialects import DIALECTS, get_dialect
 from segmenter.evaluate import EvalEndpoint, PolicyEngine
 from segmenter.model import Labels, Transport
 from segmenter.planner import ZONES, plan
 from segmenter.policy.dns import detect_dns
 from segmenter.policy.lower import lower
 from segmenter.render import to_yaml
+from segmenter.targets import TARGETS, get_target
 from tests.scenarios import Builder, with_dns
 
 PORTS = [("TCP", 80), ("TCP", 5432), ("UDP", 514), ("TCP", 8443), ("SCTP", 3868)]
@@ -69,8 +69,8 @@ def _compile(b: Builder, config: Config) -> dict[str, list[dict[str, object]]]:
     result = plan(graph, config, dns_nodes=["kube-system/Deployment/coredns"])
     policy_set = lower(graph, result, inventory, dns=detect_dns(graph, inventory))
     out = {}
-    for name in DIALECTS:
-        output = get_dialect(name).emit(policy_set)
+    for name in TARGETS:
+        output = get_target(name).dialect().emit(policy_set)
         out[name] = [m for _, ms in sorted(output.files.items()) for m in ms]
     return out
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import re
 import shutil
@@ -16,11 +15,12 @@ import pytest
 matplotlib.use("Agg")
 
 import segmenter
-from segmenter import report as rpt
+from segmenter.cli import build_parser
 from segmenter.evaluate import load_manifests
 from segmenter.graph.io import save_graph
 from segmenter.notebook import synthetic_graph, synthetic_plan, write_policies
 from segmenter.planner import Plan, plan_to_dict
+from segmenter.views import report as rpt
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample"
@@ -212,11 +212,8 @@ def test_output_is_deterministic_and_has_no_clock(sample: dict[str, Any],
 
 def test_command_writes_markdown_html_and_pictures(sample: dict[str, Any],
                                                    tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    rpt.add_parser(sub)
     out = sample["out"]
-    args = parser.parse_args([
+    args = build_parser().parse_args([
         "report", "--graph", str(out / "graph.json"), "--plan", str(out / "plan.json"),
         "--policies", str(sample["folders"]["kubernetes"]), "--flows", str(out / "flows.jsonl"),
         "--inventory", str(SAMPLE / "shop-inventory.json"), "-o", str(tmp_path / "r")])

@@ -11,13 +11,13 @@ from typing import Any
 import yaml
 
 from segmenter.config import CompileOptions, Config, ExternalBlock, SensitiveDecl
-from segmenter.dialects import get_dialect
 from segmenter.evaluate import EvalEndpoint, PolicyEngine
 from segmenter.model import Labels, Transport
 from segmenter.planner import plan
 from segmenter.policy.dns import detect_dns
 from segmenter.policy.lower import lower
 from segmenter.render import to_yaml
+from segmenter.targets import get_target
 from tests.scenarios import Builder, two_tier, with_dns
 
 
@@ -28,7 +28,7 @@ def k8s_docs(b: Builder, options: CompileOptions | None = None) -> list[dict[str
         if "payments/StatefulSet/db" in graph else ()))
     policy_set = lower(graph, result, inventory, dns=detect_dns(graph, inventory),
                        options=options)
-    output = get_dialect("kubernetes").emit(policy_set)
+    output = get_target("kubernetes").dialect().emit(policy_set)
     return [m for _, ms in sorted(output.files.items()) for m in ms]
 
 
@@ -194,7 +194,7 @@ def test_named_set_of_external_addresses() -> None:
                for r in api["spec"]["egress"])
     graph, inventory = b.graph, b.inventory()
     result = plan(graph, Config())
-    output = get_dialect("calico").emit(lower(graph, result, inventory))
+    output = get_target("calico").dialect().emit(lower(graph, result, inventory))
     sets = [m for m in output.files["05-globalnetworksets.yaml"]
             if m["metadata"]["annotations"]["segmenter.io/peer"] == "api-stripe-com"]
     assert [s["spec"]["nets"] for s in sets] == [["198.51.100.4/31"]]
@@ -209,7 +209,7 @@ def test_external_names_that_fold_alike_keep_separate_sets() -> None:
     b.flow("payments/Deployment/api", one, 443)
     b.flow("shop/Deployment/web", two, 443)
     graph, inventory = b.graph, b.inventory()
-    output = get_dialect("calico").emit(lower(graph, plan(graph, Config()), inventory))
+    output = get_target("calico").dialect().emit(lower(graph, plan(graph, Config()), inventory))
     nets = sorted(tuple(m["spec"]["nets"]) for m in output.files["05-globalnetworksets.yaml"])
     assert ("203.0.113.50/32",) in nets
     assert ("198.51.100.99/32",) in nets
@@ -230,7 +230,7 @@ def test_calico_splits_port_lists_at_fifty() -> None:
     for port in range(21000, 21060, 2):
         b.flow("shop/Deployment/web", "payments/Deployment/api", port)
     graph, inventory = b.graph, b.inventory()
-    output = get_dialect("calico").emit(lower(graph, plan(graph, Config()), inventory))
+    output = get_target("calico").dialect().emit(lower(graph, plan(graph, Config()), inventory))
     for manifests in output.files.values():
         for doc in manifests:
             for direction in ("ingress", "egress"):
@@ -250,7 +250,7 @@ def test_nodeport_clients_are_also_allowed_from_the_nodes() -> None:
     inventory = type(inventory)(namespaces=inventory.namespaces, workloads=inventory.workloads,
                                 pods=inventory.pods, services=inventory.services,
                                 nodes=(Node("worker-2", ("172.18.0.3",)),))
-    output = get_dialect("kubernetes").emit(lower(graph, plan(graph, Config()), inventory))
+    output = get_target("kubernetes").dialect().emit(lower(graph, plan(graph, Config()), inventory))
     web = output.files["shop/allow-web.yaml"][0]
     sources = {p["ipBlock"]["cidr"] for r in web["spec"]["ingress"] for p in r["from"]
                if "ipBlock" in p}

@@ -21,10 +21,13 @@ import matplotlib.pyplot as plt
 from matplotlib.colors import to_hex
 
 import segmenter
-from segmenter import viz
 from segmenter.config import Config
+from segmenter.graph.labels import drawn_nodes
 from segmenter.notebook import synthetic_graph, synthetic_plan
-from segmenter.planner import RESTRICTED, Plan, plan
+from segmenter.planner import ZONE_FLOW_ORDER, Plan, Zone, node_zone, plan
+from segmenter.views import viz
+from segmenter.views.viz.draw import diff_counts
+from segmenter.views.viz.zonemap import BUNDLE_MIN, MAX_DIFF_EDGES, ZONE_COLOURS, truncate
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample"
@@ -68,7 +71,7 @@ def label_boxes(ax: Any) -> list[Any]:
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     model = ax.segmenter_zone_map
-    labels = {viz._truncate(n.label, model.zone_chars.get(n.zone, 24)) for n in
+    labels = {truncate(n.label, model.zone_chars.get(n.zone, 24)) for n in
               model.nodes.values()}
     return [t.get_window_extent(renderer) for t in ax.texts if t.get_text() in labels]
 
@@ -82,16 +85,16 @@ def test_sample_map_draws_every_node_in_its_zone_colour(sample: dict[str, Any]) 
     ax = viz.draw_zones(graph, the_plan)
     model = ax.segmenter_zone_map
     assert model.level == "workloads"
-    assert drawn_node_count(ax) == len(model.nodes) == len(viz._drawn_nodes(graph))
+    assert drawn_node_count(ax) == len(model.nodes) == len(drawn_nodes(graph))
     for collection in node_collections(ax):
         zone = collection.get_gid().split(":")[1]
         colours = {to_hex(c) for c in collection.get_facecolors()}
-        assert colours == {to_hex(viz.ZONE_COLOURS[zone])}
+        assert colours == {to_hex(ZONE_COLOURS[zone])}
         for n in model.zone_nodes(zone):
             assert n.zone == zone
     # Every zone present is a visible region, in the column order.
     regions = [p.get_gid() for p in ax.patches if str(p.get_gid() or "").startswith("zone:")]
-    assert regions == [f"zone:{z}" for z in viz.COLUMN_ORDER if model.zone_nodes(z)]
+    assert regions == [f"zone:{z}" for z in ZONE_FLOW_ORDER if model.zone_nodes(z)]
     # The store is a star in the restricted zone.
     stars = [c for c in node_collections(ax) if c.get_gid() == "nodes:restricted:*"]
     assert stars and len(stars[0].get_offsets()) == 1
@@ -114,8 +117,8 @@ def test_edges_are_styled_by_zone_crossing_and_verdict(sample: dict[str, Any]) -
 
 
 def test_verdicts_from_the_verifier(sample: dict[str, Any]) -> None:
+    from segmenter.analysis.verify import verify_flows
     from segmenter.evaluate import load_manifests
-    from segmenter.verify import verify_flows
 
     docs = [d for d in load_manifests([str(sample["folders"]["kubernetes"])])
             if d["metadata"]["name"] != "allow-settlement"]
@@ -134,7 +137,7 @@ def test_plan_without_classes_still_has_external_and_infrastructure(
     zones = {n.zone for n in model.nodes.values()}
     assert zones == {"external", "general", "infrastructure"}
     ax = viz.draw_zones(graph, None)
-    assert drawn_node_count(ax) == len(viz._drawn_nodes(graph))
+    assert drawn_node_count(ax) == len(drawn_nodes(graph))
 
 
 def test_labels_do_not_overlap_and_stay_in_the_figure(sample: dict[str, Any]) -> None:
@@ -170,11 +173,11 @@ def test_above_the_threshold_the_map_collapses_and_says_so() -> None:
     assert "collapsed to namespaces" in title and "420 workloads" in title
     assert drawn_node_count(ax) == len(model.nodes) < 120
     # The restricted stores stay individual.
-    assert {n.id for n in model.zone_nodes(RESTRICTED)} == {
+    assert {n.id for n in model.zone_nodes(Zone.RESTRICTED)} == {
         "payments/StatefulSet/card-vault", "records/StatefulSet/patient-db"}
     # Every workload is in exactly one drawn node.
     members = [m for n in model.nodes.values() for m in n.members]
-    assert len(members) == len(set(members)) == len(viz._drawn_nodes(graph))
+    assert len(members) == len(set(members)) == len(drawn_nodes(graph))
 
 
 def test_too_many_namespaces_collapses_to_zones() -> None:
@@ -190,7 +193,7 @@ def test_fan_into_dns_is_bundled() -> None:
     graph = synthetic_graph(120)
     model = viz.zone_map_model(graph, synthetic_plan(graph))
     bundles = [e for e in model.edges if e.source.startswith("region:")]
-    assert any(e.target == "kube-system/Deployment/coredns" and e.count >= viz.BUNDLE_MIN
+    assert any(e.target == "kube-system/Deployment/coredns" and e.count >= BUNDLE_MIN
                for e in bundles)
     direct = [e for e in model.edges if e.target == "kube-system/Deployment/coredns"
               and not e.source.startswith("region:")]
@@ -235,7 +238,7 @@ def test_one_class_of_several() -> None:
     the_plan = synthetic_plan(graph)
     assert {s.data_class for s in the_plan.classes} == {"pci", "phi"}
     pci = viz.zone_map_model(graph, the_plan, data_class="pci")
-    stores = {n.id for n in pci.zone_nodes(RESTRICTED)}
+    stores = {n.id for n in pci.zone_nodes(Zone.RESTRICTED)}
     assert stores == {"payments/StatefulSet/card-vault"}
     with pytest.raises(ValueError, match="no class"):
         viz.zone_map_model(graph, the_plan, data_class="nope")
@@ -275,12 +278,12 @@ def test_property_every_node_drawn_once_in_its_zone(data: Any) -> None:
     graph = _random_graph(data)
     the_plan = plan(graph, Config())
     model = viz.layout_zone_map(viz.zone_map_model(graph, the_plan))
-    drawn = viz._drawn_nodes(graph)
+    drawn = drawn_nodes(graph)
     members = [m for n in model.nodes.values() for m in n.members]
     assert sorted(members) == sorted(drawn)
     for n in model.nodes.values():
         for m in n.members:
-            assert viz.node_zone(graph, the_plan, m) == n.zone
+            assert node_zone(graph, the_plan, m) == n.zone
     # Positions are distinct and inside their zone's region.
     assert len(set(model.positions.values())) == len(model.positions)
     regions = {z: (x0, y0, x1, y1) for z, x0, y0, x1, y1 in model.regions}
@@ -293,7 +296,7 @@ def test_property_every_node_drawn_once_in_its_zone(data: Any) -> None:
 
 
 def test_matplotlib_is_not_imported_at_module_import() -> None:
-    code = ("import sys, segmenter.viz, segmenter.report, segmenter.notebook; "
+    code = ("import sys, segmenter.views.viz, segmenter.views.report, segmenter.notebook; "
             "print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
@@ -343,7 +346,7 @@ def test_corpus_call_graphs_draw_legibly(app: str, stores: set[str]) -> None:
     the_plan = plan(graph, Config())
     ax = viz.draw_zones(graph, the_plan, title=app)
     model = ax.segmenter_zone_map
-    assert {n.id.rsplit("/", 1)[-1] for n in model.zone_nodes(RESTRICTED)} == stores
+    assert {n.id.rsplit("/", 1)[-1] for n in model.zone_nodes(Zone.RESTRICTED)} == stores
     boxes = label_boxes(ax)
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
@@ -355,7 +358,7 @@ def test_corpus_call_graphs_draw_legibly(app: str, stores: set[str]) -> None:
 
 
 def test_diff_view_counts_and_styles(sample: dict[str, Any]) -> None:
-    from segmenter.diff import ReachChange
+    from segmenter.analysis.diff.semantic import ReachChange
 
     changes = [
         ReachChange("shop/Deployment/frontend", "payments/StatefulSet/card-vault", "TCP", 5432,
@@ -365,7 +368,7 @@ def test_diff_view_counts_and_styles(sample: dict[str, Any]) -> None:
         ReachChange("payments/CronJob/settlement", "payments/StatefulSet/card-vault", "TCP",
                     22, True, False, "allowed", "denied"),
     ]
-    assert viz.diff_counts(changes) == (1, 2)
+    assert diff_counts(changes) == (1, 2)
     ax = viz.draw_diff(sample["graph"], sample["plan"], changes)
     model = ax.segmenter_zone_map
     styles = {(e.source, e.target): e for e in model.edges if e.style in {"opened", "closed"}}
@@ -380,13 +383,13 @@ def test_big_diffs_are_drawn_by_namespace() -> None:
     graph = synthetic_graph(200)
     workloads = sorted(n for n, a in graph.nodes(data=True) if a["kind"] == "workload")
     changes = [(s, t) for s in workloads[:40] for t in workloads[100:110]]
-    from segmenter.diff import ReachChange
+    from segmenter.analysis.diff.semantic import ReachChange
 
     items = [ReachChange(s, t, "TCP", 80, True, False, "allowed", "denied") for s, t in changes]
     ax = viz.draw_diff(graph, synthetic_plan(graph), items)
     model = ax.segmenter_zone_map
     assert model.level in {"namespaces", "zones"}
-    assert len([e for e in model.edges if e.style == "closed"]) <= viz.MAX_DIFF_EDGES
+    assert len([e for e in model.edges if e.style == "closed"]) <= MAX_DIFF_EDGES
     assert "drawn by" in ax.figure._suptitle.get_text()
 
 

@@ -20,12 +20,11 @@ from typing import Any
 
 import pytest
 
+from segmenter.cli import build_parser
 from segmenter.cluster.dump import load_inventory
 from segmenter.cluster.watch import (
     EVENTS_FILE,
     WatchRecorder,
-    add_arguments,
-    add_parser,
     parse_duration,
     rfc3339,
     snapshot_paths,
@@ -255,8 +254,7 @@ def test_rate_limited_run_through_the_command(
     recording: tuple[Path, _WatchApiServer, Any],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
+    parser = build_parser()
     out = tmp_path / "rec"
     args = parser.parse_args(
         [
@@ -286,25 +284,23 @@ def test_rate_limited_run_through_the_command(
 
 
 def test_inventory_command_flags(tmp_path: Path) -> None:
-    from segmenter.cluster.watch import cmd_watch
+    from segmenter.cli.stages import cmd_watch
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("dumps", nargs="*")
-    parser.add_argument("--live", action="store_true")
-    parser.add_argument("--context")
-    parser.add_argument("--kubeconfig")
-    parser.add_argument("-o", "--output")
-    add_arguments(parser)
-    args = parser.parse_args(["--live", "--watch", "--duration", "15m", "-o", "d"])
+    command = build_parser()
+
+    def parse(argv: list[str]) -> argparse.Namespace:
+        return command.parse_args(["inventory", *argv])
+
+    args = parse(["--live", "--watch", "--duration", "15m", "-o", "d"])
     assert (args.watch, args.duration, args.min_interval) == (True, 900.0, 10.0)
     with pytest.raises(InputError, match="needs --live"):
-        cmd_watch(parser.parse_args(["--watch", "--duration", "5", "-o", "d"]))
+        cmd_watch(parse(["--watch", "--duration", "5", "-o", "d"]))
     with pytest.raises(InputError, match="needs --duration"):
-        cmd_watch(parser.parse_args(["--live", "--watch", "-o", "d"]))
+        cmd_watch(parse(["--live", "--watch", "-o", "d"]))
     with pytest.raises(InputError, match="do not give dump files"):
-        cmd_watch(parser.parse_args(["x.json", "--live", "--watch", "--duration", "5"]))
+        cmd_watch(parse(["x.json", "--live", "--watch", "--duration", "5", "-o", "d"]))
     with pytest.raises(SystemExit):
-        parser.parse_args(["--live", "--watch", "--duration", "soon"])
+        parse(["--live", "--watch", "--duration", "soon", "-o", "d"])
 
 
 def test_ctrl_c_ends_the_window_early_with_an_end_snapshot(

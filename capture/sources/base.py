@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from capture.errors import CaptureError
-from capture.flows import FlowTable
+from capture.table import FlowTable
 
 HEAD_BYTES = 65536  # how much of a file (after decompression) the sniffers see
 GZIP_MAGIC = b"\x1f\x8b"

@@ -8,13 +8,11 @@ the reasons are returned as ``dropped`` so the caller can say what was left out.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from segmenter.errors import UnsupportedError
 from segmenter.gcpause import no_gc
 from segmenter.policy.ir import Policy, PolicySet
-
-Manifest = dict[str, Any]
+from segmenter.render import Manifest
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "segmenter"}
 

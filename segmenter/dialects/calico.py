@@ -116,7 +116,7 @@ class Calico(Dialect):
                 for m in policy.members)
         else:
             spec["selector"] = selector_expr(policy.target.labels)
-        spec["types"] = [d.value for d in policy.directions]
+        spec["types"] = [d.type_name for d in policy.directions]
         if policy.ingress is not None:
             spec["ingress"] = _unique([r for rule in policy.ingress
                                        for r in self.rules(rule, "source")])

@@ -82,7 +82,7 @@ class Kubernetes(Dialect):
         if evidence:
             annotations["segmenter.io/evidence"] = "\n".join(evidence) + "\n"
         spec: dict[str, Any] = {"podSelector": self.selector(policy.target.labels.as_dict()),
-                                "policyTypes": [d.value for d in policy.directions]}
+                                "policyTypes": [d.type_name for d in policy.directions]}
         for direction, rules, key in (("ingress", policy.ingress, "from"),
                                       ("egress", policy.egress, "to")):
             emitted = [r for r in (self.rule(rule, policy, key) for rule in rules or ()) if r]

@@ -20,7 +20,7 @@ from segmenter.evaluate.core import (
     Tier,
 )
 from segmenter.evaluate.kubernetes import PolicyCompileError
-from segmenter.evaluate.kubernetes import fill_defaults as k8s_fill_defaults
+from segmenter.evaluate.kubernetes import fill_spec_defaults as k8s_spec_defaults
 from segmenter.evaluate.model import Action, Direction, PortRange, parse_net
 from segmenter.evaluate.selector import Node, parse_selector
 from segmenter.model import Transport
@@ -33,6 +33,7 @@ __all__ = [
     "compile_netset",
     "compile_tier",
     "fill_defaults",
+    "fill_spec_defaults",
     "parse_calico_port",
     "parse_protocol",
 ]
@@ -145,20 +146,44 @@ def port_number(value: Any) -> Any:
     return value
 
 
-def fill_defaults(kind: str, spec: dict[str, Any]) -> None:
-    """Make Calico's defaults explicit in a ``spec``, in place, so that two specs that mean the
-    same compare equal (``segmenter diff``): a policy's ``tier`` and ``types`` (§3.3, sorted), a
-    staged policy's ``stagedAction``, a Tier's ``defaultAction``; false GlobalNetworkPolicy
-    flags dropped; numeric port strings as numbers. A StagedKubernetesNetworkPolicy has the
-    Kubernetes defaults."""
+# Calico's API server labels every policy with its tier (for kubectl label selection).
+TIER_LABEL = "projectcalico.org/tier"
+_POLICY_KINDS = frozenset({*CALICO_POLICY_KINDS, "StagedNetworkPolicy",
+                           "StagedGlobalNetworkPolicy"})
+
+
+def fill_defaults(doc: dict[str, Any]) -> None:
+    """Make Calico's defaults explicit in an object, in place, and drop what Calico's API server
+    adds, so that two objects that mean the same compare equal (``segmenter diff``): the tier
+    label; the ``default.`` prefix older API servers add to the names of default-tier policies;
+    see :func:`fill_spec_defaults` for the spec."""
+    kind = str(doc.get("kind") or "")
+    meta = doc.get("metadata")
+    spec = doc.get("spec")
+    if isinstance(meta, dict) and isinstance(meta.get("labels"), dict):
+        meta["labels"] = {k: v for k, v in meta["labels"].items() if k != TIER_LABEL}
+    if not isinstance(spec, dict):
+        return
+    fill_spec_defaults(kind, spec)
+    if isinstance(meta, dict) and kind in _POLICY_KINDS and spec.get("tier") == "default":
+        name = str(meta.get("name") or "")
+        if name.startswith("default."):
+            meta["name"] = name[len("default."):]
+
+
+def fill_spec_defaults(kind: str, spec: dict[str, Any]) -> None:
+    """A ``spec`` with Calico's defaults made explicit, in place: a policy's ``tier`` and
+    ``types`` (§3.3, sorted), a staged policy's ``stagedAction``, a Tier's ``defaultAction``;
+    false GlobalNetworkPolicy flags dropped; numeric port strings as numbers. A
+    StagedKubernetesNetworkPolicy has the Kubernetes defaults."""
     if kind == "Tier":
         spec.setdefault("defaultAction", "Deny")
         return
     if kind == "StagedKubernetesNetworkPolicy":
         spec.setdefault("stagedAction", "Set")
-        k8s_fill_defaults(kind, spec)
+        k8s_spec_defaults(spec)
         return
-    if kind not in (*CALICO_POLICY_KINDS, "StagedNetworkPolicy", "StagedGlobalNetworkPolicy"):
+    if kind not in _POLICY_KINDS:
         return
     if kind.startswith("Staged"):
         spec.setdefault("stagedAction", "Set")

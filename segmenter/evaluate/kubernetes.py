@@ -24,7 +24,8 @@ from segmenter.evaluate.model import Direction, PortRange, parse_net
 from segmenter.evaluate.selector import from_label_selector
 from segmenter.model import Transport
 
-__all__ = ["K8S_POLICY_ORDER", "compile_k8s_policy", "effective_policy_types", "fill_defaults"]
+__all__ = ["K8S_POLICY_ORDER", "compile_k8s_policy", "effective_policy_types", "fill_defaults",
+           "fill_spec_defaults"]
 
 # Calico's order for converted Kubernetes policies (§3.5).
 K8S_POLICY_ORDER = 1000.0
@@ -59,10 +60,18 @@ def effective_policy_types(spec: Mapping[str, Any]) -> frozenset[Direction]:
     return frozenset({Direction.INGRESS})
 
 
-def fill_defaults(kind: str, spec: dict[str, Any]) -> None:
-    """Make the API server's defaults explicit in a NetworkPolicy ``spec``, in place: each
-    port's ``protocol`` (TCP) and ``policyTypes`` (§1.3), sorted; so that two specs that mean the
+def fill_defaults(doc: dict[str, Any]) -> None:
+    """Make the API server's defaults explicit in a NetworkPolicy, in place: each port's
+    ``protocol`` (TCP) and ``policyTypes`` (§1.3), sorted; so that two objects that mean the
     same compare equal (``segmenter diff``)."""
+    spec = doc.get("spec")
+    if isinstance(spec, dict) and doc.get("kind") in ("NetworkPolicy",
+                                                       "StagedKubernetesNetworkPolicy"):
+        fill_spec_defaults(spec)
+
+
+def fill_spec_defaults(spec: dict[str, Any]) -> None:
+    """:func:`fill_defaults` of a NetworkPolicy ``spec``."""
     for direction in ("ingress", "egress"):
         for rule in spec.get(direction) or []:
             if isinstance(rule, dict):

@@ -7,11 +7,10 @@ destination). Both must allow for the connection to be allowed (policy-semantics
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 from dataclasses import dataclass, field
 
-from segmenter.model import ContainerPort, Labels, Transport
+from segmenter.model import Action, ContainerPort, Direction, Labels, Transport
 
 __all__ = [
     "Action",
@@ -91,23 +90,6 @@ class Verdict:
         which = "egress" if side is self.egress else "ingress"
         by = f" ({side.policy}{' ' + side.rule if side.rule else ''})" if side.policy else ""
         return f"denied at {which}: {side.reason}{by}"
-
-
-class Direction(enum.StrEnum):
-    INGRESS = "ingress"
-    EGRESS = "egress"
-
-    @property
-    def type_name(self) -> str:
-        """The spelling in ``policyTypes`` / ``types``: ``Ingress`` or ``Egress``."""
-        return "Ingress" if self is Direction.INGRESS else "Egress"
-
-
-class Action(enum.StrEnum):
-    ALLOW = "Allow"
-    DENY = "Deny"
-    LOG = "Log"
-    PASS = "Pass"
 
 
 @dataclass(frozen=True)

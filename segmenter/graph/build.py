@@ -145,6 +145,8 @@ def build_graph(
         graph.add_edge(src, dst, **_edge_totals(ports))
     for node_id, attrs in graph.nodes(data=True):
         attrs["observed"] = graph.degree(node_id) > 0
+    if resolver.dns_workload is not None and resolver.dns_workload.id in graph:
+        graph.nodes[resolver.dns_workload.id]["cluster_dns"] = True
     return graph
 
 

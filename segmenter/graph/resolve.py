@@ -173,6 +173,8 @@ class Resolver:
         # Cluster DNS, for NodeLocal DNSCache link-local addresses.
         self._dns: dict[Transport, Resolved] = {}
         dns_ref = find_dns_workload(inventory, self._backend_of)
+        # The workload that serves cluster DNS (segmenter.cluster.dns), or None.
+        self.dns_workload = dns_ref
         if dns_ref is not None:
             dns_svc = dns_service(inventory)
             for transport in (Transport.UDP, Transport.TCP):

@@ -16,9 +16,17 @@ import networkx as nx
 
 from segmenter.cluster.dns import dns_service_ips, dns_workload
 from segmenter.model import Inventory, Pod, Transport
-from segmenter.policy.ir import CidrPeer, CidrRole, Peer, PodPeer, Port, Selector
-from segmenter.policy.lower import DnsTarget, host_cidr
-from segmenter.policy.selectors import SelectorChooser, SelectorError
+from segmenter.policy.ir import (
+    CidrPeer,
+    CidrRole,
+    DnsTarget,
+    Peer,
+    PodPeer,
+    Port,
+    Selector,
+    host_cidr,
+)
+from segmenter.policy.selectors import SelectorChooser, UnselectableWorkload
 
 DNS_PORTS = (53, 5353)
 _LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
@@ -65,7 +73,7 @@ def detect_dns(graph: nx.DiGraph, inventory: Inventory) -> DnsTarget | None:
         for owner in sorted({p.owner for p in pods}):
             try:
                 choice = chooser.choose(owner)
-            except SelectorError:
+            except UnselectableWorkload:
                 continue
             peers.append(PodPeer(owner.namespace, Selector(choice.labels)))
             found.append(owner.id)

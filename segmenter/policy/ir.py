@@ -10,21 +10,10 @@ direction unrestricted, ``()`` isolates it with nothing allowed.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from dataclasses import dataclass, field
 
-from segmenter.model import Labels, Transport
-
-
-class Action(enum.StrEnum):
-    ALLOW = "Allow"
-    DENY = "Deny"
-    PASS = "Pass"  # hand the decision to the next tier (Calico tiers)
-    LOG = "Log"  # record and continue with the next rule (Calico)
-
-
-class Direction(enum.StrEnum):
-    INGRESS = "Ingress"
-    EGRESS = "Egress"
+from segmenter.model import Action, Direction, Labels, Transport
 
 
 class CidrRole(enum.StrEnum):
@@ -137,6 +126,25 @@ class Policy:
     @property
     def key(self) -> tuple[str, str]:
         return (self.namespace or "", self.name)
+
+
+@dataclass(frozen=True)
+class DnsTarget:
+    """Where pods resolve names: the DNS pods and/or node-local or cloud resolver addresses."""
+
+    peers: tuple[Peer, ...]
+    ports: tuple[Port, ...]
+    description: str
+
+
+def host_cidr(address: str) -> str:
+    """The /32 or /128 block of one address.
+
+    >>> host_cidr("2001:db8::1")
+    '2001:db8::1/128'
+    """
+    ip = ipaddress.ip_address(address)
+    return f"{ip}/{ip.max_prefixlen}"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ specifically denied").
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable
@@ -24,11 +25,13 @@ from segmenter.errors import UnsupportedError
 from segmenter.gcpause import no_gc
 from segmenter.k8s import dns1123
 from segmenter.model import Inventory, Labels, Transport, WorkloadRef
-from segmenter.planner import RESTRICTED, Plan
+from segmenter.planner import Plan, Zone
+from segmenter.policy.dns import detect_dns
 from segmenter.policy.ir import (
     Action,
     CidrPeer,
     CidrRole,
+    DnsTarget,
     Evidence,
     Peer,
     PodPeer,
@@ -38,8 +41,9 @@ from segmenter.policy.ir import (
     Rule,
     Selector,
     Tier,
+    host_cidr,
 )
-from segmenter.policy.selectors import SelectorChooser, SelectorError
+from segmenter.policy.selectors import SelectorChooser, UnselectableWorkload
 
 COMPLIANCE_TIER = "segmenter-compliance"
 COMPLIANCE_TIER_ORDER = 100.0
@@ -68,25 +72,10 @@ class _RuleAcc:
             self.last = last if self.last is None else max(self.last, last)
 
 
-@dataclass(frozen=True)
-class DnsTarget:
-    """Where pods resolve names: the DNS pods and/or node-local or cloud resolver addresses."""
-
-    peers: tuple[Peer, ...]
-    ports: tuple[Port, ...]
-    description: str
-
-
 def _port(entry: dict[str, Any]) -> Port:
     transport = Transport.parse(str(entry.get("protocol", "TCP")))
     number = entry.get("port")
     return Port(transport, int(number) if number is not None else None)
-
-
-def host_cidr(address: str) -> str:
-    """The /32 or /128 block of one address."""
-    ip = ipaddress.ip_address(address)
-    return f"{ip}/{ip.max_prefixlen}"
 
 
 class Lowering:
@@ -126,7 +115,7 @@ class Lowering:
         try:
             choice = self.chooser.choose(WorkloadRef.parse(node),
                                          Labels.of(attrs.get("labels") or {}))
-        except SelectorError as exc:
+        except UnselectableWorkload as exc:
             self.errors.append(str(exc))
             return Selector(Labels.of(attrs.get("labels") or {})), ""
         return Selector(choice.labels), choice.note
@@ -314,15 +303,29 @@ def _port_key(port: Port) -> tuple[str, int, int]:
 
 
 def lower(graph: nx.DiGraph, plan: Plan, inventory: Inventory, *,
-          dns: DnsTarget | None = None, guardrails: bool = True,
+          dns: DnsTarget | None = None, find_dns: bool = True, guardrails: bool = True,
           options: CompileOptions | None = None) -> PolicySet:
     """Compile ``plan`` into the policy IR.
+
+    Every policed workload may reach the cluster DNS resolver: ``dns``, or, when it is None and
+    ``find_dns`` is true (the default), the one :func:`~segmenter.policy.dns.detect_dns` finds
+    in the inventory and the graph. ``find_dns=False`` with no ``dns`` allows no DNS.
 
     Raises:
         UnsupportedError: a workload cannot be selected exactly by stable labels.
     """
+    if dns is None and find_dns:
+        dns = detect_dns(graph, inventory)
     with no_gc():
-        return _lower(graph, plan, inventory, dns=dns, guardrails=guardrails, options=options)
+        policy_set = _lower(graph, plan, inventory, dns=dns, guardrails=guardrails,
+                            options=options)
+    if dns is None and find_dns and plan.policed:
+        policy_set = dataclasses.replace(policy_set, notes=(
+            *policy_set.notes,
+            "no cluster DNS found in the inventory (kube-system/kube-dns, k8s-app=kube-dns, "
+            "OpenShift DNS): the policies allow no DNS egress; add the resolver to the "
+            "inventory or allow it by hand"))
+    return policy_set
 
 
 def _lower(graph: nx.DiGraph, plan: Plan, inventory: Inventory, *, dns: DnsTarget | None,
@@ -368,7 +371,7 @@ def _lower(graph: nx.DiGraph, plan: Plan, inventory: Inventory, *, dns: DnsTarge
                       "tier"),)
         order = COMPLIANCE_TIER_ORDER
         for scope in plan.classes:
-            for member in scope.members(RESTRICTED):
+            for member in scope.members(Zone.RESTRICTED):
                 node = member.node
                 ingress, egress = rules_of[node]
                 attrs = graph.nodes[node]

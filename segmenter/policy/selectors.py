@@ -41,7 +41,7 @@ class SelectorChoice:
     note: str
 
 
-class SelectorError(Exception):
+class UnselectableWorkload(Exception):
     """No stable label set selects exactly this workload."""
 
 
@@ -93,13 +93,13 @@ class SelectorChooser:
         """The selector for ``ref``.
 
         Raises:
-            SelectorError: every candidate also selects another workload's pods.
+            UnselectableWorkload: every candidate also selects another workload's pods.
         """
         if ref in self._cache:
             return self._cache[ref]
         own = self._label_sets.get(ref.namespace, {}).get(ref) or ([fallback] if fallback else [])
         if not own:
-            raise SelectorError(f"{ref.id}: no pods or pod template labels in the inventory")
+            raise UnselectableWorkload(f"{ref.id}: no pods or pod template labels in the inventory")
         common = set(own[0].items)
         for labels in own[1:]:
             common &= set(labels.items)
@@ -144,7 +144,7 @@ class SelectorChooser:
             if owner != ref
             and any(labels.matches(Labels(tuple(sorted(candidates)))) for labels in sets)
         )
-        raise SelectorError(
+        raise UnselectableWorkload(
             f"{ref.id}: no stable label set selects only its pods "
             f"(labels {dict(candidates) or '{}'} also select {', '.join(clash) or 'other pods'}); "
             "add a distinguishing label to its pod template")

@@ -35,7 +35,7 @@ from capture.agent import Agent, AgentStats, flow_file_name, run_agent, snapshot
 from capture.cli import build_parser, main
 from capture.errors import CaptureError
 from capture.flowfile import merge_flow_files, read_flow_file
-from capture.flows import NS, FlowTable
+from capture.table import NS, FlowTable
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "capture" / "deploy"

@@ -304,7 +304,7 @@ def test_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- Flows that start in C ---------------------------------------------------------------------
 #
-# The C loop starts plain TCP / UDP flows in its own table and hands them to Python as Flow
+# The C loop starts plain TCP / UDP flows in its own table and hands them to Python as FlowState
 # objects when Python needs them (table.native) or when the capture ends. These captures are
 # many short sessions that go through every branch of that: handshakes, ClientHellos whole,
 # split over segments (Python reassembles), after a plaintext preamble, with odd names, not
@@ -401,12 +401,12 @@ def make_sessions(path: Path, *, seed: int, sessions: int = 300, endian: str = "
 
 def _state(table: Any) -> list[tuple[Any, ...]]:
     """Every slot of every flow (halves as their counts), in a stable order."""
-    from capture.flows import Flow
+    from capture.table import FlowState
 
     out = []
     for fl in table.flows():
         row = []
-        for name in Flow.__slots__:
+        for name in FlowState.__slots__:
             value = getattr(fl, name)
             if name in ("a", "b"):
                 value = (value.packets, value.bytes, value.is_a)
@@ -418,8 +418,8 @@ def _state(table: Any) -> list[tuple[Any, ...]]:
 
 
 def _tables_both(paths: list[Path], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
-    from capture.flows import FlowTable
     from capture.readers import open_capture, read_capture
+    from capture.table import FlowTable
 
     real = capture.pcapfast._fastloop
     tables = []

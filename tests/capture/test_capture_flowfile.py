@@ -148,8 +148,8 @@ def test_merge_refuses_newer_version(tmp_path: Path) -> None:
 
 
 def test_segmenter_reader_accepts_our_flow_files(tmp_path: Path) -> None:
-    """Contract with the planner's reader (segmenter.flows), when it is installed."""
-    reader = pytest.importorskip("segmenter.flows")
+    """Contract with the planner's reader (segmenter.flowfile), when it is installed."""
+    reader = pytest.importorskip("segmenter.flowfile")
     path = _flow_file(tmp_path, "a", T0, 1)
     ff = reader.read_flow_file(str(path))
     assert len(ff.flows) == 2

@@ -211,8 +211,8 @@ def test_fast_paths_of_every_reader_agree_with_the_reference(tmp_path: Path) -> 
 
 def test_sort_keys_of_flows_match_those_of_their_records(tmp_path: Path) -> None:
     from capture.flowfile import sort_key
-    from capture.flows import FlowTable
     from capture.readers import open_capture, read_capture
+    from capture.table import FlowTable
 
     table = FlowTable()
     read_capture(open_capture(str(_kitchen_sink(tmp_path))), table)
@@ -224,8 +224,8 @@ def test_sort_keys_of_flows_match_those_of_their_records(tmp_path: Path) -> None
 
 def test_flow_lines_are_the_dumps_of_their_records(tmp_path: Path) -> None:
     from capture.flowfile import dumps
-    from capture.flows import FlowTable
     from capture.readers import open_capture, read_capture
+    from capture.table import FlowTable
 
     table = FlowTable()
     read_capture(open_capture(str(_kitchen_sink(tmp_path))), table)
@@ -259,14 +259,14 @@ def test_flow_line_matches_the_encoder_for_any_flow_state(  # noqa: PLR0917
 ) -> None:
     from capture.decode import Decoded
     from capture.flowfile import dumps
-    from capture.flows import Flow, FlowTable
+    from capture.table import FlowState, FlowTable
 
     alen = 16 if v6 else 4
     port_bytes = b"" if ports is None else ports[0].to_bytes(2, "big") + ports[1].to_bytes(
         2, "big")
     src, dst = bytes(range(1, alen + 1)), bytes(range(100, 100 + alen))
     d = Decoded(proto, src, dst, port_bytes, 40, 0, 0, 0, 0, None, ())
-    fl = Flow(d, first)
+    fl = FlowState(d, first)
     fl.last = first + span
     fl.client_is_a = client_is_a
     fl.a.packets, fl.a.bytes, fl.b.packets, fl.b.bytes = counts

@@ -2,7 +2,7 @@
 
 A flow is keyed by its directional 5-tuple ``src + dst + ports`` (raw bytes) in a per-protocol
 table; both directions of a conversation are entries of the same table pointing at the two
-``Half`` objects of one ``Flow``, so one dictionary lookup finds a packet's flow *and* its
+``Half`` objects of one ``FlowState``, so one dictionary lookup finds a packet's flow *and* its
 direction. Memory is proportional to the number of flows, never to the number of packets.
 
 Client and server (the ``direction`` field of the flow file):
@@ -70,7 +70,7 @@ DIR_FIRST = "first-packet"
 DIR_PORTS = "port-heuristic"
 
 
-class Flow:
+class FlowState:
     """One conversation between endpoint A (sender of its first packet) and endpoint B."""
 
     __slots__ = (
@@ -136,7 +136,7 @@ class Half:
 
     __slots__ = ("bytes", "flow", "is_a", "packets")
 
-    def __init__(self, flow: Flow, is_a: bool) -> None:
+    def __init__(self, flow: FlowState, is_a: bool) -> None:
         self.packets = 0
         self.bytes = 0
         self.flow = flow
@@ -146,7 +146,7 @@ class Half:
 _json_str: Callable[[str], str] = json.encoder.encode_basestring  # what dumps() uses for str
 _JSON_BOOL = {True: "true", False: "false"}
 
-def _client_first(fl: Flow) -> tuple[Half, Half, bytes, bytes, int | None, int | None]:
+def _client_first(fl: FlowState) -> tuple[Half, Half, bytes, bytes, int | None, int | None]:
     """(client half, server half, client address, server address, client port, server
     port) of a flow."""
     if fl.client_is_a:
@@ -181,7 +181,7 @@ class FlowTable:
             PROTO_ICMP: {},
             PROTO_ICMPV6: {},
         }
-        self.done: list[Flow] = []  # flows ended by idle time-out or TCP reopen
+        self.done: list[FlowState] = []  # flows ended by idle time-out or TCP reopen
         self.frags: dict[bytes, Half] = {}
         self.dns: dict[DnsKey, int] = {}  # answer -> first time seen
         self.skipped: dict[str, int] = {}
@@ -236,7 +236,7 @@ class FlowTable:
         self.add(d, buf, t, key)
         return True
 
-    def add(self, d: Decoded, data: Buffer, t: int, key: bytes | None = None) -> Flow | None:
+    def add(self, d: Decoded, data: Buffer, t: int, key: bytes | None = None) -> FlowState | None:
         """Fold one decoded packet; ``data`` is the buffer ``d``'s offsets index.
 
         Returns the flow the packet was folded into, None when it was skipped.
@@ -311,7 +311,7 @@ class FlowTable:
         proto = d.proto
         sport = d.sport
         dport = d.dport
-        fl = Flow(d, t)
+        fl = FlowState(d, t)
         table[key] = fl.a
         ports = d.ports
         rkey = d.dst + d.src + (ports[2:4] + ports[0:2] if ports else b"")
@@ -370,7 +370,7 @@ class FlowTable:
         return True
 
     @staticmethod
-    def _tcp_flags(h: Half, fl: Flow, flags: int) -> None:
+    def _tcp_flags(h: Half, fl: FlowState, flags: int) -> None:
         if flags & TCP_SYN:
             if flags & TCP_ACK:
                 fl.synack = True
@@ -386,7 +386,7 @@ class FlowTable:
             fl.closed = True
 
     @staticmethod
-    def _tls(fl: Flow, payload: Buffer, seq: int) -> None:
+    def _tls(fl: FlowState, payload: Buffer, seq: int) -> None:
         """Look at one client -> server payload segment for a ClientHello and its SNI."""
         if fl.tls_buf is None:
             if fl.tls_left <= 0:
@@ -452,24 +452,24 @@ class FlowTable:
             self._names[addr] = text
         return text
 
-    def flows(self) -> Iterator[Flow]:
+    def flows(self) -> Iterator[FlowState]:
         yield from self.done
         yield from self.active()
 
-    def active(self) -> Iterator[Flow]:
+    def active(self) -> Iterator[FlowState]:
         """The flows still in the tables (not ended), without ``done``."""
         for table in self.tables.values():
             for h in table.values():
                 if h.is_a:
                     yield h.flow
 
-    def take_done(self) -> list[Flow]:
+    def take_done(self) -> list[FlowState]:
         """Hand over the flows ended so far (idle time-out, TCP reopen) and forget them."""
         done = self.done
         self.done = []
         return done
 
-    def remove(self, fl: Flow) -> bool:
+    def remove(self, fl: FlowState) -> bool:
         """End ``fl`` now: take it out of the tables so that its next packet starts a new
         record. The caller writes its record (and then calls ``drop_fragments``); False when
         ``fl`` was not in the tables (already ended, or removed before).
@@ -489,7 +489,7 @@ class FlowTable:
             del table[rkey]
         return True
 
-    def drop_fragments(self, ended: Collection[Flow]) -> None:
+    def drop_fragments(self, ended: Collection[FlowState]) -> None:
         """Forget the pending IP fragments of flows whose records were written (one pass):
         their later fragments are then skipped as ``fragment-unmatched``."""
         if self.frags and ended:
@@ -515,8 +515,8 @@ class FlowTable:
             yield self.dns_record(item)
 
     def flow_items(
-        self, flows: Iterable[Flow] | None = None
-    ) -> Iterator[tuple[tuple[Any, ...], Flow]]:
+        self, flows: Iterable[FlowState] | None = None
+    ) -> Iterator[tuple[tuple[Any, ...], FlowState]]:
         """(sort key, flow) pairs: ``capture.flowfile.sort_key`` of each flow's record; of
         ``flows`` when given, else of all the table's flows."""
         name = self.name
@@ -553,7 +553,7 @@ class FlowTable:
             "ts": t / NS,
         }
 
-    def flow_line(self, fl: Flow) -> str:
+    def flow_line(self, fl: FlowState) -> str:
         """``flow_record(fl)`` as its flow file line: what ``capture.flowfile.dumps`` gives for
         it (keys sorted, compact), made without the dictionary and the general encoder -- the
         writing of the records was a sixth of an ingest. Strings are JSON-escaped by the
@@ -577,7 +577,7 @@ class FlowTable:
             f'"tls":{_JSON_BOOL[bool(fl.tls)]}}}'
         )
 
-    def flow_record(self, fl: Flow) -> dict[str, Any]:
+    def flow_record(self, fl: FlowState) -> dict[str, Any]:
         c, s, client, server, cport, sport = _client_first(fl)
         return {
             "record": "flow",

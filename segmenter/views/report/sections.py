@@ -1,294 +1,28 @@
-"""Compliance evidence report: Markdown and a self-contained HTML file an assessor can read.
-
-``segmenter report --graph G --plan P --policies DIR [--flows F --inventory DUMP] -o OUTDIR``
-writes ``report.md`` (pictures beside it as PNG files) and ``report.html`` (pictures embedded as
-``data:`` URIs, no external resource). Sections, following policy-semantics.md §4.3:
-
-1. the scope statement per data class: restricted and connected members with the reason each is
-   there, security-impacting infrastructure, external peers, out-of-scope workloads and why;
-2. the network and data-flow diagram (PCI DSS 1.2.3, 1.2.4) and how complete the observation is;
-3. the allowed-flow register: every allowed flow that crosses a zone boundary, its evidence
-   (flows, first and last seen), the policy that allows it, and columns to fill (1.2.5);
-4. encryption in transit: plaintext flows to and from the restricted zone (1.2.6; HIPAA
-   164.312(e)(1));
-5. default deny per namespace, and workloads no policy isolates (1.3.1, 1.3.2);
-6. segmentation test evidence: every path from out-of-scope workloads and external addresses
-   into the restricted zone, checked with the project's evaluator (11.4.5);
-7. the mapping to PCI DSS v4.0.1 and HIPAA 164.312 with the status of each;
-8. exceptions, assumptions and limits.
-
-The output is deterministic: nothing depends on the clock unless ``generated_at`` is given.
-"""
+"""The sections of the evidence report, each built from the graph, the plan, the policies and
+their evaluation (see :mod:`segmenter.views.report`)."""
 
 from __future__ import annotations
 
-import argparse
-import base64
 import hashlib
-import html
-import logging
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from segmenter.planner import (
-    CONNECTED,
-    EXTERNAL,
-    GENERAL,
-    INFRASTRUCTURE,
-    RESTRICTED,
-    ClassScope,
-    Plan,
-)
+import networkx as nx
 
-if TYPE_CHECKING:
-    import networkx as nx
-
-    from segmenter.evaluate import PolicyEngine
-    from segmenter.model import Flow, Inventory
-
-logger = logging.getLogger(__name__)
-
-__all__ = [
-    "Report",
-    "add_parser",
-    "build_report",
-    "cmd_report",
-    "render_html",
-    "render_markdown",
-    "write_report",
-]
+from segmenter.evaluate.engine import PolicyEngine
+from segmenter.model import Flow, Inventory
+from segmenter.planner import ClassScope, Plan, Zone
+from segmenter.views.report.document import Block, Bullets, Heading, Image, Para, Table, _slug
 
 # Addresses from TEST-NET-1 (RFC 5737) and a port nothing listens on: the probes that show a
 # namespace's default deny.
 _PROBE_IP = "192.0.2.123"
 _PROBE_PORT = 65000
 _PROBE_LABEL = {"segmenter.io/probe": "default-deny"}
-
-
-# ---------------------------------------------------------------------------------------------
-# A small document model, rendered to both Markdown and HTML.
-
-
-@dataclass(frozen=True)
-class Heading:
-    level: int
-    text: str
-    anchor: str = ""
-
-
-@dataclass(frozen=True)
-class Para:
-    """Text with `code` spans; ``kind`` ok / warn / fail / info renders as a callout."""
-
-    text: str
-    kind: str = ""
-
-
-@dataclass(frozen=True)
-class Bullets:
-    items: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Table:
-    headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    # Per row: "", "ok", "warn" or "fail" (row colour in HTML, a marker in Markdown).
-    marks: tuple[str, ...] = ()
-    caption: str = ""
-
-
-@dataclass(frozen=True)
-class Image:
-    name: str  # file name beside report.md
-    data: bytes  # PNG
-    alt: str
-    caption: str = ""
-
-
-Block = Heading | Para | Bullets | Table | Image
-
-
-@dataclass
-class Report:
-    title: str
-    blocks: list[Block] = field(default_factory=list)
-    findings: list[str] = field(default_factory=list)  # problems an assessor must see
-
-    def images(self) -> list[Image]:
-        return [b for b in self.blocks if isinstance(b, Image)]
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-_INLINE = re.compile(r"`(?P<code>[^`]+)`|\*\*(?P<bold>[^*]+)\*\*"
-                     r"|\[(?P<text>[^\]]+)\]\((?P<href>#[a-z0-9-]+)\)")
-
-
-def _inline_html(text: str, *, wrap: bool = False) -> str:
-    """Escape ``text``, keeping the Markdown it uses: `code`, **bold**, [links](#anchor).
-    ``wrap``: allow line breaks after ``/`` (long workload ids in table cells)."""
-    def esc(part: str) -> str:
-        escaped = html.escape(part)
-        return escaped.replace("/", "/<wbr>") if wrap else escaped
-
-    out, last = [], 0
-    for m in _INLINE.finditer(text):
-        out.append(esc(text[last:m.start()]))
-        if m.group("code") is not None:
-            out.append(f"<code>{esc(m.group('code'))}</code>")
-        elif m.group("bold") is not None:
-            out.append(f"<strong>{esc(m.group('bold'))}</strong>")
-        else:
-            out.append(f'<a href="{m.group("href")}">{esc(m.group("text"))}</a>')
-        last = m.end()
-    out.append(esc(text[last:]))
-    return "".join(out)
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-_MARK_TEXT = {"ok": "✅ ", "warn": "⚠️ ", "fail": "❌ ", "info": "ℹ️ "}
-
-
-def render_markdown(report: Report) -> str:
-    """The report as GitHub-flavoured Markdown; images as files beside it."""
-    out: list[str] = [f"# {report.title}", ""]
-    for block in report.blocks:
-        if isinstance(block, Heading):
-            anchor = f'<a id="{block.anchor}"></a>\n' if block.anchor else ""
-            out += [f"{anchor}{'#' * block.level} {block.text}", ""]
-        elif isinstance(block, Para):
-            prefix = ("> " + _MARK_TEXT.get(block.kind, "")) if block.kind else ""
-            out += [prefix + block.text, ""]
-        elif isinstance(block, Bullets):
-            out += [f"- {item}" for item in block.items] + [""]
-        elif isinstance(block, Table):
-            if block.caption:
-                out += [f"*{block.caption}*", ""]
-            marks = block.marks or ("",) * len(block.rows)
-            out.append("| " + " | ".join(_md_cell(h) for h in block.headers) + " |")
-            out.append("|" + "---|" * len(block.headers))
-            for row, mark in zip(block.rows, marks, strict=True):
-                cells = [_md_cell(c) for c in row]
-                if mark in {"fail", "warn"} and cells:
-                    cells[0] = _MARK_TEXT[mark] + cells[0]
-                out.append("| " + " | ".join(cells) + " |")
-            out.append("")
-        else:
-            out += [f"![{block.alt}]({block.name})", ""]
-            if block.caption:
-                out += [f"*{block.caption}*", ""]
-    return "\n".join(out).rstrip("\n") + "\n"
-
-
-_CSS = """
-body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;color:#1b1b1b;
-background:#fafafa;line-height:1.45}
-main{max-width:1200px;margin:0 auto;padding:24px 32px;background:#fff;box-sizing:border-box}
-.scroll{overflow-x:auto}td{overflow-wrap:break-word}
-h1{font-size:1.7em;border-bottom:3px solid #c62828;padding-bottom:.3em}
-h2{font-size:1.35em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-h3{font-size:1.1em;margin-top:1.5em}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.86em;width:100%}
-th,td{border:1px solid #d0d0d0;padding:4px 7px;text-align:left;vertical-align:top}
-th{background:#eceff1}
-tr.fail td{background:#ffebee}tr.warn td{background:#fff8e1}tr.ok td{background:#f1f8e9}
-td.blank{min-width:9em;background:repeating-linear-gradient(0deg,#fff,#fff 1.3em,#eee 1.3em,
-#eee 1.35em)}
-caption{caption-side:top;text-align:left;font-style:italic;color:#555;padding:.2em 0}
-code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em;background:#f3f3f3;
-padding:0 .25em;border-radius:3px}
-figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #e0e0e0}
-figcaption{color:#555;font-size:.9em;font-style:italic}
-.callout{padding:.6em .9em;border-left:4px solid #90a4ae;background:#f5f7f8;margin:.8em 0}
-.callout.ok{border-color:#2e7d32;background:#f1f8e9}
-.callout.warn{border-color:#f9a825;background:#fffde7}
-.callout.fail{border-color:#c62828;background:#ffebee}
-nav ol{columns:2;font-size:.92em}
-@media print{body{background:#fff}main{padding:0}h2{page-break-after:avoid}
-tr{page-break-inside:avoid}}
-"""
-
-
-def render_html(report: Report) -> str:
-    """The report as one self-contained HTML file (CSS inline, images as data: URIs)."""
-    body: list[str] = []
-    toc = [b for b in report.blocks if isinstance(b, Heading) and b.level == 2 and b.anchor]
-    if toc:
-        body.append("<nav><strong>Contents</strong><ol>" + "".join(
-            f'<li><a href="#{b.anchor}">{html.escape(b.text.replace("`", ""))}</a></li>'
-            for b in toc)
-            + "</ol></nav>")
-    for block in report.blocks:
-        if isinstance(block, Heading):
-            anchor = f' id="{block.anchor}"' if block.anchor else ""
-            body.append(f"<h{block.level}{anchor}>{_inline_html(block.text)}</h{block.level}>")
-        elif isinstance(block, Para):
-            if block.kind:
-                body.append(f'<div class="callout {block.kind}">{_inline_html(block.text)}</div>')
-            else:
-                body.append(f"<p>{_inline_html(block.text)}</p>")
-        elif isinstance(block, Bullets):
-            body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in block.items)
-                        + "</ul>")
-        elif isinstance(block, Table):
-            marks = block.marks or ("",) * len(block.rows)
-            parts = ['<div class="scroll"><table>']
-            if block.caption:
-                parts.append(f"<caption>{html.escape(block.caption)}</caption>")
-            parts.append("<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>"
-                                                 for h in block.headers) + "</tr></thead><tbody>")
-            for row, mark in zip(block.rows, marks, strict=True):
-                cls = f' class="{mark}"' if mark else ""
-                cells = "".join('<td class="blank"></td>' if c == "" and h in _BLANK_COLUMNS
-                                else f"<td>{_inline_html(c, wrap=True)}</td>"
-                                for h, c in zip(block.headers, row, strict=True))
-                parts.append(f"<tr{cls}>{cells}</tr>")
-            parts.append("</tbody></table></div>")
-            body.append("".join(parts))
-        else:
-            uri = "data:image/png;base64," + base64.b64encode(block.data).decode("ascii")
-            caption = f"<figcaption>{html.escape(block.caption)}</figcaption>" \
-                if block.caption else ""
-            body.append(f'<figure><img src="{uri}" alt="{html.escape(block.alt)}" '
-                        f'data-name="{html.escape(block.name)}">{caption}</figure>')
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{html.escape(report.title)}</title><style>{_CSS}</style></head>"
-            f"<body><main><h1>{html.escape(report.title)}</h1>\n" + "\n".join(body)
-            + "\n</main></body></html>\n")
-
-
-def html_fragment(blocks: Sequence[Block]) -> str:
-    """Blocks as an HTML fragment with its own small style (for notebook displays)."""
-    report = Report("", list(blocks))
-    page = render_html(report)
-    inner = page.split("<main><h1></h1>\n", 1)[1].rsplit("\n</main>", 1)[0]
-    style = ("<style>.sg-report table{border-collapse:collapse;font-size:12px;margin:4px 0 10px}"
-             ".sg-report th,.sg-report td{border:1px solid #ccc;padding:2px 6px;text-align:left;"
-             "vertical-align:top}.sg-report th{background:#eceff1}"
-             ".sg-report tr.fail td{background:#ffebee}.sg-report tr.warn td{background:#fff8e1}"
-             ".sg-report .callout{padding:4px 8px;border-left:4px solid #90a4ae;margin:6px 0}"
-             ".sg-report .callout.ok{border-color:#2e7d32}.sg-report .callout.fail"
-             "{border-color:#c62828}.sg-report .callout.warn{border-color:#f9a825}</style>")
-    return f'{style}<div class="sg-report">{inner}</div>'
-
-
-_BLANK_COLUMNS = frozenset({"Justification", "Approver", "Mitigation"})
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers
 
 
 def _iso(ts: float | None) -> str:
@@ -310,7 +44,7 @@ def _port(protocol: str, port: int | None) -> str:
 
 
 def _name(graph: nx.DiGraph, node: str) -> str:
-    from segmenter.viz import display_label
+    from segmenter.graph.labels import display_label
 
     if node == "apiserver":
         return display_label(graph, node)
@@ -347,7 +81,7 @@ def _decided_by(verdict: Any) -> str:
     return "; ".join(parts) or "no policy applies (not isolated)"
 
 
-def _sha256(path: str) -> str:
+def sha256_of(path: str) -> str:
     try:
         digest = hashlib.sha256()
         files = sorted(p for p in Path(path).rglob("*") if p.is_file()) \
@@ -363,7 +97,7 @@ def _sha256(path: str) -> str:
 def _png(fig: Any) -> bytes:
     import matplotlib.pyplot as plt
 
-    from segmenter.viz import figure_bytes
+    from segmenter.views.viz.draw import figure_bytes
 
     data = figure_bytes(fig, "png", dpi=100)
     plt.close(fig)
@@ -375,7 +109,7 @@ def _png(fig: Any) -> bytes:
 
 
 @dataclass
-class _Context:
+class ReportContext:
     graph: nx.DiGraph
     plan: Plan
     manifests: list[dict[str, Any]]
@@ -386,73 +120,7 @@ class _Context:
     flows: Sequence[Flow] | None
 
 
-def _detect_enforcement(manifests: Iterable[Mapping[str, Any]]) -> str:
-    for doc in manifests:
-        if str(doc.get("apiVersion", "")).startswith(("projectcalico.org/", "crd.projectcalico")):
-            return "calico"
-    return "kubernetes"
-
-
-def build_report(graph: nx.DiGraph, plan: Plan, policies: Any, *,
-                 flows: Sequence[Flow] | None = None, inventory: Inventory | None = None,
-                 enforcement: str | None = None, title: str = "",
-                 generated_at: str | None = None,
-                 sources: Mapping[str, Sequence[str]] | None = None) -> Report:
-    """Build the evidence report.
-
-    ``policies``: folders or files, manifests, or a PolicySet (see
-    :func:`segmenter.viz.load_policy_side`). ``enforcement``: ``kubernetes`` or ``calico``
-    (default: ``calico`` when any Calico object is present). ``flows`` with ``inventory``:
-    every observed flow is replayed against the policies. ``sources``: input files by role
-    (``graph``, ``plan``, ``policies`` ...), listed with a digest. ``generated_at``: shown as
-    given (no clock is read).
-    """
-    from segmenter.evaluate import PolicyEngine
-    from segmenter.viz import eval_endpoints, load_policy_side
-
-    manifests = load_policy_side(policies, enforcement or "kubernetes")
-    chosen = enforcement or _detect_enforcement(manifests)
-    if enforcement is None and chosen == "calico" and not isinstance(policies, str | Path) \
-            and hasattr(policies, "policies"):
-        manifests = load_policy_side(policies, chosen)
-    namespaces = {ns.name: ns.labels for ns in inventory.namespaces} if inventory else {}
-    engine = PolicyEngine.from_manifests(manifests, namespaces=namespaces, enforcement=chosen)
-    ctx = _Context(graph, plan, manifests, engine, eval_endpoints(graph, inventory), chosen,
-                   inventory, flows)
-    report = Report(title or "Network segmentation evidence report")
-    blocks = report.blocks
-    classes = ", ".join(f"{s.title} ({s.data_class})" for s in plan.classes) or "none"
-    about = [
-        f"Generated by segmenter from observed traffic and the compiled policies; policies "
-        f"evaluated with segmenter's own policy engine under **{chosen}** enforcement "
-        "(policy-semantics.md §1.9 / §3.4).",
-        f"Data classes in scope: {classes}.",
-    ]
-    if generated_at:
-        about.append(f"Generated at: {generated_at}.")
-    blocks.append(Heading(2, "About this report", "about"))
-    blocks.append(Bullets(tuple(about)))
-    if sources:
-        blocks.append(Table(("Input", "Path", "SHA-256 (first 16)"), tuple(
-            (role, path, _sha256(path)) for role, paths in sorted(sources.items())
-            for path in paths)))
-    summary_at = len(blocks)
-    if engine.rejected:
-        report.findings.extend(f"invalid policy left out: {r}" for r in engine.rejected)
-    _scope_section(ctx, blocks)
-    _diagram_section(ctx, blocks)
-    _register_section(ctx, blocks, report.findings)
-    _encryption_section(ctx, blocks, report.findings)
-    deny_status = _default_deny_section(ctx, blocks, report.findings)
-    seg = _segmentation_section(ctx, blocks, report.findings)
-    verified = _verify_section(ctx, blocks, report.findings)
-    _mapping_section(ctx, blocks, deny_status, seg, verified)
-    _limits_section(ctx, blocks)
-    blocks[summary_at:summary_at] = _summary_blocks(ctx, report.findings, seg, verified)
-    return report
-
-
-def _summary_blocks(ctx: _Context, findings: list[str], seg: dict[str, int],
+def summary_blocks(ctx: ReportContext, findings: list[str], seg: dict[str, int],
                     verified: tuple[int, int] | None) -> list[Block]:
     out: list[Block] = [Heading(2, "Summary", "summary")]
     items = []
@@ -462,9 +130,9 @@ def _summary_blocks(ctx: _Context, findings: list[str], seg: dict[str, int],
                         "declare stores (label `segmenter.io/data-class`, `--sensitive` or "
                         "`segmenter.yaml`) to scope them.", "info"))
     for scope in ctx.plan.classes:
-        restricted = _workloads(scope.members(RESTRICTED))
-        connected = _workloads(scope.members(CONNECTED))
-        general = _workloads(scope.members(GENERAL))
+        restricted = _workloads(scope.members(Zone.RESTRICTED))
+        connected = _workloads(scope.members(Zone.CONNECTED))
+        general = _workloads(scope.members(Zone.GENERAL))
         items.append(f"{scope.title} (`{scope.data_class}`): {len(restricted)} restricted, "
                      f"{len(connected)} connected-to, {len(general)} out-of-scope workloads; "
                      f"{len(scope.crossings)} allowed flows cross a zone boundary.")
@@ -495,7 +163,7 @@ def _member_rows(graph: nx.DiGraph, members: Iterable[Any]) -> tuple[tuple[str, 
     return tuple((_name(graph, m.node), m.reason) for m in sorted(members))
 
 
-def _scope_section(ctx: _Context, blocks: list[Block]) -> None:
+def scope_section(ctx: ReportContext, blocks: list[Block]) -> None:
     blocks.append(Heading(2, "Scope statement", "scope"))
     plan, graph = ctx.plan, ctx.graph
     if not plan.classes:
@@ -522,13 +190,13 @@ def _scope_section(ctx: _Context, blocks: list[Block]) -> None:
                 "The restricted zone holds the ePHI stores; the Security Rule covers all ePHI "
                 "(there is no scope reduction as in PCI DSS), so the zones show where "
                 "164.312 access, audit and transmission controls apply."))
-        for zone, heading in ((RESTRICTED, "Restricted (stores and processors)"),
-                              (CONNECTED, "Connected-to (in scope)"),
-                              (INFRASTRUCTURE, "Security-impacting infrastructure"),
-                              (EXTERNAL, "External peers"),
-                              (GENERAL, "Out of scope")):
+        for zone, heading in ((Zone.RESTRICTED, "Restricted (stores and processors)"),
+                              (Zone.CONNECTED, "Connected-to (in scope)"),
+                              (Zone.INFRASTRUCTURE, "Security-impacting infrastructure"),
+                              (Zone.EXTERNAL, "External peers"),
+                              (Zone.GENERAL, "Out of scope")):
             members = scope.members(zone)
-            if zone == GENERAL:
+            if zone == Zone.GENERAL:
                 members = tuple(m.__class__(m.node, m.reason + "; cannot open a connection "
                                             "to the restricted zone under the policies (see "
                                             "the segmentation test)") for m in members)
@@ -552,8 +220,9 @@ def _scope_section(ctx: _Context, blocks: list[Block]) -> None:
                             _member_rows(graph, plan.suggestions)))
 
 
-def _diagram_section(ctx: _Context, blocks: list[Block]) -> None:
-    from segmenter.viz import learning_curve, zone_map_figure
+def diagram_section(ctx: ReportContext, blocks: list[Block]) -> None:
+    from segmenter.views.viz.draw import zone_map_figure
+    from segmenter.views.viz.learning import learning_curve
 
     blocks.append(Heading(2, "Network and data-flow diagram", "diagram"))
     blocks.append(Para("Generated from observed traffic (PCI DSS 1.2.3, 1.2.4). Each zone is a "
@@ -567,7 +236,7 @@ def _diagram_section(ctx: _Context, blocks: list[Block]) -> None:
         import matplotlib.figure
 
         fig2 = matplotlib.figure.Figure(figsize=(7.5, 3.4), layout="constrained")
-        from segmenter.viz import draw_learning_curve
+        from segmenter.views.viz.learning import draw_learning_curve
 
         draw_learning_curve(curve, fig2.add_subplot(), plan=ctx.plan)
         blocks.append(Para(
@@ -580,14 +249,14 @@ def _diagram_section(ctx: _Context, blocks: list[Block]) -> None:
                             "Distinct edges first seen over the capture window."))
 
 
-def _check(ctx: _Context, client: str, server: str, protocol: str, port: int | None) -> Any:
+def _check(ctx: ReportContext, client: str, server: str, protocol: str, port: int | None) -> Any:
     src, dst = ctx.endpoints.get(client), ctx.endpoints.get(server)
     if src is None or dst is None:
         return None
     return ctx.engine.check(src, dst, protocol, port)
 
 
-def _register_section(ctx: _Context, blocks: list[Block], findings: list[str]) -> None:
+def register_section(ctx: ReportContext, blocks: list[Block], findings: list[str]) -> None:
     blocks.append(Heading(2, "Allowed-flow register: flows across zone boundaries",
                           "register"))
     blocks.append(Para("Every observed flow whose ends are in different zones (PCI DSS 1.2.5; "
@@ -619,13 +288,13 @@ def _register_section(ctx: _Context, blocks: list[Block], findings: list[str]) -
                                  "Approver"), tuple(rows), tuple(marks)))
 
 
-def _encryption_section(ctx: _Context, blocks: list[Block], findings: list[str]) -> None:
+def encryption_section(ctx: ReportContext, blocks: list[Block], findings: list[str]) -> None:
     blocks.append(Heading(2, "Encryption in transit", "encryption"))
     blocks.append(Para("Flows to or from the restricted zone without a TLS handshake in the "
                        "capture (PCI DSS 1.2.6 insecure services, 4.2.1; HIPAA 164.312(e)(1)). "
                        "A protocol that negotiates TLS inside its own handshake (PostgreSQL "
                        "`SSLRequest`, SMTP/LDAP `STARTTLS`) is listed too: confirm at the server."))
-    restricted = {m.node for s in ctx.plan.classes for m in s.members(RESTRICTED)}
+    restricted = {m.node for s in ctx.plan.classes for m in s.members(Zone.RESTRICTED)}
     rows = []
     tls_count = 0
     for u, v, data in sorted(ctx.graph.edges(data=True)):
@@ -636,7 +305,7 @@ def _encryption_section(ctx: _Context, blocks: list[Block], findings: list[str])
                 tls_count += 1
                 continue
             classes = sorted({s.data_class for s in ctx.plan.classes
-                              if RESTRICTED in (s.zone_of(u), s.zone_of(v))})
+                              if Zone.RESTRICTED in (s.zone_of(u), s.zone_of(v))})
             rows.append((_name(ctx.graph, u), _name(ctx.graph, v),
                          _port(str(p.get("protocol")), p.get("port")), ", ".join(classes),
                          str(p.get("flows", 0)), _span(p.get("first_seen"), p.get("last_seen")),
@@ -662,7 +331,7 @@ def _probe(namespace: str) -> Any:
                         name=f"{namespace}/<a new pod>")
 
 
-def _default_deny_section(ctx: _Context, blocks: list[Block], findings: list[str]
+def default_deny_section(ctx: ReportContext, blocks: list[Block], findings: list[str]
                           ) -> dict[str, bool]:
     """Returns {"restricted_isolated": ..., "namespaces_denied": ...}."""
     from segmenter.evaluate import EvalEndpoint
@@ -711,7 +380,7 @@ def _default_deny_section(ctx: _Context, blocks: list[Block], findings: list[str
     # Workloads no policy isolates.
     in_scope: dict[str, str] = {}
     for scope in ctx.plan.classes:
-        for zone in (RESTRICTED, CONNECTED):
+        for zone in (Zone.RESTRICTED, Zone.CONNECTED):
             for m in scope.members(zone):
                 in_scope.setdefault(m.node, zone)
     uncovered, restricted_ok = [], True
@@ -721,11 +390,12 @@ def _default_deny_section(ctx: _Context, blocks: list[Block], findings: list[str
             continue
         missing = [d for d in ("ingress", "egress") if not ctx.engine.policies_for(ep, d)]
         if missing:
-            zone = in_scope.get(node, "")
-            uncovered.append((node, zone or "-", ", ".join(missing)))
-            if zone:
+            scope_zone = in_scope.get(node, "")
+            uncovered.append((node, scope_zone or "-", ", ".join(missing)))
+            if scope_zone:
                 restricted_ok = False
-                findings.append(f"{node} ({zone}) is not isolated for {', '.join(missing)}")
+                findings.append(f"{node} ({scope_zone}) is not isolated for "
+                                f"{', '.join(missing)}")
     if uncovered:
         blocks.append(Para(f"{len(uncovered)} policed workload(s) are not isolated by any "
                            "policy in some direction (must be none in restricted and "
@@ -739,9 +409,10 @@ def _default_deny_section(ctx: _Context, blocks: list[Block], findings: list[str
     return {"restricted_isolated": restricted_ok, "namespaces_denied": all_denied}
 
 
-def _segmentation_section(ctx: _Context, blocks: list[Block], findings: list[str]
+def segmentation_section(ctx: ReportContext, blocks: list[Block], findings: list[str]
                           ) -> dict[str, int]:
-    from segmenter.viz import draw_reachability, reachability, target_probes
+    from segmenter.analysis.reachability import reachability, target_probes
+    from segmenter.views.viz.reach import draw_reachability
 
     blocks.append(Heading(2, "Segmentation test evidence", "segmentation"))
     blocks.append(Para(
@@ -758,9 +429,9 @@ def _segmentation_section(ctx: _Context, blocks: list[Block], findings: list[str
     rows, marks = [], []
     failures = []
     for scope in ctx.plan.classes:
-        targets = [m.node for m in scope.members(RESTRICTED)]
-        sources = [m.node for m in scope.members(GENERAL) if m.node in ctx.endpoints] + [
-            m.node for m in scope.members(EXTERNAL) if m.node in ctx.endpoints]
+        targets = [m.node for m in scope.members(Zone.RESTRICTED)]
+        sources = [m.node for m in scope.members(Zone.GENERAL) if m.node in ctx.endpoints] + [
+            m.node for m in scope.members(Zone.EXTERNAL) if m.node in ctx.endpoints]
         for target in targets:
             probes = target_probes(graph, target, ctx.endpoints[target])
             denied = allowed = 0
@@ -797,9 +468,9 @@ def _segmentation_section(ctx: _Context, blocks: list[Block], findings: list[str
     # Indirect paths: observed chains general -> in scope -> restricted.
     indirect = []
     for scope in ctx.plan.classes:
-        general = {m.node for m in scope.members(GENERAL)}
-        connected = {m.node for m in scope.members(CONNECTED)}
-        restricted = {m.node for m in scope.members(RESTRICTED)}
+        general = {m.node for m in scope.members(Zone.GENERAL)}
+        connected = {m.node for m in scope.members(Zone.CONNECTED)}
+        restricted = {m.node for m in scope.members(Zone.RESTRICTED)}
         for g in sorted(general):
             for c in sorted(s for s in graph.successors(g) if s in connected):
                 for r in sorted(s for s in graph.successors(c) if s in restricted):
@@ -826,11 +497,11 @@ def _segmentation_section(ctx: _Context, blocks: list[Block], findings: list[str
     return stats
 
 
-def _verify_section(ctx: _Context, blocks: list[Block], findings: list[str]
+def verify_section(ctx: ReportContext, blocks: list[Block], findings: list[str]
                     ) -> tuple[int, int] | None:
     if ctx.flows is None or ctx.inventory is None:
         return None
-    from segmenter.verify import verify_flows
+    from segmenter.analysis.verify import verify_flows
 
     blocks.append(Heading(2, "Observed flows replayed", "verify"))
     results = verify_flows(ctx.flows, ctx.inventory, ctx.manifests,
@@ -857,7 +528,7 @@ def _verify_section(ctx: _Context, blocks: list[Block], findings: list[str]
     return allowed, len(results)
 
 
-def _mapping_section(ctx: _Context, blocks: list[Block], deny: Mapping[str, bool],
+def mapping_section(ctx: ReportContext, blocks: list[Block], deny: Mapping[str, bool],
                      seg: Mapping[str, int], verified: tuple[int, int] | None) -> None:
     blocks.append(Heading(2, "Mapping to PCI DSS v4.0.1 and HIPAA 164.312", "mapping"))
     frameworks = {s.framework for s in ctx.plan.classes}
@@ -872,8 +543,8 @@ def _mapping_section(ctx: _Context, blocks: list[Block], deny: Mapping[str, bool
     has_plaintext = any(
         not p.get("tls") for u, v, d in ctx.graph.edges(data=True)
         for p in d.get("ports", [])
-        if any(RESTRICTED in (s.zone_of(u), s.zone_of(v)) for s in ctx.plan.classes))
-    external = any(EXTERNAL in (c.client_zone, c.server_zone)
+        if any(Zone.RESTRICTED in (s.zone_of(u), s.zone_of(v)) for s in ctx.plan.classes))
+    external = any(Zone.EXTERNAL in (c.client_zone, c.server_zone)
                    for s in ctx.plan.classes for c in s.crossings)
     pci_rows = [
         ("1.2.4", "Accurate data-flow diagrams of all account-data flows, updated on change",
@@ -949,7 +620,7 @@ def _status_mark(text: str) -> str:
     return "ok"
 
 
-def _limits_section(ctx: _Context, blocks: list[Block]) -> None:
+def limits_section(ctx: ReportContext, blocks: list[Block]) -> None:
     blocks.append(Heading(2, "Exceptions, assumptions and limits", "limits"))
     items = [
         "Traffic from a pod's own node (kubelet probes) and from hostNetwork pods is not "
@@ -979,80 +650,9 @@ def _limits_section(ctx: _Context, blocks: list[Block]) -> None:
 def scope_blocks(graph: nx.DiGraph, scope: ClassScope) -> list[Block]:
     """One class's zones as blocks (used by :class:`segmenter.notebook.PlanView`)."""
     blocks: list[Block] = []
-    for zone in (RESTRICTED, CONNECTED, INFRASTRUCTURE, EXTERNAL, GENERAL):
+    for zone in (Zone.RESTRICTED, Zone.CONNECTED, Zone.INFRASTRUCTURE, Zone.EXTERNAL, Zone.GENERAL):
         members = scope.members(zone)
         if members:
             blocks.append(Table(("Member", "Why it is here"), _member_rows(graph, members),
                                 caption=f"{zone} ({len(members)})"))
     return blocks
-
-
-# ---------------------------------------------------------------------------------------------
-# Files and the command
-
-
-def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``report.md``, its PNGs and ``report.html`` into ``out_dir``, atomically each."""
-    from segmenter.fileio import atomic_write_bytes, atomic_write_text
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for image in report.images():
-        atomic_write_bytes(out / image.name, image.data)
-        written[image.name] = out / image.name
-    atomic_write_text(out / "report.md", render_markdown(report))
-    atomic_write_text(out / "report.html", render_html(report))
-    written["report.md"] = out / "report.md"
-    written["report.html"] = out / "report.html"
-    return written
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from segmenter.cli import _load_plan, load_inventory_arg
-    from segmenter.flows import read_flow_files
-    from segmenter.graph.io import load_graph
-
-    graph = load_graph(args.graph)
-    plan = _load_plan(args.plan)
-    inventory = load_inventory_arg(args.inventory) if args.inventory else None
-    flows = read_flow_files(list(args.flows)).flows if args.flows else None
-    sources: dict[str, list[str]] = {"graph": [args.graph], "plan": [args.plan],
-                                     "policies": list(args.policies)}
-    if args.flows:
-        sources["flows"] = list(args.flows)
-    if args.inventory:
-        sources["inventory"] = list(args.inventory)
-    enforcement = None if args.enforcement == "auto" else args.enforcement
-    report = build_report(graph, plan, list(args.policies), flows=flows, inventory=inventory,
-                          enforcement=enforcement, title=args.title or "",
-                          generated_at=args.generated_at, sources=sources)
-    written = write_report(report, args.output)
-    print(f"wrote {written['report.md']} and {written['report.html']}")
-    for finding in sorted(set(report.findings)):
-        print(f"finding: {finding}")
-    return 0
-
-
-def add_parser(subparsers: Any) -> None:
-    """Register ``segmenter report`` on the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "report", help="compliance evidence report (Markdown and self-contained HTML)",
-        description="Scope statement, data-flow diagram, allowed-flow register, encryption "
-                    "in transit, default deny, segmentation test evidence and the PCI DSS / "
-                    "HIPAA mapping, from a graph, a plan and compiled policies.")
-    p.add_argument("--graph", required=True, help="graph.json")
-    p.add_argument("--plan", required=True, help="plan.json")
-    p.add_argument("--policies", nargs="+", required=True, metavar="DIR",
-                   help="compiled policy folders or files (one dialect)")
-    p.add_argument("--flows", nargs="+", help="flow files: replay every observed flow")
-    p.add_argument("--inventory", nargs="+", metavar="DUMP",
-                   help="kubectl dump or inventory JSON: real pods and namespace labels")
-    p.add_argument("--enforcement", choices=("auto", "kubernetes", "calico"), default="auto",
-                   help="default: calico when the policies contain Calico objects")
-    p.add_argument("--title", help="report title")
-    p.add_argument("--generated-at", metavar="TEXT",
-                   help="a date to print in the report (none by default: output is "
-                        "deterministic)")
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
-    p.set_defaults(func=cmd_report)

@@ -42,7 +42,7 @@ _TRANSPORTS: Final = {t.value: t for t in Transport} | {t.value.lower(): t for t
 
 
 @dataclass(frozen=True)
-class FlowFile:
+class Traffic:
     """A parsed flow file: its header, flow records and DNS records, in file order."""
 
     header: Mapping[str, Any]
@@ -61,7 +61,7 @@ def _open(path: str) -> IO[str]:
     return open(path, encoding="utf-8")
 
 
-def read_flow_file(path: str | Path) -> FlowFile:
+def read_flow_file(path: str | Path) -> Traffic:
     """Read and validate one flow file."""
     path = str(path)
     flows: list[Flow] = []
@@ -103,10 +103,10 @@ def read_flow_file(path: str | Path) -> FlowFile:
         raise InputError("empty file: expected a segmenter-flows header on line 1", path=path)
     for kind, count in sorted(unknown.items()):
         logger.warning("%s: skipped %d record(s) of unknown type %r", path, count, kind)
-    return FlowFile(header=header, flows=tuple(flows), dns=tuple(dns), paths=(path,))
+    return Traffic(header=header, flows=tuple(flows), dns=tuple(dns), paths=(path,))
 
 
-def read_flow_files(paths: Sequence[str | Path]) -> FlowFile:
+def read_flow_files(paths: Sequence[str | Path]) -> Traffic:
     """Read several flow files into one; records are re-sorted as the format orders them.
 
     The merged header has the union of ``sources``, summed ``stats`` and the ``generator`` when
@@ -133,7 +133,7 @@ def read_flow_files(paths: Sequence[str | Path]) -> FlowFile:
     dns = sorted(
         (d for ff in files for d in ff.dns), key=lambda d: (d.ts, d.client, d.server, d.name)
     )
-    return FlowFile(
+    return Traffic(
         header=_merge_headers([ff.header for ff in files]),
         flows=tuple(flows),
         dns=tuple(dns),

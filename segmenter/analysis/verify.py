@@ -141,7 +141,7 @@ def over_permissiveness(inventory: Inventory, manifests: Sequence[Mapping[str, A
     isolates are left out (everything is open there by design). Returns the groups and whether
     the workload list was capped.
     """
-    from segmenter.diff import probe_ports, representative_pods
+    from segmenter.analysis.probes import probe_ports, representative_pods
 
     namespaces = {ns.name: ns.labels for ns in inventory.namespaces}
     engine = PolicyEngine.from_manifests(manifests, namespaces=namespaces,
