@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import heapq
 import random
 import resource
 import time
@@ -27,139 +26,10 @@ import tracemalloc
 from segmenter.graph.build import build_graph
 from segmenter.graph.resolve import Resolver
 from segmenter.model import (
-    ContainerPort,
-    Flow,
     Inventory,
-    Labels,
-    Node,
     Pod,
-    Service,
-    ServicePort,
-    Transport,
-    Workload,
-    WorkloadRef,
 )
-
-T0 = 1_700_000_000.0
-DAY = 86_400.0
-PODS_PER_WORKLOAD = 10
-
-
-def make_inventory(n_pods: int, rng: random.Random) -> tuple[Inventory, list[Pod]]:
-    n_workloads = max(1, n_pods // PODS_PER_WORKLOAD)
-    # Fewer addresses than pods: addresses are reused by later pods.
-    n_ips = max(1, int(n_pods * 0.6))
-    free = [f"10.{64 + i // 65536}.{(i // 256) % 256}.{i % 256}" for i in range(n_ips)]
-    rng.shuffle(free)
-    nodes = tuple(Node(f"node-{i:03d}", (f"10.0.{i // 256}.{i % 256}",)) for i in range(200))
-    workloads = []
-    services = []
-    pods: list[Pod] = []
-    # Pod lifetimes: a first generation from before the window, then replacements.
-    events: list[tuple[float, int]] = []  # (start, workload index)
-    for w in range(n_workloads):
-        for _ in range(PODS_PER_WORKLOAD):
-            events.append((rng.uniform(-DAY, DAY), w))
-    events.sort()
-    releases: list[tuple[float, str]] = []  # (end, ip) of pods that ended
-    for start, w in events:
-        while releases and releases[0][0] <= start:
-            free.append(heapq.heappop(releases)[1])
-        if not free:  # keep the pool from running dry: end the oldest early
-            free.append(heapq.heappop(releases)[1])
-        ip = free.pop(rng.randrange(len(free)))
-        end = start + rng.uniform(DAY / 4, 2 * DAY)
-        ref = WorkloadRef(f"ns-{w % 50:02d}", "Deployment", f"app-{w:05d}")
-        pods.append(
-            Pod(
-                namespace=ref.namespace,
-                name=f"{ref.name}-{len(pods):06d}",
-                labels=Labels.of({"app": ref.name}),
-                ips=(ip,),
-                owner=ref,
-                node=nodes[len(pods) % len(nodes)].name,
-                ports=(ContainerPort(8080, Transport.TCP, "http"),),
-                start=T0 + start,
-                end=None if end > DAY else T0 + end,
-            )
-        )
-        if end <= DAY:
-            heapq.heappush(releases, (end, ip))
-    for w in range(n_workloads):
-        ref = WorkloadRef(f"ns-{w % 50:02d}", "Deployment", f"app-{w:05d}")
-        workloads.append(Workload(ref=ref, template_labels=Labels.of({"app": ref.name})))
-        services.append(
-            Service(
-                namespace=ref.namespace,
-                name=ref.name,
-                cluster_ips=(f"10.96.{w // 256}.{w % 256}",),
-                selector=Labels.of({"app": ref.name}),
-                ports=(ServicePort(80, Transport.TCP, "http" if w % 2 else 8080),),
-            )
-        )
-    inventory = Inventory(
-        nodes=nodes,
-        workloads=tuple(workloads),
-        pods=tuple(pods),
-        services=tuple(services),
-    )
-    return inventory, pods
-
-
-def make_flows(
-    n: int,
-    pods: list[Pod],
-    services: tuple[Service, ...],
-    nodes: tuple[Node, ...],
-    rng: random.Random,
-) -> list[Flow]:
-    """Each workload calls a few fixed dependencies, as real applications do."""
-    by_workload: dict[str, list[Pod]] = {}
-    for pod in pods:
-        by_workload.setdefault(pod.owner.name, []).append(pod)
-    index = {svc.name: i for i, svc in enumerate(services)}
-    deps = {name: rng.sample(range(len(services)), 4) for name in by_workload}
-    internet = [f"93.184.{rng.randrange(256)}.{rng.randrange(256)}" for _ in range(500)]
-    node_ip = {node.name: node.addresses[0] for node in nodes}
-    flows = []
-    for _ in range(n):
-        client = rng.choice(pods)
-        lo = max(T0 - DAY, client.start or T0 - DAY)
-        hi = min(T0 + DAY, client.end or T0 + DAY)
-        ts = rng.uniform(lo, max(lo, hi - 1))
-        kind = rng.random()
-        client_ip = client.ips[0]
-        dep = services[rng.choice(deps[client.owner.name])]
-        if kind < 0.45:
-            server, port = dep.cluster_ips[0], 80
-        elif kind < 0.90:  # straight to a pod of the dependency that is alive at ts
-            alive = [
-                p
-                for p in by_workload[services[index[dep.name]].name]
-                if (p.start or 0) <= ts <= (p.end or float("inf"))
-            ]
-            server, port = (rng.choice(alive).ips[0], 8080) if alive else (dep.cluster_ips[0], 80)
-        elif kind < 0.95:
-            server, port = rng.choice(internet), 443
-        else:  # the kubelet probes the pod from its node
-            client_ip = node_ip[client.node or ""]
-            server, port = client.ips[0], 8080
-        flows.append(
-            Flow(
-                Transport.TCP,
-                client_ip,
-                server,
-                rng.randrange(32768, 60999),
-                port,
-                ts,
-                ts + 1.5,
-                5,
-                600,
-                4,
-                3000,
-            )
-        )
-    return flows
+from segmenter.synthetic import day_of_flows, pod_timeline
 
 
 def naive_resolve(inventory: Inventory, ip: str, port: int | None, ts: float) -> str:
@@ -194,9 +64,9 @@ def main() -> None:
     rng = random.Random(args.seed)
 
     t = time.perf_counter()
-    inventory, pods = make_inventory(args.pods, rng)
+    inventory, pods = pod_timeline(args.pods, rng)
     reused = len(pods) - len({p.ips[0] for p in pods})
-    flows = make_flows(args.flows, pods, inventory.services, inventory.nodes, rng)
+    flows = day_of_flows(args.flows, pods, inventory.services, inventory.nodes, rng)
     print(
         f"setup: {len(pods):,} pods ({reused:,} on a reused address), "
         f"{len(inventory.workloads):,} workloads, {len(inventory.services):,} services, "

@@ -13,84 +13,19 @@ Target (issue #5): plan + compile in both dialects under 30 s on one core.
 from __future__ import annotations
 
 import argparse
-import random
 import resource
 import time
 
-import networkx as nx
-
 from segmenter.config import Config, SensitiveDecl
 from segmenter.model import (
-    ContainerPort,
-    Inventory,
     Labels,
-    Namespace,
-    Pod,
-    Service,
-    ServicePort,
-    Transport,
-    Workload,
-    WorkloadRef,
 )
 from segmenter.planner import plan
 from segmenter.policy.dns import detect_dns
 from segmenter.policy.lower import lower
 from segmenter.render import to_yaml
+from segmenter.synthetic import synthetic_cluster
 from segmenter.targets import get_target
-
-PORTS = (80, 443, 5432, 6379, 8080, 8443, 9090, 3306)
-
-
-def synthetic(workloads: int, namespaces: int, edges: int, seed: int = 7) -> tuple[
-        nx.DiGraph, Inventory]:
-    rng = random.Random(seed)
-    graph = nx.DiGraph()
-    pods, wls = [], []
-    names = [f"ns{i:03d}" for i in range(namespaces)]
-    dns_ref = WorkloadRef("kube-system", "Deployment", "coredns")
-    dns_labels = Labels.of({"k8s-app": "kube-dns"})
-    wls.append(Workload(dns_ref, dns_labels, Labels(), dns_labels))
-    pods.append(Pod("kube-system", "coredns-0", dns_labels, ("10.96.100.2",), dns_ref,
-                    ports=(ContainerPort(53, Transport.UDP, "dns"),
-                           ContainerPort(53, Transport.TCP, "dns-tcp"))))
-    graph.add_node(dns_ref.id, kind="workload", namespace="kube-system", name="coredns",
-                   workload_kind="Deployment", labels=dns_labels.as_dict(), annotations={},
-                   host_network=False)
-    ids = []
-    for i in range(workloads):
-        ns = names[i % namespaces]
-        name = f"svc{i}"
-        ref = WorkloadRef(ns, "Deployment", name)
-        labels = {"app": name, "app.kubernetes.io/part-of": "bench", "tier": f"t{i % 3}"}
-        wls.append(Workload(ref, Labels.of(labels), Labels(), Labels.of(labels)))
-        for r in range(2):
-            pods.append(Pod(ns, f"{name}-{r}", Labels.of({**labels, "pod-template-hash": "x"}),
-                            (f"10.{(i >> 8) & 255}.{i & 255}.{r + 1}",), ref))
-        annotations = {"segmenter.io/data-class": "pci"} if i % 500 == 0 else {}
-        graph.add_node(ref.id, kind="workload", namespace=ns, name=name,
-                       workload_kind="Deployment", labels=labels, annotations=annotations,
-                       host_network=False)
-        ids.append(ref.id)
-    for e in range(edges):
-        a, b = rng.sample(ids, 2)
-        port = rng.choice(PORTS)
-        entry = {"protocol": "TCP", "port": port, "flows": 1, "packets": 10, "bytes": 1000,
-                 "first_seen": 1.7e9 + e, "last_seen": 1.7e9 + e + 5, "tls": False,
-                 "via_service": None, "via_addresses": []}
-        if graph.has_edge(a, b):
-            data = graph.edges[a, b]
-            if all(p["port"] != port for p in data["ports"]):
-                data["ports"].append(entry)
-        else:
-            graph.add_edge(a, b, ports=[entry], flows=1)
-    inventory = Inventory(
-        namespaces=tuple(Namespace(n, Labels.of({"kubernetes.io/metadata.name": n}))
-                         for n in [*names, "kube-system"]),
-        workloads=tuple(wls), pods=tuple(pods),
-        services=(Service("kube-system", "kube-dns", cluster_ips=("10.96.0.10",),
-                          selector=dns_labels,
-                          ports=(ServicePort(53, Transport.UDP, "dns"),)),))
-    return graph, inventory
 
 
 def main() -> None:
@@ -100,7 +35,8 @@ def main() -> None:
     parser.add_argument("--edges", type=int, default=200_000)
     args = parser.parse_args()
     t0 = time.perf_counter()
-    graph, inventory = synthetic(args.workloads, args.namespaces, args.edges)
+    cluster = synthetic_cluster(args.workloads, args.namespaces, args.edges)
+    graph, inventory = cluster.graph, cluster.inventory()
     built = time.perf_counter() - t0
     print(f"synthetic graph: {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges "
           f"({built:.1f} s)")

@@ -128,7 +128,7 @@ def _tsresol(endian: str, options: bytes | bytearray | memoryview) -> int:
     """The ticks per second of an interface: its if_tsresol option, else 10**6."""
     value = _Options.parse(endian, options).get(OPT_IF_TSRESOL)
     if isinstance(value, bytes) and len(value) == 1:
-        return (2 if value[0] & 128 else 10) ** (value[0] & 127)
+        return int((2 if value[0] & 128 else 10) ** (value[0] & 127))
     return 1_000_000
 
 

@@ -136,7 +136,7 @@ def first_timestamp(info: CaptureInfo) -> int | None:
         if len(head) < 16:
             return None
         sec, frac = struct.unpack(info.endian + "II", head[:8])
-        return sec * NS + frac * (1 if info.nano else 1000)
+        return int(sec) * NS + int(frac) * (1 if info.nano else 1000)
     try:
         for t, _linktype, _data, _wirelen in _scapy_packets(info):
             return t
@@ -247,11 +247,11 @@ class _Lookahead:
         if not self.ahead:
             return cast(bytes, self.f.read(n))
         if n < 0:
-            data, self.ahead = self.ahead + self.f.read(), b""
+            data, self.ahead = self.ahead + cast(bytes, self.f.read()), b""
             return data
         data, self.ahead = self.ahead[:n], self.ahead[n:]
         if len(data) < n:
-            data += self.f.read(n - len(data))
+            data += cast(bytes, self.f.read(n - len(data)))
         return data
 
     def close(self) -> None:

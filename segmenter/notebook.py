@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import html
 import logging
-import random
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
+
+from segmenter.synthetic import synthetic_graph, synthetic_plan
 
 if TYPE_CHECKING:
     from segmenter.analysis.diff.semantic import SemanticDiff
@@ -498,133 +499,3 @@ class Study:
     def __repr__(self) -> str:
         return (f"Study({len(self.flows.flows)} flows, {self.graph.number_of_nodes()} nodes, "
                 f"{len(self.plan.classes)} data classes)")
-
-
-# ---------------------------------------------------------------------------------------------
-# A synthetic cluster, to try the pictures at scale
-
-
-SYNTHETIC_T0 = 1_764_000_000.0
-_WORDS = ("api", "web", "worker", "auth", "search", "cart", "orders", "billing", "notify",
-          "render", "ingest", "report", "profile", "media", "export", "gateway", "session",
-          "queue", "scheduler", "inventory", "pricing", "shipping", "ledger-sync", "audit")
-
-
-def synthetic_graph(workloads: int = 300, *, seed: int = 0, window: float = 6 * 3600.0
-                    ) -> nx.DiGraph:
-    """A made-up cluster of ``workloads`` workloads in graph.json form, for trying the pictures
-    at scale: team namespaces of services around a database each, ``payments/card-vault``
-    labelled ``segmenter.io/data-class: pci`` and ``records/patient-db`` labelled ``phi``,
-    cluster DNS, the API server, nodes and a few external peers. Deterministic in ``seed``.
-
-    >>> g = synthetic_graph(40, seed=1)
-    >>> sum(1 for _, a in g.nodes(data=True) if a["kind"] == "workload")
-    40
-    """
-    rng = random.Random(seed)
-    graph = nx.DiGraph()
-    spaces = max(2, workloads // 12)
-    names: list[str] = []
-
-    def add_workload(namespace: str, name: str, kind: str = "Deployment",
-                     extra: dict[str, str] | None = None) -> str:
-        node = f"{namespace}/{kind}/{name}"
-        labels = {"app": name, **(extra or {})}
-        graph.add_node(node, kind="workload", namespace=namespace, name=name,
-                       workload_kind=kind, labels=labels, annotations={},
-                       host_network=False, pod_count=1 + rng.randrange(3), label=name,
-                       observed=True)
-        names.append(node)
-        return node
-
-    dns = add_workload("kube-system", "coredns", extra={"k8s-app": "kube-dns"})
-    vault = add_workload("payments", "card-vault", "StatefulSet",
-                         {"segmenter.io/data-class": "pci"})
-    pay_api = add_workload("payments", "payments-api")
-    patients = add_workload("records", "patient-db", "StatefulSet",
-                            {"segmenter.io/data-class": "phi"})
-    records_api = add_workload("records", "records-api")
-    teams = [f"team-{i:02d}" for i in range(max(1, spaces - 3))]
-    by_ns: dict[str, list[str]] = {"payments": [vault, pay_api], "records": [patients,
-                                                                               records_api]}
-    i = 0
-    while len(names) < workloads:
-        namespace = teams[i % len(teams)]
-        members = by_ns.setdefault(namespace, [])
-        if not members:
-            members.append(add_workload(namespace, "postgres", "StatefulSet"))
-        else:
-            word = _WORDS[(i // len(teams)) % len(_WORDS)]
-            suffix = (i // (len(teams) * len(_WORDS)))
-            members.append(add_workload(namespace, f"{word}{'-' + str(suffix) if suffix else ''}"))
-        i += 1
-    for node_id in range(6):
-        graph.add_node(f"node:worker-{node_id}", kind="node", label=f"worker-{node_id}",
-                       addresses=[f"172.18.0.{node_id + 2}"], observed=True)
-    graph.add_node("apiserver", kind="apiserver", label="apiserver", addresses=["172.18.0.1"],
-                   observed=True)
-    externals = [f"external:203.0.113.{k}" for k in range(1, 9)]
-    for k, ext in enumerate(externals):
-        graph.add_node(ext, kind="external", label=ext.split(":", 1)[1],
-                       addresses=[ext.split(":", 1)[1]], dns_names=[f"api{k}.partner.example"]
-                       if k % 2 else [], private=False, observed=True)
-
-    def flow(u: str, v: str, port: int, protocol: str = "TCP", tls: bool = False) -> None:
-        first = SYNTHETIC_T0 + window * rng.random() ** 4
-        last = first + (SYNTHETIC_T0 + window - first) * rng.random()
-        flows = 1 + rng.randrange(50)
-        entry = {"protocol": protocol, "port": port, "flows": flows, "packets": flows * 12,
-                 "bytes": flows * 2400, "first_seen": first, "last_seen": last, "tls": tls,
-                 "via_service": None}
-        if graph.has_edge(u, v):
-            ports = [p for p in graph.edges[u, v]["ports"]
-                     if (p["protocol"], p["port"]) != (protocol, port)] + [entry]
-        else:
-            ports = [entry]
-        ports.sort(key=lambda p: (p["protocol"], p["port"]))
-        graph.add_edge(u, v, ports=ports, flows=sum(p["flows"] for p in ports),
-                       packets=sum(p["packets"] for p in ports),
-                       bytes=sum(p["bytes"] for p in ports),
-                       first_seen=min(p["first_seen"] for p in ports),
-                       last_seen=max(p["last_seen"] for p in ports))
-
-    all_services = [n for n in names if n != dns]
-    for namespace, members in sorted(by_ns.items()):
-        store = members[0]
-        for member in members[1:]:
-            flow(member, dns, 53, "UDP")
-            if rng.random() < 0.6:
-                flow(member, store, 5432)
-            for _ in range(rng.randrange(3)):
-                peer = rng.choice(members[1:])
-                if peer != member:
-                    flow(member, peer, 8080)
-            if rng.random() < 0.08:
-                peer = rng.choice(all_services)
-                if peer != member and graph.nodes[peer]["namespace"] != namespace:
-                    flow(member, peer, 8080)
-    flow(pay_api, vault, 5432)
-    flow(records_api, patients, 5432, tls=True)
-    for team in teams[:3]:
-        flow(by_ns[team][1] if len(by_ns[team]) > 1 else by_ns[team][0], pay_api, 8443,
-             tls=True)
-    flow(by_ns[teams[0]][-1], records_api, 8443, tls=True)
-    for k, ext in enumerate(externals):
-        if k % 2:
-            flow(rng.choice(all_services), ext, 443, tls=True)
-        else:
-            flow(ext, by_ns[teams[k % len(teams)]][-1], 8080)
-    flow(pay_api, externals[1], 443, tls=True)
-    for node_id in range(6):
-        for member in rng.sample(all_services, min(3, len(all_services))):
-            flow(f"node:worker-{node_id}", member, 8080)
-    flow(dns, "apiserver", 6443, tls=True)
-    return graph
-
-
-def synthetic_plan(graph: nx.DiGraph) -> Plan:
-    """The plan of :func:`synthetic_graph` (its stores declare themselves by label)."""
-    from segmenter.config import Config
-    from segmenter.planner import plan
-
-    return plan(graph, Config(), dns_nodes=["kube-system/Deployment/coredns"])

@@ -24,14 +24,14 @@ from segmenter.policy.dns import detect_dns
 from segmenter.policy.lower import lower
 from segmenter.render import to_yaml
 from segmenter.targets import TARGETS, get_target
-from tests.scenarios import Builder, with_dns
+from tests.scenarios import ClusterBuilder, with_dns
 
 PORTS = [("TCP", 80), ("TCP", 5432), ("UDP", 514), ("TCP", 8443), ("SCTP", 3868)]
 
 
 @st.composite
-def graphs(draw: st.DrawFn) -> tuple[Builder, Config]:
-    b = Builder()
+def graphs(draw: st.DrawFn) -> tuple[ClusterBuilder, Config]:
+    b = ClusterBuilder()
     with_dns(b)
     namespaces = draw(st.lists(st.sampled_from(["alpha", "beta", "gamma"]), min_size=1,
                                max_size=3, unique=True))
@@ -64,7 +64,7 @@ def graphs(draw: st.DrawFn) -> tuple[Builder, Config]:
     return b, Config(sensitive=decls)
 
 
-def _compile(b: Builder, config: Config) -> dict[str, list[dict[str, object]]]:
+def _compile(b: ClusterBuilder, config: Config) -> dict[str, list[dict[str, object]]]:
     graph, inventory = b.graph, b.inventory()
     result = plan(graph, config, dns_nodes=["kube-system/Deployment/coredns"])
     policy_set = lower(graph, result, inventory, dns=detect_dns(graph, inventory))
@@ -81,7 +81,7 @@ SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
 
 @SETTINGS
 @given(graphs())
-def test_exactly_the_observed_flows_are_allowed(case: tuple[Builder, Config]) -> None:
+def test_exactly_the_observed_flows_are_allowed(case: tuple[ClusterBuilder, Config]) -> None:
     b, config = case
     manifests = _compile(b, config)
     inventory = b.inventory()
@@ -119,7 +119,7 @@ def test_exactly_the_observed_flows_are_allowed(case: tuple[Builder, Config]) ->
 
 @SETTINGS
 @given(graphs())
-def test_zones_partition_and_output_is_deterministic(case: tuple[Builder, Config]) -> None:
+def test_zones_partition_and_output_is_deterministic(case: tuple[ClusterBuilder, Config]) -> None:
     b, config = case
     result = plan(b.graph, config)
     for scope in result.classes:

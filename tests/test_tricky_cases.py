@@ -18,10 +18,10 @@ from segmenter.policy.dns import detect_dns
 from segmenter.policy.lower import lower
 from segmenter.render import to_yaml
 from segmenter.targets import get_target
-from tests.scenarios import Builder, two_tier, with_dns
+from tests.scenarios import ClusterBuilder, two_tier, with_dns
 
 
-def k8s_docs(b: Builder, options: CompileOptions | None = None) -> list[dict[str, Any]]:
+def k8s_docs(b: ClusterBuilder, options: CompileOptions | None = None) -> list[dict[str, Any]]:
     graph, inventory = b.graph, b.inventory()
     result = plan(graph, Config(sensitive=(
         SensitiveDecl("pci", Labels.of({"app": "db"}), "payments", source="t"),)
@@ -118,7 +118,7 @@ def test_case_17_pods_are_never_addressed_by_ipblock() -> None:
 
 
 def test_case_18_node_local_dns_gets_ipblocks() -> None:
-    b = Builder()
+    b = ClusterBuilder()
     dns = with_dns(b)
     app = b.workload("shop", "web", {"app": "web"})
     b.flow(app, dns, 53, "UDP")
@@ -166,7 +166,7 @@ def test_case_20_no_end_port_unless_asked() -> None:
 def test_host_network_dns_pods_are_allowed_by_address() -> None:
     from dataclasses import replace
 
-    b = Builder()
+    b = ClusterBuilder()
     with_dns(b)
     app = b.workload("shop", "web", {"app": "web"})
     b.pods = [replace(p, host_network=True, ips=("172.18.0.2",))

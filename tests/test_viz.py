@@ -23,8 +23,8 @@ from matplotlib.colors import to_hex
 import segmenter
 from segmenter.config import Config
 from segmenter.graph.labels import drawn_nodes
-from segmenter.notebook import synthetic_graph, synthetic_plan
 from segmenter.planner import ZONE_FLOW_ORDER, Plan, Zone, node_zone, plan
+from segmenter.synthetic import synthetic_graph, synthetic_plan
 from segmenter.views import viz
 from segmenter.views.viz.draw import diff_counts
 from segmenter.views.viz.zonemap import BUNDLE_MIN, MAX_DIFF_EDGES, ZONE_COLOURS, truncate

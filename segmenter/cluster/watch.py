@@ -37,7 +37,6 @@ snapshot is still written.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -702,84 +701,6 @@ def _exception_text(exc: Any) -> str:
 
 # --------------------------------------------------------------------------------------------
 # Command
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--watch``, ``--duration`` and ``--min-interval`` for ``segmenter inventory --live``."""
-    parser.add_argument(
-        "--watch",
-        action="store_true",
-        help="with --live: follow pod changes for --duration and write snapshots and "
-        "events.jsonl into the -o directory",
-    )
-    parser.add_argument(
-        "--duration",
-        type=_duration_arg,
-        help="with --watch: length of the capture window (600, 90s, 15m, 2h)",
-    )
-    parser.add_argument(
-        "--min-interval",
-        type=float,
-        default=DEFAULT_MIN_INTERVAL,
-        metavar="SECONDS",
-        help=f"with --watch: at most one change snapshot per interval "
-        f"(default {DEFAULT_MIN_INTERVAL:g})",
-    )
-
-
-def _duration_arg(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_parser(subparsers: Any) -> None:
-    """Register ``segmenter inventory-watch`` (the same as ``inventory --live --watch``)."""
-    p = subparsers.add_parser(
-        "inventory-watch",
-        help="record pod IP assignments and deletions during a capture window",
-        description="List the cluster, then follow its pods for --duration and write timestamped "
-        "inventory snapshots (inventory-<RFC 3339>.json) and events.jsonl into OUTDIR. Give "
-        "the snapshots to --inventory (OUTDIR/inventory-*.json) so that a reused pod IP "
-        "resolves to the pod that held it at the time of each flow.",
-    )
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="directory to write")
-    p.add_argument(
-        "--duration",
-        required=True,
-        type=_duration_arg,
-        help="length of the capture window (600, 90s, 15m, 2h)",
-    )
-    p.add_argument(
-        "--min-interval",
-        type=float,
-        default=DEFAULT_MIN_INTERVAL,
-        metavar="SECONDS",
-        help=f"at most one change snapshot per interval (default {DEFAULT_MIN_INTERVAL:g})",
-    )
-    p.add_argument("--context", help="kubeconfig context")
-    p.add_argument("--kubeconfig", help="kubeconfig file")
-    p.set_defaults(func=cmd_watch, live=True, watch=True, dumps=[])
-
-
-def cmd_watch(args: argparse.Namespace) -> int:
-    """Run a watch from parsed arguments and print what was written (command output)."""
-    if getattr(args, "dumps", None):
-        raise InputError("--watch reads the live cluster; do not give dump files")
-    if not getattr(args, "live", False):
-        raise InputError("--watch needs --live")
-    if getattr(args, "duration", None) is None:
-        raise InputError("--watch needs --duration (e.g. --duration 15m)")
-    result = watch_inventory(
-        args.output,
-        duration=float(args.duration),
-        context=args.context,
-        kubeconfig=args.kubeconfig,
-        min_interval=float(getattr(args, "min_interval", DEFAULT_MIN_INTERVAL)),
-    )
-    print(summary(result))
-    return 0
 
 
 def summary(result: WatchResult) -> str:

@@ -68,7 +68,7 @@ def describe_manifest(doc: Mapping[str, Any]) -> str:
     return f"{api} {kind} {name}"
 
 
-def validate_manifest(doc: Mapping[str, Any]) -> list[str]:
+def validate_manifest(doc: Any) -> list[str]:
     """Problems the API server (Kubernetes kinds) or Calico validation would reject.
 
     Examples:

@@ -19,7 +19,7 @@ NODE_KINDS: Final = tuple(k.value for k in NodeKind)
 
 def graph_to_dict(graph: nx.DiGraph) -> dict[str, Any]:
     """Node-link data with nodes sorted by id and edges by (source, target)."""
-    data = nx.node_link_data(graph, edges="edges")
+    data: dict[str, Any] = nx.node_link_data(graph, edges="edges")
     data["nodes"] = sorted(data["nodes"], key=lambda n: str(n["id"]))
     data["edges"] = sorted(data["edges"], key=lambda e: (str(e["source"]), str(e["target"])))
     return data

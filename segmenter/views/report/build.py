@@ -108,4 +108,3 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
     written["report.md"] = out / "report.md"
     written["report.html"] = out / "report.html"
     return written
-    return written
