@@ -188,8 +188,11 @@ def _read(opened: Opened, sink: Sink, options: ReadOptions) -> None:
 
 
 def _sniff(head: bytes) -> bool:
+    # By text, not by parsing: one record of a busy interface can be larger than the head.
     text = head_text(head).lstrip()
-    return (text[:1] in ("{", "[") and '"flowTuples"' in text
+    return (text[:1] in ("{", "[")
+            and any(mark in text for mark in ('"flowTuples"', '"FlowLogFlowEvent"',
+                                               '"NetworkSecurityGroupFlowEvent"'))
             and ('"flowRecords"' in text or '"properties"' in text))
 
 

@@ -358,18 +358,21 @@ def _sniff(head: bytes) -> bool:
     if text.lstrip().startswith(("{", "[")):
         obj = first_json_value(head)
         return isinstance(obj, dict) and _is_conn_fields(list(_flatten(obj)))
+    # Zeek's ASCII header: "#path conn" says it (the reader then names what a renamed column
+    # lacks); without a #path line, the #fields must be a conn.log's.
     separator = "\t"
-    path_ok = True
     for line in text.splitlines()[:32]:
         if line.startswith("#separator "):
             try:
                 separator = line[len("#separator "):].encode("ascii").decode("unicode_escape")
             except (UnicodeError, ValueError):
                 return False
+            if not separator:
+                return False
         elif line.startswith("#path" + separator):
-            path_ok = line[len("#path") + len(separator):] == "conn"
-        elif line.startswith("#fields" + separator) and separator:
-            return path_ok and _is_conn_fields(line.split(separator)[1:])
+            return line[len("#path") + len(separator):] == "conn"
+        elif line.startswith("#fields" + separator):
+            return _is_conn_fields(line.split(separator)[1:])
         elif not line.startswith("#"):
             return False
     return False
