@@ -42,6 +42,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from capture.errors import CaptureError
 from capture.sources.base import Opened, ReadOptions, Sink, SourceFormat
 from capture.sources.connections import PORTED, PROTOCOLS, SKIP_PROTOCOL, fold_for
 from capture.sources.reading import Addresses, head_text, line_error, text_lines
@@ -93,6 +94,8 @@ def _is_header(tokens: Sequence[str]) -> bool:
     """A line naming fields: every token a field name, at least two of them known ones. (A
     record always holds a number, an address, ``-`` or an upper-case word; an unknown name is
     a field of a newer version, read past.)"""
+    if not _FIELD_NAME.match(tokens[0]):  # a record's version number, on most lines
+        return False
     return (sum(t in KNOWN_FIELDS for t in tokens) >= 2
             and all(_FIELD_NAME.match(t) for t in tokens))
 
@@ -154,7 +157,7 @@ class _Reader:
         self.json_orders: dict[tuple[str, ...], _Order] = {}
         self.records = 0
 
-    def bad(self, line: int, message: str) -> Exception:
+    def bad(self, line: int, message: str) -> CaptureError:
         return line_error(self.opened, line, message)
 
     # -- lines -------------------------------------------------------------------------------
@@ -246,14 +249,18 @@ class _Reader:
     # -- one record --------------------------------------------------------------------------
 
     def record(self, number: int, t: Sequence[str], o: _Order) -> None:
+        # The hot path: one call per record, fields read by index, numbers checked inline
+        # (``isdecimal`` then ``int``); the precise messages come from ``integer`` on failure.
         self.records += 1
         self.sink.input_records += 1
-        status = t[o.status] if o.status >= 0 else "OK"
-        if status != "OK":
-            if status not in STATUSES:
-                raise self.bad(number, f"log-status {status!r} is none of OK, NODATA, SKIPDATA")
-            self.sink.skipped[status.lower()] += 1
-            return
+        if o.status >= 0:
+            status = t[o.status]
+            if status != "OK":
+                if status not in STATUSES:
+                    raise self.bad(number, f"log-status {status!r} is none of OK, NODATA, "
+                                           "SKIPDATA")
+                self.sink.skipped[status.lower()] += 1
+                return
         action = t[o.action] if o.action >= 0 else "-"
         if action not in VERDICTS:
             raise self.bad(number, f"action {action!r} is neither ACCEPT nor REJECT")
@@ -262,21 +269,31 @@ class _Reader:
                                    "nor egress")
         if o.type >= 0 and t[o.type] not in TRAFFIC_TYPES:
             raise self.bad(number, f"type {t[o.type]!r} is none of IPv4, IPv6, EFA")
-        number_of = self.integer
-        proto_number = number_of(t, o.proto, "protocol", number, 255)
+        text = t[o.proto]
+        proto_number = int(text) if text.isdecimal() else -1
+        if not 0 <= proto_number <= 255:
+            self.integer(t, o.proto, "protocol", number, 255)
         proto = PROTOCOLS.get(proto_number)
         if proto is None:
             self.sink.skipped[SKIP_PROTOCOL] += 1
             return
         src = self.address(t, o.pkt_src, o.src, "srcaddr", number)
         dst = self.address(t, o.pkt_dst, o.dst, "dstaddr", number)
+        sport: int | None = None
+        dport: int | None = None
         if proto in PORTED:
-            sport: int | None = number_of(t, o.sport, "srcport", number, 65535)
-            dport: int | None = number_of(t, o.dport, "dstport", number, 65535)
-        else:
-            sport = dport = None
-        start = number_of(t, o.start, "start", number)
-        end = number_of(t, o.end, "end", number)
+            text = t[o.sport]
+            sport = int(text) if text.isdecimal() else -1
+            if not 0 <= sport <= 65535:
+                self.integer(t, o.sport, "srcport", number, 65535)
+            text = t[o.dport]
+            dport = int(text) if text.isdecimal() else -1
+            if not 0 <= dport <= 65535:
+                self.integer(t, o.dport, "dstport", number, 65535)
+        text = t[o.start]
+        start = int(text) if text.isdecimal() else self.integer(t, o.start, "start", number)
+        text = t[o.end]
+        end = int(text) if text.isdecimal() else self.integer(t, o.end, "end", number)
         if end < start:
             raise self.bad(number, f"end {end} is before start {start}")
         if end - start > MAX_WINDOW:
@@ -284,10 +301,11 @@ class _Reader:
                                    "aggregation window is at most 10 minutes")
         packets = self.optional(t, o.packets, "packets", number)
         nbytes = self.optional(t, o.bytes, "bytes", number)
-        flags = self.optional(t, o.flags, "tcp-flags", number)
+        flags = self.optional(t, o.flags, "tcp-flags", number) if o.flags >= 0 else 0
+        points = o.points
+        point = (t[points[0]], t[points[1]]) if len(points) == 2 else tuple(t[i] for i in points)
         self.fold.add(proto, src, sport, dst, dport, float(start), float(end), packets, nbytes,
-                      point=tuple(t[i] for i in o.points), verdict=VERDICTS[action],
-                      tcp_flags=flags)
+                      point=point, verdict=VERDICTS[action], tcp_flags=flags)
 
     def address(self, t: Sequence[str], packet: int, interface: int, name: str,
                 number: int) -> str:
@@ -303,14 +321,20 @@ class _Reader:
 
     def integer(self, t: Sequence[str], at: int, name: str, number: int,
                 most: int | None = None) -> int:
+        """The field at ``at`` as a number (0 to ``most``), or the error naming it."""
         text = t[at]
-        if not (text.isdigit() and text.isascii()) or (most is not None and int(text) > most):
+        if not text.isdecimal() or (most is not None and int(text) > most):
             limit = f" from 0 to {most}" if most is not None else ""
             raise self.bad(number, f"{name} {text!r} is not a number{limit}")
         return int(text)
 
     def optional(self, t: Sequence[str], at: int, name: str, number: int) -> int:
-        if at < 0 or t[at] == "-":
+        if at < 0:
+            return 0
+        text = t[at]
+        if text.isdecimal():
+            return int(text)
+        if text == "-":
             return 0
         return self.integer(t, at, name, number)
 

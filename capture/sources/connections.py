@@ -59,8 +59,9 @@ _INF = math.inf
 class _Connection:
     """Everything the reports of one connection said; ``lo`` is the lesser (address, port)."""
 
-    __slots__ = ("ends", "hi", "hi_port", "lo", "lo_port", "proto", "records", "reported",
-                 "rst", "sampled", "starts", "syn", "synack", "times", "views")
+    __slots__ = ("dirty", "hi", "hi_end", "hi_port", "hi_start", "lo", "lo_end", "lo_port",
+                 "lo_start", "proto", "records", "reported", "rst", "sampled", "syn", "synack",
+                 "views")
 
     def __init__(self, proto: str, lo: str, lo_port: int | None, hi: str,
                  hi_port: int | None) -> None:
@@ -69,17 +70,20 @@ class _Connection:
         self.lo_port = lo_port
         self.hi = hi
         self.hi_port = hi_port
-        # (verdict, point) -> [packets lo->hi, bytes lo->hi, packets hi->lo, bytes hi->lo]
-        self.views: dict[tuple[str | None, Hashable], list[int]] = {}
-        self.times: dict[str | None, list[float]] = {}  # verdict -> [first, last]
-        self.starts = [_INF, _INF]  # earliest report start of traffic sent by lo, by hi
+        # (verdict, point) -> [packets lo->hi, bytes lo->hi, packets hi->lo, bytes hi->lo,
+        #                      first, last]
+        self.views: dict[tuple[str | None, Hashable], list[Any]] = {}
+        self.lo_start = _INF  # earliest start of a report of traffic sent by lo
+        self.hi_start = _INF  # ... by hi
         self.syn = 0  # bit 1: lo sent a SYN without ACK; bit 2: hi did
         self.synack = 0  # bit 1: lo sent a SYN-ACK; bit 2: hi did
         self.rst = 0  # bit 1: lo sent a RST; bit 2: hi did
         self.reported = 0  # bit 1: a report named lo the initiator; bit 2: hi
         self.sampled = False
-        self.ends: list[Endpoint | None] = [None, None]
+        self.lo_end: Endpoint | None = None  # what the source said about lo
+        self.hi_end: Endpoint | None = None
         self.records: dict[str | None, Record] = {}  # verdict -> the record in the sink
+        self.dirty = False  # changed since the fold last published it
 
 
 class ConnectionFold:
@@ -89,7 +93,10 @@ class ConnectionFold:
         self.source = source
         self.connections: dict[tuple[str, str, int, str, int], _Connection] = {}
         self.touched: list[_Connection] = []  # changed since the last publish
-        self._touched_ids: set[int] = set()
+        # Observation points and (verdict, point) keys, one object each: every connection
+        # refers to the same few (interfaces, reporters), so they are held once, not per
+        # connection.
+        self._keys: dict[tuple[str | None, Hashable], tuple[str | None, Hashable]] = {}
 
     def add(  # noqa: PLR0917 - one call per record on the hot path
         self,
@@ -131,34 +138,37 @@ class ConnectionFold:
             conn = (_Connection(proto, src, sport, dst, dport) if forward
                     else _Connection(proto, dst, dport, src, sport))
             self.connections[key] = conn
-        if id(conn) not in self._touched_ids:
-            self._touched_ids.add(id(conn))
+        if not conn.dirty:
+            conn.dirty = True
             self.touched.append(conn)
-        view = conn.views.get((verdict, point))
+        view_key = (verdict, point)
+        view = conn.views.get(view_key)
         if view is None:
-            view = conn.views[(verdict, point)] = [0, 0, 0, 0]
+            view_key = self._keys.setdefault(view_key, view_key)
+            view = conn.views[view_key] = [0, 0, 0, 0, first, last]
+        else:
+            view[4] = min(view[4], first)
+            view[5] = max(view[5], last)
         if forward:
             view[0] += packets
             view[1] += nbytes
             view[2] += reply_packets
             view[3] += reply_bytes
+            if packets and first < conn.lo_start:
+                conn.lo_start = first
+            if reply_packets and first < conn.hi_start:
+                conn.hi_start = first
+            bit = 1
         else:
             view[2] += packets
             view[3] += nbytes
             view[0] += reply_packets
             view[1] += reply_bytes
-        span = conn.times.get(verdict)
-        if span is None:
-            conn.times[verdict] = [first, last]
-        else:
-            span[0] = min(span[0], first)
-            span[1] = max(span[1], last)
-        side = 0 if forward else 1
-        if packets and first < conn.starts[side]:
-            conn.starts[side] = first
-        if reply_packets and first < conn.starts[1 - side]:
-            conn.starts[1 - side] = first
-        bit = 1 << side
+            if packets and first < conn.hi_start:
+                conn.hi_start = first
+            if reply_packets and first < conn.lo_start:
+                conn.lo_start = first
+            bit = 2
         if tcp_flags and proto == "TCP":
             if tcp_flags & TCP_SYN:
                 if tcp_flags & TCP_ACK:
@@ -172,9 +182,15 @@ class ConnectionFold:
         if sampled:
             conn.sampled = True
         if src_endpoint:
-            _merge(conn.ends, side, src_endpoint)
+            if forward:
+                conn.lo_end = _merge(conn.lo_end, src_endpoint)
+            else:
+                conn.hi_end = _merge(conn.hi_end, src_endpoint)
         if dst_endpoint:
-            _merge(conn.ends, 1 - side, dst_endpoint)
+            if forward:
+                conn.hi_end = _merge(conn.hi_end, dst_endpoint)
+            else:
+                conn.lo_end = _merge(conn.lo_end, dst_endpoint)
 
     def __len__(self) -> int:
         return len(self.connections)
@@ -183,6 +199,7 @@ class ConnectionFold:
         """Add the records of connections new since the last call to ``sink`` and update the
         records of connections that changed (in place: the sink holds the same objects)."""
         for conn in self.touched:
+            conn.dirty = False
             for verdict, record in self._records(conn).items():
                 held = conn.records.get(verdict)
                 if held is None:
@@ -192,7 +209,6 @@ class ConnectionFold:
                     held.clear()
                     held.update(record)
         self.touched = []
-        self._touched_ids = set()
 
     # -- records -----------------------------------------------------------------------------
 
@@ -200,17 +216,21 @@ class ConnectionFold:
         client_is_lo, direction, handshake = _client(conn)
         if client_is_lo:
             client, cport, server, sport = conn.lo, conn.lo_port, conn.hi, conn.hi_port
-            c_end, s_end = conn.ends
+            c_end, s_end = conn.lo_end, conn.hi_end
             to_server, to_client = 0, 2
         else:
             client, cport, server, sport = conn.hi, conn.hi_port, conn.lo, conn.lo_port
-            s_end, c_end = conn.ends
+            c_end, s_end = conn.hi_end, conn.lo_end
             to_server, to_client = 2, 0
         # Flow logs give flags, not packets: an end that sent a RST counts once (a lower bound).
         resets = bin(conn.rst).count("1")
         out: dict[str | None, Record] = {}
-        for verdict, (first, last) in conn.times.items():
-            views = [v for (vv, _point), v in conn.views.items() if vv == verdict]
+        by_verdict: dict[str | None, list[list[Any]]] = {}
+        for (verdict, _point), view in conn.views.items():
+            by_verdict.setdefault(verdict, []).append(view)
+        for verdict, views in by_verdict.items():
+            first = min(v[4] for v in views)
+            last = max(v[5] for v in views)
             p_s, b_s = _busiest(views, to_server)
             p_c, b_c = _busiest(views, to_client)
             record: Record = {
@@ -246,7 +266,7 @@ class ConnectionFold:
         return out
 
 
-def _busiest(views: list[list[int]], at: int) -> tuple[int, int]:
+def _busiest(views: list[list[Any]], at: int) -> tuple[int, int]:
     """(packets, bytes) of one direction at the observation point that saw the most of it."""
     best = (0, 0)
     for view in views:
@@ -269,21 +289,19 @@ def _client(conn: _Connection) -> tuple[bool, str, bool]:
             return lo_opened, "handshake", handshake
     if conn.lo_port is not None and conn.hi_port is not None and conn.lo_port != conn.hi_port:
         return conn.lo_port > conn.hi_port, "port-heuristic", False
-    lo_start, hi_start = conn.starts
-    return lo_start <= hi_start, "port-heuristic", False
+    return conn.lo_start <= conn.hi_start, "port-heuristic", False
 
 
-def _merge(ends: list[Endpoint | None], side: int, info: Endpoint) -> None:
-    """Add what a report said about one end; where two reports differ, the lesser value (as
-    text) is kept, so the outcome does not depend on their order."""
-    held = ends[side]
+def _merge(held: Endpoint | None, info: Endpoint) -> Endpoint:
+    """What the reports said about one end, with ``info`` added; where two reports differ,
+    the lesser value (as text) is kept, so the outcome does not depend on their order."""
     if held is None:
-        ends[side] = dict(info)
-        return
+        return dict(info)
     for key, value in info.items():
         old = held.get(key)
         if old is None or (old != value and repr(value) < repr(old)):
             held[key] = value
+    return held
 
 
 # One fold per record format and ingest. The sink is the ingest's; the fold goes with it.

@@ -22,11 +22,11 @@ and ``h`` are there.
 
 Counts: ``orig_pkts`` / ``orig_ip_bytes`` are the packets and IP bytes to the server,
 ``resp_pkts`` / ``resp_ip_bytes`` to the client (unset ``-``: 0); ``first_seen`` is ``ts``,
-``last_seen`` ``ts + duration``. ``resets`` counts the ``R`` / ``r`` letters of ``history`` (Zeek
-writes a letter again only at 10, 100, ... repeats: a lower bound); ``tls`` is true when
-``service`` names ``ssl``. ICMP is ``ICMP`` or ``ICMPv6`` by address family, without ports (Zeek
-puts the type and code there); ``unknown_transport`` connections are skipped as
-``unsupported-protocol``.
+``last_seen`` ``ts + duration``. ``resets`` counts the ``R`` / ``r`` letters of ``history``
+(Zeek writes a RST again only when its sequence number differs from the previous one's: a lower
+bound); ``tls`` is true when ``service`` names ``ssl``. ICMP is ``ICMP`` or ``ICMPv6`` by
+address family, without ports (Zeek puts the type and code there); ``unknown_transport``
+connections are skipped as ``unsupported-protocol``.
 
 Tunnels: a connection carried in a tunnel Zeek decapsulated (Teredo, VXLAN, Geneve, AYIYA,
 GTP) names the tunnel's connection in ``tunnel_parents``. As for captures (docs/flow-format.md,
@@ -38,7 +38,7 @@ Parents are matched within one file.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from capture.errors import CaptureError
@@ -72,6 +72,19 @@ PROTOS: Mapping[str, str] = {"tcp": "TCP", "udp": "UDP", "icmp": "ICMP", "sctp":
 PORTED = frozenset({"TCP", "UDP", "SCTP"})
 
 
+COUNTS = ("orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes")
+
+
+def _natural(value: Any) -> int:
+    """A count or port as Zeek writes it (text in TSV, a number in JSON); -1 if it is not
+    one."""
+    if type(value) is str:
+        return int(value) if value.isdecimal() else -1
+    if type(value) is int:
+        return value if value >= 0 else -1
+    return -1
+
+
 def _canonical(name: str) -> str:
     return ALIASES.get(name, name)
 
@@ -103,15 +116,14 @@ class _Reader:
 
     # -- one connection ----------------------------------------------------------------------
 
-    def conn(self, line: int, get: Callable[[str], Any], parents: list[str]) -> None:
-        """Read one connection; ``get(field)`` gives a canonical field's value (None: unset),
-        as text (TSV) or as JSON typed it."""
+    def conn(self, line: int, fields: Mapping[str, Any], parents: list[str]) -> None:
+        """Read one connection: ``fields`` maps canonical names to values (absent or None:
+        unset), as text (TSV) or as JSON typed them."""
         self.records += 1
         self.sink.input_records += 1
+        get = fields.get
         proto_name = get("proto")
-        if not isinstance(proto_name, str):
-            raise self.bad(line, f"proto {proto_name!r} is not a transport name")
-        proto = PROTOS.get(proto_name)
+        proto = PROTOS.get(proto_name) if isinstance(proto_name, str) else None
         if proto is None:
             if proto_name == "unknown_transport":
                 self.sink.skipped[SKIP_PROTOCOL] += 1
@@ -120,31 +132,41 @@ class _Reader:
                                  "unknown_transport")
         client = self.address(get("id.orig_h"), "id.orig_h", line)
         server = self.address(get("id.resp_h"), "id.resp_h", line)
-        cport: int | None = self.number(get("id.orig_p"), "id.orig_p", line, 65535)
-        sport: int | None = self.number(get("id.resp_p"), "id.resp_p", line, 65535)
+        cport: int | None = _natural(get("id.orig_p"))
+        if not 0 <= cport <= 65535:  # type: ignore[operator]
+            raise self.number_error(get("id.orig_p"), "id.orig_p", line, 65535)
+        sport: int | None = _natural(get("id.resp_p"))
+        if not 0 <= sport <= 65535:  # type: ignore[operator]
+            raise self.number_error(get("id.resp_p"), "id.resp_p", line, 65535)
         if proto == "ICMP" and ":" in client:
             proto = "ICMPv6"
         if proto not in PORTED:
             cport = sport = None
         ts = self.time(get("ts"), line)
         duration = get("duration")
-        last = ts
-        if duration is not None:
-            seconds = self.seconds(duration, line)
-            last = ts + seconds
+        last = ts if duration is None else ts + self.seconds(duration, line)
         history = get("history")
-        if history is not None and not isinstance(history, str):
+        if history is None:
+            history = ""
+        elif not isinstance(history, str):
             raise self.bad(line, f"history {history!r} is not text")
-        history = history or ""
         service = get("service")
         if service is not None and not isinstance(service, str):
             raise self.bad(line, f"service {service!r} is not text")
-        if proto == "TCP" and ("S" in history or "h" in history):
+        tcp = proto == "TCP"
+        if tcp and ("S" in history or "h" in history):
             direction = "handshake"
         elif "^" in history:
             direction = "port-heuristic"
         else:
             direction = "reported"
+        counts = []
+        for name in COUNTS:
+            value = get(name)
+            n = 0 if value is None else _natural(value)
+            if n < 0:
+                raise self.number_error(value, name, line, 1 << 62)
+            counts.append(n)
         record: Record = {
             "record": "flow",
             "proto": proto,
@@ -154,13 +176,13 @@ class _Reader:
             "server_port": sport,
             "first_seen": ts,
             "last_seen": last,
-            "packets_to_server": self.count(get("orig_pkts"), "orig_pkts", line),
-            "bytes_to_server": self.count(get("orig_ip_bytes"), "orig_ip_bytes", line),
-            "packets_to_client": self.count(get("resp_pkts"), "resp_pkts", line),
-            "bytes_to_client": self.count(get("resp_ip_bytes"), "resp_ip_bytes", line),
+            "packets_to_server": counts[0],
+            "bytes_to_server": counts[1],
+            "packets_to_client": counts[2],
+            "bytes_to_client": counts[3],
             "direction": direction,
-            "handshake": proto == "TCP" and "S" in history and "h" in history,
-            "resets": history.count("R") + history.count("r") if proto == "TCP" else 0,
+            "handshake": tcp and "S" in history and "h" in history,
+            "resets": history.count("R") + history.count("r") if tcp else 0,
             "tls": service is not None and "ssl" in service.split(","),
             "sni": None,
             "outer": None,
@@ -179,17 +201,8 @@ class _Reader:
             raise self.bad(line, f"{name} {value!r} is not an IP address")
         return canonical
 
-    def number(self, value: Any, name: str, line: int, most: int) -> int:
-        if isinstance(value, str) and value.isdigit() and value.isascii():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
-            raise self.bad(line, f"{name} {value!r} is not a number from 0 to {most}")
-        return value
-
-    def count(self, value: Any, name: str, line: int) -> int:
-        if value is None:
-            return 0
-        return self.number(value, name, line, 1 << 62)
+    def number_error(self, value: Any, name: str, line: int, most: int) -> CaptureError:
+        return self.bad(line, f"{name} {value!r} is not a number from 0 to {most}")
 
     def time(self, value: Any, line: int) -> float:
         when: float | None = None
@@ -241,6 +254,7 @@ class _Tsv:
         self.unset = "-"
         self.fields: list[str] | None = None
         self.index: dict[str, int] = {}
+        self.wanted: list[tuple[str, int]] = []  # (field read, its column)
 
     def line(self, number: int, text: str) -> None:
         if text.startswith("#"):
@@ -254,21 +268,13 @@ class _Tsv:
         if len(values) != len(self.fields):
             raise self.reader.bad(number, f"{len(values)} columns, but #fields names "
                                           f"{len(self.fields)}")
-        index = self.index
         unset = self.unset
-
-        def get(name: str) -> Any:
-            at = index.get(name)
-            if at is None:
-                return None
-            value = values[at]
-            return None if value == unset else value
-
+        fields = {name: value for name, at in self.wanted if (value := values[at]) != unset}
         parents: list[str] = []
-        at = index.get("tunnel_parents")
+        at = self.index.get("tunnel_parents")
         if at is not None and values[at] not in (unset, self.empty, ""):
             parents = values[at].split(self.set_separator)
-        self.reader.conn(number, get, parents)
+        self.reader.conn(number, fields, parents)
 
     def directive(self, number: int, text: str) -> None:
         if text.startswith("#separator "):
@@ -301,6 +307,7 @@ class _Tsv:
             self.index = {}
             for i, f in enumerate(fields):
                 self.index.setdefault(f, i)
+            self.wanted = [(f, i) for f, i in self.index.items() if f in FIELDS]
         # Other lines starting with "#" (#open, #close, #types, comments) say nothing we use.
 
 
@@ -327,7 +334,7 @@ def _json_conn(reader: _Reader, line: int, obj: Any) -> None:
         parents = []
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
         raise reader.bad(line, "tunnel_parents is not a list of uids")
-    reader.conn(line, fields.get, parents)
+    reader.conn(line, fields, parents)
 
 
 def _read(opened: Opened, sink: Sink, options: ReadOptions) -> None:

@@ -24,12 +24,15 @@ from flowlog_render import (
     aws_records,
     azure_vnet_records,
     gcp_entries,
+    gke,
     zeek_json,
     zeek_row,
     zeek_tsv,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from capture.ingest import ingest
 
 Key = tuple[str, str, str, int]
 
@@ -150,3 +153,26 @@ def test_aws_reports_fold_to_the_connection_in_any_order(case: tuple[Conn, list[
     assert got == {"client": conn.client, "server": conn.server, "server_port": conn.sport,
                    "packets_to_server": conn.packets_c2s, "bytes_to_server": conn.bytes_c2s,
                    "packets_to_client": conn.packets_s2c, "bytes_to_client": conn.bytes_s2c}
+
+
+def test_segmenter_reads_what_every_source_writes(tmp_path: Path) -> None:
+    """The flow files these sources write pass the planner's own flow-file reader, version-2
+    fields included (GCP's pod identities and sampling, verdicts)."""
+    from segmenter.flows import read_flow_file
+    from segmenter.model import FlowVerdict
+
+    conns = [Conn("TCP", "10.1.0.7", 50000, "10.2.0.9", 5432),
+             Conn("UDP", "fd00:1::7", 50001, "fd00:2::9", 53)]
+    files = _renderings(conns, tmp_path)
+    files["gcp"].write_text("".join(
+        json.dumps(e) + "\n" for c in conns
+        for e in gcp_entries(c, client_gke=gke("shop", "web-1", "web"), disposition="ALLOWED")))
+    for name, path in files.items():
+        out = tmp_path / f"{name}.jsonl"
+        ingest([str(path)], str(out))
+        flow_file = read_flow_file(out)
+        assert {(f.client, f.server, f.transport.value, f.server_port)
+                for f in flow_file.flows} == {c.key for c in conns}, name
+    gcp = read_flow_file(tmp_path / "gcp.jsonl").flows
+    assert all(f.sampled and f.verdict is FlowVerdict.FORWARDED for f in gcp)
+    assert {f.client_endpoint.workload_kind for f in gcp if f.client_endpoint} == {"Deployment"}

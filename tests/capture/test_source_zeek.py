@@ -255,7 +255,7 @@ def test_other_zeek_logs_are_not_conn_logs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("mangle", "expected"), [
     (lambda t: t.replace("10.0.9.9", "10.0.9.999"), "(line 10): id.resp_h '10.0.9.999'"),
-    (lambda t: t.replace("\t5432\t", "\t99999\t"), "(line 10): id.resp_p 99999"),
+    (lambda t: t.replace("\t5432\t", "\t99999\t"), "(line 10): id.resp_p '99999'"),
     (lambda t: t.replace("\ttcp\t", "\tgre\t"), "(line 10): proto 'gre' is none of"),
     (lambda t: t.replace("\t1.500000\t", "\tlong\t", 2).replace("\tlong\t", "\t1.5\t", 1),
      "(line 10): duration 'long'"),
