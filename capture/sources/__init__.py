@@ -8,11 +8,16 @@ format whose sniffer is more specific comes before a more general one.
 from __future__ import annotations
 
 from capture.errors import CaptureError
+from capture.sources.aws_vpc import AWS_VPC
+from capture.sources.azure_flow import AZURE_FLOW
 from capture.sources.base import Opened, ReadOptions, Sink, SourceFormat, open_head
 from capture.sources.flowfile import FLOWS
+from capture.sources.gcp_vpc import GCP_VPC
 from capture.sources.pcap import PCAP, PCAPNG
+from capture.sources.zeek import ZEEK
 
-SOURCES: tuple[SourceFormat, ...] = (PCAP, PCAPNG, FLOWS)
+# AWS last: its sniffer takes any text whose first line looks like a flow-log record.
+SOURCES: tuple[SourceFormat, ...] = (PCAP, PCAPNG, FLOWS, ZEEK, GCP_VPC, AZURE_FLOW, AWS_VPC)
 
 
 def source_names() -> str:
