@@ -54,6 +54,9 @@ class Sink:
     input_records: int = 0  # records read by record sources (before folding)
     skipped: Counter[str] = field(default_factory=Counter)  # record sources' skip reasons
     warnings: list[str] = field(default_factory=list)
+    # A record source's state across the files of one ingest, by format name (a connection
+    # whose reports are split over rotated files folds into one record).
+    state: dict[str, Any] = field(default_factory=dict)
 
     def add_record(self, record: Record) -> None:
         self.records.append(record)

@@ -35,9 +35,7 @@ Client and server (the ``direction`` of the flow file):
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Hashable, Mapping
-from functools import partial
 from typing import Any
 
 from capture.sources.base import Record, Sink
@@ -305,29 +303,12 @@ def _merge(held: Endpoint | None, info: Endpoint) -> Endpoint:
 
 
 # One fold per record format and ingest. The sink is the ingest's; the fold goes with it.
-_FOLDS: dict[int, tuple[weakref.ref[Sink], dict[str, ConnectionFold]]] = {}
 
 
 def fold_for(sink: Sink, source: str) -> ConnectionFold:
-    """The fold of format ``source`` for the ingest that reads into ``sink``.
-
-    ``Sink`` has no place for a format's state across files, so the folds are kept here, keyed
-    on the sink's identity and dropped when the sink is.
-    """
-    key = id(sink)
-    entry = _FOLDS.get(key)
-    if entry is None or entry[0]() is not sink:
-        ref = weakref.ref(sink, partial(_drop, key))
-        entry = (ref, {})
-        _FOLDS[key] = entry
-    folds = entry[1]
-    fold = folds.get(source)
-    if fold is None:
-        fold = folds[source] = ConnectionFold(source)
+    """The fold of format ``source`` for the ingest that reads into ``sink`` (one across all
+    its files)."""
+    fold = sink.state.get(source)
+    if not isinstance(fold, ConnectionFold):
+        fold = sink.state[source] = ConnectionFold(source)
     return fold
-
-
-def _drop(key: int, ref: weakref.ref[Sink]) -> None:
-    entry = _FOLDS.get(key)
-    if entry is not None and entry[0] is ref:
-        del _FOLDS[key]

@@ -258,7 +258,7 @@ def first_json_value(head: bytes) -> Any:
 
 class Addresses:
     """IP address text -> its canonical form: dotted IPv4, compressed IPv6 as ``ipaddress``
-    writes it (what capture.flows writes for captures).
+    writes it (what capture.table writes for captures).
 
     The same address is the same string object each time (up to ``LIMIT`` addresses): the
     connections of a flow log share a few pod and node addresses, and hold them once.

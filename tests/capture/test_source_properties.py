@@ -158,7 +158,7 @@ def test_aws_reports_fold_to_the_connection_in_any_order(case: tuple[Conn, list[
 def test_segmenter_reads_what_every_source_writes(tmp_path: Path) -> None:
     """The flow files these sources write pass the planner's own flow-file reader, version-2
     fields included (GCP's pod identities and sampling, verdicts)."""
-    from segmenter.flows import read_flow_file
+    from segmenter.flowfile import read_flow_file
     from segmenter.model import FlowVerdict
 
     conns = [Conn("TCP", "10.1.0.7", 50000, "10.2.0.9", 5432),
