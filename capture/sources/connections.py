@@ -302,7 +302,6 @@ def _merge(held: Endpoint | None, info: Endpoint) -> Endpoint:
     return held
 
 
-# One fold per record format and ingest. The sink is the ingest's; the fold goes with it.
 
 
 def fold_for(sink: Sink, source: str) -> ConnectionFold:
