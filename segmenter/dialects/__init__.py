@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from segmenter.dialects.base import Dialect, Output
 from segmenter.dialects.calico import Calico
+from segmenter.dialects.cilium import Cilium
 from segmenter.dialects.kubernetes import Kubernetes
 
-DIALECTS: dict[str, type[Dialect]] = {"kubernetes": Kubernetes, "calico": Calico}
+DIALECTS: dict[str, type[Dialect]] = {"kubernetes": Kubernetes, "calico": Calico, "cilium": Cilium}
 
 
 def get_dialect(name: str, *, best_effort: bool = False, staged: bool = False) -> Dialect:
@@ -17,4 +18,4 @@ def get_dialect(name: str, *, best_effort: bool = False, staged: bool = False) -
     return cls(best_effort=best_effort, staged=staged)
 
 
-__all__ = ["DIALECTS", "Calico", "Dialect", "Kubernetes", "Output", "get_dialect"]
+__all__ = ["DIALECTS", "Calico", "Cilium", "Dialect", "Kubernetes", "Output", "get_dialect"]
