@@ -195,7 +195,7 @@ def test_any_peer_is_the_all_entity_never_an_empty_rule() -> None:
 
 def test_ports_ranges_every_port_and_the_40_port_limit() -> None:
     many = tuple(Port(TCP, 1000 + 2 * i) for i in range(41))
-    files, _, _ = emit(workload(ingress=(
+    files, notes, _ = emit(workload(ingress=(
         allow(pods("shop", app="a"), ports=(Port(TCP, 8000, 8080), Port(UDP), Port(
             Transport.SCTP, 3868))),
         allow(pods("shop", app="b"), ports=many)), egress=None))
@@ -205,6 +205,17 @@ def test_ports_ranges_every_port_and_the_40_port_limit() -> None:
         {"port": "0", "protocol": "UDP"},
         {"port": "3868", "protocol": "SCTP"}]}]
     assert [len(p["ports"]) for p in second["toPorts"]] == [40, 1]
+    assert any("endPort" in n and "1.16" in n for n in notes)
+
+
+def test_any_protocol_only_where_all_three_are_listed() -> None:
+    three = tuple(Port(t, 53) for t in (TCP, UDP, Transport.SCTP))
+    files, _, _ = emit(workload(ingress=(
+        allow(pods("shop", app="a"), ports=(*three, Port(TCP, 80), Port(UDP, 80))),),
+        egress=None))
+    assert spec_of(files)["ingress"][0]["toPorts"] == [{"ports": [
+        {"port": "53", "protocol": "ANY"}, {"port": "80", "protocol": "TCP"},
+        {"port": "80", "protocol": "UDP"}]}]
 
 
 def test_cidr_peers_keep_their_excepts() -> None:

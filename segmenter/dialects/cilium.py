@@ -129,10 +129,12 @@ class Cilium(Dialect):
         self._fqdn_policies: set[str] = set()
         self._apiserver_policies: set[str] = set()
         self._resolver_policies: set[str] = set()
+        self._range_policies: set[str] = set()
 
     def generate(self, policy_set: PolicySet) -> dict[str, list[Manifest]]:
         self._node_policies, self._fqdn_policies = set(), set()
         self._apiserver_policies, self._resolver_policies = set(), set()
+        self._range_policies = set()
         if self.staged:
             self.note("--staged applies to Calico only; Cilium policies have no staged form "
                       "(use policy audit mode on the agent)")
@@ -161,6 +163,10 @@ class Cilium(Dialect):
                       "endpoint, whichever address was observed); ingress from it may not work "
                       "on managed control planes that tunnel to nodes: "
                       + ", ".join(sorted(self._apiserver_policies)))
+        if self._range_policies:
+            self.note("port ranges (endPort) need Cilium 1.16 or later; older agents accept "
+                      "them and open only the first port (policy-semantics.md tricky case 20): "
+                      + ", ".join(sorted(self._range_policies)))
         if self._resolver_policies:
             self.note("resolver addresses (NodeLocal DNSCache, cloud resolvers) are written as "
                       "CIDRs, which match only addresses outside the cluster; where NodeLocal "
@@ -340,10 +346,13 @@ class Cilium(Dialect):
             single_dns = port.port == DNS_PORT and port.end_port in (None, DNS_PORT)
             (dns if dns_proxy and single_dns and port.transport is not Transport.SCTP
              else plain).append(entry)
+        if any("endPort" in e for e in plain):
+            self._range_policies.add(ident)
         out: list[dict[str, Any]] = []
         to_ports: list[dict[str, Any]] = []
         if dns:
-            to_ports.append({"ports": dns, "rules": DNS_PROXY_RULES})
+            to_ports.append({"ports": _any_protocol(dns), "rules": DNS_PROXY_RULES})
+        plain = _any_protocol(plain)
         to_ports += [{"ports": plain[i:i + MAX_PORTS]} for i in range(0, len(plain), MAX_PORTS)]
         if to_ports:
             out.append({"toPorts": to_ports})
@@ -472,6 +481,30 @@ class Cilium(Dialect):
         if entities:
             entries.append({f"{side}Entities": entities})
         return entries, gaps
+
+
+def _any_protocol(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One ``ANY`` entry for a port listed for each of TCP, UDP and SCTP (exactly what ``ANY``
+    covers, §4.6), in the order of first appearance.
+
+    >>> _any_protocol([{"port": "53", "protocol": p} for p in ("TCP", "UDP", "SCTP")])
+    [{'port': '53', 'protocol': 'ANY'}]
+    """
+    protocols: dict[tuple[str, int | None], set[str]] = {}
+    for entry in entries:
+        protocols.setdefault((entry["port"], entry.get("endPort")), set()).add(entry["protocol"])
+    out: list[dict[str, Any]] = []
+    done: set[tuple[str, int | None]] = set()
+    for entry in entries:
+        key = (entry["port"], entry.get("endPort"))
+        if protocols[key] >= {"TCP", "UDP", "SCTP"}:
+            if key not in done:
+                done.add(key)
+                out.append({**{k: v for k, v in entry.items() if k != "protocol"},
+                            "protocol": "ANY"})
+            continue
+        out.append(entry)
+    return out
 
 
 def _complement_terms(selectors: Sequence[tuple[tuple[str, str], ...]]
