@@ -226,6 +226,16 @@ def test_cidr_peers_keep_their_excepts() -> None:
         "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]}]
 
 
+def test_both_whole_address_families_are_the_world_entity() -> None:
+    v4, v6 = CidrPeer("0.0.0.0/0", name="internet"), CidrPeer("::/0", name="internet6")
+    files, _, _ = emit(workload(ingress=None, egress=(
+        allow(v4, v6, ports=(Port(TCP, 443),)), allow(v4, ports=(Port(TCP, 80),)))))
+    first, second = spec_of(files)["egress"]
+    assert first == {"toEntities": ["world"],
+                     "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]}
+    assert second["toCIDRSet"] == [{"cidr": "0.0.0.0/0"}]  # world-ipv4 is not in the CRD
+
+
 def test_mixed_peer_kinds_become_one_rule_per_kind() -> None:
     rule = allow(pods("shop", app="a"), CidrPeer("203.0.113.7/32"), ports=(Port(TCP, 80),))
     files, _, _ = emit(workload(ingress=(rule,), egress=None))

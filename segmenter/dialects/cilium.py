@@ -18,15 +18,17 @@ The mapping, with the sections of policy-semantics.md it rests on:
   ``all`` entity (an empty rule would match nothing); the API server (role APISERVER) as the
   ``kube-apiserver`` entity, the identity Cilium gives every API server endpoint, wherever it
   runs; external, DNS-resolver and node addresses as ``fromCIDRSet``/``toCIDRSet`` (``except``
-  kept). Node addresses (role NODE) stay CIDRs: the ``host``/``remote-node`` entities would
-  allow every node, and under Cilium's default ``policy-cidr-match-mode`` a CIDR never matches a
-  node, so these rules need ``policy-cidr-match-mode: nodes`` (noted; the pod's own node is
-  always allowed in, §4.4). External peers known by DNS name become ``toFQDNs`` (``matchName``)
-  on egress, and every egress rule to port 53 of that policy gets the DNS-proxy rule
-  ``rules.dns: [{matchPattern: "*"}]`` without which Cilium never learns the names' addresses
-  (tricky case 8); ``*`` filters no lookup. A policy with no port-53 egress keeps the CIDRs.
+  kept), and ``0.0.0.0/0`` with ``::/0`` as the ``world`` entity. Node addresses (role NODE)
+  stay CIDRs: the ``host``/``remote-node`` entities would allow every node, and under Cilium's
+  default ``policy-cidr-match-mode`` a CIDR never matches a node, so these rules need
+  ``policy-cidr-match-mode: nodes`` (noted; the pod's own node is always allowed in, §4.4).
+  External peers known by DNS name become ``toFQDNs`` (``matchName``) on egress, and every
+  egress rule to port 53 of that policy gets the DNS-proxy rule ``rules.dns: [{matchPattern:
+  "*"}]`` without which Cilium never learns the names' addresses (tricky case 8); ``*`` filters
+  no lookup. A policy with no port-53 egress keeps the CIDRs.
 - **Ports** (§4.6): ``toPorts`` (at most 40 ports per entry), ``"0"`` for every port of a
-  protocol, ``endPort`` for ranges; ICMP as ``icmps`` fields by type in a rule of its own.
+  protocol, ``ANY`` only where a port is listed for TCP, UDP and SCTP alike, ``endPort`` for
+  ranges (Cilium ≥ 1.16, noted); ICMP as ``icmps`` fields by type in a rule of its own.
   "Every ICMP type" has no Cilium spelling (types only): reported.
 - **Guardrails** (§4.4): Cilium has no tiers, Pass or Log, and a deny overrides every allow, so
   "deny everything but the planned flows" cannot be one deny. A restricted zone's guardrail
@@ -36,7 +38,8 @@ The mapping, with the sections of policy-semantics.md it rests on:
   planned and ``remote-node`` when neither a node nor the API server is. It never denies a
   planned flow, under any CIDR match mode. ``enableDefaultDeny`` is ``false`` on it: the
   per-workload policies carry the allowed set. What it cannot cover (planned peers on unplanned
-  ports, the ``host``/``ingress``/``health``/``init``/``unmanaged`` identities) is noted.
+  ports, pods of other clusters, the ``host``/``ingress``/``health``/``init``/``unmanaged``
+  identities) is noted.
 
 Files: ``<namespace>/<name>.yaml`` per CNP, ``_clusterwide/<name>.yaml`` per CCNP (``_`` cannot
 start a namespace name, so the folder never collides with one).
@@ -299,6 +302,11 @@ class Cilium(Dialect):
                 item["except"] = list(peer.excepts)
             if item not in cidrs:
                 cidrs.append(item)
+        if {"cidr": "0.0.0.0/0"} in cidrs and {"cidr": "::/0"} in cidrs:
+            # Both whole address families are the world entity (entity.go, #29958), which keeps
+            # meaning "outside the cluster" whatever policy-cidr-match-mode says.
+            cidrs = [c for c in cidrs if c not in ({"cidr": "0.0.0.0/0"}, {"cidr": "::/0"})]
+            entities.append("world")
         out: list[dict[str, Any]] = []
         if endpoints:
             out.append({f"{side}Endpoints": endpoints})
@@ -386,9 +394,11 @@ class Cilium(Dialect):
                 body[f"{direction}Deny"] = entries
         self.note(f"zone guardrail {name}: Cilium has no tiers, Pass or Log and a deny overrides "
                   "every allow, so it denies only the peers with no planned flow with the zone; "
-                  "planned peers on unplanned ports and the host, ingress, health, init and "
-                  "unmanaged identities" + "".join(f", {g}" for g in gaps) + " are denied by the "
-                  "per-workload default deny alone; Hubble records every policy drop")
+                  "planned peers on unplanned ports, pods of other clusters and the host, "
+                  "ingress, health, init and unmanaged identities"
+                  + "".join(f", {g}" for g in gaps)
+                  + " are denied by the per-workload default deny alone; Hubble records every "
+                  "policy drop")
         if not body:
             return None
         for member in guard.members:
