@@ -524,8 +524,9 @@ def _complement_terms(selectors: Sequence[tuple[tuple[str, str], ...]]
     the product of the negated literals of each Li. Empty when a selector selects every pod;
     None when there would be more than ``MAX_COMPLEMENT_TERMS`` terms.
 
-    >>> _complement_terms([(("app", "api"),), (("app", "batch"),)])
-    [(('app', frozenset({'api', 'batch'})),)]
+    >>> [[(k, sorted(v)) for k, v in t] for t in _complement_terms([(("app", "api"),),
+    ...                                                                 (("app", "batch"),)])]
+    [[('app', ['api', 'batch'])]]
     >>> len(_complement_terms([(("app", "a"), ("tier", "x")), (("app", "b"),)]))
     2
     """
