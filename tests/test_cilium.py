@@ -139,6 +139,32 @@ def test_every_document_validates_against_the_upstream_crd_schema(scenario: str)
         assert schema_problems(doc) == [], doc["metadata"]["name"]
 
 
+def test_every_construct_the_dialect_writes_validates() -> None:
+    """Beyond the scenarios: ranges, ANY, every port, ICMP, entities, CIDR excepts, toFQDNs with
+    the DNS proxy, a cluster-scoped policy with several members, and a guardrail."""
+    gw = CidrPeer("203.0.113.10/32", CidrRole.EXTERNAL, (), "gw", ("api.gw.example",))
+    everything = workload(
+        ingress=(allow(pods("shop", app="a"), ports=(
+            Port(TCP, 8000, 8080), Port(UDP), *(Port(t, 53) for t in (TCP, UDP,
+                                                                       Transport.SCTP)),
+            Port(Transport.ICMP, 8), Port(Transport.ICMPV6, 128))),
+                 allow(CidrPeer("10.0.0.0/8", excepts=("10.1.0.0/16",)), ports=(Port(TCP, 22),)),
+                 allow(CidrPeer("172.18.0.2/32", CidrRole.NODE), ports=(Port(TCP, 10250),))),
+        egress=(DNS_RULE, allow(gw, ports=(Port(TCP, 443),)),
+                allow(CidrPeer("0.0.0.0/0"), CidrPeer("::/0"), ports=(Port(TCP, 80),)),
+                allow(CidrPeer("172.18.0.1/32", CidrRole.APISERVER), ports=(Port(TCP, 6443),)),
+                allow()))
+    members = Policy("baseline", None, members=(pods("shop", app="a"), pods("bank", app="b")),
+                     ingress=(allow(pods("shop", app="lb")),), egress=())
+    files, _, _ = emit(everything, members, guardrails=(guard(
+        (passes(pods("bank", app="api", tier="x"), pods("bank", app="batch")),),
+        (passes(pods("kube-system", **{"k8s-app": "kube-dns"})),)),))
+    docs = [d for ds in files.values() for d in ds]
+    assert {d["kind"] for d in docs} == {"CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"}
+    for doc in docs:
+        assert schema_problems(doc) == [], doc["metadata"]["name"]
+
+
 def test_the_schema_check_can_fail() -> None:
     doc = next(iter(yaml.safe_load_all(compile_scenario("two-tier", "cilium"))))
     spec = doc["spec"]

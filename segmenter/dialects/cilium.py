@@ -133,11 +133,12 @@ class Cilium(Dialect):
         self._apiserver_policies: set[str] = set()
         self._resolver_policies: set[str] = set()
         self._range_policies: set[str] = set()
+        self._checked: set[tuple[str, str]] = set()
 
     def generate(self, policy_set: PolicySet) -> dict[str, list[Manifest]]:
         self._node_policies, self._fqdn_policies = set(), set()
         self._apiserver_policies, self._resolver_policies = set(), set()
-        self._range_policies = set()
+        self._range_policies, self._checked = set(), set()
         if self.staged:
             self.note("--staged applies to Calico only; Cilium policies have no staged form "
                       "(use policy audit mode on the agent)")
@@ -235,6 +236,9 @@ class Cilium(Dialect):
 
     def _check_keys(self, ident: str, labels: Iterable[tuple[str, str]]) -> None:
         for key, _ in labels:
+            if (ident, key) in self._checked:
+                continue
+            self._checked.add((ident, key))
             if not in_identity(key):
                 self.unsupported(f"{ident}: label {key} is left out of Cilium identities by the "
                                  "default label filter; a selector on it matches nothing")
