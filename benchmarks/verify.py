@@ -3,7 +3,9 @@
 The synthetic cluster has 100 namespaces of 10 workloads with 10 pods each. Every namespace gets
 a default-deny policy and per-workload allow policies (1,000 NetworkPolicies in all); under
 ``--enforcement calico`` 100 of them are replaced by a security tier of GlobalNetworkPolicies and
-network sets. Flows follow a random call graph (each workload calls three others, some across
+network sets; under ``--enforcement cilium`` the same guards are CiliumClusterwideNetworkPolicies
+with deny rules (which win over every allow) and the Kubernetes policies are read as Cilium
+translates them. Flows follow a random call graph (each workload calls three others, some across
 namespaces, plus DNS and external egress), so most are allowed and some are denied, as in a real
 capture.
 
@@ -11,7 +13,7 @@ The naive baseline (``PolicyEngine(cache=False)``: no namespace index, no select
 verdict cache; every flow scans every policy) is timed on a sample in the same run, its verdicts
 are compared with the fast engine's, and the speed-up is printed::
 
-    .venv/bin/python benchmarks/verify.py [--flows N] [--enforcement calico] [--seed S]
+    .venv/bin/python benchmarks/verify.py [--flows N] [--enforcement calico|cilium] [--seed S]
 """
 
 from __future__ import annotations
@@ -119,6 +121,19 @@ def build_policies(workloads: list[list[EvalEndpoint]], calls: list[dict[str, An
                                   "egress": [{"action": "Deny", "protocol": "TCP",
                                               "destination": {"ports": [23]}},
                                              {"action": "Pass"}]}})
+    if enforcement == "cilium":
+        # The same guards as deny rules, over the 100 remaining Kubernetes allow policies.
+        docs = docs[:-100]
+        for k in range(100):
+            docs.append({"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy",
+                         "metadata": {"name": f"guard-{k}"},
+                         "spec": {"endpointSelector": {"matchLabels": {
+                                      "tier": f"t{k % 3}", "app": f"app-{k % 10}",
+                                      "io.cilium.k8s.namespace.labels.team": f"team-{k % 7}"}},
+                                  "enableDefaultDeny": {"ingress": False, "egress": False},
+                                  "ingressDeny": [{"fromCIDRSet": [{"cidr": "198.51.100.0/24"}]}],
+                                  "egressDeny": [{"toPorts": [{"ports": [
+                                      {"port": "23", "protocol": "TCP"}]}]}]}})
     return docs
 
 
@@ -153,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flows", type=int, default=1_000_000)
     parser.add_argument("--naive-sample", type=int, default=2_000)
-    parser.add_argument("--enforcement", choices=("kubernetes", "calico"), default="kubernetes")
+    parser.add_argument("--enforcement", choices=("kubernetes", "calico", "cilium"),
+                        default="kubernetes")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -163,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     docs = build_policies(workloads, calls, args.enforcement)
     flows = build_flows(rng, workloads, calls, args.flows)
     pods = sum(len(w) for w in workloads)
-    policies = sum(1 for d in docs if d["kind"] in ("NetworkPolicy", "GlobalNetworkPolicy"))
+    policies = sum(1 for d in docs if d["kind"] in ("NetworkPolicy", "GlobalNetworkPolicy",
+                                                     "CiliumClusterwideNetworkPolicy"))
     print(f"generated {pods:,} pods, {policies:,} policies, {len(flows):,} flows "
           f"({args.enforcement}) in {time.perf_counter() - t0:.1f} s")
 

@@ -4,7 +4,7 @@ The data flows one way: traffic -> graph -> plan -> policy IR -> targets -> file
 is the small surface notebooks use; each function is one stage of :mod:`segmenter.pipeline`.
 
 >>> import segmenter
->>> segmenter.TARGET_NAMES
+>>> segmenter.TARGET_NAMES[:2]
 ('kubernetes', 'calico')
 """
 

@@ -162,10 +162,12 @@ def policies_to_judge(paths: Sequence[str] = (), *, cluster: bool = False,
     return from_paths(list(paths))
 
 
-def verify(flows: Sequence[Flow], inventory: Inventory, policies: PolicyDocs,
+def verify(traffic: Traffic, inventory: Inventory, policies: PolicyDocs,
            target: Target) -> list[FlowVerdict]:
-    """Every observed flow replayed against the policies under ``target``'s enforcement."""
-    return verify_flows(flows, inventory, policies.manifests, enforcement=target.name)
+    """Every observed flow replayed against the policies under ``target``'s enforcement (the
+    traffic's DNS answers name external addresses, for targets that allow by name)."""
+    return verify_flows(traffic.flows, inventory, policies.manifests, enforcement=target.name,
+                        dns=traffic.dns)
 
 
 def diff(old: PolicyDocs, new: PolicyDocs, *, inventory: Inventory | None = None,
@@ -233,7 +235,7 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     files = {}
     for target in targets:
         written = load_policies([out_dirs[target.name]], target)
-        verdicts[target.name] = verify(traffic.flows, inventory, written, target)
+        verdicts[target.name] = verify(traffic, inventory, written, target)
         files[target.name] = sum(1 for f in Path(out_dirs[target.name]).rglob("*.yaml")
                                  if f.name != "kustomization.yaml")
     return RunResult(ingested, graph, result, traffic, out_dirs, files, notes, verdicts)

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from segmenter.dialects.base import Dialect
 from segmenter.dialects.calico import Calico
+from segmenter.dialects.cilium import Cilium
 from segmenter.dialects.kubernetes import Kubernetes
 from segmenter.errors import UnknownNameError
 from segmenter.evaluate import PolicyEngine
@@ -32,6 +33,7 @@ from segmenter.model import Labels
 K8S_GROUP: Final = "networking.k8s.io"
 CALICO_GROUP: Final = "projectcalico.org"
 CALICO_VERSION: Final = "v3"
+CILIUM_GROUP: Final = "cilium.io"
 
 
 class ApplyRoute(enum.StrEnum):
@@ -119,6 +121,17 @@ CALICO_KINDS: Final = (
                "stagedkubernetesnetworkpolicies", True, staged=True),
 )
 
+CILIUM_KINDS: Final = (
+    PolicyKind("CiliumNetworkPolicy", CILIUM_GROUP, "v2", "ciliumnetworkpolicies", True),
+    PolicyKind("CiliumClusterwideNetworkPolicy", CILIUM_GROUP, "v2",
+               "ciliumclusterwidenetworkpolicies", False),
+)
+
+
+def _no_defaults(doc: dict[str, Any]) -> None:
+    """Cilium's API server defaults nothing in these objects that changes their meaning."""
+
+
 TARGETS: dict[str, Target] = {
     target.name: target for target in (
         Target("kubernetes", "Kubernetes NetworkPolicy", Kubernetes, _engine("kubernetes"),
@@ -127,6 +140,8 @@ TARGETS: dict[str, Target] = {
                CALICO_KINDS, calico_defaults, omits_empty=True,
                other_groups=("crd.projectcalico.org",),
                apply_route=ApplyRoute.KUBECTL_OR_CALICOCTL),
+        Target("cilium", "Cilium cilium.io/v2", Cilium, _engine("cilium"), CILIUM_KINDS,
+               _no_defaults),
     )
 }
 

@@ -127,10 +127,11 @@ def test_calico_group_not_served_is_skipped_with_a_note(
     result = read_live_policies(all_kinds(), kubeconfig=_kubeconfig(tmp_path, api_server.url))
     assert [kind_of(d).kind for d in result.manifests] == ["NetworkPolicy"] * 4  # type: ignore[union-attr]
     assert "projectcalico.org" not in result.served_groups
-    assert result.notes == (
+    assert (
         f"the cluster at {api_server.url} does not serve projectcalico.org/v3: Tier, "
         "GlobalNetworkSet, NetworkSet, GlobalNetworkPolicy, NetworkPolicy, "
-        "StagedGlobalNetworkPolicy, StagedNetworkPolicy, StagedKubernetesNetworkPolicy skipped",)
+        "StagedGlobalNetworkPolicy, StagedNetworkPolicy, StagedKubernetesNetworkPolicy skipped"
+    ) in result.notes
 
 
 def test_calico_false_reads_kubernetes_kinds_only(

@@ -1,7 +1,8 @@
 """Invariants on random graphs (Hypothesis): the compiler allows exactly the plan.
 
-- every observed flow between policed workloads is allowed, under Kubernetes and under Calico
-  enforcement, by the emitted YAML read back through the evaluator;
+- every observed flow between policed workloads is allowed, under Kubernetes, Calico and Cilium
+  enforcement, by the emitted YAML read back through the evaluator (Cilium's zone guardrails,
+  deny rules that override every allow, included);
 - no pair of workloads that never talked is allowed (least privilege; in particular nothing
   unobserved reaches into or out of a restricted zone);
 - the zones of every class partition the graph;
@@ -44,7 +45,10 @@ def graphs(draw: st.DrawFn) -> tuple[ClusterBuilder, Config]:
                   "component": f"c{i}"}
         kind = draw(st.sampled_from(["Deployment", "StatefulSet"]))
         names.append(b.workload(ns, f"w{i}", labels, kind=kind))
-    externals = [b.external(f"203.0.113.{i + 1}") for i in range(draw(st.integers(0, 2)))]
+    # Some external peers are known by a DNS name (Cilium allows those by name, toFQDNs).
+    externals = [b.external(f"203.0.113.{i + 1}",
+                            draw(st.sampled_from([None, f"api{i}.example.com"])))
+                 for i in range(draw(st.integers(0, 2)))]
     edges = draw(st.lists(st.tuples(st.sampled_from(names + externals), st.sampled_from(names),
                                     st.sampled_from(PORTS)), max_size=12))
     for client, server, (proto, port) in edges:
@@ -95,11 +99,12 @@ def test_exactly_the_observed_flows_are_allowed(case: tuple[ClusterBuilder, Conf
             pod = pods[node]
             return EvalEndpoint(ip=pod.ips[0], namespace=pod.namespace, labels=pod.labels,
                                 node=pod.node, ports=pod.ports, name=node)
-        return EvalEndpoint(ip=node.split(":", 1)[1], name=node)
+        return EvalEndpoint(ip=node.split(":", 1)[1], name=node,
+                            dns_names=tuple(b.graph.nodes[node].get("dns_names") or ()))
 
     policed = [n for n in pods if not n.startswith("kube-system/")]
     externals = [n for n in b.graph.nodes if n.startswith("external:")]
-    for enforcement in ("kubernetes", "calico"):
+    for enforcement in ("kubernetes", "calico", "cilium"):
         engine = PolicyEngine.from_manifests(manifests[enforcement], namespaces=namespaces,
                                              enforcement=enforcement)
         for client, server in product(policed + externals, policed + externals):

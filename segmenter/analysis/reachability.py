@@ -17,7 +17,7 @@ import networkx as nx
 from segmenter.analysis.policies import PolicySource, load_policies
 from segmenter.evaluate import EvalEndpoint
 from segmenter.graph.labels import display_label, drawn_nodes
-from segmenter.model import ContainerPort, Inventory, Labels, Transport
+from segmenter.model import ContainerPort, Inventory, Labels, NodeId, Transport
 from segmenter.planner import ZONE_FLOW_ORDER, Plan, Zone, node_zone
 from segmenter.targets import get_target
 
@@ -109,9 +109,10 @@ def eval_endpoints(graph: nx.DiGraph, inventory: Inventory | None = None
                                      ports=ports, name=node)
         else:
             addresses = attrs.get("addresses") or []
-            name = str(node).split(":", 1)[1] if kind == "node" else None
             out[node] = EvalEndpoint(ip=str(addresses[0]) if addresses else "", namespace=None,
-                                     labels=Labels(), node=name, name=node)
+                                     labels=Labels(), node=NodeId.parse(node).node_name,
+                                     name=node, dns_names=tuple(attrs.get("dns_names") or ()),
+                                     kube_apiserver=kind == "apiserver")
     return out
 
 

@@ -13,7 +13,17 @@ from typing import Any
 
 from segmenter.evaluate import EvalEndpoint, PolicyEngine, Verdict
 from segmenter.graph.resolve import Resolver
-from segmenter.model import Flow, Inventory, Labels, Pod, Transport, WorkloadRef
+from segmenter.model import (
+    DnsAnswer,
+    Flow,
+    Inventory,
+    Labels,
+    NodeId,
+    NodeKind,
+    Pod,
+    Transport,
+    WorkloadRef,
+)
 
 
 @dataclass(frozen=True)
@@ -30,10 +40,19 @@ class FlowVerdict:
 
 
 class EndpointFinder:
-    """Turns addresses at a time into evaluator endpoints (pods, or non-pod addresses)."""
+    """Turns addresses at a time into evaluator endpoints (pods, or non-pod addresses).
 
-    def __init__(self, inventory: Inventory):
+    ``dns``: the DNS answers the traffic showed; an address outside the cluster is known by the
+    names answered with it (what a DNS-aware dataplane, Cilium's ``toFQDNs``, matches).
+    """
+
+    def __init__(self, inventory: Inventory, dns: Iterable[DnsAnswer] = ()):
         self.inventory = inventory
+        names: dict[str, set[str]] = {}
+        for answer in dns:
+            for address in answer.answers:
+                names.setdefault(address, set()).add(answer.name)
+        self.dns_names = {ip: tuple(sorted(n)) for ip, n in names.items()}
         self.by_ip: dict[str, list[Pod]] = {}
         for pod in inventory.pods:
             for ip in pod.ips:
@@ -72,28 +91,35 @@ class EndpointFinder:
         pod = self.pod_at(ip, ts)
         if pod is not None and pod.owner.id == node_id:
             return [self.of_pod(pod)]
-        if node_id.count("/") == 2:
-            pods = self.by_owner.get(WorkloadRef.parse(node_id), [])
+        parsed = NodeId.parse(node_id) if node_id else None
+        if parsed is not None and parsed.workload is not None:
+            pods = self.by_owner.get(parsed.workload, [])
             live = [p for p in pods if (p.start is None or p.start <= ts)
                     and (p.end is None or ts <= p.end)]
             if live or pods:
                 return [self.of_pod(p) for p in (live or pods)]
-        if node_id == "apiserver" and self.apiserver and ip not in self.apiserver:
-            return [EvalEndpoint(ip=address, namespace=None, labels=Labels(), name=node_id)
+        apiserver = parsed is not None and parsed.kind is NodeKind.APISERVER
+        if apiserver and self.apiserver and ip not in self.apiserver:
+            return [EvalEndpoint(ip=address, namespace=None, labels=Labels(), name=node_id,
+                                 kube_apiserver=True)
                     for address in self.apiserver]
         return [EvalEndpoint(ip=ip, namespace=None, labels=Labels(),
-                             node=self.node_of_ip.get(ip), name=node_id)]
+                             node=self.node_of_ip.get(ip), name=node_id,
+                             dns_names=self.dns_names.get(ip, ()), kube_apiserver=apiserver)]
 
 
 def verify_flows(flows: Iterable[Flow], inventory: Inventory,
                  manifests: Sequence[Mapping[str, Any]], *,
-                 enforcement: str = "kubernetes") -> list[FlowVerdict]:
-    """Evaluate every flow; the first denying backend decides a Service flow's verdict."""
+                 enforcement: str = "kubernetes",
+                 dns: Iterable[DnsAnswer] = ()) -> list[FlowVerdict]:
+    """Evaluate every flow; the first denying backend decides a Service flow's verdict.
+    ``dns``: the traffic's DNS answers, by which external addresses are known (see
+    :class:`EndpointFinder`)."""
     namespaces = {ns.name: ns.labels for ns in inventory.namespaces}
     engine = PolicyEngine.from_manifests(manifests, namespaces=namespaces,
                                          enforcement=enforcement)
     resolver = Resolver(inventory)
-    finder = EndpointFinder(inventory)
+    finder = EndpointFinder(inventory, dns)
     results = []
     for flow in flows:
         client = resolver.resolve(flow.client, None, flow.transport, flow.first_seen)

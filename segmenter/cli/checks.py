@@ -51,8 +51,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _explain(args, inventory, docs, target, EndpointFinder(inventory))
     if not args.flows:
         raise InputError("give --flows FLOWS (or --explain SRC DST PORT)")
-    flows = pipeline.read_traffic(args.flows).flows
-    results = pipeline.verify(flows, inventory, docs, target)
+    results = pipeline.verify(pipeline.read_traffic(args.flows), inventory, docs, target)
     zone_of: dict[str, str] = {}
     if args.plan:
         result = load_plan(args.plan)

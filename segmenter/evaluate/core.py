@@ -10,6 +10,7 @@ held in :class:`Tier`\\ s, so one evaluation loop (Calico's tier algorithm, poli
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -76,6 +77,8 @@ class Subject:
     ip: IPAddress | None
     identities: tuple[Identity, ...]  # the pod (if a pod), then network sets containing the IP
     ports: tuple[ContainerPort, ...]  # declared container ports (pods only)
+    # Cilium: the names this pod's DNS lookups are visible to the DNS proxy for (rules.dns).
+    fqdn_visible: tuple[FqdnSelector, ...] = ()
 
 
 def ip_in(ip: IPAddress | None, net: IPNetwork) -> bool:
@@ -263,7 +266,148 @@ class CalicoRule:
         return self.destination.matches(dst, proto, None if is_icmp else port)
 
 
-Rule = K8sRule | CalicoRule
+# --------------------------------------------------------------------------------------------
+# Cilium rules (policy-semantics.md §4.5, §4.6, §4.9)
+
+# Identity label keys Cilium gives every pod (pkg/k8s/apis/cilium.io constants).
+CILIUM_NAMESPACE = "k8s:io.kubernetes.pod.namespace"
+CILIUM_NAMESPACE_LABELS = "io.cilium.k8s.namespace.labels."
+CILIUM_SERVICE_ACCOUNT = "io.cilium.k8s.policy.serviceaccount"
+CILIUM_CLUSTER = "io.cilium.k8s.policy.cluster"
+
+
+@dataclass(frozen=True)
+class FqdnSelector:
+    """A ``matchName`` or ``matchPattern`` (compiled; matched case-insensitively without the
+    trailing dot)."""
+
+    text: str
+    regex: re.Pattern[str]
+
+    def match(self, name: str) -> bool:
+        return self.regex.fullmatch(name.lower().rstrip(".")) is not None
+
+
+@dataclass(frozen=True)
+class PeerIdentity:
+    """What a Cilium rule sees of the other end: identity labels (``source:key``, plus an
+    ``any:key`` copy of each), the entities it belongs to, whether it is outside the cluster
+    (``world``: CIDR and FQDN selectors see only such peers under the default
+    ``policy-cidr-match-mode``, §4.5)."""
+
+    labels: Mapping[str, str]
+    entities: frozenset[str]
+    world: bool
+
+
+def cilium_peer(peer: Subject, local: Subject) -> PeerIdentity:
+    """The identity of ``peer`` as seen from the policy subject ``local`` (§4.2, §4.5).
+
+    A pod-network pod has its identity labels (``Subject.labels`` under Cilium enforcement). A
+    node, or a hostNetwork pod, is ``host`` on the subject's own node and ``remote-node``
+    elsewhere. An API server endpoint is ``kube-apiserver`` plus its node identity, or plus
+    ``world`` outside the cluster (identity.ReservedIdentityKubeAPIServer carries remote-node).
+    Anything else is ``world``.
+    """
+    if peer.is_pod:
+        return PeerIdentity(peer.labels, frozenset({"cluster", "all"}), False)
+    ep = peer.ep
+    reserved: set[str] = set()
+    if ep.node is not None or ep.host_network:
+        reserved.add("host" if ep.node is not None and ep.node == local.ep.node
+                     else "remote-node")
+    if ep.kube_apiserver:
+        reserved.add("kube-apiserver")
+    if not reserved & {"host", "remote-node"}:
+        reserved.add("world")
+    labels = {f"{source}:{name}": "" for name in reserved for source in ("reserved", "any")}
+    entities = reserved | {"all"}
+    if reserved & {"host", "remote-node", "kube-apiserver"}:
+        entities.add("cluster")
+    return PeerIdentity(labels, frozenset(entities), "world" in reserved)
+
+
+@dataclass(frozen=True)
+class CiliumPort:
+    """One ``toPorts[].ports[]`` entry: ``range`` None is port ``"0"`` (every port)."""
+
+    protocols: frozenset[Transport]
+    range: PortRange | None
+
+
+@dataclass(frozen=True)
+class CiliumRule:
+    """One Cilium allow or deny entry: one L3 peer kind (or none), then ``toPorts`` or
+    ``icmps`` (§4.5, §4.6).
+
+    L3 fields left ``None`` are absent. A rule with no L3 field matches every peer when it has
+    ``toPorts`` or ``icmps``, and nothing otherwise (``ingress: [{}]``). ``ports`` None means no
+    ``toPorts``: every port and protocol. ``dns`` holds the L7 DNS rules of the entry's
+    ``toPorts`` (their lookups go through the DNS proxy, which is how ``toFQDNs`` learns
+    addresses); other L7 rules count as L4 allows (§4.7). ``path`` names the entry in its
+    manifest (``ingressDeny[0]``, ``specs[1].egress[2]``).
+    """
+
+    direction: Direction
+    index: int
+    path: str
+    action: Action
+    selectors: tuple[Node, ...] | None = None
+    entities: frozenset[str] | None = None
+    cidrs: tuple[tuple[IPNetwork, tuple[IPNetwork, ...]], ...] | None = None
+    fqdns: tuple[FqdnSelector, ...] | None = None
+    ports: tuple[CiliumPort, ...] | None = None
+    icmps: tuple[tuple[Transport, int], ...] | None = None
+    dns: tuple[FqdnSelector, ...] = ()
+
+    def nets(self) -> list[IPNetwork]:
+        """Every CIDR the rule tells apart (for the engine's IP classes)."""
+        return [n for cidr, excepts in self.cidrs or () for n in (cidr, *excepts)]
+
+    def matches(self, src: Subject, dst: Subject, proto: Transport, port: int | None) -> bool:
+        local, peer = (dst, src) if self.direction is Direction.INGRESS else (src, dst)
+        if not self._l3(local, peer):
+            return False
+        return self._l4(dst, proto, port)
+
+    def _l3(self, local: Subject, peer: Subject) -> bool:
+        if self.selectors is not None:
+            labels = cilium_peer(peer, local).labels
+            return any(s.match(labels) for s in self.selectors)
+        if self.entities is not None:
+            if "all" in self.entities:
+                return True
+            ident = cilium_peer(peer, local)
+            return bool(self.entities & ident.entities)
+        if self.cidrs is not None:
+            if not cilium_peer(peer, local).world:
+                return False
+            ip = peer.ip
+            return any(ip_in(ip, cidr) and not any(ip_in(ip, e) for e in excepts)
+                       for cidr, excepts in self.cidrs)
+        if self.fqdns is not None:
+            if not cilium_peer(peer, local).world:
+                return False
+            # Only names the DNS proxy saw this pod look up are known to Cilium (§4.5).
+            return any(f.match(name) and any(v.match(name) for v in local.fqdn_visible)
+                       for name in peer.ep.dns_names for f in self.fqdns)
+        return self.ports is not None or self.icmps is not None
+
+    def _l4(self, dst: Subject, proto: Transport, port: int | None) -> bool:
+        if self.icmps is not None:
+            return any(proto is t and port == number for t, number in self.icmps)
+        if self.ports is None:
+            return True
+        dst_ports = dst.ports if dst.is_pod else ()
+        for p in self.ports:
+            if proto not in p.protocols:
+                continue
+            if p.range is None or p.range.contains(port, proto, dst_ports):
+                return True
+        return False
+
+
+Rule = K8sRule | CalicoRule | CiliumRule
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The policy engine: "is this connection allowed, and which policy and rule decided?".
 
-One loop, Calico's tier algorithm (policy-semantics.md §3.4), evaluates both enforcement modes:
+One loop, Calico's tier algorithm (policy-semantics.md §3.4), evaluates every enforcement mode:
 
 * ``kubernetes``: only ``networking.k8s.io/v1`` NetworkPolicy counts. Every policy sits in one
   tier of Allow rules, which is exactly the reference algorithm of §1.9: a pod that no policy
@@ -11,8 +11,11 @@ One loop, Calico's tier algorithm (policy-semantics.md §3.4), evaluates both en
   policies by order then name, rules in order; Log continues, Allow/Deny are final, Pass jumps to
   the next tier; a tier with no policy selecting the endpoint is skipped; the end of a tier applies
   its ``defaultAction``; after the last tier the pod's namespace profile allows.
+* ``cilium``: ``cilium.io/v2`` CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy, and
+  Kubernetes policies as Cilium translates them (§4.8): deny entries in a tier of their own ahead
+  of the allows, so a deny wins over every allow (§4.4); see :mod:`.cilium`.
 
-Both: a connection needs egress at the source and ingress at the destination; only the initiating
+All: a connection needs egress at the source and ingress at the destination; only the initiating
 direction is evaluated (replies of allowed connections are implicit); a pod always reaches itself;
 ingress from the destination pod's own node (a non-pod endpoint or hostNetwork pod on that node) is
 always allowed (§1.2; Calico behaves the same: a deny-all does not stop a pod's own host, as its
@@ -37,6 +40,15 @@ from segmenter.evaluate.calico import (
     compile_netset,
     compile_tier,
 )
+from segmenter.evaluate.cilium import (
+    CILIUM_GROUP,
+    CILIUM_TIERS,
+    NotEvaluated,
+    cilium_labels,
+    compile_cilium_policy,
+    compile_knp_for_cilium,
+    dns_visibility,
+)
 from segmenter.evaluate.core import (
     BUILTIN_TIERS,
     CALICO_NAME,
@@ -46,6 +58,7 @@ from segmenter.evaluate.core import (
     EMPTY,
     K8S_NAMESPACE_NAME,
     CalicoRule,
+    CiliumRule,
     CompiledPolicy,
     Identity,
     IPBlockPeer,
@@ -72,7 +85,7 @@ __all__ = ["ENFORCEMENTS", "PolicyEngine"]
 
 logger = logging.getLogger(__name__)
 
-ENFORCEMENTS = ("kubernetes", "calico")
+ENFORCEMENTS = ("kubernetes", "calico", "cilium")
 
 _CALICO_GROUPS = ("projectcalico.org", "crd.projectcalico.org")
 _ADMIN_GROUP = "policy.networking.k8s.io"
@@ -104,17 +117,18 @@ def _looks_calico(doc: Mapping[str, Any]) -> bool:
 
 
 class PolicyEngine:
-    """Evaluates connections against Kubernetes NetworkPolicy and, optionally, Calico policy.
+    """Evaluates connections against Kubernetes NetworkPolicy and, optionally, Calico or
+    Cilium policy.
 
     Args:
         namespaces: labels of each namespace (``kubernetes.io/metadata.name`` is always added, and
             ``projectcalico.org/name`` under Calico). ``Namespace`` manifests given to
             :meth:`add_manifest` fill in namespaces not listed here.
-        enforcement: ``"kubernetes"`` or ``"calico"`` (see the module docstring).
+        enforcement: ``"kubernetes"``, ``"calico"`` or ``"cilium"`` (see the module docstring).
         ipblock_matches_pods: [I] (policy-semantics.md §1.5, case 17) whether a Kubernetes
             ``ipBlock`` also matches pod IPs. True is Calico's behaviour and the upstream e2e
             suite's expectation; False is Cilium's (CIDR rules never select in-cluster pods).
-            Calico enforcement always matches pod IPs.
+            Calico enforcement always matches pod IPs; Cilium enforcement never does.
         skip_invalid: leave out manifests that :func:`validate_manifest` finds errors in (the
             API server would have rejected them); they are listed in :attr:`rejected`.
         cache: index and cache (the default). ``False`` evaluates every flow from scratch
@@ -159,6 +173,8 @@ class PolicyEngine:
         self._doc_ns: dict[str, dict[str, str]] = {}
         self._dirty = True
         self._tiers: list[Tier] = []
+        if enforcement == "cilium":
+            self._tier_defs.update((t.name, t) for t in CILIUM_TIERS)
         self._reset_caches()
 
     @property
@@ -235,9 +251,22 @@ class PolicyEngine:
             doc.get("apiVersion") == "networking.k8s.io/v1"
             or (group == "" and not _looks_calico(doc))
         ):
+            if self.enforcement == "cilium":
+                if self._admit(doc, ident):
+                    self._compile_cilium(ident, lambda: compile_knp_for_cilium(doc))
+                return
             if self._admit(doc, ident):
                 self._compile(ident, lambda: compile_k8s_policy(
                     doc, ipblock_matches_pods=self.ipblock_matches_pods, calico=self.calico))
+            return
+        if group == CILIUM_GROUP:
+            if self.enforcement != "cilium":
+                self.ignored.append(f"{ident}: Cilium objects are not enforced under "
+                                    f"{self.enforcement} enforcement")
+            elif kind in ("CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"):
+                self._compile_cilium(ident, lambda: compile_cilium_policy(doc))
+            else:
+                self.ignored.append(f"{ident}: kind {kind} is not evaluated")
             return
         if group in _CALICO_GROUPS or (group == "" and kind == "NetworkPolicy"):
             self._add_calico(doc, kind, group, ident)
@@ -256,8 +285,8 @@ class PolicyEngine:
 
     def _add_calico(self, doc: Mapping[str, Any], kind: str, group: str, ident: str) -> None:
         if not self.calico:
-            self.ignored.append(f"{ident}: Calico objects are not enforced under kubernetes "
-                                f"enforcement")
+            self.ignored.append(f"{ident}: Calico objects are not enforced under "
+                                f"{self.enforcement} enforcement")
             return
         if group == "crd.projectcalico.org":
             self.warnings.append(f"{ident}: crd.projectcalico.org/v1 is Calico's internal "
@@ -294,6 +323,18 @@ class PolicyEngine:
             logger.warning("%s is invalid and left out: %s", ident, "; ".join(errors))
             return False
         return True
+
+    def _compile_cilium(self, ident: str, build: Callable[[], list[CompiledPolicy]]) -> None:
+        try:
+            policies = build()
+        except NotEvaluated as exc:
+            self.ignored.append(f"{ident}: {exc}")
+            return
+        except PolicyCompileError as exc:
+            self._rejected.append(f"{ident}: {exc}")
+            logger.warning("%s cannot be evaluated: %s", ident, exc)
+            return
+        self._compiled.extend(policies)
 
     def _compile(self, ident: str, build: Callable[[], CompiledPolicy]) -> None:
         try:
@@ -361,6 +402,8 @@ class PolicyEngine:
                     for ent in (rule.source, rule.destination):
                         nets.update(ent.nets or ())
                         nets.update(ent.not_nets)
+                else:
+                    nets.update(rule.nets())
         for s in self._netsets:
             nets.update(s.nets)
         tables: dict[int, dict[int, dict[int, int]]] = {4: {}, 6: {}}
@@ -423,6 +466,8 @@ class PolicyEngine:
             if self.calico:
                 labels = {**pod_labels, CALICO_NAMESPACE: str(ns), CALICO_ORCHESTRATOR: "k8s",
                           CALICO_SERVICE_ACCOUNT: sa}
+            elif self.enforcement == "cilium":
+                labels = cilium_labels(pod_labels, str(ns), ns_labels, sa)
             identities.append(Identity(labels, ns, ns_labels, sa, {CALICO_NAME: sa}))
         if self.calico and ip is not None:
             for s in self._netsets:
@@ -431,6 +476,9 @@ class PolicyEngine:
                     identities.append(Identity(s.labels, s.namespace, set_ns, None, EMPTY))
         subject = Subject(ep, is_pod, ns, pod_labels, labels, ns_labels, ip, tuple(identities),
                           ep.ports if is_pod else ())
+        if is_pod and self.enforcement == "cilium":
+            subject.fqdn_visible = dns_visibility(
+                p for _, pols in self._applicable(Direction.EGRESS, subject) for p in pols)
         if self.cache:
             if len(self._subjects) >= _CACHE_LIMIT:
                 self._subjects.clear()
@@ -495,7 +543,9 @@ class PolicyEngine:
         same_node = dst_pod and not src_pod and src.node is not None and src.node == dst.node
         key: tuple[Any, ...] | None = None
         if self.cache:
-            key = (self._class_id(src), self._class_id(dst), same_node, transport, port)
+            # Cilium tells a node endpoint on the pod's own node (host) from others (remote-node).
+            near = self.enforcement == "cilium" and src.node is not None and src.node == dst.node
+            key = (self._class_id(src), self._class_id(dst), same_node, near, transport, port)
             hit = self._verdicts.get(key)
             if hit is not None:
                 return hit
@@ -521,7 +571,8 @@ class PolicyEngine:
         if entry is not None and entry[0] is ep:
             return entry[1]
         key = (ep.namespace, ep.host_network, ep.labels, ep.service_account, ep.ports,
-               self._ip_signature(ep.ip))
+               self._ip_signature(ep.ip), ep.node is not None and not ep.is_pod,
+               ep.kube_apiserver, ep.dns_names)
         cid = self._class_ids.get(key)
         if cid is None:
             cid = self._class_ids[key] = len(self._class_ids)
@@ -539,8 +590,10 @@ class PolicyEngine:
         subj = self._subject(ep)
         if not subj.is_pod:
             return []
-        return [p.display for _, pols in self._applicable(Direction(str(direction).lower()), subj)
-                for p in pols]
+        # dict.fromkeys: a Cilium policy can sit in its deny tier and in an allow tier.
+        return list(dict.fromkeys(
+            p.display for _, pols in self._applicable(Direction(str(direction).lower()), subj)
+            for p in pols))
 
     def _decide(
         self,
@@ -571,7 +624,8 @@ class PolicyEngine:
                 for rule in pol.rules(direction):
                     if not rule.matches(src, dst, proto, port):
                         continue
-                    name = f"{direction}[{rule.index}]"
+                    name = (rule.path if isinstance(rule, CiliumRule)
+                            else f"{direction}[{rule.index}]")
                     if rule.action is Action.LOG:
                         logged.append(f"{pol.display} {name}")
                         continue
@@ -592,6 +646,9 @@ class PolicyEngine:
                 return Decision(False, pol.display, name, f"denied by rule {name}{note}")
             passed = f"{pol.display} {name}"
         note = f"; logged by {', '.join(logged)}" if logged else ""
+        if self.enforcement == "cilium":
+            return Decision(True, None, None, f"no deny matched and no selecting rule enables "
+                                              f"default deny for {direction}")
         return Decision(True, None, None, f"passed by {passed}, no later tier decided: allowed "
                                           f"by profile kns.{local.namespace}{note}")
 

@@ -38,6 +38,12 @@ class EvalEndpoint:
     policy-semantics.md §1.7): it is treated as traffic of its node. ``ports`` are the declared
     container ports, used to resolve named ports on a destination pod. ``service_account``
     ``None`` means the namespace's ``default`` account (every pod runs as one).
+
+    Cilium enforcement reads two more facts about endpoints that are not pods: ``dns_names``,
+    the DNS names the address is known by (what Cilium's DNS proxy would have seen a pod look
+    up, matched by ``toFQDNs``), and ``kube_apiserver``, set for an API server endpoint (the
+    ``kube-apiserver`` identity, policy-semantics.md §4.5). A non-pod endpoint with ``node`` set
+    is that node (or a hostNetwork pod on it).
     """
 
     ip: str
@@ -48,6 +54,8 @@ class EvalEndpoint:
     ports: tuple[ContainerPort, ...] = ()
     service_account: str | None = None
     name: str = ""
+    dns_names: tuple[str, ...] = ()
+    kube_apiserver: bool = False
 
     @property
     def is_pod(self) -> bool:

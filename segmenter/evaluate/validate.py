@@ -62,7 +62,7 @@ def describe_manifest(doc: Mapping[str, Any]) -> str:
     ns = meta.get("namespace")
     kind = doc.get("kind") or "?"
     namespaced = kind in ("NetworkPolicy", "NetworkSet", "StagedNetworkPolicy",
-                          "StagedKubernetesNetworkPolicy")
+                          "StagedKubernetesNetworkPolicy", "CiliumNetworkPolicy")
     if namespaced:
         return f"{api} {kind} {ns or 'default'}/{name}"
     return f"{api} {kind} {name}"

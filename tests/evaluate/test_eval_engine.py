@@ -173,7 +173,7 @@ def test_transport_may_be_a_string_and_bad_enforcement_is_refused() -> None:
     e = make_engine(netpol(ingress=[{"ports": [{"protocol": "UDP", "port": 53}]}]))
     assert e.check(ext(), pod(), "udp", 53).allowed
     with pytest.raises(ValueError, match="enforcement must be one of"):
-        PolicyEngine(enforcement="cilium")
+        PolicyEngine(enforcement="antrea")
 
 
 def test_verdicts_are_shared_by_pods_of_the_same_class() -> None:
