@@ -1,6 +1,6 @@
 """The policy engine: "is this connection allowed, and which policy and rule decided?".
 
-One loop, Calico's tier algorithm (policy-semantics.md §3.4), evaluates both enforcement modes:
+One loop, Calico's tier algorithm (policy-semantics.md §3.4), evaluates every enforcement mode:
 
 * ``kubernetes``: only ``networking.k8s.io/v1`` NetworkPolicy counts. Every policy sits in one
   tier of Allow rules, which is exactly the reference algorithm of §1.9: a pod that no policy
@@ -11,8 +11,12 @@ One loop, Calico's tier algorithm (policy-semantics.md §3.4), evaluates both en
   policies by order then name, rules in order; Log continues, Allow/Deny are final, Pass jumps to
   the next tier; a tier with no policy selecting the endpoint is skipped; the end of a tier applies
   its ``defaultAction``; after the last tier the pod's namespace profile allows.
+* ``clusternetworkpolicy``: NetworkPolicies as under ``kubernetes``, with
+  ``policy.networking.k8s.io/v1alpha2`` ClusterNetworkPolicies in a Pass-ending tier before them
+  (``Admin``) and one after them (``Baseline``): the reference algorithm of §2.7 (see
+  :mod:`segmenter.evaluate.clusternetworkpolicy`). No rule matching anywhere: allowed.
 
-Both: a connection needs egress at the source and ingress at the destination; only the initiating
+All: a connection needs egress at the source and ingress at the destination; only the initiating
 direction is evaluated (replies of allowed connections are implicit); a pod always reaches itself;
 ingress from the destination pod's own node (a non-pod endpoint or hostNetwork pod on that node) is
 always allowed (§1.2; Calico behaves the same: a deny-all does not stop a pod's own host, as its
@@ -37,6 +41,11 @@ from segmenter.evaluate.calico import (
     compile_netset,
     compile_tier,
 )
+from segmenter.evaluate.clusternetworkpolicy import (
+    CNP_KIND,
+    compile_cluster_network_policy,
+    evaluation_warnings,
+)
 from segmenter.evaluate.core import (
     BUILTIN_TIERS,
     CALICO_NAME,
@@ -46,6 +55,7 @@ from segmenter.evaluate.core import (
     EMPTY,
     K8S_NAMESPACE_NAME,
     CalicoRule,
+    CnpRule,
     CompiledPolicy,
     Identity,
     IPBlockPeer,
@@ -72,7 +82,7 @@ __all__ = ["ENFORCEMENTS", "PolicyEngine"]
 
 logger = logging.getLogger(__name__)
 
-ENFORCEMENTS = ("kubernetes", "calico")
+ENFORCEMENTS = ("kubernetes", "calico", "clusternetworkpolicy")
 
 _CALICO_GROUPS = ("projectcalico.org", "crd.projectcalico.org")
 _ADMIN_GROUP = "policy.networking.k8s.io"
@@ -110,7 +120,8 @@ class PolicyEngine:
         namespaces: labels of each namespace (``kubernetes.io/metadata.name`` is always added, and
             ``projectcalico.org/name`` under Calico). ``Namespace`` manifests given to
             :meth:`add_manifest` fill in namespaces not listed here.
-        enforcement: ``"kubernetes"`` or ``"calico"`` (see the module docstring).
+        enforcement: ``"kubernetes"``, ``"calico"`` or ``"clusternetworkpolicy"`` (see the
+            module docstring).
         ipblock_matches_pods: [I] (policy-semantics.md §1.5, case 17) whether a Kubernetes
             ``ipBlock`` also matches pod IPs. True is Calico's behaviour and the upstream e2e
             suite's expectation; False is Cilium's (CIDR rules never select in-cluster pods).
@@ -164,6 +175,11 @@ class PolicyEngine:
     @property
     def calico(self) -> bool:
         return self.enforcement == "calico"
+
+    @property
+    def admin_policies(self) -> bool:
+        """Whether ClusterNetworkPolicy objects are enforced (§2)."""
+        return self.enforcement == "clusternetworkpolicy"
 
     @property
     def rejected(self) -> list[str]:
@@ -245,6 +261,11 @@ class PolicyEngine:
         if kind == "NetworkPolicy" and group in ("extensions", "networking.k8s.io"):
             self.ignored.append(f"{ident}: apiVersion {doc.get('apiVersion')} is no longer "
                                 f"served; use networking.k8s.io/v1")
+            return
+        if group == _ADMIN_GROUP and kind == CNP_KIND and self.admin_policies:
+            if self._admit(doc, ident):
+                self.warnings.extend(f"{ident}: {w}" for w in evaluation_warnings(doc))
+                self._compile(ident, lambda: compile_cluster_network_policy(doc))
             return
         if group == _ADMIN_GROUP:
             self.ignored.append(f"{ident}: the admin network policy APIs are not evaluated")
@@ -361,6 +382,8 @@ class PolicyEngine:
                     for ent in (rule.source, rule.destination):
                         nets.update(ent.nets or ())
                         nets.update(ent.not_nets)
+                elif isinstance(rule, CnpRule):
+                    nets.update(rule.networks)
         for s in self._netsets:
             nets.update(s.nets)
         tables: dict[int, dict[int, dict[int, int]]] = {4: {}, 6: {}}
@@ -592,8 +615,9 @@ class PolicyEngine:
                 return Decision(False, pol.display, name, f"denied by rule {name}{note}")
             passed = f"{pol.display} {name}"
         note = f"; logged by {', '.join(logged)}" if logged else ""
+        default = f"profile kns.{local.namespace}" if self.calico else "the Kubernetes default"
         return Decision(True, None, None, f"passed by {passed}, no later tier decided: allowed "
-                                          f"by profile kns.{local.namespace}{note}")
+                                          f"by {default}{note}")
 
     def _no_match(self, direction: Direction, tier: Tier, pols: tuple[CompiledPolicy, ...],
                   note: str) -> Decision:
