@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from segmenter.dialects.base import Dialect, Output
 from segmenter.dialects.calico import Calico
+from segmenter.dialects.clusternetworkpolicy import ClusterNetworkPolicy
 from segmenter.dialects.kubernetes import Kubernetes
 
-DIALECTS: dict[str, type[Dialect]] = {"kubernetes": Kubernetes, "calico": Calico}
+DIALECTS: dict[str, type[Dialect]] = {"kubernetes": Kubernetes, "calico": Calico,
+                                      "clusternetworkpolicy": ClusterNetworkPolicy}
 
 
 def get_dialect(name: str, *, best_effort: bool = False, staged: bool = False) -> Dialect:
@@ -17,4 +19,5 @@ def get_dialect(name: str, *, best_effort: bool = False, staged: bool = False) -
     return cls(best_effort=best_effort, staged=staged)
 
 
-__all__ = ["DIALECTS", "Calico", "Dialect", "Kubernetes", "Output", "get_dialect"]
+__all__ = ["DIALECTS", "Calico", "ClusterNetworkPolicy", "Dialect", "Kubernetes", "Output",
+           "get_dialect"]
