@@ -5,7 +5,7 @@ is the small surface notebooks use; each function is one stage.
 
 >>> import segmenter
 >>> sorted(segmenter.DIALECT_NAMES)
-['calico', 'kubernetes']
+['calico', 'clusternetworkpolicy', 'kubernetes']
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-DIALECT_NAMES = ("kubernetes", "calico")
+DIALECT_NAMES = ("kubernetes", "calico", "clusternetworkpolicy")
 
 if TYPE_CHECKING:
     import networkx as nx

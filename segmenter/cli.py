@@ -30,11 +30,13 @@ EXIT_OK, EXIT_DENIED, EXIT_ERROR = 0, 1, 2
 class DialectName(enum.StrEnum):
     KUBERNETES = "kubernetes"
     CALICO = "calico"
+    CLUSTERNETWORKPOLICY = "clusternetworkpolicy"
 
 
 class Enforcement(enum.StrEnum):
     KUBERNETES = "kubernetes"
     CALICO = "calico"
+    CLUSTERNETWORKPOLICY = "clusternetworkpolicy"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inventory", nargs="+", required=True)
     p.add_argument("--config", help="segmenter.yaml (compile options)")
     p.add_argument("--dialect", action="append", type=DialectName,
-                   choices=list(DialectName), help="default: both")
+                   choices=list(DialectName), help="default: all")
     p.add_argument("-o", "--output", required=True,
                    help="folder; with several dialects, one subfolder each")
     p.add_argument("--best-effort", action="store_true",
