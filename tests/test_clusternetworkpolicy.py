@@ -261,19 +261,16 @@ def test_split_guardrail_alone_decides_exactly_the_plan() -> None:
     assert len(wrong) == checked == len(externals)
 
 
-def test_one_limit_lower_changes_the_objects_not_the_verdicts() -> None:
+def test_one_limit_lower_changes_the_objects_not_the_verdicts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Splitting at 10 instead of 25 gives more objects and the same verdicts."""
     import segmenter.dialects.clusternetworkpolicy as module
 
     case = big_case()
     b = case.builder
     at_25 = documents(compile_case(case))
-    saved = module.MAX_ITEMS
-    module.MAX_ITEMS = 10
-    try:
-        at_10 = documents(compile_case(case))
-    finally:
-        module.MAX_ITEMS = saved
+    monkeypatch.setattr(module, "MAX_ITEMS", 10)
+    at_10 = documents(compile_case(case))
     count = {k: sum(1 for d in docs if d.get("spec", {}).get("tier") == "Admin")
              for k, docs in (("25", at_25), ("10", at_10))}
     assert count["10"] > count["25"]

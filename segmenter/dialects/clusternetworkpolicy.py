@@ -60,12 +60,13 @@ unambiguous at the same priority because their subjects (one namespace each) are
 (upstream only leaves equal priorities undefined for policies that can match the same
 connection, §2.3). Rule names (at most 100 characters) say action, direction and peer.
 
-``domain_names=True`` (experimental channel CRD only; off by default): before the ``Pass`` of an
-egress peer that carries observed DNS names, an ``Accept`` to ``domainNames``, the allow-list
-pattern the field documents (§2.4). It is a deliberate widening: it allows whatever those names
-resolve to at connection time (implementation-defined). The observed addresses stay allowed
-through the ``Pass`` and the NetworkPolicies, so the output still works where name resolution
-is cold. Off, such peers are CIDRs and the rule name carries the DNS name.
+``domain_names=True`` (experimental channel CRD only; off by default): for egress peers that
+carry observed DNS names, ``Accept`` rules to ``domainNames`` ahead of the guardrail's ``Pass``
+rules, the allow-list pattern the field documents (§2.4). It is a deliberate widening: it
+allows whatever those names resolve to at connection time (implementation-defined), without the
+NetworkPolicies being asked. The observed addresses stay allowed through the ``Pass`` and the
+NetworkPolicies, so the output still works where name resolution is cold. Off (the default),
+such peers are CIDRs, and the rule names and evidence carry the DNS names.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Evaluates Kubernetes ``networking.k8s.io/v1`` NetworkPolicy (reference algorithm of
 policy-semantics.md §1.9) and, under ``enforcement="calico"``, Calico ``projectcalico.org/v3``
-policy with tiers (§3.4)::
+policy with tiers (§3.4), or under ``enforcement="clusternetworkpolicy"``,
+``policy.networking.k8s.io/v1alpha2`` ClusterNetworkPolicy around the NetworkPolicies (§2.7)::
 
     from segmenter.evaluate import EvalEndpoint, PolicyEngine, load_manifests
 
@@ -12,9 +13,10 @@ policy with tiers (§3.4)::
     verdict.allowed, verdict.ingress.policy, verdict.ingress.rule, verdict.ingress.reason
 
 Modules: :mod:`.model` (public value types), :mod:`.selector` (Calico selector language and
-Kubernetes label selectors), :mod:`.kubernetes` and :mod:`.calico` (manifest → compiled policy),
-:mod:`.core` (compiled rules and policies), :mod:`.engine` (evaluation, indexes, caches),
-:mod:`.validate` (what the API would reject), :mod:`.load` (reading files).
+Kubernetes label selectors), :mod:`.kubernetes`, :mod:`.calico` and :mod:`.clusternetworkpolicy`
+(manifest → compiled policy), :mod:`.core` (compiled rules and policies), :mod:`.engine`
+(evaluation, indexes, caches), :mod:`.validate` (what the API would reject), :mod:`.load`
+(reading files).
 """
 
 from segmenter.evaluate.engine import ENFORCEMENTS, PolicyEngine
