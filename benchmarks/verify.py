@@ -5,15 +5,17 @@ a default-deny policy and per-workload allow policies (1,000 NetworkPolicies in 
 ``--enforcement calico`` 100 of them are replaced by a security tier of GlobalNetworkPolicies and
 network sets; under ``--enforcement cilium`` the same guards are CiliumClusterwideNetworkPolicies
 with deny rules (which win over every allow) and the Kubernetes policies are read as Cilium
-translates them. Flows follow a random call graph (each workload calls three others, some across
-namespaces, plus DNS and external egress), so most are allowed and some are denied, as in a real
-capture.
+translates them; under ``--enforcement clusternetworkpolicy`` by 100 Admin-tier
+ClusterNetworkPolicies and a Baseline default deny for the dev namespaces. Flows follow a random
+call graph (each workload calls three others, some across namespaces, plus DNS and external
+egress), so most are allowed and some are denied, as in a real capture.
 
 The naive baseline (``PolicyEngine(cache=False)``: no namespace index, no selection cache, no
 verdict cache; every flow scans every policy) is timed on a sample in the same run, its verdicts
 are compared with the fast engine's, and the speed-up is printed::
 
-    .venv/bin/python benchmarks/verify.py [--flows N] [--enforcement calico|cilium] [--seed S]
+    .venv/bin/python benchmarks/verify.py [--flows N] [--seed S]
+        [--enforcement calico|cilium|clusternetworkpolicy]
 """
 
 from __future__ import annotations
@@ -134,6 +136,30 @@ def build_policies(workloads: list[list[EvalEndpoint]], calls: list[dict[str, An
                                   "ingressDeny": [{"fromCIDRSet": [{"cidr": "198.51.100.0/24"}]}],
                                   "egressDeny": [{"toPorts": [{"ports": [
                                       {"port": "23", "protocol": "TCP"}]}]}]}})
+    elif enforcement == "clusternetworkpolicy":
+        # The same guards as ClusterNetworkPolicies (policy-semantics.md §2), plus a Baseline
+        # default deny for the dev namespaces.
+        docs = docs[:-100]
+        cnp = {"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy"}
+        for k in range(100):
+            docs.append({**cnp, "metadata": {"name": f"guard-{k}"}, "spec": {
+                "tier": "Admin", "priority": k,
+                "subject": {"pods": {
+                    "namespaceSelector": {"matchLabels": {"team": f"team-{k % 7}"}},
+                    "podSelector": {"matchLabels": {"tier": f"t{k % 3}", "app": f"app-{k % 10}"}}}},
+                "ingress": [{"action": "Deny", "from": [{"namespaces": {"matchLabels": {
+                                 "env": "dev"}}}],
+                             "protocols": [{"tcp": {"destinationPort": {"number": 22}}}]},
+                            {"action": "Pass", "from": [{"namespaces": {}}]}],
+                "egress": [{"action": "Deny", "to": [{"networks": ["198.51.100.0/24"]}]},
+                           {"action": "Deny", "to": [{"namespaces": {}}],
+                            "protocols": [{"tcp": {"destinationPort": {"number": 23}}}]},
+                           {"action": "Pass", "to": [{"namespaces": {}},
+                                                     {"networks": ["0.0.0.0/0"]}]}]}})
+        docs.append({**cnp, "metadata": {"name": "baseline-dev"}, "spec": {
+            "tier": "Baseline", "priority": 1000,
+            "subject": {"namespaces": {"matchLabels": {"env": "dev"}}},
+            "ingress": [{"action": "Deny", "from": [{"namespaces": {}}]}]}})
     return docs
 
 
@@ -168,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flows", type=int, default=1_000_000)
     parser.add_argument("--naive-sample", type=int, default=2_000)
-    parser.add_argument("--enforcement", choices=("kubernetes", "calico", "cilium"),
+    parser.add_argument("--enforcement", choices=("kubernetes", "calico", "cilium",
+                                                  "clusternetworkpolicy"),
                         default="kubernetes")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -180,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     flows = build_flows(rng, workloads, calls, args.flows)
     pods = sum(len(w) for w in workloads)
     policies = sum(1 for d in docs if d["kind"] in ("NetworkPolicy", "GlobalNetworkPolicy",
-                                                     "CiliumClusterwideNetworkPolicy"))
+                                                     "CiliumClusterwideNetworkPolicy",
+                                                     "ClusterNetworkPolicy"))
     print(f"generated {pods:,} pods, {policies:,} policies, {len(flows):,} flows "
           f"({args.enforcement}) in {time.perf_counter() - t0:.1f} s")
 

@@ -22,6 +22,7 @@ from typing import Any, Final
 from segmenter.dialects.base import Dialect
 from segmenter.dialects.calico import Calico
 from segmenter.dialects.cilium import Cilium
+from segmenter.dialects.clusternetworkpolicy import ClusterNetworkPolicy
 from segmenter.dialects.kubernetes import Kubernetes
 from segmenter.errors import UnknownNameError
 from segmenter.evaluate import PolicyEngine
@@ -34,6 +35,7 @@ K8S_GROUP: Final = "networking.k8s.io"
 CALICO_GROUP: Final = "projectcalico.org"
 CALICO_VERSION: Final = "v3"
 CILIUM_GROUP: Final = "cilium.io"
+ADMIN_GROUP: Final = "policy.networking.k8s.io"
 
 
 class ApplyRoute(enum.StrEnum):
@@ -127,9 +129,14 @@ CILIUM_KINDS: Final = (
                "ciliumclusterwidenetworkpolicies", False),
 )
 
+CLUSTER_NETWORK_POLICY_KINDS: Final = (
+    PolicyKind("ClusterNetworkPolicy", ADMIN_GROUP, "v1alpha2", "clusternetworkpolicies", False),
+)
+
 
 def _no_defaults(doc: dict[str, Any]) -> None:
-    """Cilium's API server defaults nothing in these objects that changes their meaning."""
+    """The API server defaults nothing in these objects that changes their meaning (Cilium
+    v2; ClusterNetworkPolicy v1alpha2, whose every field that matters is required)."""
 
 
 TARGETS: dict[str, Target] = {
@@ -142,6 +149,11 @@ TARGETS: dict[str, Target] = {
                apply_route=ApplyRoute.KUBECTL_OR_CALICOCTL),
         Target("cilium", "Cilium cilium.io/v2", Cilium, _engine("cilium"), CILIUM_KINDS,
                _no_defaults),
+        # Its folder also holds the per-workload NetworkPolicies: complete on its own for
+        # clusters without Calico tiers (Calico 3.32, kube-network-policies).
+        Target("clusternetworkpolicy", "ClusterNetworkPolicy policy.networking.k8s.io/v1alpha2",
+               ClusterNetworkPolicy, _engine("clusternetworkpolicy"),
+               CLUSTER_NETWORK_POLICY_KINDS, _no_defaults),
     )
 }
 

@@ -243,13 +243,17 @@ def _normalize(rule: str) -> str:
     return " ".join(rule.split())
 
 
-def cel_errors(schema: dict[str, Any], value: Any, path: str) -> Iterator[str]:
-    """Every CEL rule in ``schema`` that applies to a value present in ``value`` and fails."""
+def cel_errors(schema: dict[str, Any], value: Any, path: str,
+               rules: dict[str, Callable[[Any], bool]] | None = None) -> Iterator[str]:
+    """Every CEL rule in ``schema`` that applies to a value present in ``value`` and fails.
+
+    ``rules`` holds the readings by rule text (default: ``CEL_RULES``, Calico's)."""
     if value is None:
         return
+    readings = CEL_RULES if rules is None else rules
     for check in schema.get("x-kubernetes-validations", []):
         rule = _normalize(check["rule"])
-        reading = CEL_RULES.get(rule)
+        reading = readings.get(rule)
         if reading is None:
             yield f"{path}: CEL rule not reviewed, read it and add it to CEL_RULES: {rule}"
         elif not reading(value):
@@ -257,14 +261,14 @@ def cel_errors(schema: dict[str, Any], value: Any, path: str) -> Iterator[str]:
     if isinstance(value, dict):
         for key, sub in schema.get("properties", {}).items():
             if key in value:
-                yield from cel_errors(sub, value[key], f"{path}.{key}")
+                yield from cel_errors(sub, value[key], f"{path}.{key}", rules)
         extra = schema.get("additionalProperties")
         if isinstance(extra, dict):
             for key, item in value.items():
-                yield from cel_errors(extra, item, f"{path}[{key!r}]")
+                yield from cel_errors(extra, item, f"{path}[{key!r}]", rules)
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         for index, item in enumerate(value):
-            yield from cel_errors(schema["items"], item, f"{path}[{index}]")
+            yield from cel_errors(schema["items"], item, f"{path}[{index}]", rules)
 
 
 # ---------------------------------------------------------------------------------------------

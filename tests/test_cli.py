@@ -17,6 +17,7 @@ from segmenter.cluster.dump import load_inventory
 from segmenter.evaluate import EvalEndpoint, PolicyEngine, load_manifests
 from segmenter.flowfile import read_flow_files
 from segmenter.model import Transport
+from segmenter.targets import target_names
 from tests.conftest import REPO
 
 SAMPLE = REPO / "sample"
@@ -34,7 +35,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_run_writes_every_output(run_dir: Path) -> None:
     for name in ("flows.jsonl", "graph.json", "plan.json", "graph.png",
-                 "kubernetes/kustomization.yaml", "calico/kustomization.yaml"):
+                 *(f"{target}/kustomization.yaml" for target in target_names())):
         assert (run_dir / name).is_file(), name
     plan = json.loads((run_dir / "plan.json").read_text())
     restricted = [m["node"] for m in plan["classes"]["pci"]["zones"]["restricted"]]
@@ -71,7 +72,7 @@ def test_every_networkpolicy_is_a_valid_kubernetes_object(run_dir: Path) -> None
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 def test_kustomization_builds_with_kubectl(run_dir: Path) -> None:
-    for dialect in ("kubernetes", "calico"):
+    for dialect in target_names():
         result = subprocess.run(["kubectl", "kustomize", str(run_dir / dialect)],
                                 capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stderr
@@ -80,7 +81,7 @@ def test_kustomization_builds_with_kubectl(run_dir: Path) -> None:
         assert len(built) == sum(len(list(yaml.safe_load_all(p.read_text()))) for p in files)
 
 
-@pytest.mark.parametrize("enforcement", ["kubernetes", "calico"])
+@pytest.mark.parametrize("enforcement", target_names())
 def test_only_observed_pairs_reach_the_restricted_zone(run_dir: Path, enforcement: str) -> None:
     """Every (workload, port) pair into or out of card-vault is allowed iff it was planned:
     observed, or DNS to the cluster resolver (the plan's one addition)."""
@@ -119,7 +120,7 @@ def test_only_observed_pairs_reach_the_restricted_zone(run_dir: Path, enforcemen
 
 
 def test_every_observed_flow_is_allowed(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for enforcement in ("kubernetes", "calico"):
+    for enforcement in target_names():
         code = main(["verify", "--policies", str(run_dir / enforcement), "--flows",
                      str(run_dir / "flows.jsonl"), "--inventory",
                      str(SAMPLE / "shop-inventory.json"), "--enforcement", enforcement])

@@ -1,8 +1,8 @@
 """Invariants on random graphs (Hypothesis): the compiler allows exactly the plan.
 
-- every observed flow between policed workloads is allowed, under Kubernetes, Calico and Cilium
-  enforcement, by the emitted YAML read back through the evaluator (Cilium's zone guardrails,
-  deny rules that override every allow, included);
+- every observed flow between policed workloads is allowed, under Kubernetes, Calico, Cilium
+  and ClusterNetworkPolicy enforcement, by the emitted YAML read back through the evaluator
+  (Cilium's zone guardrails, deny rules that override every allow, included);
 - no pair of workloads that never talked is allowed (least privilege; in particular nothing
   unobserved reaches into or out of a restricted zone);
 - the zones of every class partition the graph;
@@ -104,7 +104,7 @@ def test_exactly_the_observed_flows_are_allowed(case: tuple[ClusterBuilder, Conf
 
     policed = [n for n in pods if not n.startswith("kube-system/")]
     externals = [n for n in b.graph.nodes if n.startswith("external:")]
-    for enforcement in ("kubernetes", "calico", "cilium"):
+    for enforcement in ("kubernetes", "calico", "cilium", "clusternetworkpolicy"):
         engine = PolicyEngine.from_manifests(manifests[enforcement], namespaces=namespaces,
                                              enforcement=enforcement)
         for client, server in product(policed + externals, policed + externals):

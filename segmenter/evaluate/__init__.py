@@ -1,9 +1,11 @@
 """Policy engine: is a connection allowed, and which policy and rule decided?
 
 Evaluates Kubernetes ``networking.k8s.io/v1`` NetworkPolicy (reference algorithm of
-policy-semantics.md §1.9), under ``enforcement="calico"`` Calico ``projectcalico.org/v3`` policy
-with tiers (§3.4), and under ``enforcement="cilium"`` Cilium ``cilium.io/v2`` policy with deny
-precedence and Kubernetes policy as Cilium translates it (§4.9)::
+policy-semantics.md §1.9); under ``enforcement="calico"`` Calico ``projectcalico.org/v3`` policy
+with tiers (§3.4); under ``enforcement="cilium"`` Cilium ``cilium.io/v2`` policy with deny
+precedence and Kubernetes policy as Cilium translates it (§4.9); under
+``enforcement="clusternetworkpolicy"`` ``policy.networking.k8s.io/v1alpha2`` ClusterNetworkPolicy
+around the NetworkPolicies (§2.7)::
 
     from segmenter.evaluate import EvalEndpoint, PolicyEngine, load_manifests
 
@@ -13,10 +15,10 @@ precedence and Kubernetes policy as Cilium translates it (§4.9)::
     verdict.allowed, verdict.ingress.policy, verdict.ingress.rule, verdict.ingress.reason
 
 Modules: :mod:`.model` (public value types), :mod:`.selector` (Calico selector language and
-Kubernetes label selectors), :mod:`.kubernetes`, :mod:`.calico` and :mod:`.cilium` (manifest →
-compiled policy),
-:mod:`.core` (compiled rules and policies), :mod:`.engine` (evaluation, indexes, caches),
-:mod:`.validate` (what the API would reject), :mod:`.load` (reading files).
+Kubernetes label selectors), :mod:`.kubernetes`, :mod:`.calico`, :mod:`.cilium` and
+:mod:`.clusternetworkpolicy` (manifest → compiled policy), :mod:`.core` (compiled rules and
+policies), :mod:`.engine` (evaluation, indexes, caches), :mod:`.validate` (what the API would
+reject), :mod:`.load` (reading files).
 """
 
 from segmenter.evaluate.engine import ENFORCEMENTS, PolicyEngine

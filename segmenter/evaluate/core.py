@@ -4,7 +4,9 @@ Both Kubernetes NetworkPolicy and Calico policy compile into :class:`CompiledPol
 held in :class:`Tier`\\ s, so one evaluation loop (Calico's tier algorithm, policy-semantics.md
 §3.4) serves both enforcement modes. A Kubernetes-only cluster is the special case of one tier,
 ``default``, holding only Allow rules: a pod that some policy selects for a direction is isolated
-(end-of-tier deny), a pod that none selects is allowed (§1.9).
+(end-of-tier deny), a pod that none selects is allowed (§1.9). ClusterNetworkPolicy (§2.7) is
+the same loop with two more tiers around ``default``, both ending in Pass: Admin before it,
+Baseline after it.
 """
 
 from __future__ import annotations
@@ -407,7 +409,86 @@ class CiliumRule:
         return False
 
 
-Rule = K8sRule | CalicoRule | CiliumRule
+# --------------------------------------------------------------------------------------------
+# ClusterNetworkPolicy rules (policy.networking.k8s.io/v1alpha2, policy-semantics.md §2.7)
+
+
+@dataclass(frozen=True)
+class CnpPeer:
+    """One ``from[]``/``to[]`` peer of a ClusterNetworkPolicy rule.
+
+    ``kind`` is the field the peer sets: ``namespaces`` and ``pods`` match pod-network pods only
+    (never host-networked ones, §2.4); ``networks`` matches any address in its CIDRs, pod IPs
+    included. ``nodes`` and ``domainNames`` need Node objects and name resolution, which the
+    engine does not have: they match nothing (only compiled in Accept rules, see
+    :mod:`segmenter.evaluate.clusternetworkpolicy`).
+    """
+
+    kind: str
+    namespace_selector: Node | None = None
+    pod_selector: Node | None = None
+    networks: tuple[IPNetwork, ...] = ()
+
+    def match(self, other: Subject) -> bool:
+        if self.kind == "networks":
+            return any(ip_in(other.ip, n) for n in self.networks)
+        if self.kind not in ("namespaces", "pods") or not other.is_pod:
+            return False
+        if self.namespace_selector is not None and not self.namespace_selector.match(
+                other.ns_labels):
+            return False
+        return self.pod_selector is None or self.pod_selector.match(other.pod_labels)
+
+
+@dataclass(frozen=True)
+class CnpProtocol:
+    """A ``protocols[]`` entry: ``protocol`` None is a ``destinationNamedPort`` (resolved on the
+    destination pod for the connection's own protocol, §2.5)."""
+
+    protocol: Transport | None
+    range: PortRange
+
+
+@dataclass(frozen=True)
+class CnpRule:
+    """A ClusterNetworkPolicy rule: any peer AND (no ``protocols`` or any entry) (§2.7).
+
+    ``match_all`` is the fail-closed form of a Deny or Pass rule holding a peer with no field
+    this engine knows: upstream says to treat it as "deny all" (§2.4), so it is compiled as a
+    Deny that matches everything.
+    """
+
+    direction: Direction
+    index: int
+    action: Action
+    name: str
+    peers: tuple[CnpPeer, ...]
+    protocols: tuple[CnpProtocol, ...] | None
+    match_all: bool = False
+
+    @property
+    def networks(self) -> tuple[IPNetwork, ...]:
+        return tuple(n for p in self.peers for n in p.networks)
+
+    def matches(self, src: Subject, dst: Subject, proto: Transport, port: int | None) -> bool:
+        if self.match_all:
+            return True
+        other = src if self.direction is Direction.INGRESS else dst
+        if not any(p.match(other) for p in self.peers):
+            return False
+        if self.protocols is None:
+            return True
+        dst_ports = dst.ports if dst.is_pod else ()
+        for entry in self.protocols:
+            if entry.protocol is None:
+                if entry.range.contains(port, proto, dst_ports):
+                    return True
+            elif entry.protocol == proto and entry.range.contains(port, proto, ()):
+                return True
+        return False
+
+
+Rule = K8sRule | CalicoRule | CiliumRule | CnpRule
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,8 +500,11 @@ class CompiledPolicy:
     """A policy ready to evaluate, whichever API it came from.
 
     ``kind`` is one of ``k8s`` (networking.k8s.io NetworkPolicy), ``np`` (Calico NetworkPolicy),
-    ``gnp`` (GlobalNetworkPolicy). ``key`` is the name Calico sorts on within an order: the
-    policy name, prefixed by ``<namespace>/`` for namespaced policies.
+    ``gnp`` (GlobalNetworkPolicy), ``cnp`` / ``ccnp`` / ``knp`` (CiliumNetworkPolicy,
+    CiliumClusterwideNetworkPolicy, a Kubernetes policy as Cilium enforces it), ``clusternp``
+    (ClusterNetworkPolicy: ``namespace_selector`` and ``selector`` are its subject's selectors,
+    ``order`` its priority). ``key`` is the name Calico sorts on within an order: the policy
+    name, prefixed by ``<namespace>/`` for namespaced policies.
     """
 
     kind: str

@@ -14,6 +14,10 @@ One loop, Calico's tier algorithm (policy-semantics.md §3.4), evaluates every e
 * ``cilium``: ``cilium.io/v2`` CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy, and
   Kubernetes policies as Cilium translates them (§4.8): deny entries in a tier of their own ahead
   of the allows, so a deny wins over every allow (§4.4); see :mod:`.cilium`.
+* ``clusternetworkpolicy``: NetworkPolicies as under ``kubernetes``, with
+  ``policy.networking.k8s.io/v1alpha2`` ClusterNetworkPolicies in a Pass-ending tier before them
+  (``Admin``) and one after them (``Baseline``): the reference algorithm of §2.7 (see
+  :mod:`segmenter.evaluate.clusternetworkpolicy`). No rule matching anywhere: allowed.
 
 All: a connection needs egress at the source and ingress at the destination; only the initiating
 direction is evaluated (replies of allowed connections are implicit); a pod always reaches itself;
@@ -49,6 +53,11 @@ from segmenter.evaluate.cilium import (
     compile_knp_for_cilium,
     dns_visibility,
 )
+from segmenter.evaluate.clusternetworkpolicy import (
+    CNP_KIND,
+    compile_cluster_network_policy,
+    evaluation_warnings,
+)
 from segmenter.evaluate.core import (
     BUILTIN_TIERS,
     CALICO_NAME,
@@ -59,6 +68,7 @@ from segmenter.evaluate.core import (
     K8S_NAMESPACE_NAME,
     CalicoRule,
     CiliumRule,
+    CnpRule,
     CompiledPolicy,
     Identity,
     IPBlockPeer,
@@ -85,7 +95,7 @@ __all__ = ["ENFORCEMENTS", "PolicyEngine"]
 
 logger = logging.getLogger(__name__)
 
-ENFORCEMENTS = ("kubernetes", "calico", "cilium")
+ENFORCEMENTS = ("kubernetes", "calico", "cilium", "clusternetworkpolicy")
 
 _CALICO_GROUPS = ("projectcalico.org", "crd.projectcalico.org")
 _ADMIN_GROUP = "policy.networking.k8s.io"
@@ -124,7 +134,8 @@ class PolicyEngine:
         namespaces: labels of each namespace (``kubernetes.io/metadata.name`` is always added, and
             ``projectcalico.org/name`` under Calico). ``Namespace`` manifests given to
             :meth:`add_manifest` fill in namespaces not listed here.
-        enforcement: ``"kubernetes"``, ``"calico"`` or ``"cilium"`` (see the module docstring).
+        enforcement: ``"kubernetes"``, ``"calico"``, ``"cilium"`` or ``"clusternetworkpolicy"``
+            (see the module docstring).
         ipblock_matches_pods: [I] (policy-semantics.md §1.5, case 17) whether a Kubernetes
             ``ipBlock`` also matches pod IPs. True is Calico's behaviour and the upstream e2e
             suite's expectation; False is Cilium's (CIDR rules never select in-cluster pods).
@@ -180,6 +191,11 @@ class PolicyEngine:
     @property
     def calico(self) -> bool:
         return self.enforcement == "calico"
+
+    @property
+    def admin_policies(self) -> bool:
+        """Whether ClusterNetworkPolicy objects are enforced (§2)."""
+        return self.enforcement == "clusternetworkpolicy"
 
     @property
     def rejected(self) -> list[str]:
@@ -274,6 +290,11 @@ class PolicyEngine:
         if kind == "NetworkPolicy" and group in ("extensions", "networking.k8s.io"):
             self.ignored.append(f"{ident}: apiVersion {doc.get('apiVersion')} is no longer "
                                 f"served; use networking.k8s.io/v1")
+            return
+        if group == _ADMIN_GROUP and kind == CNP_KIND and self.admin_policies:
+            if self._admit(doc, ident):
+                self.warnings.extend(f"{ident}: {w}" for w in evaluation_warnings(doc))
+                self._compile(ident, lambda: compile_cluster_network_policy(doc))
             return
         if group == _ADMIN_GROUP:
             self.ignored.append(f"{ident}: the admin network policy APIs are not evaluated")
@@ -402,6 +423,8 @@ class PolicyEngine:
                     for ent in (rule.source, rule.destination):
                         nets.update(ent.nets or ())
                         nets.update(ent.not_nets)
+                elif isinstance(rule, CnpRule):
+                    nets.update(rule.networks)
                 else:
                     nets.update(rule.nets())
         for s in self._netsets:
@@ -649,8 +672,9 @@ class PolicyEngine:
         if self.enforcement == "cilium":
             return Decision(True, None, None, f"no deny matched and no selecting rule enables "
                                               f"default deny for {direction}")
+        default = f"profile kns.{local.namespace}" if self.calico else "the Kubernetes default"
         return Decision(True, None, None, f"passed by {passed}, no later tier decided: allowed "
-                                          f"by profile kns.{local.namespace}{note}")
+                                          f"by {default}{note}")
 
     def _no_match(self, direction: Direction, tier: Tier, pols: tuple[CompiledPolicy, ...],
                   note: str) -> Decision:

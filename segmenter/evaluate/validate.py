@@ -6,7 +6,9 @@ are almost certainly mistakes, or that only some versions reject, start with ``w
 (:func:`is_warning`). Kinds that are not policy objects validate to an empty list.
 
 Sources: policy-semantics.md §1.1 (API-server validation of NetworkPolicy), §3.3 (Calico fields),
-§3.8 (traps: ``ports`` without ``protocol``).
+§3.8 (traps: ``ports`` without ``protocol``), §2.2 (ClusterNetworkPolicy: the v1alpha2 CRD's
+schema and CEL rules, checked for either channel; what only the experimental channel accepts is a
+warning, what only it rejects is a warning too unless the object is experimental anyway).
 """
 
 from __future__ import annotations
@@ -43,6 +45,17 @@ _CALICO_ENTITY = {"nets", "notNets", "selector", "notSelector", "namespaceSelect
 _CALICO_ACTIONS = {"Allow", "Deny", "Log", "Pass"}
 _PORT_PROTOCOLS = {"tcp", "udp", "sctp", "udplite", "6", "17", "132", "136"}
 _STAGED_ACTIONS = {"Set", "Delete", "Learn", "Ignore"}
+_CNP_SPEC = {"tier", "priority", "subject", "ingress", "egress"}
+_CNP_PEERS = {"ingress": ("namespaces", "pods"),
+              "egress": ("namespaces", "pods", "networks", "nodes", "domainNames")}
+_CNP_EXPERIMENTAL = ("nodes", "domainNames")
+_CNP_PROTOCOLS = ("tcp", "udp", "sctp", "destinationNamedPort")
+_CNP_MAX = 25  # rules per direction, peers, protocols, CIDRs, names (CRD maxItems)
+# The experimental CRD's DomainName pattern as the API server applies it (config/crd at
+# network-policy-api 0eec1b0e). ``[a-zA-z0-9]`` is upstream's typo for ``[a-zA-Z0-9]`` (it also
+# admits [\]^_` first); the API accepts what it says, so this check does too.
+_CNP_DOMAIN = re.compile(r"^(\*\.)?([a-zA-z0-9]([-a-zA-Z0-9_]*[a-zA-Z0-9])?\.)+"
+                         r"[a-zA-z0-9]([-a-zA-Z0-9_]*[a-zA-Z0-9])?\.?$")
 _IANA_SVC_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?!-))*(?<!-)$")
 _TIER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -99,6 +112,8 @@ def validate_manifest(doc: Any) -> list[str]:
             v.netset(doc)
         elif kind == "Tier":
             v.tier(doc)
+    elif group == "policy.networking.k8s.io" and kind == "ClusterNetworkPolicy":
+        v.cluster_network_policy(doc)
     return v.problems
 
 
@@ -477,3 +492,197 @@ class _Validator:
         if action is not None and action not in ("Deny", "Pass"):
             self.error("spec.defaultAction", f"must be Deny or Pass, got {action!r}")
 
+
+    # ----------------------------------------------------------------------------------------
+    # ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2, policy-semantics.md §2.2)
+
+    def cluster_network_policy(self, doc: Mapping[str, Any]) -> None:
+        meta = self.metadata(doc)
+        if meta.get("namespace"):
+            self.warn("metadata.namespace", "ClusterNetworkPolicy is cluster-scoped; the "
+                                            "namespace is ignored")
+        spec = self.mapping("spec", doc.get("spec"))
+        if spec is None:
+            self.error("spec", "required")
+            return
+        self.unknown("spec", spec, _CNP_SPEC)
+        tier = spec.get("tier")
+        if tier is None:
+            self.error("spec.tier", "required")
+        elif tier not in ("Admin", "Baseline"):
+            self.error("spec.tier", f"unsupported value {tier!r}: must be Admin or Baseline")
+        priority = spec.get("priority")
+        if priority is None:
+            self.error("spec.priority", "required")
+        elif not _is_int(priority) or not 0 <= priority <= 1000:
+            self.error("spec.priority", f"must be an integer from 0 to 1000, got {priority!r}")
+        subject = self.mapping("spec.subject", spec.get("subject"))
+        if subject is None:
+            self.error("spec.subject", "required")
+        else:
+            self.unknown("spec.subject", subject, {"namespaces", "pods"})
+            if len(subject) != 1:
+                self.error("spec.subject", "must set exactly one of namespaces or pods")
+            self.problems.extend(label_selector_problems(subject.get("namespaces"),
+                                                         "spec.subject.namespaces"))
+            if "pods" in subject:
+                self.cnp_pods("spec.subject.pods", subject["pods"])
+        for key, peer_key in (("ingress", "from"), ("egress", "to")):
+            rules = self.items(f"spec.{key}", spec.get(key))
+            if len(rules) > _CNP_MAX:
+                self.error(f"spec.{key}", f"at most {_CNP_MAX} rules, got {len(rules)}")
+            for path, raw in rules:
+                rule = self.mapping(path, raw)
+                if rule is None:
+                    self.error(path, "a rule must be a mapping")
+                    continue
+                self.cnp_rule(path, rule, key, peer_key)
+
+    def cnp_pods(self, path: str, value: Any) -> None:
+        pods = self.mapping(path, value)
+        if pods is None:
+            return
+        self.unknown(path, pods, {"namespaceSelector", "podSelector"})
+        if pods.get("podSelector") is None:
+            self.error(f"{path}.podSelector", "required")
+        for key in ("namespaceSelector", "podSelector"):
+            self.problems.extend(label_selector_problems(pods.get(key), f"{path}.{key}"))
+
+    def cnp_list(self, path: str, value: Any) -> list[tuple[str, Any]]:
+        """A CRD list of 1 to 25 items."""
+        items = self.items(path, value)
+        if value is not None and not items and _is_list(value):
+            self.error(path, "must hold at least 1 item")
+        if len(items) > _CNP_MAX:
+            self.error(path, f"may hold at most {_CNP_MAX} items, got {len(items)}")
+        return items
+
+    def cnp_rule(self, path: str, rule: Mapping[str, Any], direction: str, peer_key: str
+                 ) -> None:
+        self.unknown(path, rule, {"name", "action", peer_key, "protocols"})
+        name = rule.get("name")
+        if name is not None and (not isinstance(name, str) or len(name) > 100):
+            self.error(f"{path}.name", "must be a string of at most 100 characters")
+        action = rule.get("action")
+        if action is None:
+            self.error(f"{path}.action", "required")
+        elif action not in ("Accept", "Deny", "Pass"):
+            self.error(f"{path}.action", f"unsupported value {action!r}: must be Accept, Deny "
+                                         f"or Pass")
+        if rule.get(peer_key) is None:
+            self.error(f"{path}.{peer_key}", "required")
+        fields: set[str] = set()
+        for ppath, raw in self.cnp_list(f"{path}.{peer_key}", rule.get(peer_key)):
+            peer = self.mapping(ppath, raw)
+            if peer is None:
+                continue
+            allowed = _CNP_PEERS[direction]
+            present = [k for k in peer if peer[k] is not None]
+            if len(present) != 1:
+                self.error(ppath, f"must set exactly one of {', '.join(allowed)}")
+            for key in present:
+                fields.add(key)
+                if key not in allowed:
+                    self.error(ppath, f"unknown field {key!r}" + (
+                        " (ingress peers can only be namespaces or pods)"
+                        if direction == "ingress" else ""))
+                    continue
+                self.cnp_peer(f"{ppath}.{key}", key, peer[key], action)
+        named = False
+        for epath, raw in self.cnp_list(f"{path}.protocols", rule.get("protocols")):
+            entry = self.mapping(epath, raw)
+            if entry is None:
+                continue
+            self.unknown(epath, entry, set(_CNP_PROTOCOLS))
+            if len(entry) != 1:
+                self.error(epath, "must set exactly one of tcp, udp, sctp or "
+                                  "destinationNamedPort")
+            for key in entry:
+                if key == "destinationNamedPort":
+                    named = True
+                    port = entry[key]
+                    if not isinstance(port, str):
+                        self.error(f"{epath}.{key}", "must be a string")
+                    elif not _IANA_SVC_NAME.match(port) or len(port) > 15:
+                        self.warn(f"{epath}.{key}", f"{port!r} is not a valid port name "
+                                                    f"(IANA_SVC_NAME): it matches no container "
+                                                    f"port")
+                elif key in _CNP_PROTOCOLS:
+                    self.cnp_port(f"{epath}.{key}", entry[key])
+        if named and direction == "egress" and fields & {"networks", *_CNP_EXPERIMENTAL}:
+            message = ("a destinationNamedPort with a networks, nodes or domainNames peer is "
+                       "rejected by the experimental CRD (there are no named ports there)")
+            if fields & set(_CNP_EXPERIMENTAL):
+                self.error(path, message)
+            else:
+                self.warn(path, message + "; the standard CRD accepts it and it matches nothing "
+                                          "for the networks peer")
+
+    def cnp_peer(self, path: str, key: str, value: Any, action: Any) -> None:
+        if key in ("namespaces", "nodes"):
+            self.problems.extend(label_selector_problems(value, path))
+        elif key == "pods":
+            self.cnp_pods(path, value)
+        elif key == "networks":
+            seen: set[str] = set()
+            for npath, cidr in self.cnp_list(path, value):
+                if isinstance(cidr, str) and len(cidr) > 43:
+                    self.error(npath, "may be at most 43 characters")
+                self.cidr(npath, cidr)
+                if isinstance(cidr, str):
+                    if cidr in seen:
+                        self.error(npath, f"duplicate value {cidr!r} (a set)")
+                    seen.add(cidr)
+        elif key == "domainNames":
+            seen = set()
+            for npath, name in self.cnp_list(path, value):
+                if not isinstance(name, str) or not _CNP_DOMAIN.match(name):
+                    self.error(npath, f"{name!r} is not a domain name (an exact name, or '*.' "
+                                      f"then a name)")
+                elif name in seen:
+                    self.error(npath, f"duplicate value {name!r} (a set)")
+                else:
+                    seen.add(name)
+            if action not in (None, "Accept"):
+                self.warn(path, "domainNames is only supported in Accept rules (field "
+                                "documentation; not enforced by the CRD)")
+        if key in _CNP_EXPERIMENTAL:
+            self.warn(path, f"{key} is in the experimental channel CRD only (the standard "
+                            "CRD rejects it as an unknown field)")
+
+    def cnp_port(self, path: str, value: Any) -> None:
+        body = self.mapping(path, value)
+        if body is None:
+            self.error(path, "must be a mapping")
+            return
+        self.unknown(path, body, {"destinationPort"})
+        port = self.mapping(f"{path}.destinationPort", body.get("destinationPort"))
+        if port is None:
+            # MinProperties=1: `tcp: {}` is rejected, whatever the docs say (§2.2, §2.8 case 9).
+            self.error(f"{path}.destinationPort", "required (use range 1-65535 for every port)")
+            return
+        ppath = f"{path}.destinationPort"
+        self.unknown(ppath, port, {"number", "range"})
+        if len(port) != 1:
+            self.error(ppath, "must set exactly one of number or range")
+        number = port.get("number")
+        if number is not None and (not _is_int(number) or not 1 <= number <= 65535):
+            self.error(f"{ppath}.number", f"must be an integer from 1 to 65535, got {number!r}")
+        if "range" in port:
+            rng = self.mapping(f"{ppath}.range", port["range"])
+            if rng is None:
+                return
+            self.unknown(f"{ppath}.range", rng, {"start", "end"})
+            bounds = []
+            for key in ("start", "end"):
+                item = rng.get(key)
+                if item is None:
+                    self.error(f"{ppath}.range.{key}", "required")
+                elif not _is_int(item) or not 1 <= item <= 65535:
+                    self.error(f"{ppath}.range.{key}",
+                               f"must be an integer from 1 to 65535, got {item!r}")
+                else:
+                    bounds.append(item)
+            if len(bounds) == 2 and not bounds[0] < bounds[1]:
+                self.error(f"{ppath}.range", f"start {bounds[0]} must be less than end "
+                                             f"{bounds[1]} (a single port is number)")
