@@ -30,7 +30,7 @@ import networkx as nx
 from segmenter.config import DATA_CLASS_KEY, Config
 from segmenter.errors import InputError, PlanError
 from segmenter.gcpause import no_gc
-from segmenter.model import Labels
+from segmenter.model import Labels, is_workload_id
 
 
 class Zone(enum.StrEnum):
@@ -526,7 +526,7 @@ def summary_lines(result: Plan) -> list[str]:
         lines.append(f"[{scope.data_class}] {scope.title}")
         for zone in (Zone.RESTRICTED, Zone.CONNECTED, Zone.GENERAL):
             members = scope.members(zone)
-            names = ", ".join(m.node for m in members if m.node.count("/") == 2) or "-"
+            names = ", ".join(m.node for m in members if is_workload_id(m.node)) or "-"
             lines.append(f"  {zone:<11} {len(members):>3}  {names}")
         boundary = [c for c in scope.crossings if Zone.RESTRICTED in (c.client_zone, c.server_zone)]
         plaintext = [c for c in boundary if not c.tls]

@@ -173,11 +173,11 @@ def synthetic_graph(workloads: int = 300, *, seed: int = 0, window: float = 6 * 
             members.append(add_workload(namespace, f"{word}{'-' + str(suffix) if suffix else ''}"))
         i += 1
     for node_id in range(6):
-        graph.add_node(f"node:worker-{node_id}", kind="node", label=f"worker-{node_id}",
+        graph.add_node(NodeId.of_node(f"worker-{node_id}"), kind="node", label=f"worker-{node_id}",
                        addresses=[f"172.18.0.{node_id + 2}"], observed=True)
     graph.add_node("apiserver", kind="apiserver", label="apiserver", addresses=["172.18.0.1"],
                    observed=True)
-    externals = [f"external:203.0.113.{k}" for k in range(1, 9)]
+    externals = [NodeId.of_external(f"203.0.113.{k}") for k in range(1, 9)]
     for k, ext in enumerate(externals):
         graph.add_node(ext, kind="external", label=ext.split(":", 1)[1],
                        addresses=[ext.split(":", 1)[1]], dns_names=[f"api{k}.partner.example"]
@@ -231,7 +231,7 @@ def synthetic_graph(workloads: int = 300, *, seed: int = 0, window: float = 6 * 
     flow(pay_api, externals[1], 443, tls=True)
     for node_id in range(6):
         for member in rng.sample(all_services, min(3, len(all_services))):
-            flow(f"node:worker-{node_id}", member, 8080)
+            flow(NodeId.of_node(f"worker-{node_id}"), member, 8080)
     flow(dns, "apiserver", 6443, tls=True)
     return graph
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import networkx as nx
 
+from segmenter.compliance import CATALOG, FRAMEWORK_TITLES, Framework
 from segmenter.evaluate.engine import PolicyEngine
-from segmenter.model import Flow, Inventory
+from segmenter.model import Flow, Inventory, NodeId, NodeKind, is_workload_id
 from segmenter.planner import ClassScope, Plan, Zone
 from segmenter.views.report.document import Block, Bullets, Heading, Image, Para, Table, _slug
 
@@ -46,16 +47,17 @@ def _port(protocol: str, port: int | None) -> str:
 def _name(graph: nx.DiGraph, node: str) -> str:
     from segmenter.graph.labels import display_label
 
-    if node == "apiserver":
+    parsed = NodeId.parse(node)
+    if parsed.kind is NodeKind.APISERVER:
         return display_label(graph, node)
-    if node.startswith("external:name:"):
+    if parsed.dns_name is not None:
         # A named set of one DNS name's addresses: the name says it all.
         addresses = graph.nodes[node].get("addresses") or []
-        return f"{node.split(':', 2)[2]} ({len(addresses)} addresses)"
-    if node.startswith("external:"):
-        label, address = display_label(graph, node), node.split(":", 1)[1]
-        return f"{label} ({address})" if label != address else label
-    if node.startswith("node:"):
+        return f"{parsed.dns_name} ({len(addresses)} addresses)"
+    if parsed.address is not None:
+        label = display_label(graph, node)
+        return f"{label} ({parsed.address})" if label != parsed.address else label
+    if parsed.kind is NodeKind.NODE:
         return f"node {display_label(graph, node)}"
     return node
 
@@ -156,7 +158,7 @@ def summary_blocks(ctx: ReportContext, findings: list[str], seg: dict[str, int],
 
 
 def _workloads(members: Iterable[Any]) -> list[Any]:
-    return [m for m in members if m.node.count("/") == 2]
+    return [m for m in members if is_workload_id(m.node)]
 
 
 def _member_rows(graph: nx.DiGraph, members: Iterable[Any]) -> tuple[tuple[str, ...], ...]:
@@ -174,8 +176,8 @@ def scope_section(ctx: ReportContext, blocks: list[Block]) -> None:
         blocks.append(Table(("Workload", "Why"), tuple(
             (n, "no sensitive data declared") for n in workloads)))
     for scope in plan.classes:
-        framework = {"pci": "PCI DSS v4.0.1", "hipaa": "HIPAA Security Rule"}.get(
-            scope.framework, scope.framework)
+        framework = FRAMEWORK_TITLES.get(Framework(scope.framework), scope.framework) \
+            if scope.framework in Framework._value2member_map_ else scope.framework
         blocks.append(Heading(3, f"{scope.title} (`{scope.data_class}`, {framework})",
                               f"scope-{_slug(scope.data_class)}"))
         if scope.framework == "pci":
@@ -441,7 +443,7 @@ def segmentation_section(ctx: ReportContext, blocks: list[Block], findings: list
                                                protocol, port)
                     if verdict.allowed:
                         allowed += 1
-                        if source.startswith("external:"):
+                        if NodeId.parse(source).kind is NodeKind.EXTERNAL:
                             stats["external_allowed"] += 1
                         failures.append((scope.data_class, _name(graph, source),
                                          _name(graph, target), _port(protocol, port),
@@ -528,6 +530,11 @@ def verify_section(ctx: ReportContext, blocks: list[Block], findings: list[str]
     return allowed, len(results)
 
 
+def _asks(framework: Framework, ref: str) -> str:
+    """What a requirement asks, from the one catalogue (segmenter.compliance)."""
+    return CATALOG[(framework, ref)].asks
+
+
 def mapping_section(ctx: ReportContext, blocks: list[Block], deny: Mapping[str, bool],
                      seg: Mapping[str, int], verified: tuple[int, int] | None) -> None:
     blocks.append(Heading(2, "Mapping to PCI DSS v4.0.1 and HIPAA 164.312", "mapping"))
@@ -547,29 +554,27 @@ def mapping_section(ctx: ReportContext, blocks: list[Block], deny: Mapping[str, 
     external = any(Zone.EXTERNAL in (c.client_zone, c.server_zone)
                    for s in ctx.plan.classes for c in s.crossings)
     pci_rows = [
-        ("1.2.4", "Accurate data-flow diagrams of all account-data flows, updated on change",
+        ("1.2.4", _asks(Framework.PCI, "1.2.4"),
          "[Diagram](#diagram), [allowed-flow register](#register)",
          status(True, "evidence supplied (regenerate on change)", "")),
-        ("1.2.5", "Every allowed service, protocol and port identified, approved, with a "
-         "business need", "[Allowed-flow register](#register)",
+        ("1.2.5", _asks(Framework.PCI, "1.2.5"), "[Allowed-flow register](#register)",
          status(True, "register supplied; justification and approval to be filled in", "")),
-        ("1.3.1", "Inbound traffic to the CDE restricted to what is necessary; all else "
-         "specifically denied", "[Default deny](#default-deny), [segmentation test]"
-         "(#segmentation)", status(isolated and seg_ok, "met by the policies as evaluated",
+        ("1.3.1", _asks(Framework.PCI, "1.3.1"),
+         "[Default deny](#default-deny), [segmentation test](#segmentation)", status(isolated and seg_ok, "met by the policies as evaluated",
                                    "gaps: see findings")),
-        ("1.3.2", "Outbound traffic from the CDE restricted to what is necessary; all else "
-         "specifically denied", "[Default deny](#default-deny), [register](#register)",
+        ("1.3.2", _asks(Framework.PCI, "1.3.2"),
+         "[Default deny](#default-deny), [register](#register)",
          status(isolated, "met by the policies as evaluated", "gaps: see findings")),
-        ("1.4.1, 1.4.2", "NSCs between trusted and untrusted networks; inbound only to "
-         "authorised public services", "[Register](#register) (external rows), [scope](#scope)",
+        ("1.4.1, 1.4.2", f"{_asks(Framework.PCI, '1.4.1')}; {_asks(Framework.PCI, '1.4.2')}",
+         "[Register](#register) (external rows), [scope](#scope)",
          status(True, "external peers listed by address" if external else
                 "no flow with an external address", "")),
-        ("1.4.4", "Stores of cardholder data not directly reachable from untrusted networks",
+        ("1.4.4", _asks(Framework.PCI, "1.4.4"),
          "[Segmentation test](#segmentation) (external sources)",
          status(seg.get("external_allowed", 0) == 0,
                 "no external address reaches a restricted member",
                 "an external address reaches the restricted zone")),
-        ("10.2", "Audit logs of access and of changes to security controls",
+        ("10.2", _asks(Framework.PCI, "10.2"),
          ("Calico guardrails `Log` unplanned traffic into the restricted zone; "
           if ctx.enforcement == "calico" else "NetworkPolicy cannot log; ")
          + "policy objects carry provenance annotations",
@@ -578,21 +583,20 @@ def mapping_section(ctx: ReportContext, blocks: list[Block], deny: Mapping[str, 
              "policy changes is the cluster's to enable" if ctx.enforcement == "calico" else
              "partly: enable the CNI's flow and deny logs and Kubernetes API audit logging "
              "of policy objects")),
-        ("11.4.5", "Segmentation controls penetration-tested every 12 months and after "
-         "changes", "[Segmentation test](#segmentation)",
+        ("11.4.5", _asks(Framework.PCI, "11.4.5"), "[Segmentation test](#segmentation)",
          status(seg_ok, "expected-deny matrix passes in simulation; the independent pen test "
                 "is still required", "simulated probes found allowed paths")),
     ]
     hipaa_rows = [
-        ("164.312(a)(1)", "Access control: only authorised software reaches ePHI systems",
+        ("164.312(a)(1)", _asks(Framework.HIPAA, "164.312(a)(1)"),
          "[Scope](#scope), [register](#register), [default deny](#default-deny)",
          status(isolated and seg_ok, "network access limited to the authorised workloads",
                 "gaps: see findings")),
-        ("164.312(b)", "Audit controls: record and examine activity in ePHI systems",
+        ("164.312(b)", _asks(Framework.HIPAA, "164.312(b)"),
          "Calico `Log` rules; flow evidence in the register",
          na if nothing else "partly: flow and deny logs and API audit logs must be collected "
          "and reviewed"),
-        ("164.312(e)(1)", "Transmission security: guard ePHI in transit",
+        ("164.312(e)(1)", _asks(Framework.HIPAA, "164.312(e)(1)"),
          "[Encryption in transit](#encryption)",
          status(not has_plaintext, "every flow with the restricted zone used TLS",
                 "plaintext flows listed: encryption or a documented alternative needed")),
