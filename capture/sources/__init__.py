@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from capture.errors import CaptureError
 from capture.sources.base import Opened, ReadOptions, Sink, SourceFormat, open_head
+from capture.sources.calico import CALICO
 from capture.sources.flowfile import FLOWS
+from capture.sources.goldmane import GOLDMANE
+from capture.sources.hubble import HUBBLE
 from capture.sources.pcap import PCAP, PCAPNG
 
-SOURCES: tuple[SourceFormat, ...] = (PCAP, PCAPNG, FLOWS)
+SOURCES: tuple[SourceFormat, ...] = (PCAP, PCAPNG, FLOWS, HUBBLE, CALICO, GOLDMANE)
 
 
 def source_names() -> str:
