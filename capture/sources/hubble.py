@@ -105,8 +105,8 @@ class Ident(NamedTuple):
 class Conn:
     """One connection: end a is the lower (address, port) of its unordered 5-tuple."""
 
-    __slots__ = ("bits", "counts", "eps", "first", "last", "names", "nodes", "policies",
-                 "rank_a", "rank_b", "services")
+    __slots__ = ("bits", "counts", "first", "last", "names", "nodes", "policies", "rank_a",
+                 "rank_b", "seen", "services")
 
     def __init__(self, t: int) -> None:
         self.first = t
@@ -116,7 +116,9 @@ class Conn:
         self.rank_b = R_NONE
         # (node, event type, observation point) -> [packets a->b, packets b->a, resets]
         self.counts: dict[tuple[str, int, str], list[int]] = {}
-        self.eps: list[set[int]] = [set(), set()]  # the ends' Idents, by number
+        # (end, quick key of an endpoint object) -> (number of its Ident, local to the node)
+        # (HubbleFold._end)
+        self.seen: dict[tuple[Any, ...], tuple[int, bool]] = {}
         self.nodes: list[set[str]] | None = None
         self.names: list[set[str]] | None = None
         self.services: list[set[str]] | None = None
@@ -137,6 +139,7 @@ class HubbleFold:
         # is the node's own host); and the last object seen per (identity, pod, ID).
         self.idents: dict[tuple[Any, ...], tuple[int, bool]] = {}
         self.quick: dict[tuple[Any, Any, Any], tuple[Any, tuple[int, bool]]] = {}
+        self.node_names: dict[Any, str] = {}
         self.ident_list: list[Ident] = [_NO_IDENT]
         self.lost = 0
 
@@ -180,59 +183,69 @@ class HubbleFold:
         sink.skipped["non-flow-event"] += 1
 
     def add(self, flow: Mapping[str, Any], envelope: Mapping[str, Any]) -> str | None:
-        """Fold one flow event; returns a skip reason when it is not folded."""
-        ip = flow.get("IP")
+        """Fold one flow event; returns a skip reason when it is not folded.
+
+        The per-event path of an ingest of millions of events: few lookups, no helper calls
+        for what most events repeat (see ``_end``)."""
+        get = flow.get
+        ip = get("IP")
         if not ip:
             return "non-ip"
-        if flow.get("Type") == "SOCK":
+        if get("Type") == "SOCK":
             # Socket-LB translation traces repeat the connection before and after the service
             # address is translated; the packet traces of the same connection are kept.
             return "socket-trace"
-        l4 = flow.get("l4")
+        l4 = get("l4")
         if not l4:
             return "unsupported-protocol"
         flags: Mapping[str, Any] | None = None
         icmp_type = -1
-        if (tcp := l4.get("TCP")) is not None:
+        ports = l4.get("TCP")
+        if ports is not None:
             proto = "TCP"
-            sport = _port(tcp.get("source_port", 0))
-            dport = _port(tcp.get("destination_port", 0))
-            flags = tcp.get("flags")
-        elif (udp := l4.get("UDP")) is not None:
-            proto, sport, dport = ("UDP", _port(udp.get("source_port", 0)),
-                                   _port(udp.get("destination_port", 0)))
+            flags = ports.get("flags")
+        elif (ports := l4.get("UDP")) is not None:
+            proto = "UDP"
+        elif (ports := l4.get("SCTP")) is not None:
+            proto = "SCTP"
+        if ports is not None:
+            sport: int | None = ports.get("source_port", 0)
+            dport: int | None = ports.get("destination_port", 0)
+            if type(sport) is not int or type(dport) is not int or not (
+                    0 <= sport <= 65535 and 0 <= dport <= 65535):
+                raise ValueError(f"bad port {sport!r} or {dport!r}")
         elif (icmp := l4.get("ICMPv4")) is not None:
             # proto3 JSON leaves zero values out: an echo reply is ``"ICMPv4": {}``.
             proto, sport, dport, icmp_type = "ICMP", None, None, _port(icmp.get("type", 0))
         elif (icmp := l4.get("ICMPv6")) is not None:
             proto, sport, dport, icmp_type = "ICMPv6", None, None, _port(icmp.get("type", 0))
-        elif (sctp := l4.get("SCTP")) is not None:
-            proto, sport, dport = ("SCTP", _port(sctp.get("source_port", 0)),
-                                   _port(sctp.get("destination_port", 0)))
         else:
             return "unsupported-protocol"
         src = address(ip["source"])
         dst = address(ip["destination"])
-        stamp = flow.get("time") or envelope.get("time")
+        stamp = get("time") or envelope.get("time")
         if stamp is None:
             raise ValueError("no \"time\"")
         t = rfc3339_ns(stamp)
-        node = flow.get("node_name") or envelope.get("node_name") or ""
-        if not isinstance(node, str):
-            raise ValueError("\"node_name\" is not a string")
-        node = node.rpartition("/")[2]  # Hubble Relay names nodes "<cluster>/<node>"
-        src_ident, src_local = self._ident(flow.get("source"))
-        dst_ident, dst_local = self._ident(flow.get("destination"))
+        raw_node = get("node_name") or envelope.get("node_name") or ""
+        node = self.node_names.get(raw_node)
+        if node is None:
+            if not isinstance(raw_node, str):
+                raise ValueError("\"node_name\" is not a string")
+            # Hubble Relay names nodes "<cluster>/<node>".
+            node = self.node_names[raw_node] = raw_node.rpartition("/")[2]
+        s_ep = get("source")
+        d_ep = get("destination")
 
         # Which end of the packet is the client, and how sure that is.
         src_is_client: bool | None = None
         rank = R_NONE
-        reply = flow.get("is_reply")
-        if reply is None and flow.get("reply") is True:
+        reply = get("is_reply")
+        if reply is None and get("reply") is True:
             reply = True  # the deprecated field is only ever written when true
-        l7 = flow.get("l7")
+        l7 = get("l7")
         if reply is not None:
-            if not isinstance(reply, bool):
+            if reply is not True and reply is not False:
                 raise ValueError("\"is_reply\" is not a boolean")
             src_is_client, rank = not reply, R_REPORTED
         elif l7 and l7.get("type") in ("REQUEST", "RESPONSE"):
@@ -244,8 +257,8 @@ class HubbleFold:
         elif icmp_type in _ICMP_REPLIES.get(proto, ()):
             src_is_client, rank = False, R_ICMP_REPLY
         else:
-            direction = flow.get("traffic_direction")
-            s_id, d_id = _has_id(flow.get("source")), _has_id(flow.get("destination"))
+            direction = get("traffic_direction")
+            s_id, d_id = _has_id(s_ep), _has_id(d_ep)
             if direction in ("EGRESS", "INGRESS") and s_id != d_id:
                 # The direction is the connection's, seen from the local endpoint: on EGRESS
                 # the local endpoint is the client, on INGRESS the server.
@@ -271,7 +284,7 @@ class HubbleFold:
             else:
                 conn.rank_b = max(conn.rank_b, rank)
 
-        verdict = flow.get("verdict")
+        verdict = get("verdict")
         bits = conn.bits
         if verdict in _PASSED or verdict == "AUDIT":
             bits |= (_PASS_FROM_A if src_is_a else _PASS_FROM_B) | _PASS
@@ -292,9 +305,9 @@ class HubbleFold:
                 reset = 1
         conn.bits = bits
 
-        event_type = flow.get("event_type")
+        event_type = get("event_type")
         vantage = (node, event_type.get("type", 0) if event_type else 0,
-                   flow.get("trace_observation_point", ""))
+                   get("trace_observation_point", ""))
         count = conn.counts.get(vantage)
         if count is None:
             count = conn.counts[vantage] = [0, 0, 0]
@@ -302,8 +315,8 @@ class HubbleFold:
         count[2] += reset
 
         s, d = (0, 1) if src_is_a else (1, 0)
-        conn.eps[s].add(src_ident)
-        conn.eps[d].add(dst_ident)
+        src_local = self._end(conn, s, s_ep)
+        dst_local = self._end(conn, d, d_ep)
         if (src_local or dst_local) and node:
             nodes = conn.nodes
             if nodes is None:
@@ -317,6 +330,23 @@ class HubbleFold:
         if l7 and (dns := l7.get("dns")) is not None:
             self._dns(dns, l7, reply=reply, src=src, dst=dst, t=t)
         return None
+
+    def _end(self, conn: Conn, side: int, ep: Any) -> bool:
+        """Record what ``ep`` says of end ``side`` of ``conn``; whether it is local to the node
+        that saw the event.
+
+        The address of an end is fixed within a connection, so its endpoint objects differ
+        only by where they were seen (``ID``) and by what an exporter's field mask left out:
+        an object with the same security identity (Cilium's identity *is* the label set),
+        ``ID``, number of labels and of fields as one seen before says nothing new."""
+        if not ep:
+            return False
+        labels = ep.get("labels")
+        quick = (side, ep.get("identity"), ep.get("ID"), len(labels) if labels else 0, len(ep))
+        known = conn.seen.get(quick)
+        if known is None:
+            known = conn.seen[quick] = self._ident(ep)
+        return known[1]
 
     def _extras(self, conn: Conn, flow: Mapping[str, Any], s: int, d: int) -> None:
         """DNS names, services and policies an event gives (most events give none)."""
@@ -516,7 +546,10 @@ def _flow_record(key: ConnKey, conn: Conn, idents: list[Ident]) -> Record:
     syn = bits & (_SYN_A if a_client else _SYN_B)
     synack = bits & (_SYNACK_B if a_client else _SYNACK_A)
     nodes, names, services = conn.nodes, conn.names, conn.services
-    ends = [_merge_endpoint({idents[n] for n in conn.eps[i]}, nodes[i] if nodes else None,
+    eps: list[set[Ident]] = [set(), set()]
+    for quick, (number, _local) in conn.seen.items():
+        eps[quick[0]].add(idents[number])
+    ends = [_merge_endpoint(eps[i], nodes[i] if nodes else None,
                             names[i] if names else None,
                             # the Service is the one the client addressed: the server end's
                             min(services[i]) if services and services[i] and i == s else None)

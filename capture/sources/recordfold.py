@@ -58,7 +58,7 @@ def json_lines(opened: Opened, sink: Sink, *, what: str,
             for number, raw_line in enumerate(raw, 1):
                 line = raw_line[len(prefix):] if prefix and raw_line.startswith(prefix) \
                     else raw_line
-                if not line.strip():
+                if line.isspace():
                     continue
                 try:
                     obj = _loads(line)
