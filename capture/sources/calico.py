@@ -248,17 +248,16 @@ def proto_name(value: Any) -> str | None:
     return _PROTOS.get(value.lower())
 
 
-def integer(value: Any, what: str) -> int:
-    """A count or time: an integer, or its decimal string (protobuf's JSON form of int64)."""
-    if value is None:
-        return 0
-    if isinstance(value, bool):
-        raise ValueError(f"bad {what} {value!r}")
-    if isinstance(value, int):
+def integer(value: Any, what: str, *, default: int | None = None) -> int:
+    """A count, time or port: a non-negative integer, or its decimal string (protobuf's JSON
+    form of int64); null or absent is ``default`` where there is one (counts: 0)."""
+    if value is None and default is not None:
+        return default
+    if type(value) is int and value >= 0:
         return value
-    if isinstance(value, str) and value.lstrip("-").isdigit():
+    if isinstance(value, str) and value.isdigit() and value.isascii():
         return int(value)
-    if isinstance(value, float) and value.is_integer():
+    if type(value) is float and value.is_integer() and value >= 0:
         return int(value)
     raise ValueError(f"bad {what} {value!r}")
 
@@ -444,10 +443,10 @@ def _parse_enterprise(obj: Mapping[str, Any], fold: CalicoFold) -> str | None:
     end = integer(obj["end_time"], "end_time") * NS
     if end < start:
         raise ValueError("end_time is before start_time")
-    packets_in = integer(obj.get("packets_in"), "packets_in")
-    packets_out = integer(obj.get("packets_out"), "packets_out")
-    bytes_in = integer(obj.get("bytes_in"), "bytes_in")
-    bytes_out = integer(obj.get("bytes_out"), "bytes_out")
+    packets_in = integer(obj.get("packets_in"), "packets_in", default=0)
+    packets_out = integer(obj.get("packets_out"), "packets_out", default=0)
+    bytes_in = integer(obj.get("bytes_in"), "bytes_in", default=0)
+    bytes_out = integer(obj.get("bytes_out"), "bytes_out", default=0)
     # "in" and "out" are the reporting end's: the source sends out to the server, the
     # destination takes in from the client.
     if reporter == "dst":

@@ -74,7 +74,7 @@ def _enum(table: Mapping[Any, str], value: Any, what: str) -> str:
 
 
 def _time(value: Any, what: str) -> int:
-    if isinstance(value, str) and not value.lstrip("-").isdigit():
+    if isinstance(value, str) and not value.isdigit():
         return rfc3339_ns(value)  # Whisker
     return integer(value, what) * NS  # Goldmane: seconds since the epoch
 
@@ -170,10 +170,10 @@ def _parse_one(obj: Any, fold: CalicoFold) -> str | None:
     end = _time(_get(flow, "end_time"), "end_time")
     if end < start:
         raise ValueError("end_time is before start_time")
-    packets_in = integer(_get(flow, "packets_in"), "packets_in")
-    packets_out = integer(_get(flow, "packets_out"), "packets_out")
-    bytes_in = integer(_get(flow, "bytes_in"), "bytes_in")
-    bytes_out = integer(_get(flow, "bytes_out"), "bytes_out")
+    packets_in = integer(_get(flow, "packets_in"), "packets_in", default=0)
+    packets_out = integer(_get(flow, "packets_out"), "packets_out", default=0)
+    bytes_in = integer(_get(flow, "bytes_in"), "bytes_in", default=0)
+    bytes_out = integer(_get(flow, "bytes_out"), "bytes_out", default=0)
     if reporter == "dst":
         to_server, to_client = (packets_in, bytes_in), (packets_out, bytes_out)
     else:

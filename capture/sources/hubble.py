@@ -78,6 +78,8 @@ R_NONE, R_ICMP_REPLY, R_ICMP_REQUEST, R_HANDSHAKE, R_REPORTED = range(5)
 _DIRECTION = {R_REPORTED: "reported", R_HANDSHAKE: "handshake", R_ICMP_REQUEST: "first-packet",
               R_ICMP_REPLY: "port-heuristic", R_NONE: "port-heuristic"}
 
+# Conn.counts: events from end a, from end b, resets, in one integer
+_ONE_A, _ONE_B, _ONE_RESET, _MASK = 1, 1 << 32, 1 << 64, (1 << 32) - 1
 # Conn.bits
 _PASS_FROM_A = 1  # a packet from end a went on
 _PASS_FROM_B = 2
@@ -114,12 +116,13 @@ class Conn:
         self.bits = 0
         self.rank_a = R_NONE  # the strongest evidence that a is the client
         self.rank_b = R_NONE
-        # (node, event type, observation point) -> [packets a->b, packets b->a, resets]
-        self.counts: dict[tuple[str, int, str], list[int]] = {}
+        # number of a (node, event type, observation point) -> events a->b + b->a << 32 +
+        # resets << 64 (packed: a connection is seen from a few points, by many connections)
+        self.counts: dict[int, int] = {}
         # (end, quick key of an endpoint object) -> (number of its Ident, local to the node)
         # (HubbleFold._end)
         self.seen: dict[tuple[Any, ...], tuple[int, bool]] = {}
-        self.nodes: list[set[str]] | None = None
+        self.nodes: set[tuple[int, str]] | None = None  # (end, node where it is local)
         self.names: list[set[str]] | None = None
         self.services: list[set[str]] | None = None
         self.policies: set[str] | None = None
@@ -140,6 +143,8 @@ class HubbleFold:
         self.idents: dict[tuple[Any, ...], tuple[int, bool]] = {}
         self.quick: dict[tuple[Any, Any, Any], tuple[Any, tuple[int, bool]]] = {}
         self.node_names: dict[Any, str] = {}
+        self.vantages: dict[tuple[str, int, str], int] = {}
+        self.interned: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.ident_list: list[Ident] = [_NO_IDENT]
         self.lost = 0
 
@@ -308,11 +313,12 @@ class HubbleFold:
         event_type = get("event_type")
         vantage = (node, event_type.get("type", 0) if event_type else 0,
                    get("trace_observation_point", ""))
-        count = conn.counts.get(vantage)
-        if count is None:
-            count = conn.counts[vantage] = [0, 0, 0]
-        count[0 if src_is_a else 1] += 1
-        count[2] += reset
+        number = self.vantages.get(vantage)
+        if number is None:
+            number = self.vantages[vantage] = len(self.vantages)
+        counts = conn.counts
+        counts[number] = counts.get(number, 0) + (_ONE_A if src_is_a else _ONE_B) + \
+            (_ONE_RESET if reset else 0)
 
         s, d = (0, 1) if src_is_a else (1, 0)
         src_local = self._end(conn, s, s_ep)
@@ -320,11 +326,11 @@ class HubbleFold:
         if (src_local or dst_local) and node:
             nodes = conn.nodes
             if nodes is None:
-                nodes = conn.nodes = [set(), set()]
+                nodes = conn.nodes = set()
             if src_local:
-                nodes[s].add(node)
+                nodes.add(self._intern((s, node)))
             if dst_local:
-                nodes[d].add(node)
+                nodes.add(self._intern((d, node)))
         if not _EXTRA_FIELDS.isdisjoint(flow):
             self._extras(conn, flow, s, d)
         if l7 and (dns := l7.get("dns")) is not None:
@@ -345,8 +351,12 @@ class HubbleFold:
         quick = (side, ep.get("identity"), ep.get("ID"), len(labels) if labels else 0, len(ep))
         known = conn.seen.get(quick)
         if known is None:
-            known = conn.seen[quick] = self._ident(ep)
+            known = conn.seen[self._intern(quick)] = self._ident(ep)
         return known[1]
+
+    def _intern(self, key: tuple[Any, ...]) -> tuple[Any, ...]:
+        """One tuple object for equal keys kept by many connections."""
+        return self.interned.setdefault(key, key)
 
     def _extras(self, conn: Conn, flow: Mapping[str, Any], s: int, d: int) -> None:
         """DNS names, services and policies an event gives (most events give none)."""
@@ -418,7 +428,8 @@ class HubbleFold:
 
     def records(self) -> list[Record]:
         idents = self.ident_list
-        out = [_flow_record(key, conn, idents) for key, conn in self.conns.items()]
+        shared: dict[tuple[Any, ...], dict[str, Any]] = {}
+        out = [_flow_record(key, conn, idents, shared) for key, conn in self.conns.items()]
         out.extend({"record": "dns", "client": client, "server": server, "name": name,
                     "answers": list(answers), "cnames": list(cnames), "ts": epoch_seconds(t)}
                    for (client, server, name, answers, cnames), t in self.dns.items())
@@ -514,7 +525,16 @@ def _merge_endpoint(idents: set[Ident], nodes: set[str] | None, names: set[str] 
     return endpoint
 
 
-def _flow_record(key: ConnKey, conn: Conn, idents: list[Ident]) -> Record:
+def _shared(endpoint: dict[str, Any], shared: dict[tuple[Any, ...], dict[str, Any]]
+            ) -> dict[str, Any]:
+    """One object for equal endpoints: a pod is the end of many flows (memory of the output)."""
+    key = tuple((k, tuple(v.items()) if isinstance(v, dict) else
+                 tuple(v) if isinstance(v, list) else v) for k, v in endpoint.items())
+    return shared.setdefault(key, endpoint)
+
+
+def _flow_record(key: ConnKey, conn: Conn, idents: list[Ident],
+                 shared: dict[tuple[Any, ...], dict[str, Any]]) -> Record:
     proto, a_addr, a_port, b_addr, b_port = key
     if conn.rank_a != conn.rank_b:
         a_client = conn.rank_a > conn.rank_b  # the strongest evidence decides
@@ -527,10 +547,11 @@ def _flow_record(key: ConnKey, conn: Conn, idents: list[Ident]) -> Record:
     c, s = (0, 1) if a_client else (1, 0)
     bits = conn.bits
     to_server = to_client = resets = 0
-    for count in conn.counts.values():
-        to_server = max(to_server, count[c])
-        to_client = max(to_client, count[s])
-        resets = max(resets, count[2])
+    for packed in conn.counts.values():
+        per_end = (packed & _MASK, packed >> 32 & _MASK)
+        to_server = max(to_server, per_end[c])
+        to_client = max(to_client, per_end[s])
+        resets = max(resets, packed >> 64)
     server_passed = bits & (_PASS_FROM_B if a_client else _PASS_FROM_A)
     verdict: str | None
     if bits & _DROP and not server_passed:
@@ -545,11 +566,14 @@ def _flow_record(key: ConnKey, conn: Conn, idents: list[Ident]) -> Record:
         verdict = None
     syn = bits & (_SYN_A if a_client else _SYN_B)
     synack = bits & (_SYNACK_B if a_client else _SYNACK_A)
-    nodes, names, services = conn.nodes, conn.names, conn.services
+    names, services = conn.names, conn.services
     eps: list[set[Ident]] = [set(), set()]
     for quick, (number, _local) in conn.seen.items():
         eps[quick[0]].add(idents[number])
-    ends = [_merge_endpoint(eps[i], nodes[i] if nodes else None,
+    nodes: list[set[str]] = [set(), set()]
+    for end, node in conn.nodes or ():
+        nodes[end].add(node)
+    ends = [_merge_endpoint(eps[i], nodes[i],
                             names[i] if names else None,
                             # the Service is the one the client addressed: the server end's
                             min(services[i]) if services and services[i] and i == s else None)
@@ -579,9 +603,9 @@ def _flow_record(key: ConnKey, conn: Conn, idents: list[Ident]) -> Record:
     if verdict is not None:
         record["verdict"] = verdict
     if ends[c]:
-        record["client_endpoint"] = ends[c]
+        record["client_endpoint"] = _shared(ends[c], shared)
     if ends[s]:
-        record["server_endpoint"] = ends[s]
+        record["server_endpoint"] = _shared(ends[s], shared)
     if conn.policies:
         record["policies"] = sorted(conn.policies)
     return record

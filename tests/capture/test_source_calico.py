@@ -316,6 +316,8 @@ def test_goldmane_pass_as_final_action_is_an_error(tmp_path: Path) -> None:
     ({"dest_port": None}, "dest_port"),
     ({"source_ip": "10.0.1.999"}, "10.0.1.999"),
     ({"packets_in": -1.5}, "packets_in"),
+    ({"bytes_out": -3}, "bytes_out"),
+    ({"start_time": None}, "start_time"),
     ({"source_labels": 12}, "labels"),
 ])
 def test_bad_enterprise_record_names_file_and_line(tmp_path: Path, record: dict[str, Any],
