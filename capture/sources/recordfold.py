@@ -197,7 +197,10 @@ def rfc3339_ns(text: Any) -> int:
     date, hh, mm, ss, frac, zone = m.groups()
     day = _DAYS.get(date)
     if day is None:
-        day = calendar.timegm(datetime.date.fromisoformat(date).timetuple())
+        try:
+            day = calendar.timegm(datetime.date.fromisoformat(date).timetuple())
+        except ValueError as exc:
+            raise ValueError(f"not an RFC 3339 time stamp: {text!r} ({exc})") from exc
         _DAYS[date] = day
     secs = day + int(hh) * 3600 + int(mm) * 60 + int(ss)
     if zone == "Z" and len(_MINUTES) < 1 << 16:

@@ -573,3 +573,31 @@ def test_any_order_and_duplication_fold_to_the_same_records(
         assert all(a.get(k, 0) >= b.get(k, 0) for k in counts)
     # And no flow ever has a client's ephemeral port as its server port.
     assert all(r["server_port"] < 32768 for r in reference if r["record"] == "flow")
+
+
+@pytest.mark.parametrize(("text", "ns"), [
+    ("2021-11-10T10:40:56.465597700Z", 1636540856465597700),
+    ("2021-11-10T10:40:57Z", 1636540857000000000),
+    ("2021-11-10T10:40:58.1Z", 1636540858100000000),
+    ("2021-11-10T12:40:56.4655977+02:00", 1636540856465597700),
+    ("2021-11-10t10:40:56.5z", 1636540856500000000),
+])
+def test_time_stamps(text: str, ns: int) -> None:
+    from capture.sources.recordfold import rfc3339_ns
+
+    assert rfc3339_ns(text) == ns
+    assert rfc3339_ns(text) == ns  # again: the minute is cached now
+
+
+@pytest.mark.parametrize("text", [
+    "2021-11-10T10:40:56.4655977001Z",  # more than nanoseconds
+    "2021-11-10T10:40:5x.1Z", "2021-11-10T10:40:56.Z", "2021-11-10T10:40:56.1_0Z",
+    "2021-11-10T10:40:56.\u0661Z",  # an Arabic-Indic digit, which int() would take
+    "2021-02-30T10:40:56Z", "2021-11-10 10:40:56", 1636540856, None,
+])
+def test_bad_time_stamps(text: Any) -> None:
+    from capture.sources.recordfold import rfc3339_ns
+
+    rfc3339_ns("2021-11-10T10:40:00Z")  # the fast path knows this minute
+    with pytest.raises(ValueError, match="time stamp"):
+        rfc3339_ns(text)
