@@ -11,13 +11,18 @@ from capture.errors import CaptureError
 from capture.sources.aws_vpc import AWS_VPC
 from capture.sources.azure_flow import AZURE_FLOW
 from capture.sources.base import Opened, ReadOptions, Sink, SourceFormat, open_head
+from capture.sources.calico import CALICO
 from capture.sources.flowfile import FLOWS
 from capture.sources.gcp_vpc import GCP_VPC
+from capture.sources.goldmane import GOLDMANE
+from capture.sources.hubble import HUBBLE
 from capture.sources.pcap import PCAP, PCAPNG
 from capture.sources.zeek import ZEEK
 
-# AWS last: its sniffer takes any text whose first line looks like a flow-log record.
-SOURCES: tuple[SourceFormat, ...] = (PCAP, PCAPNG, FLOWS, ZEEK, GCP_VPC, AZURE_FLOW, AWS_VPC)
+# JSON formats with a distinctive shape before the generic text ones; AWS last: its sniffer
+# takes any text whose first line looks like a flow-log record.
+SOURCES: tuple[SourceFormat, ...] = (PCAP, PCAPNG, FLOWS, HUBBLE, CALICO, GOLDMANE, ZEEK, GCP_VPC,
+                                     AZURE_FLOW, AWS_VPC)
 
 
 def source_names() -> str:

@@ -94,7 +94,7 @@ def _is_header(tokens: Sequence[str]) -> bool:
     """A line naming fields: every token a field name, at least two of them known ones. (A
     record always holds a number, an address, ``-`` or an upper-case word; an unknown name is
     a field of a newer version, read past.)"""
-    if not _FIELD_NAME.match(tokens[0]):  # a record's version number, on most lines
+    if not tokens or not _FIELD_NAME.match(tokens[0]):  # a record's version, on most lines
         return False
     return (sum(t in KNOWN_FIELDS for t in tokens) >= 2
             and all(_FIELD_NAME.match(t) for t in tokens))

@@ -1,0 +1,465 @@
+"""Hubble flow logs: ``capture.ingest`` vs hubble-audit2policy, on generated Hubble records.
+
+Generates ``--records`` Hubble exporter lines (``{"flow": {...}, "node_name", "time"}``, with
+the labels, identities and fields Cilium 1.10+ writes) for a synthetic cluster: ``--namespaces``
+namespaces of deployments with 3 pods each, spread over ``--nodes`` nodes, talking to each other
+on their service ports, to CoreDNS and to a few outside names. Every connection is written as
+Hubble writes it: the policy-verdict event and the trace at the client's node (EGRESS), the
+trace and the policy verdict at the server's node (INGRESS, on a remote node: twice as many),
+the SYN-ACK, data and FIN packets of both directions with ``is_reply``, and for DNS the proxy's
+L7 request and response records with their answers; a share of connections is denied by policy
+(DROPPED at the server, never answered). Then it measures, in the same run:
+
+* ``capture.ingest.ingest`` of the file (in a fresh subprocess: records/s and peak RSS; and in
+  process with tracemalloc off), with the check that no flow it writes has an ephemeral
+  (client) port as its server port;
+* hubble-audit2policy (from PyPI; skipped with a message when not installed) reading the same
+  file and building its CiliumNetworkPolicies: its time, the ratio, and how many of its rules
+  allow a port that only ever was a client's ephemeral port (the reply-port rules it makes
+  because it takes the destination port of reply packets);
+* the whole pipeline to policies through the library facade (``segmenter``: ingest,
+  load_inventory, build_graph, load_config, make_plan, compile_policies, render_yaml) with a
+  generated inventory of the same pods.
+
+    .venv/bin/python benchmarks/ingest_flowlogs.py               # 1,000,000 records
+    .venv/bin/python benchmarks/ingest_flowlogs.py --records 200000
+
+Targets (issue 13): under 10 s for 1M records on one core, and >= 10x hubble-audit2policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+EPHEMERAL_MIN = 32768  # the generator's client ports are all at or above this
+T0 = 1_700_000_000
+SERVER_PORTS = (8080, 9080, 5432, 6379, 443, 3306)
+WORLD = (("api.stripe.com", "52.1.2.3"), ("s3.amazonaws.com", "52.216.0.7"),
+         ("github.com", "140.82.112.3"))
+
+
+@dataclass(frozen=True)
+class Pod:
+    namespace: str
+    name: str
+    app: str
+    ip: str
+    node: str
+    identity: int
+    port: int
+    endpoint_id: int
+
+    def endpoint(self, local: bool) -> str:
+        """The Endpoint object as Hubble writes it (``ID`` only on the pod's own node)."""
+        labels = [f"k8s:app={self.app}", "k8s:version=v1",
+                  f"k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name={self.namespace}",
+                  "k8s:io.cilium.k8s.policy.cluster=default",
+                  f"k8s:io.cilium.k8s.policy.serviceaccount={self.app}",
+                  f"k8s:io.kubernetes.pod.namespace={self.namespace}"]
+        obj: dict[str, object] = {}
+        if local:
+            obj["ID"] = self.endpoint_id
+        obj.update({"identity": self.identity, "namespace": self.namespace, "labels": labels,
+                    "pod_name": self.name,
+                    "workloads": [{"name": self.app, "kind": "Deployment"}]})
+        return json.dumps(obj, separators=(",", ":"))
+
+
+def cluster(namespaces: int, nodes: int, seed: int) -> list[Pod]:
+    rng = random.Random(seed)
+    pods = []
+    n = 0
+    for i in range(namespaces):
+        ns = f"team{i:02d}"
+        for d in range(8):
+            app = f"svc{d}"
+            port = SERVER_PORTS[d % len(SERVER_PORTS)]
+            for r in range(3):
+                n += 1
+                node = rng.randrange(nodes)
+                pods.append(Pod(ns, f"{app}-7d4f9c{i:02d}{d}-{r:05d}", app,
+                                f"10.{node}.{n >> 8 & 255}.{n & 255}", f"node-{node:02d}",
+                                10000 + i * 16 + d, port, n))
+    coredns = Pod("kube-system", "coredns-5d78c9869d-abcde", "kube-dns", "10.250.0.10",
+                  "node-00", 102, 53, 9999)
+    return [*pods, coredns]
+
+
+def _stamp(t: float) -> str:
+    secs = int(t)
+    ns = round((t - secs) * 1e9)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ns:09d}Z"
+
+
+class Writer:
+    """Hubble exporter lines for connections."""
+
+    def __init__(self, out: io.TextIOBase) -> None:
+        self.out = out
+        self.count = 0
+        self.eps: dict[tuple[str, bool], str] = {}
+
+    def ep(self, pod: Pod | None, local: bool, reserved: str = "world") -> str:
+        if pod is None:
+            return f'{{"identity":2,"labels":["reserved:{reserved}"]}}'
+        key = (pod.name, local)
+        text = self.eps.get(key)
+        if text is None:
+            text = self.eps[key] = pod.endpoint(local)
+        return text
+
+    def event(self, t: float, node: str, *, verdict: str, src_ip: str, dst_ip: str, l4: str,
+              src: str, dst: str, etype: int, direction: str, reply: bool | None,
+              point: str = "", extra: str = "", summary: str = "") -> None:
+        stamp = _stamp(t)
+        fields = [f'"time":"{stamp}"', f'"verdict":"{verdict}"',
+                  f'"IP":{{"source":"{src_ip}","destination":"{dst_ip}","ipVersion":"IPv4"}}',
+                  f'"l4":{l4}', f'"source":{src}', f'"destination":{dst}',
+                  '"Type":"L7"' if etype == 129 else '"Type":"L3_L4"',
+                  f'"node_name":"{node}"', f'"event_type":{{"type":{etype}}}',
+                  f'"traffic_direction":"{direction}"']
+        if point:
+            fields.append(f'"trace_observation_point":"{point}"')
+        if reply is not None:
+            fields.append(f'"is_reply":{"true" if reply else "false"}')
+        if extra:
+            fields.append(extra)
+        fields.append(f'"Summary":"{summary}"')
+        self.out.write(f'{{"flow":{{{",".join(fields)}}},"node_name":"{node}",'
+                       f'"time":"{stamp}"}}\n')
+        self.count += 1
+
+
+def _tcp(sport: int, dport: int, flags: str) -> str:
+    return (f'{{"TCP":{{"source_port":{sport},"destination_port":{dport},'
+            f'"flags":{{{flags}}}}}}}')
+
+
+def tcp_connection(w: Writer, rng: random.Random, t: float, client: Pod, server: Pod | None,
+                   *, server_ip: str, port: int, denied: bool, names: str = "") -> None:
+    """One TCP connection, every event Hubble writes for it."""
+    sport = rng.randrange(EPHEMERAL_MIN, 61000)
+    cnode = client.node
+    snode = server.node if server is not None else ""
+    remote = server is not None and snode != cnode
+    c_local = w.ep(client, True)
+    c_remote = w.ep(client, False)
+    s_local = w.ep(server, True)
+    s_remote = w.ep(server, False)
+    syn, synack, ack, psh, fin = ('"SYN":true', '"SYN":true,"ACK":true', '"ACK":true',
+                                  '"PSH":true,"ACK":true', '"FIN":true,"ACK":true')
+    up = dict(src_ip=client.ip, dst_ip=server_ip)
+    down = dict(src_ip=server_ip, dst_ip=client.ip)
+    dest = f'"destination_names":[{names}]' if names else ""
+    allowed = ('"egress_allowed_by":[{"name":"allow-egress","namespace":"'
+               + client.namespace + '","kind":"CiliumNetworkPolicy"}]')
+    w.event(t, cnode, verdict="FORWARDED", l4=_tcp(sport, port, syn), src=c_local, dst=s_remote,
+            etype=5, direction="EGRESS", reply=False, extra=allowed, summary="TCP Flags: SYN",
+            **up)
+    w.event(t, cnode, verdict="FORWARDED", l4=_tcp(sport, port, syn), src=c_local, dst=s_remote,
+            etype=4, direction="EGRESS", reply=False, point="TO_STACK" if remote else "",
+            extra=dest, summary="TCP Flags: SYN", **up)
+    if server is None:  # to the world: only the client's node sees it
+        for k, (flags, is_up) in enumerate(((synack, False), (ack, True), (psh, True),
+                                            (psh, False), (fin, True), (fin, False))):
+            ev = dict(up if is_up else down)
+            w.event(t + 0.001 * (k + 1), cnode, verdict="FORWARDED",
+                    l4=_tcp(sport, port, flags) if is_up else _tcp(port, sport, flags),
+                    src=c_local if is_up else s_remote, dst=s_remote if is_up else c_local,
+                    etype=4, direction="EGRESS", reply=not is_up, **ev)
+        return
+    if denied:
+        denied_by = ('"ingress_denied_by":[{"name":"default-deny","namespace":"'
+                     + server.namespace + '","kind":"CiliumNetworkPolicy"}]')
+        for k in range(2):  # the SYN and one retransmission, dropped at the server
+            w.event(t + k, snode, verdict="DROPPED", l4=_tcp(sport, port, syn),
+                    src=c_remote if remote else c_local, dst=s_local, etype=1,
+                    direction="INGRESS", reply=False,
+                    extra='"drop_reason_desc":"POLICY_DENIED",' + denied_by,
+                    summary="TCP Flags: SYN", **up)
+        return
+    w.event(t + 0.0001, snode, verdict="FORWARDED", l4=_tcp(sport, port, syn),
+            src=c_remote if remote else c_local, dst=s_local, etype=5, direction="INGRESS",
+            reply=False, summary="TCP Flags: SYN", **up)
+    w.event(t + 0.0002, snode, verdict="FORWARDED", l4=_tcp(sport, port, syn),
+            src=c_remote if remote else c_local, dst=s_local, etype=4, direction="INGRESS",
+            reply=False, point="TO_ENDPOINT", summary="TCP Flags: SYN", **up)
+    packets = ((synack, False), (ack, True), (psh, True), (psh, False), (fin, True),
+               (fin, False))
+    for k, (flags, is_up) in enumerate(packets):
+        ev = dict(up if is_up else down)
+        l4 = _tcp(sport, port, flags) if is_up else _tcp(port, sport, flags)
+        nodes = (snode, cnode) if remote else (snode,)
+        for n in nodes:
+            local_c, local_s = n == cnode, n == snode
+            c_ep = c_local if local_c else c_remote
+            s_ep = s_local if local_s else s_remote
+            src, dst = (c_ep, s_ep) if is_up else (s_ep, c_ep)
+            w.event(t + 0.001 * (k + 1), n, verdict="FORWARDED", l4=l4, src=src, dst=dst,
+                    etype=4, direction="INGRESS" if n == snode else "EGRESS",
+                    reply=not is_up, point="TO_ENDPOINT", **ev)
+
+
+def dns_lookup(w: Writer, rng: random.Random, t: float, client: Pod, dns: Pod, *, name: str,
+               answer: str) -> None:
+    """A DNS query through Cilium's DNS proxy: L4 traces and the L7 request and response."""
+    sport = rng.randrange(EPHEMERAL_MIN, 61000)
+    c, s = w.ep(client, True), w.ep(dns, client.node == dns.node)
+    udp_up = f'{{"UDP":{{"source_port":{sport},"destination_port":53}}}}'
+    udp_down = f'{{"UDP":{{"source_port":53,"destination_port":{sport}}}}}'
+    up = dict(src_ip=client.ip, dst_ip=dns.ip)
+    down = dict(src_ip=dns.ip, dst_ip=client.ip)
+    w.event(t, client.node, verdict="REDIRECTED", l4=udp_up, src=c, dst=s, etype=5,
+            direction="EGRESS", reply=False, **up)
+    query = f'"query":"{name}.","qtypes":["A"],"observation_source":"proxy"'
+    w.event(t + 0.0001, client.node, verdict="FORWARDED", l4=udp_up, src=c, dst=s, etype=129,
+            direction="EGRESS", reply=False,
+            extra=f'"l7":{{"type":"REQUEST","dns":{{{query}}}}}', **up)
+    w.event(t + 0.002, client.node, verdict="FORWARDED", l4=udp_down, src=s, dst=c, etype=129,
+            direction="EGRESS", reply=True,
+            extra=(f'"l7":{{"type":"RESPONSE","latency_ns":1500000,"dns":{{{query},'
+                   f'"ips":["{answer}"],"ttl":30,"rrtypes":["A"]}}}}'), **down)
+    w.event(t + 0.0021, client.node, verdict="FORWARDED", l4=udp_down, src=s, dst=c, etype=4,
+            direction="EGRESS", reply=True, point="TO_ENDPOINT", **down)
+
+
+def generate(path: Path, records: int, namespaces: int, nodes: int, seed: int) -> list[Pod]:
+    """Write about ``records`` lines; returns the pods."""
+    rng = random.Random(seed)
+    pods = cluster(namespaces, nodes, seed)
+    dns = pods[-1]
+    workers = pods[:-1]
+    by_ns: dict[str, list[Pod]] = {}
+    for p in workers:
+        by_ns.setdefault(p.namespace, []).append(p)
+    namespaces_list = sorted(by_ns)
+    with open(path, "w", encoding="utf-8") as out:
+        w = Writer(out)
+        t = float(T0)
+        while w.count < records:
+            t += rng.random() * 0.01
+            client = rng.choice(workers)
+            roll = rng.random()
+            if roll < 0.2:
+                name, ip = rng.choice(WORLD)
+                if rng.random() < 0.5:
+                    dns_lookup(w, rng, t, client, dns, name=name, answer=ip)
+                else:
+                    tcp_connection(w, rng, t, client, None, server_ip=ip, port=443,
+                                   denied=False, names=f'"{name}"')
+                continue
+            if roll < 0.35:
+                dns_lookup(w, rng, t, client, dns,
+                           name=f"svc{rng.randrange(8)}.{client.namespace}.svc.cluster.local",
+                           answer=rng.choice(workers).ip)
+                continue
+            # Mostly within the namespace, some across.
+            ns = client.namespace if rng.random() < 0.8 else rng.choice(namespaces_list)
+            server = rng.choice(by_ns[ns])
+            if server is client:
+                continue
+            tcp_connection(w, rng, t, client, server, server_ip=server.ip, port=server.port,
+                           denied=rng.random() < 0.05)
+    return pods
+
+
+def inventory(path: Path, pods: list[Pod], nodes: int) -> None:
+    """A ``kubectl get -o json`` List of the generated cluster."""
+    items: list[dict[str, object]] = []
+    stamp = "2023-11-14T00:00:00Z"
+    for ns in sorted({p.namespace for p in pods}):
+        items.append({"apiVersion": "v1", "kind": "Namespace",
+                      "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}})
+    for n in range(nodes):
+        items.append({"apiVersion": "v1", "kind": "Node",
+                      "metadata": {"name": f"node-{n:02d}"},
+                      "status": {"addresses": [{"type": "InternalIP",
+                                                "address": f"192.168.0.{n + 10}"}]}})
+    apps = sorted({(p.namespace, p.app, p.port) for p in pods})
+    for ns, app, port in apps:
+        labels = {"app": app, "version": "v1"}
+        proto = "UDP" if port == 53 else "TCP"
+        items.append({"apiVersion": "apps/v1", "kind": "Deployment",
+                      "metadata": {"name": app, "namespace": ns, "creationTimestamp": stamp},
+                      "spec": {"template": {"metadata": {"labels": labels}, "spec": {}}}})
+        items.append({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                      "metadata": {"name": f"{app}-rs", "namespace": ns,
+                                   "creationTimestamp": stamp,
+                                   "ownerReferences": [{"kind": "Deployment", "name": app,
+                                                        "controller": True}]},
+                      "spec": {"template": {"metadata": {"labels": labels}, "spec": {}}}})
+        items.append({"apiVersion": "v1", "kind": "Service",
+                      "metadata": {"name": app, "namespace": ns},
+                      "spec": {"clusterIP": "None", "selector": {"app": app},
+                               "ports": [{"port": port, "protocol": proto,
+                                          "targetPort": port}]}})
+    for p in pods:
+        proto = "UDP" if p.port == 53 else "TCP"
+        items.append({"apiVersion": "v1", "kind": "Pod",
+                      "metadata": {"name": p.name, "namespace": p.namespace,
+                                   "labels": {"app": p.app, "version": "v1"},
+                                   "creationTimestamp": stamp,
+                                   "ownerReferences": [{"kind": "ReplicaSet",
+                                                        "name": f"{p.app}-rs",
+                                                        "controller": True}]},
+                      "spec": {"nodeName": p.node, "containers": [
+                          {"name": p.app, "ports": [{"containerPort": p.port,
+                                                     "protocol": proto}]}]},
+                      "status": {"phase": "Running", "podIP": p.ip}})
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+
+
+def _ours_subprocess(flows: Path, out: Path) -> tuple[float, int]:
+    """Seconds and peak RSS (KiB) of ``capture.ingest.ingest`` in a fresh interpreter."""
+    code = ("import resource, sys, time\n"
+            "from capture.ingest import ingest\n"
+            "t = time.perf_counter()\n"
+            f"ingest([{str(flows)!r}], {str(out)!r})\n"
+            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=root, check=True)
+    secs, rss = res.stdout.split()
+    return float(secs), int(rss)
+
+
+def _baseline_rss() -> int:
+    code = ("import resource\nimport capture.ingest\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=root, check=True)
+    return int(res.stdout)
+
+
+def _audit2policy(flows: Path) -> tuple[float, int, int, int] | None:
+    """hubble-audit2policy on ``flows``: seconds, policies, rules, rules on ephemeral ports."""
+    try:
+        import hubble_audit2policy as h2p  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    t = time.perf_counter()
+    policies, _counts, _total, _matched, _pods = h2p.parse_flows(
+        str(flows), list(h2p.DEFAULT_LABEL_KEYS), set(), set())
+    buf = io.StringIO()
+    for (ns, app), rules in sorted(policies.items()):
+        h2p._dump_yaml(h2p.build_policy(ns, app, rules), buf)
+    secs = time.perf_counter() - t
+    rules = ephemeral = 0
+    for ruleset in policies.values():
+        for direction in ("egress", "ingress"):
+            for _ns, _peer, port, _proto in ruleset[direction]:
+                rules += 1
+                if port >= EPHEMERAL_MIN:
+                    ephemeral += 1
+    return secs, len(policies), rules, ephemeral
+
+
+def _pipeline(flows: Path, inv: Path, work: Path) -> dict[str, float]:
+    import segmenter
+
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    out = str(work / "pipeline-flows.jsonl")
+    segmenter.ingest([str(flows)], out)
+    times["ingest"] = time.perf_counter() - t
+    t = time.perf_counter()
+    flow_file = segmenter.load_flows([out])
+    inventory_ = segmenter.load_inventory([str(inv)])
+    times["load"] = time.perf_counter() - t
+    t = time.perf_counter()
+    graph = segmenter.build_graph(flow_file, inventory_)
+    times["graph"] = time.perf_counter() - t
+    t = time.perf_counter()
+    config = segmenter.load_config(None, ["pci=team00/app=svc2"])
+    plan = segmenter.make_plan(graph, config, inventory_)
+    times["plan"] = time.perf_counter() - t
+    t = time.perf_counter()
+    policy_set = segmenter.compile_policies(graph, plan, inventory_)
+    yaml_text = segmenter.render_yaml(policy_set, "kubernetes")
+    yaml_text += segmenter.render_yaml(policy_set, "calico")
+    times["compile+render"] = time.perf_counter() - t
+    times["yaml_bytes"] = float(len(yaml_text))
+    return times
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--namespaces", type=int, default=20)
+    ap.add_argument("--nodes", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--no-pipeline", action="store_true")
+    args = ap.parse_args(argv)
+
+    from capture.flowfile import read_flow_file
+
+    with tempfile.TemporaryDirectory(prefix="segmenter-bench-") as tmp:
+        work = Path(tmp)
+        flows = work / "hubble-events.log"
+        t = time.perf_counter()
+        pods = generate(flows, args.records, args.namespaces, args.nodes, args.seed)
+        with open(flows, "rb") as lines:
+            n = sum(1 for _ in lines)
+        size = os.path.getsize(flows)
+        print(f"generated {n:,} Hubble records ({size / 2**20:,.0f} MiB), {len(pods)} pods, "
+              f"{args.nodes} nodes in {time.perf_counter() - t:.1f} s")
+
+        try:
+            import orjson  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
+            decoder = "orjson"
+        except ImportError:
+            decoder = "the standard library's json (pip install orjson: about 1.8x faster)"
+        print(f"JSON decoder: {decoder}")
+        out = work / "flows.jsonl"
+        secs, rss = _ours_subprocess(flows, out)
+        base = _baseline_rss()
+        flow_file = read_flow_file(str(out))
+        ephemeral_servers = sum(1 for r in flow_file.flows
+                                if (r.get("server_port") or 0) >= EPHEMERAL_MIN)
+        print(f"capture.ingest: {secs:.2f} s, {n / secs:,.0f} records/s; "
+              f"peak RSS {rss / 1024:,.0f} MiB ({(rss - base) / 1024:,.0f} MiB over the "
+              f"{base / 1024:,.0f} MiB of the interpreter with capture imported); "
+              f"{len(flow_file.flows):,} flows, {len(flow_file.dns):,} DNS answers; "
+              f"flows with an ephemeral server port: {ephemeral_servers}")
+
+        h2p = _audit2policy(flows)
+        if h2p is None:
+            print("hubble-audit2policy: not installed (pip install hubble-audit2policy); "
+                  "comparison skipped")
+        else:
+            h_secs, policies, rules, ephemeral = h2p
+            print(f"hubble-audit2policy: {h_secs:.2f} s, {n / h_secs:,.0f} records/s, "
+                  f"{policies} policies, {rules:,} rules, {ephemeral:,} of them on a client's "
+                  f"ephemeral port (from reply packets)")
+            print(f"ratio: capture.ingest is {h_secs / secs:.1f}x hubble-audit2policy")
+
+        if not args.no_pipeline:
+            inv = work / "inventory.json"
+            inventory(inv, pods, args.nodes)
+            times = _pipeline(flows, inv, work)
+            total = sum(v for k, v in times.items() if k != "yaml_bytes")
+            stages = ", ".join(f"{k} {v:.2f} s" for k, v in times.items() if k != "yaml_bytes")
+            print(f"pipeline to policies through the facade: {total:.2f} s ({stages}); "
+                  f"{times['yaml_bytes'] / 1024:,.0f} KiB of YAML")
+            if h2p is not None:
+                print(f"ratio: whole pipeline is {h2p[0] / total:.1f}x hubble-audit2policy")
+    print(f"(this process: peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
