@@ -151,12 +151,14 @@ def write_outputs(outputs: dict[str, Output], out_dirs: dict[str, str]) -> list[
 
 
 def policies_to_judge(paths: Sequence[str] = (), *, cluster: bool = False,
-                      context: str | None = None, kubeconfig: str | None = None) -> PolicyDocs:
-    """The policies a check judges: files and folders, or the policies in force."""
+                      context: str | None = None, kubeconfig: str | None = None,
+                      target: Target | None = None) -> PolicyDocs:
+    """The policies a check judges: files and folders, or the policies in force (the cluster
+    must then serve ``target``'s API groups, when the enforcement to judge under is known)."""
     from segmenter.analysis.policies import from_cluster, from_paths
 
     if cluster:
-        return from_cluster(context=context, kubeconfig=kubeconfig)
+        return from_cluster(context=context, kubeconfig=kubeconfig, target=target)
     if not paths:
         raise InputError("give --policies DIR... or --cluster")
     return from_paths(list(paths))

@@ -891,10 +891,13 @@ def test_live_forbidden_names_the_missing_permission(
     with pytest.raises(InventoryError) as info:
         live_inventory(kubeconfig=_kubeconfig(tmp_path, api_server.url))
     assert str(info.value) == (
-        "forbidden: needs list on endpointslices.discovery.k8s.io (see docs/rbac.yaml)"
+        f"forbidden: needs list on endpointslices.discovery.k8s.io at {api_server.url} (see "
+        'docs/rbac.yaml): endpointslices.discovery.k8s.io is forbidden: User "system:'
+        'serviceaccount:segmenter:segmenter" cannot list resource "endpointslices" in API group '
+        '"discovery.k8s.io" at the cluster scope'
     )
     api_server.overrides = {"/api/v1/pods": (403, "status-403-endpointslices")}
-    with pytest.raises(InventoryError, match=r"^forbidden: needs list on pods \(see docs/rbac"):
+    with pytest.raises(InventoryError, match=r"^forbidden: needs list on pods at http://127"):
         live_inventory(kubeconfig=_kubeconfig(tmp_path, api_server.url))
 
 

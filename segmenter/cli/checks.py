@@ -43,10 +43,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from segmenter.planner import load_plan
 
     inventory = pipeline.read_inventory(args.inventory)
-    docs = pipeline.policies_to_judge(args.policies or (), cluster=args.cluster,
-                                      context=args.context, kubeconfig=args.kubeconfig)
-    _rejected(docs)
     target = get_target(args.enforcement)
+    docs = pipeline.policies_to_judge(args.policies or (), cluster=args.cluster,
+                                      context=args.context, kubeconfig=args.kubeconfig,
+                                      target=target)
+    _rejected(docs)
     if args.explain:
         return _explain(args, inventory, docs, target, EndpointFinder(inventory))
     if not args.flows:
@@ -153,7 +154,8 @@ class _Sides(argparse.Action):
 def _side(spec: str, args: argparse.Namespace) -> PolicyDocs:
     if spec == CLUSTER:
         return pipeline.policies_to_judge(cluster=True, context=args.context,
-                                          kubeconfig=args.kubeconfig)
+                                          kubeconfig=args.kubeconfig,
+                                          target=get_target(args.enforcement))
     if not os.path.exists(spec):
         raise InputError("no such file or directory", path=spec)
     docs = pipeline.policies_to_judge([spec])
