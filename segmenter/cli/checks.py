@@ -52,7 +52,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _explain(args, inventory, docs, target, EndpointFinder(inventory))
     if not args.flows:
         raise InputError("give --flows FLOWS (or --explain SRC DST PORT)")
-    results = pipeline.verify(pipeline.read_traffic(args.flows), inventory, docs, target)
+    traffic = pipeline.read_traffic(args.flows)
+    results = pipeline.verify(traffic, inventory, docs, target)
+    notes = pipeline.policy_notes(traffic, inventory, docs)
     zone_of: dict[str, str] = {}
     if args.plan:
         result = load_plan(args.plan)
@@ -84,6 +86,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                        for r in denied],
             "over_permissiveness": [vars(g) | {"extra": list(g.extra)} for g in groups],
             "capped": capped,
+            "notes": notes,
         }, indent=1, sort_keys=True))
         return EXIT_DENIED if denied else EXIT_OK
     for r in denied:
@@ -92,6 +95,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"DENIED {r.client} -> {r.server} {r.flow.transport}/{r.port}"
               f"{f' [{where}]' if where else ''}: {side.policy or '-'} {side.rule or ''} "
               f"({side.reason})")
+    for note in notes:
+        print(f"note: {note}")
     print(f"{len(results) - len(denied)} of {len(results)} observed flows allowed under "
           f"{target.name} enforcement; {len(denied)} denied")
     if groups:
