@@ -23,7 +23,7 @@ from segmenter import pipeline
 from segmenter.cli import main
 from segmenter.cluster.dump import load_inventory
 from segmenter.config import ClusterNetworks, load_config
-from segmenter.errors import InventoryError, PlanError
+from segmenter.errors import InventoryError, PlanError, UnsupportedError
 from segmenter.flowfile import Traffic
 from segmenter.graph.ranges import cluster_ranges, covering_block
 from segmenter.model import DnsAnswer, Flow, Transport
@@ -300,3 +300,19 @@ def test_cluster_ranges_in_config_are_read(tmp_path: Path) -> None:
     assert config.cluster == ClusterNetworks(("10.96.0.0/12", "fd00:10:96::/108"),
                                              ("10.244.0.0/16",), "segmenter.yaml cluster")
     assert copy.deepcopy(config.cluster) == config.cluster
+
+
+def test_compile_refuses_a_graph_holding_a_clusterip_as_an_external_peer() -> None:
+    """A graph built before this check (or against another inventory) may still hold
+    ``external:10.96.0.10``: with an inventory whose kube-dns Service has that ClusterIP, the
+    compiler refuses to make it an ipBlock."""
+    b = ClusterBuilder()
+    with_dns(b)
+    web = b.workload("shop", "web", {"app": "web"})
+    b.flow(web, b.external("10.96.0.10"), 53, "UDP")
+    graph, inventory = b.graph, b.inventory()
+    plan = pipeline.make_plan(graph, load_config(None))
+    with pytest.raises(UnsupportedError) as info:
+        pipeline.compile_policies(graph, plan, inventory)
+    assert ("external:10.96.0.10 is the ClusterIP of Service kube-system/kube-dns, which an "
+            "ipBlock never matches: build the graph again with this inventory") in str(info.value)
