@@ -96,6 +96,16 @@ def test_pods_only_dump_with_service_traffic_is_exit_2_naming_what_is_missing(
     assert "the inventory holds pods but no Services" in _error(capsys)
 
 
+def test_endpointslices_without_their_services_are_named(
+    tmp_path: Path, flows: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``kubectl get pods,endpointslices``: the slices name the Services that are missing."""
+    dump = _dump(tmp_path, [i for i in _items() if i["kind"] in ("Pod", "EndpointSlice")])
+    assert main(["graph", "--flows", flows, "--inventory", dump]) == 2
+    assert (f"{dump}: the inventory holds pods and the EndpointSlices of 9 Services but no "
+            "Services, and the capture shows Service traffic: ") in _error(capsys)
+
+
 def test_a_dns_query_to_a_non_pod_address_is_service_traffic_without_dns_answers(
     tmp_path: Path,
 ) -> None:

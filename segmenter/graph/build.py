@@ -102,7 +102,7 @@ def build_graph(
     node_addresses = resolver.node_addresses()
     apiserver_addresses = set(resolver.apiserver_addresses())
     # External nodes reached on the DNS port: a link-local one is a DNS resolver.
-    dns_servers = {NodeId.parse(dst).address for (_, dst, _, port) in acc if port == _DNS_PORT}
+    dns_servers = {NodeId.parse(dst).address for (_, dst, _, port) in acc if port == DNS_PORT}
 
     edges: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for (src, dst, transport, port), slot in acc.items():
@@ -150,7 +150,7 @@ def build_graph(
         elif parsed.address is not None:
             ip = parsed.address
             names = sorted(dns_names.get(ip, ()))
-            service = link_local_service(ip, _DNS_PORT if ip in dns_servers else None)
+            service = link_local_service(ip, DNS_PORT if ip in dns_servers else None)
             graph.add_node(
                 node_id,
                 kind="external",
@@ -265,7 +265,6 @@ def _count_special(special: dict[str, list[Any]], flow: Flow, client_how: Resolu
 # Resolutions whose node keeps the addresses it was seen at.
 _ADDRESSED: Final = frozenset({Resolution.NODE, Resolution.APISERVER, Resolution.EXTERNAL,
                                Resolution.LINK_LOCAL_SERVICE})
-_DNS_PORT: Final = DNS_PORT
 
 
 def _canonical_ip(text: str) -> str | None:

@@ -16,7 +16,8 @@ Where the ranges come from (:func:`cluster_ranges`):
   kubeadm, kind, k3s, GKE; not with the AWS VPC CNI, whose pods take VPC addresses);
 - the Service range: the smallest block holding every ClusterIP the inventory's Services have
   and every address the capture's DNS answers give for a Service name
-  (``<service>.<namespace>.svc.<cluster domain>``) that is no pod's or node's. Any Service
+  (``<service>.<namespace>.svc.<cluster domain>``) that is no pod's, node's or EndpointSlice
+  endpoint's. Any Service
   range holds that block, since a CIDR holding two addresses holds the smallest block around
   them; it is used only when it is no wider than kube-apiserver accepts for a Service range (20
   host bits: /12 for IPv4, /108 for IPv6; ``validateMaxCIDRRange`` in
@@ -137,8 +138,12 @@ def cluster_ranges(inventory: Inventory, dns: Iterable[DnsAnswer] = (),
     services = [AddressRange(ipaddress.ip_network(c), f"{where}.service_cidrs")
                 for c in declared.service_cidrs]
     ranges = ClusterRanges((), tuple(pods))
+    # Addresses that are no ClusterIP: pods', nodes', and the endpoints of EndpointSlices
+    # (what a headless Service's name answers).
     known = {ip for pod in inventory.pods for ip in pod.ips}
     known.update(a for n in inventory.nodes for a in n.addresses)
+    known.update(a for es in inventory.endpoint_slices for e in es.endpoints
+                 for a in e.addresses)
     cluster_ips = {ip for s in inventory.services for ip in s.cluster_ips}
     from_dns = {ip for ip in service_name_addresses(dns)
                 if ip not in known and ranges.pod_range(ip) is None}
@@ -254,8 +259,12 @@ def check_inventory(uses: Iterable[AddressUse], inventory: Inventory,
                         if (r := ranges.service_range(u.address)) is not None})
         span = f" in the Service range {', '.join(where)}" if where else ""
         if no_services:
+            sliced = sorted({f"{es.namespace}/{es.service}" for es in inventory.endpoint_slices
+                             if es.service})
+            holds = (f"pods and the EndpointSlices of {len(sliced)} Service"
+                     f"{'' if len(sliced) == 1 else 's'}" if sliced else "pods")
             problems.append(
-                f"the inventory holds pods but no Services, and the capture shows Service "
+                f"the inventory holds {holds} but no Services, and the capture shows Service "
                 f"traffic: {_flows(in_services)} to {_addresses(in_services)}{span} "
                 f"({_listed(in_services)}); add the Services and EndpointSlices: "
                 f"{_DUMP_SERVICES}")
