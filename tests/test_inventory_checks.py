@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import ipaddress
 import json
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from segmenter import pipeline
 from segmenter.cli import main
@@ -25,8 +28,10 @@ from segmenter.cluster.dump import load_inventory
 from segmenter.config import ClusterNetworks, load_config
 from segmenter.errors import InventoryError, PlanError, UnsupportedError
 from segmenter.flowfile import Traffic
+from segmenter.graph.addresses import address_class, link_local_service
+from segmenter.graph.build import build_graph
 from segmenter.graph.ranges import cluster_ranges, covering_block
-from segmenter.model import DnsAnswer, Flow, Transport
+from segmenter.model import DnsAnswer, Flow, Node, Transport
 from segmenter.synthetic import ClusterBuilder, with_dns
 from tests.conftest import REPO
 
@@ -326,3 +331,54 @@ def test_compile_refuses_a_graph_holding_a_clusterip_as_an_external_peer() -> No
         pipeline.compile_policies(graph, plan, inventory)
     assert ("external:10.96.0.10 is the ClusterIP of Service kube-system/kube-dns, which an "
             "ipBlock never matches: build the graph again with this inventory") in str(info.value)
+
+
+_PEERS = st.sampled_from([
+    "fe80::1", "ff02::2", "224.0.0.251", "255.255.255.255", "0.0.0.0", "127.0.0.1",  # special
+    "169.254.169.254", "169.254.20.10",  # link-local services (on port 53 for the second)
+    "10.96.0.10",  # the kube-dns ClusterIP: explained
+    "10.96.7.7", "10.96.200.1",  # in the Service range, no Service
+    "10.244.0.200",  # in node worker-1's podCIDR, no pod
+    "203.0.113.10", "8.8.8.8", "2001:db8::1",  # outside the cluster
+])
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(_PEERS, st.sampled_from([53, 80, 443]), st.booleans()),
+                min_size=1, max_size=12))
+def test_no_graph_holds_a_special_or_unexplained_cluster_address(
+    peers: list[tuple[str, int, bool]],
+) -> None:
+    """Whatever the traffic, the graph either refuses it (an address in the Service or pod range
+    that the inventory does not explain) or holds no node at a special address or inside those
+    ranges, and counts every flow it left out for a special end."""
+    b = ClusterBuilder()
+    with_dns(b)
+    web = b.workload("shop", "web", {"app": "web"})
+    inventory = dataclasses.replace(
+        b.inventory(), nodes=(Node("worker-1", ("172.18.0.2",), pod_cidrs=("10.244.0.0/24",)),))
+    (pod,) = [p for p in inventory.pods if p.owner.id == web]
+    flows = []
+    for i, (peer, port, outbound) in enumerate(peers):
+        client, server = (pod.ips[0], peer) if outbound else (peer, pod.ips[0])
+        flows.append(Flow(Transport.UDP, client, server, 40000 + i, port, i, i + 0.5))
+    ranges = [ipaddress.ip_network(n) for n in ("10.96.0.0/16", "10.244.0.0/24")]
+    unexplained = {"10.96.7.7", "10.96.200.1", "10.244.0.200"}
+    try:  # the Service range declared (one ClusterIP alone shows no range), the pod range seen
+        graph = build_graph(flows, inventory,
+                            networks=ClusterNetworks(service_cidrs=("10.96.0.0/16",)))
+    except InventoryError:
+        assert {p for p, _, _ in peers} & unexplained
+        return
+    assert not {p for p, _, _ in peers} & unexplained
+    special = {f for f in flows if address_class(f.client) or address_class(f.server)}
+    special -= {f for f in flows if link_local_service(f.server, f.server_port)
+                or link_local_service(f.client, None)}
+    assert graph.graph.get("special_addresses", {}).get("flows", 0) == len(special)
+    for node, attrs in graph.nodes(data=True):
+        for address in attrs.get("addresses") or ():
+            if attrs["kind"] != "external":
+                continue
+            ip = ipaddress.ip_address(address)
+            assert not any(ip in net for net in ranges if net.version == ip.version), node
+            assert address_class(address) is None or attrs.get("link_local_service"), node
