@@ -17,6 +17,9 @@
       port_ranges: false          # fold runs of 3+ consecutive observed ports into endPort
       external_cidrs:             # external peers inside these blocks are allowed as the block
         - {cidr: 203.0.113.0/24, except: [203.0.113.128/25], name: payment-gateway}
+    cluster:                      # optional: the cluster's address ranges, when the inventory
+      service_cidrs: [10.96.0.0/12]   # does not show them (kube-apiserver
+      pod_cidrs: [10.244.0.0/16]      # --service-cluster-ip-range, the CNI's pod pool)
 
 Pods (or their controllers' pod templates) may also declare themselves with the label or
 annotation ``segmenter.io/data-class: pci`` (several classes separated by commas).
@@ -67,12 +70,24 @@ class CompileOptions:
 
 
 @dataclass(frozen=True)
+class ClusterNetworks:
+    """The cluster's address ranges as declared (``cluster:`` in ``segmenter.yaml``): Service
+    ClusterIPs (``service_cidrs``) and pod addresses (``pod_cidrs``), canonical CIDR text.
+    ``source`` names where they were declared, for messages."""
+
+    service_cidrs: tuple[str, ...] = ()
+    pod_cidrs: tuple[str, ...] = ()
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     sensitive: tuple[SensitiveDecl, ...] = ()
     classes: dict[str, dict[str, str]] = field(default_factory=lambda: dict(BUILTIN_CLASSES))
     exclude_namespaces: tuple[str, ...] = SYSTEM_NAMESPACES
     path: str | None = None
     compile: CompileOptions = CompileOptions()
+    cluster: ClusterNetworks = ClusterNetworks()
 
     def framework(self, data_class: str) -> str:
         return self.classes.get(data_class, {}).get("framework", data_class)
@@ -141,7 +156,7 @@ def load_config(path: str | None, extra: tuple[SensitiveDecl, ...] = ()) -> Conf
         _check_class(decl.data_class, classes, path=None, record=decl.source)
     check_conflicts(config.sensitive + extra, config.exclude_namespaces, path)
     return Config(config.sensitive + extra, classes, config.exclude_namespaces, path,
-                  config.compile)
+                  config.compile, config.cluster)
 
 
 def check_conflicts(decls: tuple[SensitiveDecl, ...], exclude: tuple[str, ...],
@@ -174,7 +189,7 @@ def _check_class(name: str, classes: dict[str, dict[str, str]], *, path: str | N
 def _parse_config(raw: Any, path: str) -> Config:
     if not isinstance(raw, dict):
         raise PlanError("the config must be a map", path=path)
-    known_keys = {"version", "classes", "sensitive", "exclude_namespaces", "compile"}
+    known_keys = {"version", "classes", "sensitive", "exclude_namespaces", "compile", "cluster"}
     for key in raw:
         if key not in known_keys:
             raise PlanError(f"unknown key {key!r} (known: {', '.join(sorted(known_keys))})",
@@ -226,7 +241,47 @@ def _parse_config(raw: Any, path: str) -> Config:
         raise PlanError("`exclude_namespaces` must be a list of names", path=path,
                         record="exclude_namespaces")
     return Config(tuple(decls), classes, tuple(sorted(exclude)), path,
-                  _parse_compile(raw.get("compile"), path))
+                  _parse_compile(raw.get("compile"), path),
+                  _parse_cluster(raw.get("cluster"), path))
+
+
+def _parse_cluster(raw: Any, path: str) -> ClusterNetworks:
+    """``cluster: {service_cidrs: [...], pod_cidrs: [...]}``: valid CIDR blocks (host bits
+    zero), no block in both lists or overlapping one of the other list."""
+    if raw is None:
+        return ClusterNetworks()
+    if not isinstance(raw, dict):
+        raise PlanError("`cluster` must be a map", path=path, record="cluster")
+    unknown = set(raw) - {"service_cidrs", "pod_cidrs"}
+    if unknown:
+        raise PlanError(f"unknown key(s) {', '.join(sorted(map(str, unknown)))} (known: "
+                        "pod_cidrs, service_cidrs)", path=path, record="cluster")
+    lists: dict[str, list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {}
+    for key in ("service_cidrs", "pod_cidrs"):
+        entries = raw.get(key) or []
+        if not isinstance(entries, list):
+            raise PlanError(f"`{key}` must be a list of CIDR blocks", path=path,
+                            record=f"cluster.{key}")
+        nets = []
+        for index, entry in enumerate(entries):
+            record = f"cluster.{key}[{index}]"
+            if not isinstance(entry, str):
+                raise PlanError(f"expected a CIDR block such as 10.96.0.0/12, not {entry!r}",
+                                path=path, record=record)
+            try:
+                nets.append(ipaddress.ip_network(entry.strip(), strict=True))
+            except ValueError as exc:
+                raise PlanError(f"invalid CIDR: {exc}", path=path, record=record) from None
+        lists[key] = nets
+    for i, service in enumerate(lists["service_cidrs"]):
+        for j, pod in enumerate(lists["pod_cidrs"]):
+            if service.version == pod.version and service.overlaps(pod):
+                raise PlanError(f"Service range {service} overlaps pod range {pod}: an address "
+                                "is either a ClusterIP or a pod's", path=path,
+                                record=f"cluster.service_cidrs[{i}], cluster.pod_cidrs[{j}]")
+    where = f"{Path(path).name} cluster"
+    return ClusterNetworks(tuple(str(n) for n in lists["service_cidrs"]),
+                           tuple(str(n) for n in lists["pod_cidrs"]), where)
 
 
 def _parse_compile(raw: Any, path: str) -> CompileOptions:

@@ -215,6 +215,12 @@ class Resolution(enum.StrEnum):
     APISERVER = "apiserver"
     NODE = "node"
     EXTERNAL = "external"
+    # A well-known service on a link-local address, named as such (cloud metadata, a cloud or
+    # node-local DNS resolver): an external node that policy reaches by ipBlock.
+    LINK_LOCAL_SERVICE = "link-local-service"
+    # Loopback, other link-local, multicast, broadcast or unspecified: no policy can name it
+    # as a peer; flows with such an end are left out of the graph, counted.
+    SPECIAL = "special"
 
     @property
     def dnat(self) -> bool:
@@ -311,6 +317,7 @@ class Node:
     name: str
     addresses: tuple[str, ...] = ()
     labels: Labels = Labels()
+    pod_cidrs: tuple[str, ...] = ()  # spec.podCIDRs: the pod addresses allocated to this node
 
 
 @dataclass(frozen=True)

@@ -400,8 +400,8 @@ class Study:
         inv_paths = [str(inventory)] if isinstance(inventory, str | Path) else [
             str(p) for p in inventory]
         inv = pipeline.read_inventory(inv_paths)
-        graph = pipeline.make_graph(flows, inv)
         cfg = pipeline.read_config(str(config) if config else None, sensitive)
+        graph = pipeline.make_graph(flows, inv, cfg.cluster)
         plan = pipeline.make_plan(graph, cfg)
         capture_list = [str(captures)] if isinstance(captures, str | Path) else [
             str(c) for c in captures]
@@ -438,7 +438,8 @@ class Study:
 
         docs = self.manifests(policies, enforcement)
         return VerifyView(verify_flows(self.flows.flows, self.inventory, docs,
-                                       enforcement=enforcement), enforcement)
+                                       enforcement=enforcement, dns=self.flows.dns,
+                                       networks=self.config.cluster), enforcement)
 
     def plan_view(self) -> PlanView:
         return PlanView(self.plan, self.graph)

@@ -21,7 +21,13 @@ from segmenter.analysis.diff.structural import StructuralDiff, diff_policies
 from segmenter.analysis.policies import PolicyDocs, PolicySource, load_policies
 from segmenter.analysis.verify import FlowVerdict, verify_flows
 from segmenter.cluster.dump import load_inventory
-from segmenter.config import CompileOptions, Config, load_config, parse_sensitive_arg
+from segmenter.config import (
+    ClusterNetworks,
+    CompileOptions,
+    Config,
+    load_config,
+    parse_sensitive_arg,
+)
 from segmenter.dialects.base import Output
 from segmenter.errors import InputError, UnsupportedError
 from segmenter.flowfile import Traffic, read_flow_files
@@ -94,9 +100,27 @@ def live_inventory(*, context: str | None = None, kubeconfig: str | None = None)
     return read_live(context=context, kubeconfig=kubeconfig)
 
 
-def make_graph(traffic: Traffic, inventory: Inventory) -> nx.DiGraph:
-    """Resolve flows to workloads: one node per entity, one edge per client -> server."""
-    return build_graph(traffic.flows, inventory, dns=traffic.dns)
+def make_graph(traffic: Traffic, inventory: Inventory,
+               networks: ClusterNetworks | None = None) -> nx.DiGraph:
+    """Resolve flows to workloads: one node per entity, one edge per client -> server.
+
+    Raises:
+        InventoryError: traffic to Service or pod addresses the inventory does not explain
+            (``networks``: the ranges ``segmenter.yaml`` declares).
+    """
+    return build_graph(traffic.flows, inventory, dns=traffic.dns, networks=networks)
+
+
+def left_out_note(graph: nx.DiGraph) -> str | None:
+    """What the graph left out for special addresses (loopback, link-local, multicast,
+    broadcast), in words, or None."""
+    from segmenter.graph.addresses import special_summary
+
+    special = graph.graph.get("special_addresses")
+    if not special:
+        return None
+    return ("left out of the graph and the policies, no policy names such a peer: "
+            f"{special_summary(special)}")
 
 
 def read_config(path: str | None = None, sensitive: Sequence[str] = ()) -> Config:
@@ -151,23 +175,41 @@ def write_outputs(outputs: dict[str, Output], out_dirs: dict[str, str]) -> list[
 
 
 def policies_to_judge(paths: Sequence[str] = (), *, cluster: bool = False,
-                      context: str | None = None, kubeconfig: str | None = None) -> PolicyDocs:
-    """The policies a check judges: files and folders, or the policies in force."""
+                      context: str | None = None, kubeconfig: str | None = None,
+                      target: Target | None = None) -> PolicyDocs:
+    """The policies a check judges: files and folders, or the policies in force (the cluster
+    must then serve ``target``'s API groups, when the enforcement to judge under is known)."""
     from segmenter.analysis.policies import from_cluster, from_paths
 
     if cluster:
-        return from_cluster(context=context, kubeconfig=kubeconfig)
+        return from_cluster(context=context, kubeconfig=kubeconfig, target=target)
     if not paths:
         raise InputError("give --policies DIR... or --cluster")
     return from_paths(list(paths))
 
 
 def verify(traffic: Traffic, inventory: Inventory, policies: PolicyDocs,
-           target: Target) -> list[FlowVerdict]:
+           target: Target, networks: ClusterNetworks | None = None) -> list[FlowVerdict]:
     """Every observed flow replayed against the policies under ``target``'s enforcement (the
-    traffic's DNS answers name external addresses, for targets that allow by name)."""
+    traffic's DNS answers name external addresses, for targets that allow by name).
+
+    Raises:
+        InventoryError: traffic to Service or pod addresses the inventory does not explain.
+    """
     return verify_flows(traffic.flows, inventory, policies.manifests, enforcement=target.name,
-                        dns=traffic.dns)
+                        dns=traffic.dns, networks=networks)
+
+
+def policy_notes(traffic: Traffic, inventory: Inventory, policies: PolicyDocs,
+                 networks: ClusterNetworks | None = None) -> list[str]:
+    """What a check says about the policies besides the verdicts: CIDRs inside the Service
+    range, which never match (:mod:`segmenter.analysis.clusterips`)."""
+    from segmenter.analysis.clusterips import cluster_ip_notes, shows_node_local_dns
+    from segmenter.graph.ranges import cluster_ranges
+
+    ranges = cluster_ranges(inventory, traffic.dns, networks)
+    return cluster_ip_notes(policies.manifests, inventory, ranges,
+                            node_local_dns=shows_node_local_dns(traffic.flows, inventory))
 
 
 def diff(old: PolicyDocs, new: PolicyDocs, *, inventory: Inventory | None = None,
@@ -220,13 +262,16 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     flows_path = str(folder / "flows.jsonl")
     ingested = ingest(sources, flows_path, progress=progress)
     traffic = read_traffic([flows_path])
-    graph = make_graph(traffic, inventory)
+    graph = make_graph(traffic, inventory, configuration.cluster)
     result = make_plan(graph, configuration)
     targets = list(TARGETS.values())
     out_dirs = {t.name: str(folder / t.name) for t in targets}
     policy_set = compile_policies(graph, result, inventory, configuration.compile)
     outputs = emit(policy_set, targets, best_effort=best_effort, staged=staged)
     notes = [*policy_set.notes, *write_outputs(outputs, out_dirs)]
+    left_out = left_out_note(graph)
+    if left_out is not None:
+        notes.append(left_out)
     save_graph(graph, str(folder / "graph.json"))
     atomic_write_json(folder / "plan.json", plan_to_dict(result))
     if draw is not None:
@@ -235,7 +280,10 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     files = {}
     for target in targets:
         written = load_policies([out_dirs[target.name]], target)
-        verdicts[target.name] = verify(traffic, inventory, written, target)
+        verdicts[target.name] = verify(traffic, inventory, written, target,
+                                       configuration.cluster)
+        notes.extend(f"{target.name}: {n}"
+                     for n in policy_notes(traffic, inventory, written, configuration.cluster))
         files[target.name] = sum(1 for f in Path(out_dirs[target.name]).rglob("*.yaml")
                                  if f.name != "kustomization.yaml")
     return RunResult(ingested, graph, result, traffic, out_dirs, files, notes, verdicts)
@@ -249,10 +297,12 @@ __all__ = [
     "diff",
     "emit",
     "ingest",
+    "left_out_note",
     "live_inventory",
     "make_graph",
     "make_plan",
     "policies_to_judge",
+    "policy_notes",
     "read_config",
     "read_inventory",
     "read_traffic",

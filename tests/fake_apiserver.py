@@ -3,6 +3,10 @@
 There is no API server on these machines (and none can be installed): the live paths are tested
 through the official ``kubernetes`` package against this server, which serves hand-built JSON
 fixtures in the API server's exact form. Subclasses say which fixture answers which path.
+
+Every server answers the discovery documents of the core API and ``networking.k8s.io/v1``
+(``tests/fixtures/discovery/``) that ``segmenter.cluster.client.connect`` asks for before
+reading anything, unless an override says otherwise.
 """
 
 from __future__ import annotations
@@ -15,6 +19,13 @@ from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
+
+DISCOVERY_FIXTURES = Path(__file__).parent / "fixtures" / "discovery"
+# Discovery paths (the client asks them with a trailing slash) -> fixture name.
+DISCOVERY = {
+    "/api/v1": "api-v1",
+    "/apis/networking.k8s.io/v1": "apis-networking.k8s.io-v1",
+}
 
 
 class FakeApiServer:
@@ -63,10 +74,14 @@ class FakeApiServer:
         handler.wfile.write(data)
 
     def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, str]:
-        """(status, JSON body) for a GET: an override, else the subclass's route."""
+        """(status, JSON body) for a GET: an override, else discovery, else the subclass's
+        route. Paths are compared without a trailing slash."""
+        path = path.rstrip("/") or "/"
         if path in self.overrides:
             status, name = self.overrides[path]
             return status, self.read(name)
+        if path in DISCOVERY:
+            return 200, (DISCOVERY_FIXTURES / f"{DISCOVERY[path]}.json").read_text()
         return self.route(path, query)
 
     def route(self, path: str, query: dict[str, list[str]]) -> tuple[int, str]:

@@ -431,7 +431,9 @@ def test_cluster_side(fake_cluster: list[dict[str, Any]],
                       capsys: pytest.CaptureFixture[str]) -> None:
     # The cluster holds exactly OLD: no difference.
     assert _run(["diff", "--cluster", OLD, "--context", "prod"]) == 0
-    assert fake_cluster == [{"context": "prod", "kubeconfig": None}]
+    # the groups of the enforcement the diff judges under must be served (here: kubernetes)
+    assert fake_cluster == [{"context": "prod", "kubeconfig": None,
+                             "required_groups": {"networking.k8s.io": "kubernetes enforcement"}}]
     out = capsys.readouterr().out
     assert out.startswith("policies cluster https://cluster.test (context prod) -> ")
     assert "note: the cluster does not serve projectcalico.org/v3" in out

@@ -126,10 +126,45 @@ def test_replicaset_name_without_matching_hash_stays_replicaset(tmp_path: Path) 
     assert inv.pods[0].owner.id == "shop/ReplicaSet/api-7c9d4f8b5"
 
 
-def test_job_without_cronjob_in_dump_stays_job(tmp_path: Path) -> None:
-    items = [i for i in dump_items() if i["metadata"]["name"] == "report-28333338-p9q8r"]
-    inv = load_inventory([write_list(tmp_path / "d.json", items)])
-    assert inv.pods[0].owner.id == "jobs/Job/report-28333338"
+def test_job_and_cronjob_absent_collapse_by_the_run_name(tmp_path: Path) -> None:
+    """Neither the Job nor its CronJob in the dump: the CronJob controller names a run's Job
+    ``<cronjob>-<scheduled minute>``; 28333338 minutes is 2023-11-14T22:18Z, and the pod's
+    creationTimestamp is 80 s from it (clocks may differ by up to 5 minutes)."""
+    (pod,) = [i for i in dump_items() if i["metadata"]["name"] == "report-28333338-p9q8r"]
+    inv = load_inventory([write_list(tmp_path / "d.json", [pod])])
+    assert inv.pods[0].owner.id == "jobs/CronJob/report"
+    assert [w.ref.id for w in inv.workloads] == ["jobs/CronJob/report"]
+
+
+@pytest.mark.parametrize(
+    ("job", "created", "owner"),
+    [
+        # created 30 days after the minute the name says: not a run of that schedule
+        ("report-28333338", "2023-12-14T22:18:05Z", "jobs/Job/report-28333338"),
+        # created 10 minutes before it: neither
+        ("report-28333338", "2023-11-14T22:08:00Z", "jobs/Job/report-28333338"),
+        # a date, not minutes since the epoch (2008-06-30 as minutes)
+        ("backup-20240101", "2024-01-01T00:00:00Z", "jobs/Job/backup-20240101"),
+        ("migrate-3", "2023-11-14T22:18:05Z", "jobs/Job/migrate-3"),
+        # a run found later than its minute (retries): within a week
+        ("report-28333338", "2023-11-16T09:00:00Z", "jobs/CronJob/report"),
+        # no creation time: a minute between 2016 and 2100 is enough
+        ("report-28333338", None, "jobs/CronJob/report"),
+        ("report-1000", None, "jobs/Job/report-1000"),
+    ],
+)
+def test_job_name_is_read_as_a_cronjob_run_only_when_plausible(
+    tmp_path: Path, job: str, created: str | None, owner: str
+) -> None:
+    (pod,) = [i for i in dump_items() if i["metadata"]["name"] == "report-28333338-p9q8r"]
+    pod = copy.deepcopy(pod)
+    pod["metadata"]["ownerReferences"][0]["name"] = job
+    if created is None:
+        del pod["metadata"]["creationTimestamp"]
+    else:
+        pod["metadata"]["creationTimestamp"] = created
+    inv = load_inventory([write_list(tmp_path / "d.json", [pod])])
+    assert inv.pods[0].owner.id == owner
 
 
 def test_workload_labels_annotations_and_template(inventory: Inventory) -> None:
@@ -646,13 +681,31 @@ def test_bad_cache(tmp_path: Path) -> None:
             T0,
             Resolved("kube-system/Deployment/coredns", 53, None, "nodelocal-dns"),
         ),
+        # a link-local address on another port: no peer (segmenter.graph.addresses)
         (
             "169.254.20.10",
             8080,
             TCP,
             T0,
-            Resolved("external:169.254.20.10", 8080, None, "external"),
+            Resolved("external:169.254.20.10", 8080, None, "special"),
         ),
+        # well-known link-local services are named, not dropped
+        (
+            "169.254.169.254",
+            80,
+            TCP,
+            T0,
+            Resolved("external:169.254.169.254", 80, None, "link-local-service"),
+        ),
+        (
+            "fd00:ec2:0::254",
+            80,
+            TCP,
+            T0,
+            Resolved("external:fd00:ec2::254", 80, None, "link-local-service"),
+        ),
+        ("ff02::2", None, Transport.ICMPV6, T0, Resolved("external:ff02::2", None, None,
+                                                          "special")),
         # a selector-less Service whose EndpointSlice points outside the cluster
         (
             "10.96.0.103",
@@ -891,10 +944,13 @@ def test_live_forbidden_names_the_missing_permission(
     with pytest.raises(InventoryError) as info:
         live_inventory(kubeconfig=_kubeconfig(tmp_path, api_server.url))
     assert str(info.value) == (
-        "forbidden: needs list on endpointslices.discovery.k8s.io (see docs/rbac.yaml)"
+        f"forbidden: needs list on endpointslices.discovery.k8s.io at {api_server.url} (see "
+        'docs/rbac.yaml): endpointslices.discovery.k8s.io is forbidden: User "system:'
+        'serviceaccount:segmenter:segmenter" cannot list resource "endpointslices" in API group '
+        '"discovery.k8s.io" at the cluster scope'
     )
     api_server.overrides = {"/api/v1/pods": (403, "status-403-endpointslices")}
-    with pytest.raises(InventoryError, match=r"^forbidden: needs list on pods \(see docs/rbac"):
+    with pytest.raises(InventoryError, match=r"^forbidden: needs list on pods at http://127"):
         live_inventory(kubeconfig=_kubeconfig(tmp_path, api_server.url))
 
 

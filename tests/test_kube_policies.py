@@ -157,7 +157,7 @@ def test_forbidden_is_one_line(tmp_path: Path, api_server: _FakeApiServer) -> No
         read_live_policies(all_kinds(), kubeconfig=_kubeconfig(tmp_path, api_server.url))
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith(f"forbidden: cannot list networkpolicies.networking.k8s.io at "
+    assert message.startswith(f"forbidden: needs list on networkpolicies.networking.k8s.io at "
                               f"{api_server.url} (see docs/rbac.yaml): ")
     assert 'cannot list resource "networkpolicies"' in message
 
@@ -166,7 +166,7 @@ def test_forbidden_on_calico_group_is_an_error_too(
     tmp_path: Path, api_server: _FakeApiServer
 ) -> None:
     api_server.overrides[f"{CALICO}/globalnetworkpolicies"] = (403, "status-403-networkpolicies")
-    with pytest.raises(InventoryError, match=r"^forbidden: cannot list "
+    with pytest.raises(InventoryError, match=r"^forbidden: needs list on "
                                              r"globalnetworkpolicies\.projectcalico\.org"):
         read_live_policies(all_kinds(), kubeconfig=_kubeconfig(tmp_path, api_server.url))
 

@@ -339,7 +339,10 @@ def test_watch_forbidden(tmp_path: Path, watch_server: _WatchApiServer) -> None:
         watch_inventory(
             tmp_path / "rec", duration=5, kubeconfig=_kubeconfig(tmp_path, watch_server.url)
         )
-    assert str(info.value) == "forbidden: needs watch on pods (see docs/rbac.yaml)"
+    assert str(info.value).startswith(
+        f"forbidden: needs watch on pods at {watch_server.url} (see docs/rbac.yaml): "
+    )
+    assert 'cannot watch resource "pods"' in str(info.value)
     # what was recorded before the failure stays: the start snapshot and the log
     assert len(snapshot_paths(tmp_path / "rec")) == 1
     assert [e["type"] for e in events(tmp_path / "rec")] == ["START"]

@@ -82,15 +82,22 @@ def from_manifests(docs: Iterable[Mapping[str, Any]], label: str = "manifests") 
     return PolicyDocs(manifests, label, rejected)
 
 
-def from_cluster(*, context: str | None = None, kubeconfig: str | None = None) -> PolicyDocs:
-    """The policy objects in force in the cluster, of every target's kinds.
+def from_cluster(*, context: str | None = None, kubeconfig: str | None = None,
+                 target: Target | None = None) -> PolicyDocs:
+    """The policy objects in force in the cluster, of every target's kinds. With ``target``
+    (the enforcement they will be judged under), the cluster must serve that target's API
+    groups: Calico enforcement asked of a cluster without ``projectcalico.org/v3`` is an error.
 
     Raises:
-        InventoryError: unreachable cluster, bad kubeconfig, 401, 403, a malformed response.
+        InventoryError: unreachable cluster, a server that is not a Kubernetes API server, bad
+            kubeconfig, 401, 403, a malformed response, ``target``'s API groups not served.
     """
     from segmenter.cluster.policies import read_live_policies
 
-    live = read_live_policies(all_kinds(), context=context, kubeconfig=kubeconfig)
+    required = ({kind.group: f"{target.name} enforcement" for kind in target.kinds}
+                if target is not None else {})
+    live = read_live_policies(all_kinds(), context=context, kubeconfig=kubeconfig,
+                              required_groups=required)
     manifests, rejected = _checked((describe_manifest(d), d) for d in live.manifests)
     label = f"cluster {live.host}" + (f" (context {context})" if context else "")
     return PolicyDocs(manifests, label, rejected, live.notes)

@@ -11,7 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from segmenter.config import ClusterNetworks
 from segmenter.evaluate import EvalEndpoint, PolicyEngine, Verdict
+from segmenter.graph.ranges import UnexplainedAddresses, check_inventory, cluster_ranges
 from segmenter.graph.resolve import Resolver
 from segmenter.model import (
     DnsAnswer,
@@ -21,6 +23,7 @@ from segmenter.model import (
     NodeId,
     NodeKind,
     Pod,
+    Resolution,
     Transport,
     WorkloadRef,
 )
@@ -111,20 +114,42 @@ class EndpointFinder:
 def verify_flows(flows: Iterable[Flow], inventory: Inventory,
                  manifests: Sequence[Mapping[str, Any]], *,
                  enforcement: str = "kubernetes",
-                 dns: Iterable[DnsAnswer] = ()) -> list[FlowVerdict]:
+                 dns: Iterable[DnsAnswer] = (),
+                 networks: ClusterNetworks | None = None) -> list[FlowVerdict]:
     """Evaluate every flow; the first denying backend decides a Service flow's verdict.
     ``dns``: the traffic's DNS answers, by which external addresses are known (see
-    :class:`EndpointFinder`)."""
+    :class:`EndpointFinder`).
+
+    Flows are replayed as the dataplane sees them, so the inventory must explain them first
+    (:func:`segmenter.graph.ranges.check_inventory`, with ``networks`` declared in
+    ``segmenter.yaml``): a flow to a ClusterIP the inventory cannot DNAT is an error, never
+    an "external" address that an ipBlock of the ClusterIP would allow. Flows with a loopback,
+    link-local, multicast or broadcast end are left out (no policy names such a peer).
+
+    Raises:
+        InventoryError: traffic to a Service's or pod's address that the inventory lacks.
+    """
+    answers = tuple(dns)
     namespaces = {ns.name: ns.labels for ns in inventory.namespaces}
-    engine = PolicyEngine.from_manifests(manifests, namespaces=namespaces,
-                                         enforcement=enforcement)
     resolver = Resolver(inventory)
-    finder = EndpointFinder(inventory, dns)
-    results = []
+    resolved = []
+    unexplained = UnexplainedAddresses()
     for flow in flows:
         client = resolver.resolve(flow.client, None, flow.transport, flow.first_seen)
         server = resolver.resolve(flow.server, flow.server_port, flow.transport,
                                   flow.first_seen)
+        if Resolution.SPECIAL in (client.how, server.how):
+            continue
+        if Resolution.EXTERNAL in (client.how, server.how):
+            unexplained.note(flow, client, server)
+        resolved.append((flow, client, server))
+    check_inventory(unexplained.uses(), inventory, cluster_ranges(inventory, answers, networks),
+                    answers)
+    engine = PolicyEngine.from_manifests(manifests, namespaces=namespaces,
+                                         enforcement=enforcement)
+    finder = EndpointFinder(inventory, answers)
+    results = []
+    for flow, client, server in resolved:
         sources = finder.endpoints(flow.client, client.node_id, flow.first_seen)
         if server.how == "nodelocal-dns":
             # NodeLocal DNSCache answers on the node itself, without DNAT to a DNS pod: the

@@ -43,15 +43,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from segmenter.planner import load_plan
 
     inventory = pipeline.read_inventory(args.inventory)
-    docs = pipeline.policies_to_judge(args.policies or (), cluster=args.cluster,
-                                      context=args.context, kubeconfig=args.kubeconfig)
-    _rejected(docs)
     target = get_target(args.enforcement)
+    docs = pipeline.policies_to_judge(args.policies or (), cluster=args.cluster,
+                                      context=args.context, kubeconfig=args.kubeconfig,
+                                      target=target)
+    _rejected(docs)
     if args.explain:
         return _explain(args, inventory, docs, target, EndpointFinder(inventory))
     if not args.flows:
         raise InputError("give --flows FLOWS (or --explain SRC DST PORT)")
-    results = pipeline.verify(pipeline.read_traffic(args.flows), inventory, docs, target)
+    traffic = pipeline.read_traffic(args.flows)
+    results = pipeline.verify(traffic, inventory, docs, target)
+    notes = pipeline.policy_notes(traffic, inventory, docs)
     zone_of: dict[str, str] = {}
     if args.plan:
         result = load_plan(args.plan)
@@ -83,6 +86,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                        for r in denied],
             "over_permissiveness": [vars(g) | {"extra": list(g.extra)} for g in groups],
             "capped": capped,
+            "notes": notes,
         }, indent=1, sort_keys=True))
         return EXIT_DENIED if denied else EXIT_OK
     for r in denied:
@@ -91,6 +95,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"DENIED {r.client} -> {r.server} {r.flow.transport}/{r.port}"
               f"{f' [{where}]' if where else ''}: {side.policy or '-'} {side.rule or ''} "
               f"({side.reason})")
+    for note in notes:
+        print(f"note: {note}")
     print(f"{len(results) - len(denied)} of {len(results)} observed flows allowed under "
           f"{target.name} enforcement; {len(denied)} denied")
     if groups:
@@ -153,7 +159,8 @@ class _Sides(argparse.Action):
 def _side(spec: str, args: argparse.Namespace) -> PolicyDocs:
     if spec == CLUSTER:
         return pipeline.policies_to_judge(cluster=True, context=args.context,
-                                          kubeconfig=args.kubeconfig)
+                                          kubeconfig=args.kubeconfig,
+                                          target=get_target(args.enforcement))
     if not os.path.exists(spec):
         raise InputError("no such file or directory", path=spec)
     docs = pipeline.policies_to_judge([spec])

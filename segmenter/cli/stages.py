@@ -63,7 +63,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from segmenter.graph.stats import format_stats, graph_stats
 
     inventory = pipeline.read_inventory(args.inventory)
-    graph = pipeline.make_graph(pipeline.read_traffic(args.flows), inventory)
+    networks = pipeline.read_config(args.config).cluster if args.config else None
+    graph = pipeline.make_graph(pipeline.read_traffic(args.flows), inventory, networks)
     if args.output:
         if args.output.endswith(".graphml"):
             graph_to_graphml(graph, args.output)
@@ -233,6 +234,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("graph", help="resolve flows to workloads and build the graph")
     p.add_argument("--flows", nargs="+", required=True)
     p.add_argument("--inventory", nargs="+", required=True)
+    p.add_argument("--config", help="segmenter.yaml (the cluster's Service and pod ranges)")
     p.add_argument("-o", "--output",
                    help="graph.json (node-link); .graphml or .gexf (Gephi) by suffix")
     p.add_argument("--stats", action="store_true",

@@ -3,8 +3,11 @@
 ``load_dumps`` reads one or more dumps (a ``List``, several YAML documents or single objects;
 several files or snapshots merge) into the frozen :class:`~segmenter.model.Inventory`. Pods are
 collapsed to their top owner (Pod → ReplicaSet → Deployment, Pod → Job → CronJob, StatefulSet,
-DaemonSet, or the bare Pod). ``parse_documents`` is the same parser for objects that come from
-elsewhere (the live API in :mod:`segmenter.cluster.live`). Snapshots written by
+DaemonSet, or the bare Pod), through ownerReferences and, where the owner object is not in the
+dump, through the names the controllers give: a ReplicaSet ``<deployment>-<pod-template-hash>``,
+a CronJob's Job ``<cronjob>-<scheduled minute>`` (``_Builder._cronjob_of_job`` says when).
+``parse_documents`` is the same parser for objects that come from elsewhere (the live API in
+:mod:`segmenter.cluster.live`). Snapshots written by
 :mod:`segmenter.cluster.watch` carry ``watch.segmenter.io/*`` pod annotations that bound the
 interval during which each pod held its IP.
 """
@@ -16,6 +19,7 @@ import logging
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,6 +34,7 @@ from segmenter.cluster.fields import (
     PodRecord,
     container_ports,
     get_bool,
+    get_cidr,
     get_ip,
     get_list,
     get_map,
@@ -76,6 +81,13 @@ CLUSTER_SCOPED_KINDS: Final = frozenset({"Namespace", "Node"})
 # Label/annotation prefix of this project's own declarations (e.g. segmenter.io/data-class).
 SEGMENTER_PREFIX: Final = "segmenter.io/"
 
+# Naming a CronJob from a run's Job name (_Builder._cronjob_of_job): a CronJob name is at most
+# 52 characters (the API's validation leaves 11 for "-<minutes>" in a 63-character Job name).
+MAX_CRONJOB_NAME: Final = 52
+MAX_JOB_POD_LAG: Final = 7 * 86400.0
+CRONJOB_EPOCH: Final = 1_451_606_400.0  # 2016-01-01T00:00:00Z
+CRONJOB_HORIZON: Final = 4_102_444_800.0  # 2100-01-01T00:00:00Z
+
 # --------------------------------------------------------------------------------------------
 # The builder: accumulates objects from any number of files, then freezes an Inventory.
 
@@ -91,6 +103,7 @@ class _Builder:
         self.endpoints: dict[tuple[str, str], EndpointSlice] = {}  # legacy v1 Endpoints
         self.skipped: Counter[str] = Counter()
         self.sources: list[str] = []
+        self._inferred_jobs: set[tuple[str, str]] = set()
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -136,10 +149,16 @@ class _Builder:
         for entry in get_maps(status, "addresses", "status."):
             if entry.get("type") in ("InternalIP", "ExternalIP"):
                 addresses.append(get_ip(entry.get("address"), "status.addresses[].address"))
+        spec = get_map(obj, "spec", "")
+        pod_cidrs = [get_cidr(v, "spec.podCIDRs[]") for v in get_list(spec, "podCIDRs", "spec.")]
+        single = get_str(spec, "podCIDR", "spec.")
+        if single:
+            pod_cidrs.append(get_cidr(single, "spec.podCIDR"))
         self.nodes[name] = Node(
             name=name,
             addresses=tuple(sorted(set(addresses))),
             labels=Labels.of(get_str_map(meta, "labels", "metadata.")),
+            pod_cidrs=tuple(sorted(set(pod_cidrs))),
         )
 
     def _add_controller(
@@ -404,10 +423,12 @@ class _Builder:
     def _top_owner_of_pod(self, rec: PodRecord) -> WorkloadRef:
         if rec.owner is None or rec.owner.kind == "Node":  # bare pod, or a static (mirror) pod
             return WorkloadRef(rec.namespace, "Pod", rec.name)
-        return self._top_owner(rec.namespace, rec.owner.kind, rec.owner.name, rec.labels)[0]
+        return self._top_owner(rec.namespace, rec.owner.kind, rec.owner.name, rec.labels,
+                               rec.start)[0]
 
     def _top_owner(
-        self, ns: str, kind: str, name: str, pod_labels: Mapping[str, str] | None
+        self, ns: str, kind: str, name: str, pod_labels: Mapping[str, str] | None,
+        pod_created: float | None = None,
     ) -> tuple[WorkloadRef, list[ControllerRecord]]:
         """Follow owner references to the top; also return the controller objects passed."""
         chain: list[ControllerRecord] = []
@@ -426,20 +447,47 @@ class _Builder:
                 if pth and name.endswith("-" + pth) and len(name) > len(pth) + 1:
                     kind, name = "Deployment", name[: -len(pth) - 1]
                     continue
-            elif kind == "Job":
-                cronjob = self._cronjob_of_job(ns, name)
+            elif kind == "Job" and pod_labels is not None:
+                cronjob = self._cronjob_of_job(ns, name, pod_created)
                 if cronjob is not None:
                     kind, name = "CronJob", cronjob
                     continue
             break
         return WorkloadRef(ns, kind, name), chain
 
-    def _cronjob_of_job(self, ns: str, job: str) -> str | None:
-        """A Job absent from the dump: the CronJob controller names its Jobs ``<cronjob>-<n>``."""
+    def _cronjob_of_job(self, ns: str, job: str, pod_created: float | None) -> str | None:
+        """The CronJob of a Job absent from the dump, from the Job's name, or None.
+
+        The CronJob controller names a run's Job ``<cronjob>-<scheduled time in minutes since
+        the epoch>`` (``getJobName`` / ``getTimeHashInMinutes`` in kubernetes
+        ``pkg/controller/cronjob/utils.go``). A name of that form is taken as a run of CronJob
+        ``<cronjob>`` when that CronJob is in the dump; else when the number, read as that
+        time, is plausible: at most 5 minutes after the pod's creation (clock skew) and at
+        most :data:`MAX_JOB_POD_LAG` before it (a Job's retries and replacement pods), or,
+        without a creation time, between 2016 (CronJob's first release, as ScheduledJob) and
+        2100; and the CronJob name fits the API's 52 characters. Otherwise (``migrate-3``,
+        ``backup-20240101``) the Job stays the workload.
+        """
         head, sep, tail = job.rpartition("-")
-        if sep and tail.isdigit() and ("CronJob", ns, head) in self.controllers:
+        if not sep or not head or not tail.isdigit():
+            return None
+        if ("CronJob", ns, head) in self.controllers:
             return head
-        return None
+        scheduled = int(tail) * 60.0
+        if len(head) > MAX_CRONJOB_NAME:
+            return None
+        if pod_created is not None:
+            plausible = scheduled - 300 <= pod_created <= scheduled + MAX_JOB_POD_LAG
+        else:
+            plausible = CRONJOB_EPOCH <= scheduled <= CRONJOB_HORIZON
+        if not plausible:
+            return None
+        if (ns, job) not in self._inferred_jobs:
+            self._inferred_jobs.add((ns, job))
+            logger.info("%s/%s: Job %s is not in the inventory; its name is CronJob %s's run "
+                        "scheduled at %s (<cronjob>-<minutes since the epoch>): taken as that "
+                        "CronJob", ns, job, job, head, _utc_minute(scheduled))
+        return head
 
     def _workload(
         self, ref: WorkloadRef, pod_recs: list[PodRecord], below: list[ControllerRecord]
@@ -507,6 +555,10 @@ class _Builder:
             template_labels=template_labels,
             host_network=host_network,
         )
+
+
+def _utc_minute(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 def _intersection(label_sets: Sequence[Labels]) -> Labels:

@@ -111,6 +111,17 @@ def get_ip(value: Any, where: str) -> str:
         raise BadRecord(f"{where}: {value!r} is not an IP address") from None
 
 
+def get_cidr(value: Any, where: str) -> str:
+    """Validate a CIDR block (host bits zero, as the API server stores them) and return its
+    canonical text."""
+    if not isinstance(value, str):
+        raise BadRecord(f"{where} must be a CIDR string, not {type_name(value)}")
+    try:
+        return str(ipaddress.ip_network(value.strip()))
+    except ValueError:
+        raise BadRecord(f"{where}: {value!r} is not a CIDR block") from None
+
+
 def parse_timestamp(value: Any, where: str) -> float | None:
     """RFC 3339 (``2024-05-01T10:00:00Z``) to epoch seconds; a number is taken as epoch."""
     if value is None or value == "":

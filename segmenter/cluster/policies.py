@@ -5,8 +5,12 @@ NetworkPolicies in all namespaces, and other groups -- Calico's ``projectcalico.
 (NetworkPolicy, GlobalNetworkPolicy, NetworkSet, GlobalNetworkSet, Tier, the staged policy
 kinds) -- through ``CustomObjectsApi`` when the cluster serves that group: for Calico, its API
 server or native v3 CRDs (policy-semantics.md §3.6). A group the cluster does not serve (404:
-Calico in classic mode without the API server) is skipped with a note. Every list is paged with
-``limit`` / ``continue``.
+Calico in classic mode without the API server) is skipped with a note, unless the caller
+requires it (``required_groups``: the enforcement asked for is that target's), which makes it an
+error. Every list is paged with ``limit`` / ``continue`` (:func:`segmenter.cluster.client.
+list_pages`), after the server has shown that it is a Kubernetes API server
+(:func:`segmenter.cluster.client.connect`): a server answering 404 to everything is an error,
+never "no policies".
 
 Responses are read raw (``_preload_content=False``) and parsed as JSON, so the objects are
 exactly the API server's, including fields newer than the client's models; anything that does
@@ -17,8 +21,8 @@ Calico's read-only derived forms of Kubernetes policies (``knp.default.*``,
 ``kcnp.*``, ``staged:knp.default.*``; §3.5) are left out: the ``networking.k8s.io`` object is
 the one to manage, and counting both would duplicate it.
 
-An unreachable cluster, rejected credentials (401) or missing RBAC (403) raise
-:class:`~segmenter.errors.InventoryError` with one line saying which.
+An unreachable cluster, a server that is not a Kubernetes API server, rejected credentials (401)
+or missing RBAC (403) raise :class:`~segmenter.errors.InventoryError` with one line saying which.
 
 Tested in ``tests/test_kube_policies.py`` through the real client against a loopback HTTP server
 that serves recorded API responses (``tests/fixtures/policies/live/``): no Kubernetes API server
@@ -32,12 +36,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from segmenter.cluster.client import api_client as _api_client
-from segmenter.cluster.client import api_status_error as _api_status_error
-from segmenter.cluster.client import decode_response as _decode_response
-from segmenter.cluster.client import is_transport_error as _is_transport_error
-from segmenter.cluster.client import status_message as _status_message
-from segmenter.cluster.client import transport_reason as _reason
+from segmenter.cluster.client import (
+    DEFAULT_TIMEOUT,
+    NETWORKING_GROUP,
+    connect,
+    list_pages,
+    served_resources,
+)
 from segmenter.errors import InventoryError
 from segmenter.k8s import PolicyKind
 
@@ -45,10 +50,6 @@ __all__ = ["LivePolicies", "read_live_policies"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT: Final = 60.0
-RBAC_HINT: Final = "docs/rbac.yaml"
-_MAX_RESTARTS: Final = 2
-NETWORKING_GROUP: Final = "networking.k8s.io"
 # Calico's derived, read-only names for Kubernetes policies (policy-semantics.md §3.5).
 _DERIVED_PREFIXES: Final = ("knp.default.", "kcnp.", "staged:knp.default.", "staged:kcnp.")
 
@@ -71,23 +72,30 @@ def read_live_policies(
     kubeconfig: str | None = None,
     page_size: int = 500,
     request_timeout: float = DEFAULT_TIMEOUT,
+    required_groups: Mapping[str, str] | None = None,
 ) -> LivePolicies:
     """Read every object of ``kinds`` from the cluster (``segmenter.targets.all_kinds()``: every
     kind of every target). ``networking.k8s.io`` NetworkPolicies are listed through the typed
     client; other groups are discovered first, and a group or kind the cluster does not serve is
     skipped with a note.
 
+    ``required_groups`` maps API groups that must be served to why (``"calico enforcement"``):
+    such a group not served is an error instead of a note.
+
     Uses ``kubeconfig`` (or ``$KUBECONFIG``, or ``~/.kube/config``) with ``context`` (default:
     its current context); without any kubeconfig file, the in-cluster service account.
 
     Raises:
-        InventoryError: unreachable cluster, bad kubeconfig, 401, 403, or a malformed response.
+        InventoryError: unreachable cluster, a server that is not a Kubernetes API server, bad
+            kubeconfig, 401, 403, a malformed response, or a required group not served.
     """
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
     from kubernetes import client
 
-    api_client, host = _api_client(context=context, kubeconfig=kubeconfig)
+    required = dict(required_groups or {})
+    api_client, host = connect(context=context, kubeconfig=kubeconfig,
+                               request_timeout=request_timeout)
     notes: list[str] = []
     manifests: list[dict[str, Any]] = []
     read: list[PolicyKind] = []
@@ -97,14 +105,22 @@ def read_live_policies(
         by_group: dict[tuple[str, str], list[PolicyKind]] = {}
         for info in kinds:
             by_group.setdefault((info.group, info.version), []).append(info)
+        unasked = sorted(set(required) - {g for g, _ in by_group})
+        if unasked:
+            raise ValueError(f"required_groups {unasked} hold none of the kinds asked for")
         for (group, version), group_kinds in by_group.items():
-            plurals: set[str] | None
+            plurals: frozenset[str] | None
             if group == NETWORKING_GROUP:
-                plurals = {k.plural for k in group_kinds}  # always served (GA since 1.7)
+                plurals = frozenset(k.plural for k in group_kinds)  # checked by connect()
             else:
-                plurals = _served_plurals(custom, group, version, host=host,
-                                          timeout=request_timeout)
+                plurals = served_resources(
+                    _discovery_call(custom, group, version), host=host,
+                    group_version=f"{group}/{version}", path=f"/apis/{group}/{version}",
+                    timeout=request_timeout)
             if plurals is None:
+                if group in required:
+                    raise InventoryError(f"{required[group]} asked of the cluster at {host}, "
+                                         f"which does not serve {group}/{version}")
                 notes.append(f"the cluster at {host} does not serve {group}/{version}: "
                              f"{', '.join(k.kind for k in group_kinds)} skipped")
                 continue
@@ -118,13 +134,14 @@ def read_live_policies(
                           .list_network_policy_for_all_namespaces
                           if (group, info.kind) == (NETWORKING_GROUP, "NetworkPolicy")
                           else _custom_lister(custom, info))
-                found = _list_all(lister, api_client, info, host=host, page_size=page_size,
-                                  timeout=request_timeout)
-                if found is None:
+                pages = list_pages(lister, api_client, host=host, resource=info.resource,
+                                   list_kind=f"{info.kind}List", page_size=page_size,
+                                   timeout=request_timeout)
+                if pages is None:
                     notes.append(f"the cluster at {host} serves no {info.resource}; skipped")
                     continue
                 read.append(info)
-                for item in found:
+                for item in _items(pages, info):
                     name = str((item.get("metadata") or {}).get("name") or "")
                     if group != NETWORKING_GROUP and name.startswith(_DERIVED_PREFIXES):
                         logger.debug("skipping %s %s: derived from a Kubernetes policy",
@@ -134,6 +151,20 @@ def read_live_policies(
     manifests.sort(key=_sort_key)
     return LivePolicies(manifests=manifests, notes=tuple(notes), host=host,
                         served_groups=tuple(served), kinds=tuple(read))
+
+
+def _items(pages: list[dict[str, Any]], info: PolicyKind) -> list[dict[str, Any]]:
+    """The objects of list pages, with the ``kind`` and ``apiVersion`` list items lack."""
+    items = []
+    for page in pages:
+        for raw in page["items"]:
+            if not isinstance(raw, Mapping):
+                continue
+            item = dict(raw)
+            item.setdefault("apiVersion", info.api_version)
+            item.setdefault("kind", info.kind)
+            items.append(item)
+    return items
 
 
 def _sort_key(doc: Mapping[str, Any]) -> tuple[str, str, str, str]:
@@ -149,94 +180,8 @@ def _custom_lister(custom: Any, info: PolicyKind) -> Callable[..., Any]:
     return call
 
 
-# ---------------------------------------------------------------------------------------------
-# Client plumbing
+def _discovery_call(custom: Any, group: str, version: str) -> Callable[..., Any]:
+    def call(**kwargs: Any) -> Any:
+        return custom.get_api_resources(group, version, **kwargs)
 
-
-def _served_plurals(custom: Any, group: str, version: str, *, host: str, timeout: float
-                    ) -> set[str] | None:
-    """The resource plurals the cluster serves in ``group/version``; None on 404."""
-    from kubernetes.client.exceptions import ApiException
-
-    what = f"{group}/{version}"
-    try:
-        response = custom.get_api_resources(group, version,
-                                            _preload_content=False, _request_timeout=timeout)
-        data = _decode(response, custom.api_client, host=host, what=f"discovery of {what}")
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise _api_error(exc, what=f"discover {what}", host=host) from None
-    except InventoryError:
-        raise
-    except Exception as exc:
-        if _is_transport_error(exc):
-            raise InventoryError(f"cannot reach the cluster at {host}: {_reason(exc)}") from None
-        raise
-    resources = data.get("resources")
-    if not isinstance(resources, list):
-        raise InventoryError(f"the API server at {host} sent an unexpected response to discovery "
-                             f"of {what} (no resources list)")
-    return {str(r.get("name")) for r in resources
-            if isinstance(r, Mapping) and "/" not in str(r.get("name"))}
-
-
-def _list_all(method: Callable[..., Any], api_client: Any, info: PolicyKind, *, host: str,
-              page_size: int, timeout: float) -> list[dict[str, Any]] | None:
-    """Every item of every page, with kind/apiVersion filled in; None on 404."""
-    from kubernetes.client.exceptions import ApiException
-
-    items: list[dict[str, Any]] = []
-    token: str | None = None
-    restarts = 0
-    while True:
-        try:
-            response = method(limit=page_size, _continue=token, _preload_content=False,
-                              _request_timeout=timeout)
-            page = _decode(response, api_client, host=host, what=f"list {info.resource}")
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            if exc.status == 410 and token is not None and restarts < _MAX_RESTARTS:
-                restarts += 1
-                logger.warning("listing %s: continue token expired; restarting the list",
-                               info.resource)
-                items, token = [], None
-                continue
-            raise _api_error(exc, what=f"list {info.resource}", host=host) from None
-        except InventoryError:
-            raise
-        except Exception as exc:  # urllib3 / socket / TLS failures
-            if _is_transport_error(exc):
-                raise InventoryError(
-                    f"cannot reach the cluster at {host}: {_reason(exc)}") from None
-            raise
-        raw_items = page.get("items")
-        if not isinstance(raw_items, list):
-            raise InventoryError(f"the API server at {host} sent an unexpected response to list "
-                                 f"{info.resource} (no items list)")
-        for raw in raw_items:
-            if not isinstance(raw, Mapping):
-                continue
-            item = dict(raw)
-            item.setdefault("apiVersion", info.api_version)
-            item.setdefault("kind", info.kind)
-            items.append(item)
-        meta = page.get("metadata")
-        token = meta.get("continue") if isinstance(meta, Mapping) else None
-        if not token:
-            return items
-
-
-def _decode(response: Any, api_client: Any, *, host: str, what: str) -> dict[str, Any]:
-    page = _decode_response(response, api_client, host=host, what=what)
-    if not isinstance(page, Mapping):
-        raise InventoryError(f"the API server at {host} sent an unexpected response to {what}")
-    return dict(page)
-
-
-def _api_error(exc: Any, *, what: str, host: str) -> InventoryError:
-    message = _status_message(exc)
-    return _api_status_error(exc, host=host, what=what,
-                             forbidden=f"forbidden: cannot {what} at {host} (see {RBAC_HINT})"
-                             + (f": {message}" if message else ""))
+    return call

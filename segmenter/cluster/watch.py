@@ -42,7 +42,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -367,7 +367,7 @@ class WatchRecorder:
         if rv:
             self.resource_version = str(rv)
 
-    def relist(self, pages: list[Mapping[str, Any]], now: float, reason: str) -> None:
+    def relist(self, pages: Sequence[Mapping[str, Any]], now: float, reason: str) -> None:
         """Catch up after an expired resourceVersion: diff the new list against the state."""
         self.result.relists += 1
         seen: set[str] = set()
@@ -498,13 +498,14 @@ def watch_inventory(
         raise ValueError("duration must be positive")
     if min_interval < 0:
         raise ValueError("min_interval must not be negative")
-    from segmenter.cluster.client import api_client as _api_client
+    from segmenter.cluster.client import connect
     from segmenter.cluster.live import RESOURCES, list_documents, parse_live_documents
 
     recorder = WatchRecorder(output_dir, min_interval=min_interval)
     recorder.check()
     try:
-        api_client, host = _api_client(context=context, kubeconfig=kubeconfig)
+        api_client, host = connect(context=context, kubeconfig=kubeconfig,
+                                   request_timeout=request_timeout)
         with api_client:
             pages = list_documents(
                 api_client, host=host, page_size=page_size, request_timeout=request_timeout
@@ -657,13 +658,13 @@ class _Follower:
             stream.close()
 
     def _relist(self, reason: str) -> None:
-        from segmenter.cluster.live import RESOURCES, list_pages
+        from segmenter.cluster.live import RESOURCES, list_resource
 
         logger.warning(
             "the watch of pods at %s lost its place (%s); listing the pods again", self.host, reason
         )
         (pods,) = [r for r in RESOURCES if r.plural == "pods"]
-        pages = list_pages(
+        pages = list_resource(
             self.api_client,
             pods,
             host=self.host,
@@ -687,10 +688,9 @@ class _Follower:
             time.sleep(delay)
 
     def _fatal(self, exc: Any) -> InventoryError:
-        from segmenter.cluster.live import RESOURCES, _api_error
+        from segmenter.cluster.live import watch_error
 
-        (pods,) = [r for r in RESOURCES if r.plural == "pods"]
-        return _api_error(exc, pods, self.host, verb="watch")
+        return watch_error(exc, self.host)
 
 
 def _exception_text(exc: Any) -> str:

@@ -410,6 +410,30 @@ class PolicyEngine:
         self._reset_caches()
         self._dirty = False
 
+    def cidr_peers(self) -> list[tuple[str, str, IPNetwork]]:
+        """Every CIDR a rule names as a peer (``ipBlock.cidr``, Calico ``nets``, Cilium
+        ``toCIDR``/``toCIDRSet.cidr``, ClusterNetworkPolicy ``networks``; not the exceptions
+        carved out of one), as (policy, rule, network) with rules named ``egress[0]``; and the
+        nets of Calico network sets, as (set, "", network). Sorted."""
+        self._prepare()
+        found: set[tuple[str, str, IPNetwork]] = set()
+        for p in self._policies:
+            for rule in (*p.ingress, *p.egress):
+                where = f"{rule.direction.value}[{rule.index}]"
+                nets: list[IPNetwork] = []
+                if isinstance(rule, K8sRule):
+                    nets = [peer.cidr for peer in rule.peers if isinstance(peer, IPBlockPeer)]
+                elif isinstance(rule, CalicoRule):
+                    nets = [*(rule.source.nets or ()), *(rule.destination.nets or ())]
+                elif isinstance(rule, CnpRule):
+                    nets = list(rule.networks)
+                else:
+                    nets = [cidr for cidr, _ in rule.cidrs or ()]
+                found.update((p.display, where, net) for net in nets)
+        for s in self._netsets:
+            found.update((s.display, "", net) for net in s.nets)
+        return sorted(found, key=lambda f: (f[0], f[1], f[2].version, str(f[2])))
+
     def _build_cidr_index(self) -> None:
         nets: set[IPNetwork] = set()
         for p in self._policies:

@@ -19,7 +19,16 @@ from typing import Any, Final
 
 import networkx as nx
 
+from segmenter.cluster.dns import DNS_PORT
+from segmenter.config import ClusterNetworks
+from segmenter.graph.addresses import address_class, link_local_service
 from segmenter.graph.io import GRAPH_FORMAT, GRAPH_VERSION
+from segmenter.graph.ranges import (
+    AddressUse,
+    UnexplainedAddresses,
+    check_inventory,
+    cluster_ranges,
+)
 from segmenter.graph.resolve import Resolver, is_private
 from segmenter.model import (
     DnsAnswer,
@@ -47,6 +56,7 @@ def build_graph(
     *,
     resolver: Resolver | None = None,
     named_sets: bool = True,
+    networks: ClusterNetworks | None = None,
 ) -> nx.DiGraph:
     """Build the communication graph of ``flows`` against ``inventory``.
 
@@ -55,6 +65,14 @@ def build_graph(
     a workload talking to itself is a self-loop. ``dns`` answers name external nodes; with
     ``named_sets``, the external addresses of one DNS name (several addresses, all public or all
     private) are one node ``external:name:<name>`` (see ``docs/graph-format.md``).
+
+    Flows with a loopback, link-local, multicast or broadcast end are left out and counted in
+    the graph attribute ``special_addresses``. An address that stays external must not be one
+    the inventory should explain (``networks``: the ranges declared in ``segmenter.yaml``;
+    :mod:`segmenter.graph.ranges`).
+
+    Raises:
+        InventoryError: traffic to a Service's or pod's address that the inventory lacks.
     """
     if resolver is None:
         resolver = Resolver(inventory)
@@ -65,12 +83,15 @@ def build_graph(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        acc, seen_addresses = _aggregate(flows, resolver, namer)
+        acc, seen_addresses, unexplained, special = _aggregate(flows, resolver, namer)
     finally:
         if gc_was_enabled:
             gc.enable()
+    check_inventory(unexplained, inventory, cluster_ranges(inventory, answers, networks), answers)
 
     graph = nx.DiGraph(format=GRAPH_FORMAT, version=GRAPH_VERSION)
+    if special:
+        graph.graph["special_addresses"] = special
     _add_workload_nodes(graph, inventory)
 
     dns_names: dict[str, set[str]] = defaultdict(set)
@@ -80,6 +101,8 @@ def build_graph(
 
     node_addresses = resolver.node_addresses()
     apiserver_addresses = set(resolver.apiserver_addresses())
+    # External nodes reached on the DNS port: a link-local one is a DNS resolver.
+    dns_servers = {NodeId.parse(dst).address for (_, dst, _, port) in acc if port == DNS_PORT}
 
     edges: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for (src, dst, transport, port), slot in acc.items():
@@ -127,6 +150,7 @@ def build_graph(
         elif parsed.address is not None:
             ip = parsed.address
             names = sorted(dns_names.get(ip, ()))
+            service = link_local_service(ip, DNS_PORT if ip in dns_servers else None)
             graph.add_node(
                 node_id,
                 kind="external",
@@ -135,6 +159,9 @@ def build_graph(
                 dns_names=names,
                 private=is_private(ip),
             )
+            if service is not None:
+                graph.nodes[node_id].update(label=f"{service.title} ({ip})",
+                                            link_local_service=service.slug)
         elif parsed.workload is not None:  # a workload the inventory's pods name, not its list
             ref = parsed.workload
             pods = [p for p in inventory.pods if p.owner == ref]
@@ -152,17 +179,21 @@ def build_graph(
 
 def _aggregate(
     flows: Iterable[Flow], resolver: Resolver, namer: _NamedSets | None = None
-) -> tuple[_Slots, dict[str, set[str]]]:
+) -> tuple[_Slots, dict[str, set[str]], list[AddressUse], dict[str, Any]]:
     """Resolve both ends of every flow and sum them per (client, server, transport, port).
 
     A slot is ``[flows, packets, bytes, first, last, tls, {(via service, address)} or None]``:
     a list with literal indexes, because this loop runs once per flow and dominates the build.
-    Also returns the addresses seen for each node, apiserver and external node.
+    Also returns the addresses seen for each node, apiserver and external node; how the
+    addresses that resolved external were used (for :func:`~segmenter.graph.ranges.
+    check_inventory`); and the flows left out for a special address, per address class.
     """
     resolve = resolver.resolve
     name_for = namer.name_for if namer is not None and namer.sets else None
     acc: _Slots = {}
     seen_addresses: dict[str, set[str]] = defaultdict(set)
+    external = UnexplainedAddresses()
+    special: dict[str, list[Any]] = {}
     count = 0
     for flow in flows:
         count += 1
@@ -171,6 +202,11 @@ def _aggregate(
         last = flow.last_seen
         client = resolve(flow.client, None, transport, ts)
         server = resolve(flow.server, flow.server_port, transport, ts)
+        if client.how is Resolution.SPECIAL or server.how is Resolution.SPECIAL:
+            _count_special(special, flow, client.how, server.how)
+            continue
+        if server.how is Resolution.EXTERNAL or client.how is Resolution.EXTERNAL:
+            external.note(flow, client, server)
         server_id = server.node_id
         if name_for is not None and server.how is Resolution.EXTERNAL:
             server_id = name_for(flow.client, flow.server, ts) or server_id
@@ -199,11 +235,36 @@ def _aggregate(
         if client.how in _ADDRESSED:
             seen_addresses[client.node_id].add(flow.client)
     logger.info("graph: %d flows aggregated into %d (edge, port) entries", count, len(acc))
-    return acc, seen_addresses
+    uses = external.uses()
+    left_out: dict[str, Any] = {}
+    if special:
+        total = special.pop("")[0]
+        left_out = {"flows": total, "by_class": {
+            name: {"flows": n, "addresses": sorted(addresses, key=_ip_sort_key)}
+            for name, (n, addresses) in sorted(special.items())}}
+    return acc, seen_addresses, uses, left_out
+
+
+def _count_special(special: dict[str, list[Any]], flow: Flow, client_how: Resolution,
+                   server_how: Resolution) -> None:
+    """Count a flow left out for its special end(s): once in all (key ``""``), once under the
+    class of each such end (a DHCP discover from 0.0.0.0 to 255.255.255.255 is in two)."""
+    special.setdefault("", [0, set()])[0] += 1
+    classes: dict[str, set[str]] = {}
+    for address, how in ((flow.client, client_how), (flow.server, server_how)):
+        if how is Resolution.SPECIAL:
+            canonical = _canonical_ip(address) or address
+            found = address_class(canonical)
+            classes.setdefault(str(found or "special"), set()).add(canonical)
+    for name, addresses in classes.items():
+        slot = special.setdefault(name, [0, set()])
+        slot[0] += 1
+        slot[1].update(addresses)
 
 
 # Resolutions whose node keeps the addresses it was seen at.
-_ADDRESSED: Final = frozenset({Resolution.NODE, Resolution.APISERVER, Resolution.EXTERNAL})
+_ADDRESSED: Final = frozenset({Resolution.NODE, Resolution.APISERVER, Resolution.EXTERNAL,
+                               Resolution.LINK_LOCAL_SERVICE})
 
 
 def _canonical_ip(text: str) -> str | None:

@@ -1,7 +1,8 @@
 """Which graph node is behind ``ip:port`` at time ``ts`` for a flow endpoint.
 
 ``Resolver`` follows Service DNAT, NodePorts, the API server endpoints, hostNetwork pods, node
-addresses, NodeLocal DNSCache and pod IP reuse over time (see ``docs/graph-format.md``).
+addresses, NodeLocal DNSCache and pod IP reuse over time, and tells apart the addresses that are
+no peer (``segmenter.graph.addresses``; see ``docs/graph-format.md``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Final
 
 from segmenter.cluster.dns import DNS_PORT, NODE_LOCAL_DNS_PREFIX, dns_service, find_dns_workload
 from segmenter.cluster.services import ServiceBackend, ServiceBackends, resolve_target_port
+from segmenter.graph.addresses import address_class, link_local_service
 from segmenter.model import (
     APISERVER_ID,
     Inventory,
@@ -35,7 +37,8 @@ class Resolved:
     """Where a flow endpoint lands: a graph node id and the port as the server pod sees it.
 
     ``how`` says which rule matched; for the DNAT kinds (``service``, ``nodeport``,
-    ``nodelocal-dns``) the address was rewritten on the way.
+    ``nodelocal-dns``) the address was rewritten on the way. ``special`` (loopback, link-local,
+    multicast, broadcast) is no graph node: callers leave such flows out.
     """
 
     node_id: str
@@ -147,9 +150,11 @@ class Resolver:
             self._backend_of[(svc.namespace, svc.name)] = backend
             if backend is None:
                 if svc.cluster_ips or svc.external_ips or svc.load_balancer_ips:
-                    logger.warning(
+                    # A flow to its ClusterIP is refused by segmenter.graph.ranges.
+                    # check_inventory; one to an external or load-balancer IP stays external.
+                    logger.info(
                         "Service %s has no backend in the inventory (no EndpointSlice and no pod "
-                        "matching its selector); flows to its addresses stay external",
+                        "matching its selector)",
                         name,
                     )
                 for ip in svc.cluster_ips:
@@ -272,6 +277,12 @@ class Resolver:
                 if res is not None:
                     return res
             return Resolved(node, port, None, Resolution.NODE)
+        if link_local_service(ip, port) is not None:
+            return Resolved(NodeId.of_external(ip), port, None, Resolution.LINK_LOCAL_SERVICE)
+        if address_class(ip) is not None:
+            # Loopback, link-local, multicast, broadcast: no graph node (segmenter.graph.
+            # addresses); the node id is only what the address would have been.
+            return Resolved(NodeId.of_external(ip), port, None, Resolution.SPECIAL)
         return Resolved(NodeId.of_external(ip), port, None, Resolution.EXTERNAL)
 
     def apiserver_addresses(self) -> tuple[str, ...]:

@@ -11,11 +11,15 @@ from typing import Any, Final
 
 import networkx as nx
 
+from segmenter.graph.addresses import special_summary
+
 LEARNING_BUCKET: Final = 3600.0
 
 
 def graph_stats(graph: nx.DiGraph, *, top: int = 10) -> dict[str, Any]:
-    """Counts by node kind, edges, flows, packets, bytes, top talkers, and learning completeness.
+    """Counts by node kind, edges, flows, packets, bytes, top talkers, the flows left out for a
+    special address (``special_addresses``: loopback, link-local, multicast, broadcast), and
+    learning completeness.
 
     ``learning`` counts new edges per hour of the capture window, an edge being a (client,
     server, protocol, port) entry counted at its ``first_seen``: when the last hours still bring
@@ -49,11 +53,16 @@ def graph_stats(graph: nx.DiGraph, *, top: int = 10) -> dict[str, Any]:
             talk_bytes[node] += attrs.get("bytes", 0)
             talk_flows[node] += attrs.get("flows", 0)
     talkers = sorted(talk_bytes, key=lambda n: (-talk_bytes[n], -talk_flows[n], n))[:top]
+    special = graph.graph.get("special_addresses") or {}
     return {
         "nodes": graph.number_of_nodes(),
         "nodes_by_kind": dict(sorted(by_kind.items())),
         "unobserved_workloads": len(unobserved),
         "external_named_sets": named_sets,
+        "special_addresses": {
+            "flows": int(special.get("flows", 0)),
+            "by_class": {k: dict(v) for k, v in sorted((special.get("by_class") or {}).items())},
+        },
         "edges": graph.number_of_edges(),
         "self_loops": nx.number_of_selfloops(graph),
         "port_entries": entries,
@@ -107,6 +116,10 @@ def format_stats(stats: Mapping[str, Any]) -> str:
         lines.append(
             f"external named sets: {stats['external_named_sets']} (addresses grouped by DNS name)"
         )
+    special = stats.get("special_addresses") or {}
+    if special.get("flows"):
+        lines.append("left out (loopback, link-local, multicast, broadcast: no policy peer): "
+                     + special_summary(special))
     lines.append(
         f"edges: {stats.get('edges', 0)} ({_n(stats.get('self_loops', 0), 'self-loop')}), "
         f"{_n(stats.get('port_entries', 0), '(protocol, port) entry', '(protocol, port) entries')}"

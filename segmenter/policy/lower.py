@@ -103,6 +103,11 @@ class Lowering:
             for n in sorted(inventory.nodes, key=lambda n: n.name) for a in n.addresses))
         self._snat_entries = {a for n in inventory.nodes for a in n.addresses} | {
             ip for s in inventory.services for ip in (*s.load_balancer_ips, *s.external_ips)}
+        # A ClusterIP is never an external peer: DNAT hands its traffic to the Service's pods
+        # before policy sees it (segmenter.graph.ranges refuses such graphs; one written by an
+        # older version, or with another inventory, is refused here).
+        self._cluster_ips = {ip: f"{s.namespace}/{s.name}" for s in inventory.services
+                             for ip in s.cluster_ips}
 
     def selector(self, node: str) -> tuple[Selector, str]:
         cached = self._selectors.get(node)
@@ -152,6 +157,11 @@ class Lowering:
             return tuple(dict.fromkeys(CidrPeer(str(c), role, (), label, tuple(names))
                                        for c in sorted(cidrs)))
         for address in addresses:
+            if role is CidrRole.EXTERNAL and address in self._cluster_ips:
+                self.errors.append(f"{node} is the ClusterIP of Service "
+                                   f"{self._cluster_ips[address]}, which an ipBlock never "
+                                   "matches: build the graph again with this inventory")
+                continue
             block = self.block_of(address) if role is CidrRole.EXTERNAL else None
             if block is not None:
                 out.append(CidrPeer(block.cidr, role, block.excepts, block.name))
