@@ -267,10 +267,14 @@ def test_semantic_diff_caps_workloads_and_focuses_changed_namespaces() -> None:
     assert (sem.workloads_checked, sem.workloads_total) == (2, 4)
     assert "connections checked between 2 of 4 workloads (capped; changed namespaces first)" \
         in sem.notes
-    # Only b's two workloads were probed: each denies the other on TCP/80 now.
+    # Only b's two workloads were probed: each denies the other on TCP/80 now, and so does
+    # the internet (IPv4 and IPv6): b's ingress is isolated.
+    internet = ("external:8.8.8.8 (the internet)", "external:2001:4860:4860::8888 (the internet)")
     assert {(r.source, r.destination) for r in sem.reach_changes} == {
         ("b/StatefulSet/four", "b/StatefulSet/three"),
-        ("b/StatefulSet/three", "b/StatefulSet/four")}
+        ("b/StatefulSet/three", "b/StatefulSet/four"),
+        *((source, f"b/StatefulSet/{name}") for source in internet
+          for name in ("three", "four"))}
 
 
 @pytest.mark.parametrize("enforcement", ["kubernetes", "calico"])
@@ -387,7 +391,8 @@ def test_exit_codes_like_git_diff(capsys: pytest.CaptureFixture[str]) -> None:
     assert "0 added, 0 removed, 0 changed, 4 unchanged" in capsys.readouterr().out
     assert _run(["diff", OLD, NEW, "--format", "json"]) == 1
     assert json.loads(capsys.readouterr().out)["changes"] is True
-    assert _run(["diff", OLD, NEW, "--inventory", INVENTORY, "--flows", FLOWS]) == 1
+    assert _run(["diff", OLD, NEW, "--inventory", INVENTORY, "--flows", FLOWS,
+                 "--enforcement", "kubernetes"]) == 1
     out = capsys.readouterr().out
     assert "\033[" not in out  # not a terminal
     assert "observed flows: 3 of 4 change verdict" in out

@@ -436,6 +436,15 @@ class PolicyEngine:
             tables[net.version].setdefault(net.prefixlen, {})[masked] = i
         self._cidr_tables = {v: sorted(t.items()) for v, t in tables.items()}
         self._has_cidrs = bool(nets)
+        self._nets = tuple(sorted(nets, key=lambda n: (n.version, int(n.network_address),
+                                                       n.prefixlen)))
+
+    def networks(self) -> tuple[IPNetwork, ...]:
+        """Every CIDR the evaluated policies and network sets name (ipBlocks and their
+        excepts, Calico nets and notNets, Cilium CIDRs, ClusterNetworkPolicy networks), sorted:
+        where a verdict on an address can change."""
+        self._prepare()
+        return self._nets
 
     def _ip_signature(self, ip: str) -> tuple[int, ...]:
         """Which of the engine's CIDRs hold ``ip``: all that policy can tell apart about an IP."""
