@@ -18,8 +18,11 @@ import networkx as nx
 
 from segmenter.analysis.diff.semantic import SemanticDiff, semantic_diff
 from segmenter.analysis.diff.structural import StructuralDiff, diff_policies
+from segmenter.analysis.enforcement import Enforcement, resolve_enforcement
+from segmenter.analysis.findings import Finding, FindingKind
+from segmenter.analysis.isolation import IsolationCheck, check_from_flows
 from segmenter.analysis.policies import PolicyDocs, PolicySource, load_policies
-from segmenter.analysis.verify import FlowVerdict, verify_flows
+from segmenter.analysis.verify import EndpointFinder, FlowVerdict, verify_flows
 from segmenter.cluster.dump import load_inventory
 from segmenter.config import CompileOptions, Config, load_config, parse_sensitive_arg
 from segmenter.dialects.base import Output
@@ -170,6 +173,68 @@ def verify(traffic: Traffic, inventory: Inventory, policies: PolicyDocs,
                         dns=traffic.dns)
 
 
+def enforcement_for(policies: PolicyDocs | Sequence[PolicyDocs], named: str | None = None, *,
+                    sides: bool = False) -> Enforcement:
+    """The enforcement that judges ``policies`` (one set, or the ``sides`` of a diff): the
+    target the documents are written for, else ``named``, else what the cluster they were read
+    from serves.
+
+    Raises:
+        InputError: an empty set, a set without a policy, objects of two targets, a conflict
+            with ``named``, or Kubernetes NetworkPolicies alone with nothing to tell.
+    """
+    return resolve_enforcement(policies, named, allow_empty_sides=sides)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What ``verify`` found: every observed flow's verdict, with a plan the isolation of the
+    in-scope workloads, and the findings the gate exits on."""
+
+    enforcement: Enforcement
+    verdicts: list[FlowVerdict]
+    isolation: IsolationCheck | None
+    findings: list[Finding]
+
+
+def flow_findings(verdicts: Sequence[FlowVerdict]) -> list[Finding]:
+    """One ``denied-flow`` finding per denied (client, server, protocol, port)."""
+    groups: dict[tuple[str, str, str, int | None], list[FlowVerdict]] = {}
+    for v in verdicts:
+        if not v.allowed:
+            groups.setdefault((v.client, v.server, str(v.flow.transport), v.port), []).append(v)
+    out = []
+    for (client, server, protocol, port), found in groups.items():
+        what = protocol if port is None else f"{protocol}/{port}"
+        out.append(Finding.of(FindingKind.DENIED_FLOW, f"{client} -> {server} {what}",
+                              f"observed flow {client} -> {server} {what} ({len(found)} "
+                              f"flow{'s' if len(found) != 1 else ''}) is "
+                              f"{found[0].verdict.summary()}"))
+    return sorted(out)
+
+
+def rejected_findings(policies: PolicyDocs) -> list[Finding]:
+    """One ``invalid-policy`` finding per document left out as the API server would."""
+    return [Finding.of(FindingKind.INVALID_POLICY, r.split(":", 1)[0],
+                       f"invalid policy left out (not in force): {r}")
+            for r in policies.rejected]
+
+
+def verify_gate(traffic: Traffic, inventory: Inventory, policies: PolicyDocs,
+                enforcement: Enforcement, plan_: Plan | None = None) -> Verification:
+    """Replay every observed flow and, with a plan, probe the isolation of every restricted and
+    connected workload (:mod:`segmenter.analysis.isolation`)."""
+    verdicts = verify(traffic, inventory, policies, enforcement.target)
+    findings = [*flow_findings(verdicts), *rejected_findings(policies)]
+    isolation = None
+    if plan_ is not None:
+        isolation = check_from_flows(plan_, inventory, policies.manifests, verdicts,
+                                     enforcement=enforcement.name,
+                                     finder=EndpointFinder(inventory, traffic.dns))
+        findings.extend(isolation.findings())
+    return Verification(enforcement, verdicts, isolation, sorted(set(findings)))
+
+
 def diff(old: PolicyDocs, new: PolicyDocs, *, inventory: Inventory | None = None,
          flows: Sequence[Flow] = (), target: Target | None = None,
          max_workloads: int = 200) -> tuple[StructuralDiff, SemanticDiff | None]:
@@ -214,6 +279,7 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     from segmenter.planner import plan_to_dict
 
     folder = Path(out)
+    targets = list(TARGETS.values())
     configuration = read_config(config, sensitive)
     inventory = read_inventory(inventory_paths)
     folder.mkdir(parents=True, exist_ok=True)
@@ -222,7 +288,6 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     traffic = read_traffic([flows_path])
     graph = make_graph(traffic, inventory)
     result = make_plan(graph, configuration)
-    targets = list(TARGETS.values())
     out_dirs = {t.name: str(folder / t.name) for t in targets}
     policy_set = compile_policies(graph, result, inventory, configuration.compile)
     outputs = emit(policy_set, targets, best_effort=best_effort, staged=staged)
@@ -245,9 +310,12 @@ __all__ = [
     "IngestResult",
     "PolicySource",
     "RunResult",
+    "Verification",
     "compile_policies",
     "diff",
     "emit",
+    "enforcement_for",
+    "flow_findings",
     "ingest",
     "live_inventory",
     "make_graph",
@@ -256,7 +324,9 @@ __all__ = [
     "read_config",
     "read_inventory",
     "read_traffic",
+    "rejected_findings",
     "run",
     "verify",
+    "verify_gate",
     "write_outputs",
 ]
