@@ -8,11 +8,12 @@ compiler, targets from the registry, policies to judge through one loader).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import networkx as nx
 
@@ -250,6 +251,87 @@ def diff(old: PolicyDocs, new: PolicyDocs, *, inventory: Inventory | None = None
     return structural, semantic
 
 
+RUN_MANIFEST: Final = ".segmenter-run.json"
+RUN_FILES: Final = ("flows.jsonl", "graph.json", "plan.json", "graph.png")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_run_manifest(folder: Path) -> dict[str, str]:
+    """The files a previous ``run`` wrote into ``folder`` (relative path -> SHA-256)."""
+    import json
+
+    path = folder / RUN_MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"unreadable record of a previous run ({exc}); remove it or pass "
+                         "--force", path=str(path)) from None
+    files = data.get("files") if isinstance(data, dict) else None
+    if data.get("format") != "segmenter-run" or not isinstance(files, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise InputError("not a record of a previous run (format segmenter-run, files: "
+                         "{path: sha256}); remove it or pass --force", path=str(path))
+    return dict(files)
+
+
+def check_run_folder(folder: str | os.PathLike[str], targets: Sequence[Target]) -> None:
+    """Refuse to replace what ``run`` did not write: every file at one of the paths ``run``
+    writes (its four files and every target's folder, which is replaced whole) must be listed
+    in the folder's run manifest with the same SHA-256. Other files are never touched, so they
+    are left alone (a README, a report folder, apply's backups).
+
+    Raises:
+        InputError: naming the first file ``run`` did not write, or that changed since.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return
+    recorded = _read_run_manifest(root)
+    candidates: list[Path] = []
+    for name in (*RUN_FILES, *(t.name for t in targets)):
+        path = root / name
+        if path.is_dir() and not path.is_symlink():
+            candidates.extend(sorted(p for p in path.rglob("*") if not p.is_dir()
+                                     or p.is_symlink()))
+        elif path.exists() or path.is_symlink():
+            candidates.append(path)
+    for path in candidates:
+        rel = path.relative_to(root).as_posix()
+        if rel not in recorded:
+            raise InputError("was not written by segmenter run, which would replace or delete "
+                             "it: move it out of the output folder, choose another -o, or "
+                             "pass --force", path=str(path))
+        if path.is_symlink() or not path.is_file() or _sha256(path) != recorded[rel]:
+            raise InputError("changed since segmenter run wrote it, which would replace or "
+                             "delete it: move it out of the output folder, or pass --force",
+                             path=str(path))
+
+
+def _record_run(folder: Path, recorded: dict[str, str], paths: Sequence[Path]) -> None:
+    """Add ``paths`` (files, or folders of files) to the folder's run manifest."""
+    from segmenter.fileio import atomic_write_json
+
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        prefix = f"{path.relative_to(folder).as_posix()}/"
+        if path.is_dir():
+            for rel in [r for r in recorded if r.startswith(prefix)]:
+                del recorded[rel]  # the folder was replaced whole
+        for file in files:
+            recorded[file.relative_to(folder).as_posix()] = _sha256(file)
+    atomic_write_json(folder / RUN_MANIFEST, {"format": "segmenter-run", "version": 1,
+                                              "files": dict(sorted(recorded.items()))})
+
+
 @dataclass(frozen=True)
 class RunResult:
     """What ``run`` wrote and found."""
@@ -266,7 +348,7 @@ class RunResult:
 
 def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.PathLike[str], *,
         config: str | None = None, sensitive: Sequence[str] = (), best_effort: bool = False,
-        staged: bool = False, progress: bool = False,
+        staged: bool = False, progress: bool = False, force: bool = False,
         draw: Callable[[nx.DiGraph, Plan, Path, str], Any] | None = None) -> RunResult:
     """Every stage: traffic -> flow file -> graph -> plan -> every target's policies -> the
     self-check of every observed flow under every target's enforcement.
@@ -274,6 +356,10 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     Every input is read and checked before anything is written; a plan that a target cannot
     express leaves no new file beside the flow file. ``draw(graph, plan, path, title)`` draws
     the zone map (the views layer supplies it).
+
+    What it writes is recorded in ``out``/.segmenter-run.json (paths and SHA-256); a file at
+    one of its paths that it did not write, or that changed since, is refused before anything
+    is written (:func:`check_run_folder`), unless ``force``.
     """
     from segmenter.fileio import atomic_write_json
     from segmenter.planner import plan_to_dict
@@ -282,9 +368,14 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     targets = list(TARGETS.values())
     configuration = read_config(config, sensitive)
     inventory = read_inventory(inventory_paths)
+    recorded: dict[str, str] = {}
+    if not force:
+        check_run_folder(folder, targets)
+        recorded = _read_run_manifest(folder) if folder.is_dir() else {}
     folder.mkdir(parents=True, exist_ok=True)
     flows_path = str(folder / "flows.jsonl")
     ingested = ingest(sources, flows_path, progress=progress)
+    _record_run(folder, recorded, [Path(flows_path)])
     traffic = read_traffic([flows_path])
     graph = make_graph(traffic, inventory)
     result = make_plan(graph, configuration)
@@ -292,10 +383,14 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     policy_set = compile_policies(graph, result, inventory, configuration.compile)
     outputs = emit(policy_set, targets, best_effort=best_effort, staged=staged)
     notes = [*policy_set.notes, *write_outputs(outputs, out_dirs)]
+    _record_run(folder, recorded, [Path(d) for d in out_dirs.values()])
     save_graph(graph, str(folder / "graph.json"))
     atomic_write_json(folder / "plan.json", plan_to_dict(result))
+    files_written = [folder / "graph.json", folder / "plan.json"]
     if draw is not None:
         draw(graph, result, folder / "graph.png", f"{len(traffic.flows)} observed flows by zone")
+        files_written.append(folder / "graph.png")
+    _record_run(folder, recorded, files_written)
     verdicts = {}
     files = {}
     for target in targets:
@@ -307,10 +402,12 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
 
 
 __all__ = [
+    "RUN_MANIFEST",
     "IngestResult",
     "PolicySource",
     "RunResult",
     "Verification",
+    "check_run_folder",
     "compile_policies",
     "diff",
     "emit",
