@@ -250,6 +250,24 @@ def test_semantic_diff_follows_the_enforcement(inventory: Inventory) -> None:
     assert ("UDP", 53) in calico.probes
 
 
+def test_cidr_representatives_inside_outside_and_past_excepts() -> None:
+    from ipaddress import ip_network
+
+    from segmenter.analysis.diff.semantic import cidr_representatives
+
+    reps = dict((what, address) for address, what in cidr_representatives(
+        [ip_network("10.0.0.0/8"), ip_network("10.0.0.0/24"), ip_network("0.0.0.0/0"),
+         ip_network("2001:db8::/32")]))
+    # Inside 10.0.0.0/8 but outside its except 10.0.0.0/24.
+    assert reps["inside 10.0.0.0/8"] == "10.0.1.0"
+    assert reps["inside 10.0.0.0/24"] == "10.0.0.1"
+    assert reps["just outside 10.0.0.0/8"] == "9.255.255.255"
+    assert reps["inside 0.0.0.0/0"] == "0.0.0.1"
+    assert "just outside 0.0.0.0/0" not in reps  # nothing is
+    assert reps["inside 2001:db8::/32"] == "2001:db8::1"
+    assert reps["just outside 2001:db8::/32"] == "2001:db7:ffff:ffff:ffff:ffff:ffff:ffff"
+
+
 def test_semantic_diff_caps_workloads_and_focuses_changed_namespaces() -> None:
     def pod(ns: str, name: str, ip: str) -> Pod:
         return Pod(ns, f"{name}-0", Labels.of({"app": name}), (ip,),

@@ -80,13 +80,19 @@ class InScope:
 
 @dataclass(frozen=True)
 class Opening:
-    """An allowed probe that the plan does not explain."""
+    """A probe that the workload's own policies allow and the plan does not explain.
+
+    ``reachable``: the connection is allowed end to end; False when only the peer's own
+    policies (its egress, for ingress into the workload) stop it, which a change on the peer's
+    side would undo: the restricted zone's own controls must hold alone (PCI DSS 1.3.1).
+    """
 
     direction: str  # ingress: from ``peer``; egress: to ``peer``
     peer: str
     protocol: str
     port: int | None
     decided_by: str
+    reachable: bool = True
 
     def port_text(self) -> str:
         return self.protocol if self.port is None else f"{self.protocol}/{self.port}"
@@ -162,10 +168,16 @@ class WorkloadIsolation:
             more = f"; and {len(by_peer) - _SHOWN} more peer(s)" if len(by_peer) > _SHOWN \
                 else ""
             verb = "is reachable" if direction == INGRESS else "reaches out"
+            blocked = sum(1 for o in opened if not o.reachable)
+            caveat = (f"; {blocked} of them stopped only by the peers' own policies"
+                      if blocked else "")
+            if blocked == len(opened):
+                verb = ("admits by its own policies" if direction == INGRESS
+                        else "is let out by its own policies")
             out.append(Finding.of(
                 FindingKind.OVER_PERMISSIVE, self.node,
-                f"{who} {verb} beyond the plan ({len(opened)} probe(s), e.g. allowed by "
-                f"{opened[0].decided_by}): {'; '.join(shown)}{more}", self.zone))
+                f"{who} {verb} beyond the plan ({len(opened)} probe(s){caveat}; e.g. allowed "
+                f"by {opened[0].decided_by}): {'; '.join(shown)}{more}", self.zone))
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -312,14 +324,15 @@ def check_isolation(engine: PolicyEngine, subjects: Sequence[InScope], peers: Se
                         verdict = engine.check(peer.endpoint, ep, transport, port)
                     else:
                         verdict = engine.check(ep, peer.endpoint, transport, port)
-                    if not verdict.allowed:
+                    # The workload's own side decides whether its controls hold.
+                    decision = _side(verdict, direction)
+                    if not decision.allowed:
                         continue
                     client = peer.id if direction == INGRESS else subject.node
                     server = subject.node if direction == INGRESS else peer.id
                     if planned.allows(client, server, str(transport), port):
-                        planned_allowed += 1
+                        planned_allowed += int(verdict.allowed)
                         continue
-                    decision = _side(verdict, direction)
                     if decision == NODE_DECISION:
                         continue  # the engine's own-node rule, whatever the peer's name
                     if decision.policy is None:
@@ -327,7 +340,7 @@ def check_isolation(engine: PolicyEngine, subjects: Sequence[InScope], peers: Se
                         unpoliced += 1
                         continue
                     openings.append(Opening(direction, peer.id, str(transport), port,
-                                            _decided_by(decision)))
+                                            _decided_by(decision), verdict.allowed))
         unisolated = tuple((d, open_sides[d]) for d in (INGRESS, EGRESS) if d in open_sides)
         results.append(WorkloadIsolation(
             subject.node, subject.zone, subject.classes, True, unisolated,

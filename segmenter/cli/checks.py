@@ -186,7 +186,8 @@ def cmd_live_policies(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "diff", help="compare two policy sets: objects and connections that change",
-        description=DIFF_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=options.paragraphs(DIFF_DESCRIPTION),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sides", nargs="*", action=_Sides, metavar="OLD NEW",
                    help="YAML files or folders; put --cluster in the place of one of them")
     p.add_argument("--cluster", dest="sides", nargs=0, action=_Sides,
@@ -210,7 +211,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "report", help="compliance evidence report (Markdown and self-contained HTML); exit 1 "
                        "on findings",
-        description=REPORT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=options.paragraphs(REPORT_DESCRIPTION),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--graph", required=True, help="graph.json")
     p.add_argument("--plan", required=True, help="plan.json")
     p.add_argument("--policies", nargs="+", required=True, metavar="DIR",

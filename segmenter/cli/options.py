@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 from segmenter.analysis.findings import DEFAULT_FAIL_ON, Severity
-from segmenter.targets import target_names
+from segmenter.targets import TARGETS, target_names
 
 AUTO = "auto"
 
+
+def owned_kinds_text() -> str:
+    """The targets whose objects tell their enforcement, as people call them (the registry's
+    titles, the first target's NetworkPolicy aside: every target enforces it)."""
+    return ", ".join(t.title for t in list(TARGETS.values())[1:])
+
+
 ENFORCEMENT_HELP = (
     "whose enforcement judges the policies: default, the target the documents are written for "
-    "(Calico, Cilium, ClusterNetworkPolicy objects); Kubernetes NetworkPolicies alone need it "
+    f"({owned_kinds_text()} objects); Kubernetes NetworkPolicies alone need it "
     "named{cluster}; an override that disagrees with the documents is an error")
+
+
+def paragraphs(text: str, width: int = 92) -> str:
+    """A command's description, each blank-line separated paragraph filled to ``width`` (for
+    ``RawDescriptionHelpFormatter``, which keeps the paragraphs apart)."""
+    return "\n\n".join(textwrap.fill(" ".join(p.split()), width, break_on_hyphens=False)
+                       for p in text.strip().split("\n\n"))
 
 
 def cluster(parser: argparse.ArgumentParser, when: str = "") -> None:

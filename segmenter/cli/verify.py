@@ -25,9 +25,9 @@ other workload, the nodes, the API server, the external addresses seen and the i
 from the workload out to each of them).
 
 The policies are judged under the enforcement of the target their documents are written for
-(Calico, Cilium, ClusterNetworkPolicy objects); Kubernetes NetworkPolicies alone need
---enforcement, or --cluster (detected from the API groups the cluster serves). An empty set, a
-set holding no policy, or objects of two targets is an error.
+({owned} objects); Kubernetes NetworkPolicies alone need --enforcement, or --cluster
+(detected from the API groups the cluster serves). An empty set, a set holding no policy, or
+objects of two targets is an error.
 
 Findings and their severities: unisolated (restricted: critical, connected: medium),
 over-permissive (restricted: high, connected: medium), unchecked (no pod to probe; high /
@@ -180,7 +180,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "verify", help="the gate: replay observed flows against policies and, with --plan, "
                        "check the isolation of the restricted zone (exit 1 on findings)",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=options.paragraphs(DESCRIPTION.format(owned=options.owned_kinds_text())),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--policies", nargs="+", help="YAML files or folders")
     p.add_argument("--cluster", action="store_true", help="the policies in force in the cluster")
     options.cluster(p, "--cluster")
