@@ -599,3 +599,32 @@ def test_every_gate_documents_its_exit_status_in_its_help(
     text = " ".join(capsys.readouterr().out.split())
     for needle in needles:
         assert needle in text, (command, needle)
+
+
+@pytest.mark.parametrize("target", target_names())
+def test_one_sided_decisions_equal_the_sides_of_a_check(demo: Path, target: str) -> None:
+    """The isolation check reads the workload's own side with PolicyEngine.decide: it must be
+    exactly that side of PolicyEngine.check, for every peer and port of the sample."""
+    from segmenter.analysis.isolation import COMMON_PORTS, inventory_peers
+    from segmenter.analysis.policies import from_paths
+    from segmenter.analysis.verify import EndpointFinder
+    from segmenter.cluster.dump import load_inventory
+    from segmenter.model import Transport
+    from segmenter.targets import get_target
+
+    inventory = load_inventory([INVENTORY])
+    engine = get_target(target).evaluator(from_paths([demo / target]).manifests,
+                                          {ns.name: ns.labels for ns in inventory.namespaces})
+    finder = EndpointFinder(inventory)
+    peers = inventory_peers(inventory, finder, {"external:203.0.113.10": "203.0.113.10"})
+    vault = next(p.endpoint for p in peers if p.id == VAULT)
+    ports = [*COMMON_PORTS, (Transport.TCP, 5432), (Transport.ICMP, None)]
+    checked = 0
+    for peer in peers:
+        for transport, port in ports:
+            for src, dst in ((peer.endpoint, vault), (vault, peer.endpoint)):
+                verdict = engine.check(src, dst, transport, port)
+                assert engine.decide("ingress", src, dst, transport, port) == verdict.ingress
+                assert engine.decide("egress", src, dst, transport, port) == verdict.egress
+                checked += 1
+    assert checked > 200

@@ -279,10 +279,6 @@ def _kind(node_id: str) -> NodeKind | None:
 # The probes
 
 
-def _side(verdict: Any, direction: str) -> Decision:
-    return verdict.ingress if direction == INGRESS else verdict.egress  # type: ignore[no-any-return]
-
-
 def _decided_by(decision: Decision) -> str:
     if decision.policy is None:
         return decision.reason
@@ -318,20 +314,17 @@ def check_isolation(engine: PolicyEngine, subjects: Sequence[InScope], peers: Se
             for direction in (INGRESS, EGRESS):
                 if direction == INGRESS and own_node:
                     continue
+                src, dst = (peer.endpoint, ep) if direction == INGRESS else (ep, peer.endpoint)
+                client = peer.id if direction == INGRESS else subject.node
+                server = subject.node if direction == INGRESS else peer.id
                 for transport, port in ports:
                     probes += 1
-                    if direction == INGRESS:
-                        verdict = engine.check(peer.endpoint, ep, transport, port)
-                    else:
-                        verdict = engine.check(ep, peer.endpoint, transport, port)
                     # The workload's own side decides whether its controls hold.
-                    decision = _side(verdict, direction)
+                    decision = engine.decide(direction, src, dst, transport, port)
                     if not decision.allowed:
                         continue
-                    client = peer.id if direction == INGRESS else subject.node
-                    server = subject.node if direction == INGRESS else peer.id
                     if planned.allows(client, server, str(transport), port):
-                        planned_allowed += int(verdict.allowed)
+                        planned_allowed += 1
                         continue
                     if decision == NODE_DECISION:
                         continue  # the engine's own-node rule, whatever the peer's name
@@ -339,8 +332,9 @@ def check_isolation(engine: PolicyEngine, subjects: Sequence[InScope], peers: Se
                         open_sides.setdefault(direction, decision.reason)
                         unpoliced += 1
                         continue
+                    reachable = engine.check(src, dst, transport, port).allowed
                     openings.append(Opening(direction, peer.id, str(transport), port,
-                                            _decided_by(decision), verdict.allowed))
+                                            _decided_by(decision), reachable))
         unisolated = tuple((d, open_sides[d]) for d in (INGRESS, EGRESS) if d in open_sides)
         results.append(WorkloadIsolation(
             subject.node, subject.zone, subject.classes, True, unisolated,
@@ -484,12 +478,17 @@ def check_from_graph(graph: Any, plan: Plan, engine: PolicyEngine, *,
     for client, server, data in graph.edges(data=True):
         for p in data.get("ports", []):
             observed.append((client, server, str(p.get("protocol")), p.get("port")))
-    dns_servers = [n for n, a in graph.nodes(data=True) if a.get("cluster_dns")]
+    dns_servers = {n for n, a in graph.nodes(data=True) if a.get("cluster_dns")}
+    dns_ports: set[tuple[str, int | None]] = set()
+    if inventory is not None:
+        servers, dns_ports = _dns(inventory)
+        dns_servers.update(servers)
     host_nodes: dict[str, set[str]] = defaultdict(set)
     for node, ep in endpoints.items():
         if ep.host_network and ep.node:
             host_nodes[node].add(NodeId.of_node(ep.node))
-    planned = Planned(observed, dns_servers=dns_servers, host_nodes=host_nodes)
+    planned = Planned(observed, dns_servers=dns_servers, dns_ports=dns_ports,
+                      host_nodes=host_nodes)
     subjects = in_scope(plan, endpoints.get)
     ports = isolation_ports(manifests, inventory or Inventory(), planned, subjects)
     return check_isolation(engine, subjects, peers, planned, ports,
