@@ -33,6 +33,7 @@ from typing import Any, Final
 
 from segmenter.analysis.findings import Finding, FindingKind
 from segmenter.analysis.probes import INTERNET_ADDRESSES, probe_ports, representative_pods
+from segmenter.analysis.reachability import CANARY_PORTS
 from segmenter.analysis.verify import EndpointFinder, FlowVerdict
 from segmenter.evaluate import Decision, EvalEndpoint, PolicyEngine
 from segmenter.evaluate.engine import NODE_DECISION
@@ -45,9 +46,9 @@ from segmenter.model import (
 )
 from segmenter.planner import Plan, Zone
 
-# Probed besides the ports rules name and the ports observed: the usual ways in (SSH, HTTPS, an
-# admin or proxy port) and out (DNS, HTTP, HTTPS).
-COMMON_PORTS: Final = ((Transport.TCP, 22), (Transport.TCP, 443), (Transport.TCP, 8080),
+# Probed besides the ports rules name and the ports observed: the usual ways in (the
+# reachability matrix's canaries: SSH, HTTPS, an admin or proxy port) and out (DNS, HTTP).
+COMMON_PORTS: Final = (*((Transport.parse(t), p) for t, p in CANARY_PORTS),
                        (Transport.UDP, 53), (Transport.TCP, 53), (Transport.TCP, 80))
 
 IN_SCOPE_ZONES: Final = (Zone.RESTRICTED, Zone.CONNECTED)
