@@ -12,13 +12,19 @@ $(STAMP): pyproject.toml setup.py capture/_fastloop.c
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## make demo: install, then run the whole pipeline on the bundled sample into output/
+## make demo: install, then run the whole pipeline on the bundled sample into output/, and
+## write one evidence report per target into output/report/<target>/ (the targets' folders
+## are alternatives, never deployed together: each is judged under its own enforcement)
+TARGETS_CMD := $(BIN)/python -c 'from segmenter.targets import target_names; print(*target_names())'
 demo: $(STAMP)
 	$(BIN)/segmenter run sample/shop.pcapng --inventory sample/shop-inventory.json \
 		--config sample/segmenter.yaml -o output
-	$(BIN)/segmenter report --graph output/graph.json --plan output/plan.json \
-		--policies output/kubernetes output/calico --flows output/flows.jsonl \
-		--inventory sample/shop-inventory.json -o output/report
+	@for target in $$($(TARGETS_CMD)); do \
+		echo "$(BIN)/segmenter report ... --policies output/$$target -o output/report/$$target"; \
+		$(BIN)/segmenter report --graph output/graph.json --plan output/plan.json \
+			--policies output/$$target --enforcement $$target --flows output/flows.jsonl \
+			--inventory sample/shop-inventory.json -o output/report/$$target || exit $$?; \
+	done
 
 ## System packages some tests use: Chromium (renders the HTML report), libpcap (BPF filters of
 ## the capture agent), openssl (TLS in the network-namespace tests), iproute2 (ip netns).

@@ -480,7 +480,8 @@ class Study:
         from segmenter.views.report.build import build_report, write_report
 
         report = build_report(self.graph, self.plan, policies, flows=self.flows.flows,
-                              inventory=self.inventory, enforcement=enforcement, **kwargs)
+                              dns=self.flows.dns, inventory=self.inventory,
+                              enforcement=enforcement, **kwargs)
         return write_report(report, out)
 
     def _repr_html_(self) -> str:

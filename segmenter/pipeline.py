@@ -8,18 +8,22 @@ compiler, targets from the registry, policies to judge through one loader).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import networkx as nx
 
 from segmenter.analysis.diff.semantic import SemanticDiff, semantic_diff
 from segmenter.analysis.diff.structural import StructuralDiff, diff_policies
+from segmenter.analysis.enforcement import Enforcement, resolve_enforcement
+from segmenter.analysis.findings import Finding, FindingKind
+from segmenter.analysis.isolation import IsolationCheck, check_from_flows
 from segmenter.analysis.policies import PolicyDocs, PolicySource, load_policies
-from segmenter.analysis.verify import FlowVerdict, verify_flows
+from segmenter.analysis.verify import EndpointFinder, FlowVerdict, verify_flows
 from segmenter.cluster.dump import load_inventory
 from segmenter.config import (
     ClusterNetworks,
@@ -212,6 +216,68 @@ def policy_notes(traffic: Traffic, inventory: Inventory, policies: PolicyDocs,
                             node_local_dns=shows_node_local_dns(traffic.flows, inventory))
 
 
+def enforcement_for(policies: PolicyDocs | Sequence[PolicyDocs], named: str | None = None, *,
+                    sides: bool = False) -> Enforcement:
+    """The enforcement that judges ``policies`` (one set, or the ``sides`` of a diff): the
+    target the documents are written for, else ``named``, else what the cluster they were read
+    from serves.
+
+    Raises:
+        InputError: an empty set, a set without a policy, objects of two targets, a conflict
+            with ``named``, or Kubernetes NetworkPolicies alone with nothing to tell.
+    """
+    return resolve_enforcement(policies, named, allow_empty_sides=sides)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What ``verify`` found: every observed flow's verdict, with a plan the isolation of the
+    in-scope workloads, and the findings the gate exits on."""
+
+    enforcement: Enforcement
+    verdicts: list[FlowVerdict]
+    isolation: IsolationCheck | None
+    findings: list[Finding]
+
+
+def flow_findings(verdicts: Sequence[FlowVerdict]) -> list[Finding]:
+    """One ``denied-flow`` finding per denied (client, server, protocol, port)."""
+    groups: dict[tuple[str, str, str, int | None], list[FlowVerdict]] = {}
+    for v in verdicts:
+        if not v.allowed:
+            groups.setdefault((v.client, v.server, str(v.flow.transport), v.port), []).append(v)
+    out = []
+    for (client, server, protocol, port), found in groups.items():
+        what = protocol if port is None else f"{protocol}/{port}"
+        out.append(Finding.of(FindingKind.DENIED_FLOW, f"{client} -> {server} {what}",
+                              f"observed flow {client} -> {server} {what} ({len(found)} "
+                              f"flow{'s' if len(found) != 1 else ''}) is "
+                              f"{found[0].verdict.summary()}"))
+    return sorted(out)
+
+
+def rejected_findings(policies: PolicyDocs) -> list[Finding]:
+    """One ``invalid-policy`` finding per document left out as the API server would."""
+    return [Finding.of(FindingKind.INVALID_POLICY, r.split(":", 1)[0],
+                       f"invalid policy left out (not in force): {r}")
+            for r in policies.rejected]
+
+
+def verify_gate(traffic: Traffic, inventory: Inventory, policies: PolicyDocs,
+                enforcement: Enforcement, plan_: Plan | None = None) -> Verification:
+    """Replay every observed flow and, with a plan, probe the isolation of every restricted and
+    connected workload (:mod:`segmenter.analysis.isolation`)."""
+    verdicts = verify(traffic, inventory, policies, enforcement.target)
+    findings = [*flow_findings(verdicts), *rejected_findings(policies)]
+    isolation = None
+    if plan_ is not None:
+        isolation = check_from_flows(plan_, inventory, policies.manifests, verdicts,
+                                     enforcement=enforcement.name,
+                                     finder=EndpointFinder(inventory, traffic.dns))
+        findings.extend(isolation.findings())
+    return Verification(enforcement, verdicts, isolation, sorted(set(findings)))
+
+
 def diff(old: PolicyDocs, new: PolicyDocs, *, inventory: Inventory | None = None,
          flows: Sequence[Flow] = (), target: Target | None = None,
          max_workloads: int = 200) -> tuple[StructuralDiff, SemanticDiff | None]:
@@ -225,6 +291,87 @@ def diff(old: PolicyDocs, new: PolicyDocs, *, inventory: Inventory | None = None
                                  chosen.name, max_workloads=max_workloads,
                                  focus_namespaces=structural.touched_namespaces())
     return structural, semantic
+
+
+RUN_MANIFEST: Final = ".segmenter-run.json"
+RUN_FILES: Final = ("flows.jsonl", "graph.json", "plan.json", "graph.png")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_run_manifest(folder: Path) -> dict[str, str]:
+    """The files a previous ``run`` wrote into ``folder`` (relative path -> SHA-256)."""
+    import json
+
+    path = folder / RUN_MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"unreadable record of a previous run ({exc}); remove it or pass "
+                         "--force", path=str(path)) from None
+    files = data.get("files") if isinstance(data, dict) else None
+    if data.get("format") != "segmenter-run" or not isinstance(files, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise InputError("not a record of a previous run (format segmenter-run, files: "
+                         "{path: sha256}); remove it or pass --force", path=str(path))
+    return dict(files)
+
+
+def check_run_folder(folder: str | os.PathLike[str], targets: Sequence[Target]) -> None:
+    """Refuse to replace what ``run`` did not write: every file at one of the paths ``run``
+    writes (its four files and every target's folder, which is replaced whole) must be listed
+    in the folder's run manifest with the same SHA-256. Other files are never touched, so they
+    are left alone (a README, a report folder, apply's backups).
+
+    Raises:
+        InputError: naming the first file ``run`` did not write, or that changed since.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return
+    recorded = _read_run_manifest(root)
+    candidates: list[Path] = []
+    for name in (*RUN_FILES, *(t.name for t in targets)):
+        path = root / name
+        if path.is_dir() and not path.is_symlink():
+            candidates.extend(sorted(p for p in path.rglob("*") if not p.is_dir()
+                                     or p.is_symlink()))
+        elif path.exists() or path.is_symlink():
+            candidates.append(path)
+    for path in candidates:
+        rel = path.relative_to(root).as_posix()
+        if rel not in recorded:
+            raise InputError("was not written by segmenter run, which would replace or delete "
+                             "it: move it out of the output folder, choose another -o, or "
+                             "pass --force", path=str(path))
+        if path.is_symlink() or not path.is_file() or _sha256(path) != recorded[rel]:
+            raise InputError("changed since segmenter run wrote it, which would replace or "
+                             "delete it: move it out of the output folder, or pass --force",
+                             path=str(path))
+
+
+def _record_run(folder: Path, recorded: dict[str, str], paths: Sequence[Path]) -> None:
+    """Add ``paths`` (files, or folders of files) to the folder's run manifest."""
+    from segmenter.fileio import atomic_write_json
+
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        prefix = f"{path.relative_to(folder).as_posix()}/"
+        if path.is_dir():
+            for rel in [r for r in recorded if r.startswith(prefix)]:
+                del recorded[rel]  # the folder was replaced whole
+        for file in files:
+            recorded[file.relative_to(folder).as_posix()] = _sha256(file)
+    atomic_write_json(folder / RUN_MANIFEST, {"format": "segmenter-run", "version": 1,
+                                              "files": dict(sorted(recorded.items()))})
 
 
 @dataclass(frozen=True)
@@ -243,7 +390,7 @@ class RunResult:
 
 def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.PathLike[str], *,
         config: str | None = None, sensitive: Sequence[str] = (), best_effort: bool = False,
-        staged: bool = False, progress: bool = False,
+        staged: bool = False, progress: bool = False, force: bool = False,
         draw: Callable[[nx.DiGraph, Plan, Path, str], Any] | None = None) -> RunResult:
     """Every stage: traffic -> flow file -> graph -> plan -> every target's policies -> the
     self-check of every observed flow under every target's enforcement.
@@ -251,20 +398,29 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     Every input is read and checked before anything is written; a plan that a target cannot
     express leaves no new file beside the flow file. ``draw(graph, plan, path, title)`` draws
     the zone map (the views layer supplies it).
+
+    What it writes is recorded in ``out``/.segmenter-run.json (paths and SHA-256); a file at
+    one of its paths that it did not write, or that changed since, is refused before anything
+    is written (:func:`check_run_folder`), unless ``force``.
     """
     from segmenter.fileio import atomic_write_json
     from segmenter.planner import plan_to_dict
 
     folder = Path(out)
+    targets = list(TARGETS.values())
     configuration = read_config(config, sensitive)
     inventory = read_inventory(inventory_paths)
+    recorded: dict[str, str] = {}
+    if not force:
+        check_run_folder(folder, targets)
+        recorded = _read_run_manifest(folder) if folder.is_dir() else {}
     folder.mkdir(parents=True, exist_ok=True)
     flows_path = str(folder / "flows.jsonl")
     ingested = ingest(sources, flows_path, progress=progress)
+    _record_run(folder, recorded, [Path(flows_path)])
     traffic = read_traffic([flows_path])
     graph = make_graph(traffic, inventory, configuration.cluster)
     result = make_plan(graph, configuration)
-    targets = list(TARGETS.values())
     out_dirs = {t.name: str(folder / t.name) for t in targets}
     policy_set = compile_policies(graph, result, inventory, configuration.compile)
     outputs = emit(policy_set, targets, best_effort=best_effort, staged=staged)
@@ -272,10 +428,14 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     left_out = left_out_note(graph)
     if left_out is not None:
         notes.append(left_out)
+    _record_run(folder, recorded, [Path(d) for d in out_dirs.values()])
     save_graph(graph, str(folder / "graph.json"))
     atomic_write_json(folder / "plan.json", plan_to_dict(result))
+    files_written = [folder / "graph.json", folder / "plan.json"]
     if draw is not None:
         draw(graph, result, folder / "graph.png", f"{len(traffic.flows)} observed flows by zone")
+        files_written.append(folder / "graph.png")
+    _record_run(folder, recorded, files_written)
     verdicts = {}
     files = {}
     for target in targets:
@@ -290,12 +450,17 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
 
 
 __all__ = [
+    "RUN_MANIFEST",
     "IngestResult",
     "PolicySource",
     "RunResult",
+    "Verification",
+    "check_run_folder",
     "compile_policies",
     "diff",
     "emit",
+    "enforcement_for",
+    "flow_findings",
     "ingest",
     "left_out_note",
     "live_inventory",
@@ -306,7 +471,9 @@ __all__ = [
     "read_config",
     "read_inventory",
     "read_traffic",
+    "rejected_findings",
     "run",
     "verify",
+    "verify_gate",
     "write_outputs",
 ]

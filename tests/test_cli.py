@@ -134,7 +134,8 @@ def test_verify_exits_1_when_an_observed_flow_is_denied(run_dir: Path, tmp_path:
     shutil.copytree(run_dir / "kubernetes", policies)
     (policies / "payments" / "allow-card-vault.yaml").unlink()
     code = main(["verify", "--policies", str(policies), "--flows", str(run_dir / "flows.jsonl"),
-                 "--inventory", str(SAMPLE / "shop-inventory.json")])
+                 "--inventory", str(SAMPLE / "shop-inventory.json"), "--enforcement",
+                 "kubernetes"])
     assert code == 1
 
 
@@ -228,7 +229,7 @@ def test_verify_explain_names_policy_and_rule(run_dir: Path,
     assert "DENIED" in out
     assert "segmenter-compliance.pci-payments-card-vault" in out
     code = main(["verify", "--policies", str(run_dir / "kubernetes"), "--inventory", inventory,
-                 "--explain", "payments/Deployment/payments-api",
+                 "--enforcement", "kubernetes", "--explain", "payments/Deployment/payments-api",
                  "payments/StatefulSet/card-vault", "5432"])
     assert code == 0
     assert "allow-card-vault ingress[0]" in capsys.readouterr().out
@@ -238,7 +239,8 @@ def test_verify_json_and_over_permissiveness(run_dir: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["verify", "--policies", str(run_dir / "kubernetes"), "--flows",
                  str(run_dir / "flows.jsonl"), "--inventory", str(SAMPLE / "shop-inventory.json"),
-                 "--plan", str(run_dir / "plan.json"), "--format", "json"])
+                 "--plan", str(run_dir / "plan.json"), "--format", "json",
+                 "--enforcement", "kubernetes"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0
     assert report["denied"] == []
@@ -255,8 +257,13 @@ def test_verify_reports_policies_the_api_server_would_reject(
                    "  name: broken\n  namespace: shop\nspec:\n  podSelector: {}\n"
                    "  policyTypes: [Ingress, Sideways]\n")
     code = main(["verify", "--policies", str(run_dir / "kubernetes"), str(bad), "--flows",
-                 str(run_dir / "flows.jsonl"), "--inventory", str(SAMPLE / "shop-inventory.json")])
-    err = capsys.readouterr().err
-    assert code == 0  # the broken policy is not evaluated as if it were valid
+                 str(run_dir / "flows.jsonl"), "--inventory", str(SAMPLE / "shop-inventory.json"),
+                 "--enforcement", "kubernetes"])
+    captured = capsys.readouterr()
+    err = captured.err
+    # The broken policy is not evaluated as if it were valid: a medium finding, below the
+    # default --fail-on high.
+    assert code == 0
+    assert "[medium] invalid-policy" in captured.out
     assert "bad.yaml (document 1)" in err
     assert "policyTypes" in err

@@ -250,6 +250,24 @@ def test_semantic_diff_follows_the_enforcement(inventory: Inventory) -> None:
     assert ("UDP", 53) in calico.probes
 
 
+def test_cidr_representatives_inside_outside_and_past_excepts() -> None:
+    from ipaddress import ip_network
+
+    from segmenter.analysis.diff.semantic import cidr_representatives
+
+    reps = dict((what, address) for address, what in cidr_representatives(
+        [ip_network("10.0.0.0/8"), ip_network("10.0.0.0/24"), ip_network("0.0.0.0/0"),
+         ip_network("2001:db8::/32")]))
+    # Inside 10.0.0.0/8 but outside its except 10.0.0.0/24.
+    assert reps["inside 10.0.0.0/8"] == "10.0.1.0"
+    assert reps["inside 10.0.0.0/24"] == "10.0.0.1"
+    assert reps["just outside 10.0.0.0/8"] == "9.255.255.255"
+    assert reps["inside 0.0.0.0/0"] == "0.0.0.1"
+    assert "just outside 0.0.0.0/0" not in reps  # nothing is
+    assert reps["inside 2001:db8::/32"] == "2001:db8::1"
+    assert reps["just outside 2001:db8::/32"] == "2001:db7:ffff:ffff:ffff:ffff:ffff:ffff"
+
+
 def test_semantic_diff_caps_workloads_and_focuses_changed_namespaces() -> None:
     def pod(ns: str, name: str, ip: str) -> Pod:
         return Pod(ns, f"{name}-0", Labels.of({"app": name}), (ip,),
@@ -267,10 +285,14 @@ def test_semantic_diff_caps_workloads_and_focuses_changed_namespaces() -> None:
     assert (sem.workloads_checked, sem.workloads_total) == (2, 4)
     assert "connections checked between 2 of 4 workloads (capped; changed namespaces first)" \
         in sem.notes
-    # Only b's two workloads were probed: each denies the other on TCP/80 now.
+    # Only b's two workloads were probed: each denies the other on TCP/80 now, and so does
+    # the internet (IPv4 and IPv6): b's ingress is isolated.
+    internet = ("external:8.8.8.8 (the internet)", "external:2001:4860:4860::8888 (the internet)")
     assert {(r.source, r.destination) for r in sem.reach_changes} == {
         ("b/StatefulSet/four", "b/StatefulSet/three"),
-        ("b/StatefulSet/three", "b/StatefulSet/four")}
+        ("b/StatefulSet/three", "b/StatefulSet/four"),
+        *((source, f"b/StatefulSet/{name}") for source in internet
+          for name in ("three", "four"))}
 
 
 @pytest.mark.parametrize("enforcement", ["kubernetes", "calico"])
@@ -387,7 +409,8 @@ def test_exit_codes_like_git_diff(capsys: pytest.CaptureFixture[str]) -> None:
     assert "0 added, 0 removed, 0 changed, 4 unchanged" in capsys.readouterr().out
     assert _run(["diff", OLD, NEW, "--format", "json"]) == 1
     assert json.loads(capsys.readouterr().out)["changes"] is True
-    assert _run(["diff", OLD, NEW, "--inventory", INVENTORY, "--flows", FLOWS]) == 1
+    assert _run(["diff", OLD, NEW, "--inventory", INVENTORY, "--flows", FLOWS,
+                 "--enforcement", "kubernetes"]) == 1
     out = capsys.readouterr().out
     assert "\033[" not in out  # not a terminal
     assert "observed flows: 3 of 4 change verdict" in out
@@ -430,7 +453,8 @@ def fake_cluster(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 def test_cluster_side(fake_cluster: list[dict[str, Any]],
                       capsys: pytest.CaptureFixture[str]) -> None:
     # The cluster holds exactly OLD: no difference.
-    assert _run(["diff", "--cluster", OLD, "--context", "prod"]) == 0
+    assert _run(["diff", "--cluster", OLD, "--context", "prod", "--enforcement",
+                 "kubernetes"]) == 0
     # the groups of the enforcement the diff judges under must be served (here: kubernetes)
     assert fake_cluster == [{"context": "prod", "kubeconfig": None,
                              "required_groups": {"networking.k8s.io": "kubernetes enforcement"}}]

@@ -97,7 +97,7 @@ def test_pods_only_dump_with_service_traffic_is_exit_2_naming_what_is_missing(
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "deny.yaml").write_text(yaml.safe_dump(_policy("default-deny")))
     assert main(["verify", "--policies", str(tmp_path / "policies"), "--flows", flows,
-                 "--inventory", pods]) == 2
+                 "--inventory", pods, "--enforcement", "kubernetes"]) == 2
     assert "the inventory holds pods but no Services" in _error(capsys)
 
 
@@ -187,7 +187,7 @@ def test_verify_flags_an_ipblock_of_a_clusterip_and_replays_after_dnat(
     ]
     (folder / "checkout.yaml").write_text(yaml.safe_dump(_policy("allow-checkout", egress)))
     code = main(["verify", "--policies", str(folder), "--flows", flows,
-                 "--inventory", str(DUMP)])
+                 "--inventory", str(DUMP), "--enforcement", "kubernetes"])
     out = capsys.readouterr().out
     assert code == 1
     assert ("DENIED shop/Deployment/checkout -> payments/Deployment/payments-api TCP/8443"

@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 
 import segmenter
 from segmenter.cli import build_parser
+from segmenter.errors import InputError
 from segmenter.evaluate import load_manifests
 from segmenter.graph.io import save_graph
 from segmenter.notebook import synthetic_graph, synthetic_plan, write_policies
@@ -49,7 +50,8 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def sample_report(sample: dict[str, Any]) -> rpt.Report:
     return rpt.build_report(sample["graph"], sample["plan"], sample["folders"]["kubernetes"],
-                            flows=sample["flows"].flows, inventory=sample["inventory"])
+                            flows=sample["flows"].flows, inventory=sample["inventory"],
+                            enforcement="kubernetes")
 
 
 def section(markdown: str, title: str) -> str:
@@ -113,7 +115,8 @@ def test_plaintext_flows_into_the_restricted_zone(sample_report: rpt.Report) -> 
     assert {(r[0].replace("⚠️ ", ""), r[1], r[2]) for r in rows} == {
         ("payments/CronJob/settlement", "payments/StatefulSet/card-vault", "TCP/5432"),
         ("payments/Deployment/payments-api", "payments/StatefulSet/card-vault", "TCP/5432")}
-    assert "2 plaintext flow(s) to or from the restricted zone" in sample_report.findings
+    assert "2 plaintext flow(s) to or from the restricted zone" in [
+        f.message for f in sample_report.findings]
 
 
 def test_default_deny_per_namespace(sample_report: rpt.Report) -> None:
@@ -156,11 +159,12 @@ def test_failures_are_reported(sample: dict[str, Any]) -> None:
               and not (d["metadata"]["name"] == "default-deny"
                        and d["metadata"]["namespace"] == "payments")]
     report = rpt.build_report(sample["graph"], sample["plan"], broken,
-                              flows=sample["flows"].flows, inventory=sample["inventory"])
-    findings = "\n".join(report.findings)
-    assert "namespace payments has no default deny" in findings
-    assert "payments/StatefulSet/card-vault (restricted) is not isolated for ingress, egress" \
-        in findings
+                              flows=sample["flows"].flows, inventory=sample["inventory"],
+                              enforcement="kubernetes")
+    findings = "\n".join(f.line() for f in report.findings)
+    assert "[medium] no-default-deny: namespace payments has no default deny" in findings
+    assert ("[critical] unisolated: payments/StatefulSet/card-vault (pci restricted) is not "
+            "isolated for ingress and egress") in findings
     assert "probe(s) from out of scope into the restricted zone are allowed" in findings
     md = rpt.render_markdown(report)
     assert "❌" in section(md, "Summary")
@@ -168,23 +172,31 @@ def test_failures_are_reported(sample: dict[str, Any]) -> None:
     assert "| ❌ 1.3.1 |" in mapping
 
 
-def test_hipaa_mapping_and_no_policies() -> None:
+def test_hipaa_mapping_and_policies_that_isolate_nothing() -> None:
     graph = synthetic_graph(40, seed=3)
     the_plan = synthetic_plan(graph)
-    report = rpt.build_report(graph, the_plan, [])
+    with pytest.raises(InputError, match="holds no policy document"):
+        rpt.build_report(graph, the_plan, [], enforcement="kubernetes")
+    # A policy that selects nothing in scope: in force, but isolating nothing.
+    elsewhere = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                 "metadata": {"name": "deny", "namespace": "nowhere"},
+                 "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}
+    report = rpt.build_report(graph, the_plan, [elsewhere], enforcement="kubernetes")
     md = rpt.render_markdown(report)
     mapping = section(md, "Mapping to PCI DSS v4.0.1 and HIPAA 164.312")
     standards = [r[0].replace("❌ ", "").replace("⚠️ ", "")
                  for r in table_rows(mapping, "Standard")]
     assert standards == ["164.312(a)(1)", "164.312(b)", "164.312(e)(1)"]
-    assert "| ❌ 164.312(a)(1) |" in mapping  # nothing isolates anything without policies
-    assert any("no default deny" in f for f in report.findings)
+    assert "| ❌ 164.312(a)(1) |" in mapping  # nothing isolates anything in scope
+    assert any("no default deny" in f.message for f in report.findings)
+    assert any(f.kind == "unisolated" and f.severity == "critical" for f in report.findings)
 
 
 def test_a_plan_without_sensitive_stores_says_nothing_is_in_scope(
         sample: dict[str, Any]) -> None:
     empty = Plan((), sample["plan"].policed, sample["plan"].excluded_namespaces)
-    report = rpt.build_report(sample["graph"], empty, sample["folders"]["kubernetes"])
+    report = rpt.build_report(sample["graph"], empty, sample["folders"]["kubernetes"],
+                              enforcement="kubernetes")
     md = rpt.render_markdown(report)
     assert "**nothing is in scope**" in section(md, "Summary")
     assert "Nothing is in scope: no data class is declared" in section(md, "Scope statement")
@@ -216,7 +228,8 @@ def test_command_writes_markdown_html_and_pictures(sample: dict[str, Any],
     args = build_parser().parse_args([
         "report", "--graph", str(out / "graph.json"), "--plan", str(out / "plan.json"),
         "--policies", str(sample["folders"]["kubernetes"]), "--flows", str(out / "flows.jsonl"),
-        "--inventory", str(SAMPLE / "shop-inventory.json"), "-o", str(tmp_path / "r")])
+        "--inventory", str(SAMPLE / "shop-inventory.json"), "--enforcement", "kubernetes",
+        "-o", str(tmp_path / "r")])
     assert args.func(args) == 0
     files = sorted(p.name for p in (tmp_path / "r").iterdir())
     assert files == ["learning-curve.png", "reachability.png", "report.html", "report.md",
@@ -266,7 +279,8 @@ def test_report_renders_in_chromium_with_its_pictures(sample: dict[str, Any], tm
                                                       with_stores: bool) -> None:
     the_plan = sample["plan"] if with_stores else Plan((), sample["plan"].policed, ())
     report = rpt.build_report(sample["graph"], the_plan, sample["folders"]["kubernetes"],
-                              flows=sample["flows"].flows, inventory=sample["inventory"])
+                              flows=sample["flows"].flows, inventory=sample["inventory"],
+                              enforcement="kubernetes")
     written = rpt.write_report(report, tmp_path / "r")
     page = written["report.html"].read_text(encoding="utf-8")
     probe = tmp_path / "probe.html"

@@ -28,7 +28,8 @@ class PolicyDocs:
 
     ``rejected``: one line per document left out, ``where: problem; problem``. ``notes``: what
     the reading noticed (API groups a cluster does not serve). ``target``: the target the set
-    was written for, when the source says (a PolicySet emitted for it).
+    was written for, when the source says (a PolicySet emitted for it). ``served_groups``: for
+    the policies in force, the targets' API groups the cluster serves (``None`` for files).
     """
 
     manifests: tuple[dict[str, Any], ...]
@@ -36,6 +37,7 @@ class PolicyDocs:
     rejected: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     target: Target | None = None
+    served_groups: tuple[str, ...] | None = None
 
     def detected_target(self) -> Target:
         """The target these manifests are written for: as given, else by their kinds."""
@@ -100,7 +102,8 @@ def from_cluster(*, context: str | None = None, kubeconfig: str | None = None,
                               required_groups=required)
     manifests, rejected = _checked((describe_manifest(d), d) for d in live.manifests)
     label = f"cluster {live.host}" + (f" (context {context})" if context else "")
-    return PolicyDocs(manifests, label, rejected, live.notes)
+    return PolicyDocs(manifests, label, rejected, live.notes,
+                      served_groups=tuple(live.served_groups))
 
 
 def load_policies(source: PolicySource, target: Target | None = None) -> PolicyDocs:

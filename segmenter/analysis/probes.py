@@ -13,6 +13,10 @@ from segmenter.k8s import api_group
 from segmenter.model import ContainerPort, Inventory, Pod, Transport, WorkloadRef
 from segmenter.targets import K8S_GROUP
 
+# "The internet": a public IPv4 and IPv6 address no cluster owns (Google Public DNS). Never
+# contacted: only evaluated, standing for any address outside the cluster that no flow showed.
+INTERNET_ADDRESSES: Final = ("8.8.8.8", "2001:4860:4860::8888")
+
 _PROTOCOL_NUMBERS: Final = {1: Transport.ICMP, 6: Transport.TCP, 17: Transport.UDP,
                             58: Transport.ICMPV6, 132: Transport.SCTP}
 

@@ -2,7 +2,7 @@
 
 Every stage is a subcommand that reads and writes files, so stages compose in shell, CI and
 notebooks; ``segmenter run`` chains them. User errors print one line and exit 2; a gate that
-finds what it checks for (a denied observed flow, a difference) exits 1.
+finds what it checks for (findings at or above ``--fail-on``, a difference) exits 1.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from segmenter.cli import checks, deploy, stages
+from segmenter.cli import checks, deploy, stages, verify
 from segmenter.cli.common import EXIT_ERROR
 from segmenter.errors import SegmenterError
 
-COMMAND_GROUPS = (stages, checks, deploy)
+COMMAND_GROUPS = (stages, verify, checks, deploy)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,5 @@
-"""The checks a pipeline or a cron job gates on: verify (and --explain), diff, report; and
-reading the policies in force (live-policies)."""
+"""The checks a pipeline or a cron job gates on besides ``verify`` (``segmenter.cli.verify``):
+diff, report; and reading the policies in force (live-policies)."""
 
 from __future__ import annotations
 
@@ -12,135 +12,41 @@ from typing import Any, Final
 
 from segmenter import pipeline
 from segmenter.analysis.diff.semantic import DEFAULT_MAX_WORKLOADS
+from segmenter.analysis.enforcement import check_one_target, check_some_side
+from segmenter.analysis.findings import exit_status, failing
 from segmenter.analysis.policies import PolicyDocs
 from segmenter.cli import options
 from segmenter.cli.common import EXIT_DENIED, EXIT_OK
 from segmenter.errors import InputError
-from segmenter.model import Flow, Inventory, NodeId, NodeKind, Transport
-from segmenter.targets import Target, get_target
+from segmenter.model import Flow
+from segmenter.targets import get_target
 
 CLUSTER: Final = "<cluster>"  # the --cluster side of a diff
 
+DIFF_DESCRIPTION = """\
+Structural and semantic diff of two policy sets (folders/files of YAML, or --cluster for the
+policies in force). With --inventory, the connections that change verdict: between every pair
+of workloads, and between every workload and the nodes, the API server and external addresses
+(the ones the flows show, addresses inside and just outside every CIDR either side names, and
+the internet, IPv4 and IPv6), both directions; with --flows, the observed flows that change
+verdict. Both sides are judged under the enforcement their documents are written for
+(Kubernetes NetworkPolicies alone need --enforcement, or --cluster); one side may be empty.
 
-def _rejected(docs: PolicyDocs) -> None:
-    for problem in docs.rejected:
-        print(f"rejected {problem}", file=sys.stderr)
+Exit status (like diff(1)): 0 no difference, 1 differences, 2 bad input."""
 
+REPORT_DESCRIPTION = """\
+Scope statement, data-flow diagram, allowed-flow register, encryption in transit, default deny,
+isolation of the in-scope workloads, segmentation test evidence and the PCI DSS / HIPAA mapping,
+from a graph, a plan and one target's compiled policies (give one target's folder: several
+targets' folders together are refused). The policies are judged under the enforcement their
+documents are written for; Kubernetes NetworkPolicies alone need --enforcement.
 
-def _parse_port(text: str) -> tuple[Transport, int | None]:
-    number, _, proto = text.partition("/")
-    if not number.isdigit():
-        number, proto = proto, number
-    try:
-        return Transport.parse(proto or "TCP"), int(number) if number else None
-    except ValueError as exc:
-        raise InputError(f"bad port {text!r}: expected PORT[/PROTOCOL], e.g. 5432/TCP",
-                         record="--explain") from exc
+Findings and their severities: unisolated (restricted: critical, connected: medium),
+over-permissive (high / medium), unchecked (high / medium), denied-flow (high), segmentation
+(high), no-default-deny (medium), invalid-policy (medium), plaintext (low).
 
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    from segmenter.analysis.verify import EndpointFinder, over_permissiveness
-    from segmenter.planner import load_plan
-
-    inventory = pipeline.read_inventory(args.inventory)
-    target = get_target(args.enforcement)
-    docs = pipeline.policies_to_judge(args.policies or (), cluster=args.cluster,
-                                      context=args.context, kubeconfig=args.kubeconfig,
-                                      target=target)
-    _rejected(docs)
-    if args.explain:
-        return _explain(args, inventory, docs, target, EndpointFinder(inventory))
-    if not args.flows:
-        raise InputError("give --flows FLOWS (or --explain SRC DST PORT)")
-    traffic = pipeline.read_traffic(args.flows)
-    results = pipeline.verify(traffic, inventory, docs, target)
-    notes = pipeline.policy_notes(traffic, inventory, docs)
-    zone_of: dict[str, str] = {}
-    if args.plan:
-        result = load_plan(args.plan)
-        for scope in result.classes:
-            for zone, members in scope.zones:
-                for m in members:
-                    zone_of.setdefault(m.node, f"{scope.data_class}:{zone}")
-    rank = {"restricted": 0, "connected": 1}
-
-    def order(r: Any) -> tuple[int, str, str]:
-        zones = [zone_of.get(r.client, ""), zone_of.get(r.server, "")]
-        best = min((rank.get(z.split(":")[-1], 9) for z in zones), default=9)
-        return (best, r.client, r.server)
-
-    denied = sorted((r for r in results if not r.allowed), key=order)
-    groups, capped = over_permissiveness(inventory, docs.manifests, results,
-                                         enforcement=target.name, zone_of=zone_of,
-                                         max_workloads=args.max_workloads)
-    if args.format == "json":
-        import json
-
-        print(json.dumps({
-            "enforcement": target.name,
-            "flows": len(results),
-            "denied": [{"client": r.client, "server": r.server,
-                        "protocol": str(r.flow.transport), "port": r.port,
-                        "client_zone": zone_of.get(r.client), "server_zone": zone_of.get(r.server),
-                        "egress": vars(r.verdict.egress), "ingress": vars(r.verdict.ingress)}
-                       for r in denied],
-            "over_permissiveness": [vars(g) | {"extra": list(g.extra)} for g in groups],
-            "capped": capped,
-            "notes": notes,
-        }, indent=1, sort_keys=True))
-        return EXIT_DENIED if denied else EXIT_OK
-    for r in denied:
-        side = r.verdict.egress if not r.verdict.egress.allowed else r.verdict.ingress
-        where = " / ".join(z for z in (zone_of.get(r.client), zone_of.get(r.server)) if z)
-        print(f"DENIED {r.client} -> {r.server} {r.flow.transport}/{r.port}"
-              f"{f' [{where}]' if where else ''}: {side.policy or '-'} {side.rule or ''} "
-              f"({side.reason})")
-    for note in notes:
-        print(f"note: {note}")
-    print(f"{len(results) - len(denied)} of {len(results)} observed flows allowed under "
-          f"{target.name} enforcement; {len(denied)} denied")
-    if groups:
-        print("over-permissiveness (workload pairs x ports allowed vs observed, by server "
-              f"{'zone' if zone_of else 'namespace'}"
-              f"{'; capped at ' + str(args.max_workloads) + ' workloads' if capped else ''}):")
-        for g in groups:
-            ratio = f"{g.allowed / g.observed:.1f}x" if g.observed else "-"
-            print(f"  {g.group:<28} allowed {g.allowed:>6}  observed {g.observed:>6}  {ratio}")
-            for extra in g.extra[:3]:
-                print(f"    allowed, never observed: {extra}")
-    return EXIT_DENIED if denied else EXIT_OK
-
-
-def _explain(args: argparse.Namespace, inventory: Inventory, docs: PolicyDocs, target: Target,
-             finder: Any) -> int:
-    from segmenter.evaluate import EvalEndpoint
-
-    src_text, dst_text, port_text = args.explain
-    transport, port = _parse_port(port_text)
-
-    def endpoint(text: str) -> Any:
-        try:
-            parsed = NodeId.parse(text)
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.kind is NodeKind.WORKLOAD:
-            found = finder.endpoints("", text, float("inf"))
-            if not found or found[0].namespace is None:
-                raise InputError(f"no pod of workload {text} in the inventory",
-                                 record="--explain")
-            return found[0]
-        pod = finder.pod_at(text, float("inf"))
-        return finder.of_pod(pod) if pod is not None else EvalEndpoint(ip=text, name=text)
-
-    src, dst = endpoint(src_text), endpoint(dst_text)
-    engine = target.evaluator(docs.manifests, {ns.name: ns.labels for ns in inventory.namespaces})
-    verdict = engine.check(src, dst, transport, port)
-    print(f"{src.name or src.ip} -> {dst.name or dst.ip} {transport}/{port} under {target.name} "
-          f"enforcement: {'ALLOWED' if verdict.allowed else 'DENIED'}")
-    for label, decision in (("egress ", verdict.egress), ("ingress", verdict.ingress)):
-        print(f"  {label} {'allow' if decision.allowed else 'deny '}  "
-              f"{decision.policy or '-'} {decision.rule or ''}: {decision.reason}")
-    return EXIT_OK if verdict.allowed else EXIT_DENIED
+Exit status: 0 nothing at or above --fail-on; 1 findings at or above --fail-on (default high);
+2 bad input. The report is written in every case but bad input."""
 
 
 class _Sides(argparse.Action):
@@ -158,9 +64,10 @@ class _Sides(argparse.Action):
 
 def _side(spec: str, args: argparse.Namespace) -> PolicyDocs:
     if spec == CLUSTER:
+        named = options.named_enforcement(args)
         return pipeline.policies_to_judge(cluster=True, context=args.context,
                                           kubeconfig=args.kubeconfig,
-                                          target=get_target(args.enforcement))
+                                          target=get_target(named) if named else None)
     if not os.path.exists(spec):
         raise InputError("no such file or directory", path=spec)
     docs = pipeline.policies_to_judge([spec])
@@ -202,9 +109,19 @@ def cmd_diff(args: argparse.Namespace) -> int:
                                   label=f"{new.label} applied over the cluster")
     inventory = pipeline.read_inventory(args.inventory) if args.inventory else None
     flows: Sequence[Flow] = pipeline.read_traffic(args.flows).flows if args.flows else ()
+    target = None
+    if inventory is not None:
+        # The semantic diff judges both sides under one enforcement: the sides' documents', the
+        # one named, or the cluster's; one side may be empty (no policies yet).
+        enforcement = pipeline.enforcement_for([old, new], options.named_enforcement(args),
+                                               sides=True)
+        notes.append(f"connections judged under {enforcement.name} enforcement "
+                     f"({enforcement.why})")
+        target = enforcement.target
+    else:
+        check_some_side([old, new])
     structural, semantic = pipeline.diff(old, new, inventory=inventory, flows=flows,
-                                         target=get_target(args.enforcement),
-                                         max_workloads=args.max_workloads)
+                                         target=target, max_workloads=args.max_workloads)
     structural = dataclasses.replace(structural, notes=(*notes, *structural.notes))
     if args.format == "json":
         sys.stdout.write(to_json(structural, semantic, old_label=old.label,
@@ -226,22 +143,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     graph = load_graph(args.graph)
     plan = load_plan(args.plan)
     inventory = pipeline.read_inventory(args.inventory) if args.inventory else None
-    flows = pipeline.read_traffic(args.flows).flows if args.flows else None
+    traffic = pipeline.read_traffic(args.flows) if args.flows else None
     sources: dict[str, list[str]] = {"graph": [args.graph], "plan": [args.plan],
                                      "policies": list(args.policies)}
     if args.flows:
         sources["flows"] = list(args.flows)
     if args.inventory:
         sources["inventory"] = list(args.inventory)
-    enforcement = None if args.enforcement == options.AUTO else args.enforcement
-    report = build_report(graph, plan, list(args.policies), flows=flows, inventory=inventory,
-                          enforcement=enforcement, title=args.title or "",
+    # One target's evidence: the folders run writes are alternatives, never deployed together.
+    check_one_target([pipeline.policies_to_judge([p]) for p in args.policies], "report")
+    report = build_report(graph, plan, list(args.policies),
+                          flows=traffic.flows if traffic else None,
+                          dns=traffic.dns if traffic else (), inventory=inventory,
+                          enforcement=options.named_enforcement(args), title=args.title or "",
                           generated_at=args.generated_at, sources=sources)
     written = write_report(report, args.output)
-    print(f"wrote {written['report.md']} and {written['report.html']}")
+    print(f"wrote {written['report.md']} and {written['report.html']} ({report.enforcement} "
+          "enforcement)")
+    above = failing(report.findings, args.fail_on)
     for finding in sorted(set(report.findings)):
-        print(f"finding: {finding}")
-    return EXIT_OK
+        print(f"finding: {finding.line()}")
+    print(f"findings: {len(set(report.findings))}, {len(above)} at or above --fail-on "
+          f"{args.fail_on}")
+    return exit_status(report.findings, args.fail_on)
 
 
 def cmd_live_policies(args: argparse.Namespace) -> int:
@@ -262,26 +186,10 @@ def cmd_live_policies(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("verify", help="replay observed flows against policies (a CI gate; on "
-                       "fresh captures against the policies in force: drift detection)")
-    p.add_argument("--policies", nargs="+", help="YAML files or folders")
-    p.add_argument("--cluster", action="store_true", help="the policies in force in the cluster")
-    options.cluster(p, "--cluster")
-    p.add_argument("--flows", nargs="+")
-    p.add_argument("--inventory", nargs="+", required=True)
-    p.add_argument("--plan", help="plan.json: order and group findings by zone")
-    options.enforcement(p, default="kubernetes")
-    p.add_argument("--explain", nargs=3, metavar=("SRC", "DST", "PORT"),
-                   help="one connection: SRC/DST as ns/Kind/name or an IP, PORT as 5432/TCP")
-    options.output_format(p)
-    options.max_workloads(p, default=200, help_text="cap for the over-permissiveness probe")
-    p.set_defaults(func=cmd_verify)
-
     p = sub.add_parser(
         "diff", help="compare two policy sets: objects and connections that change",
-        description="Structural and semantic diff of two policy sets (folders/files of YAML, or "
-                    "--cluster for the policies in force). Exit status: 0 no difference, "
-                    "1 differences, 2 error.")
+        description=options.paragraphs(DIFF_DESCRIPTION),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sides", nargs="*", action=_Sides, metavar="OLD NEW",
                    help="YAML files or folders; put --cluster in the place of one of them")
     p.add_argument("--cluster", dest="sides", nargs=0, action=_Sides,
@@ -294,7 +202,7 @@ def register(sub: Any) -> None:
                    help="flow file(s) to replay against both sides (repeatable)")
     p.add_argument("--inventory", action="append", default=[], metavar="DUMP",
                    help="inventory dump(s) for the semantic diff (repeatable)")
-    options.enforcement(p, default="kubernetes")
+    options.enforcement(p, detects_cluster=True)
     options.max_workloads(p, default=DEFAULT_MAX_WORKLOADS,
                           help_text="cap on workloads probed pairwise (default %(default)s)")
     options.output_format(p)
@@ -303,10 +211,10 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_diff, sides=[])
 
     p = sub.add_parser(
-        "report", help="compliance evidence report (Markdown and self-contained HTML)",
-        description="Scope statement, data-flow diagram, allowed-flow register, encryption "
-                    "in transit, default deny, segmentation test evidence and the PCI DSS / "
-                    "HIPAA mapping, from a graph, a plan and compiled policies.")
+        "report", help="compliance evidence report (Markdown and self-contained HTML); exit 1 "
+                       "on findings",
+        description=options.paragraphs(REPORT_DESCRIPTION),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--graph", required=True, help="graph.json")
     p.add_argument("--plan", required=True, help="plan.json")
     p.add_argument("--policies", nargs="+", required=True, metavar="DIR",
@@ -314,8 +222,8 @@ def register(sub: Any) -> None:
     p.add_argument("--flows", nargs="+", help="flow files: replay every observed flow")
     p.add_argument("--inventory", nargs="+", metavar="DUMP",
                    help="kubectl dump or inventory JSON: real pods and namespace labels")
-    options.enforcement(p, default=options.AUTO,
-                        help_text="default: the target the policies are written for")
+    options.enforcement(p)
+    options.fail_on(p)
     p.add_argument("--title", help="report title")
     p.add_argument("--generated-at", metavar="TEXT",
                    help="a date to print in the report (none by default: output is "

@@ -3,10 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
-from segmenter.targets import target_names
+from segmenter.analysis.findings import DEFAULT_FAIL_ON, Severity
+from segmenter.targets import TARGETS, target_names
 
 AUTO = "auto"
+
+
+def owned_kinds_text() -> str:
+    """The targets whose objects tell their enforcement, as people call them (the registry's
+    titles, the first target's NetworkPolicy aside: every target enforces it)."""
+    return ", ".join(t.title for t in list(TARGETS.values())[1:])
+
+
+ENFORCEMENT_HELP = (
+    "whose enforcement judges the policies: default, the target the documents are written for "
+    f"({owned_kinds_text()} objects); Kubernetes NetworkPolicies alone need it "
+    "named{cluster}; an override that disagrees with the documents is an error")
+
+
+def paragraphs(text: str, width: int = 92) -> str:
+    """A command's description, each blank-line separated paragraph filled to ``width`` (for
+    ``RawDescriptionHelpFormatter``, which keeps the paragraphs apart)."""
+    return "\n\n".join(textwrap.fill(" ".join(p.split()), width, break_on_hyphens=False)
+                       for p in text.strip().split("\n\n"))
 
 
 def cluster(parser: argparse.ArgumentParser, when: str = "") -> None:
@@ -16,12 +37,29 @@ def cluster(parser: argparse.ArgumentParser, when: str = "") -> None:
     parser.add_argument("--kubeconfig", help=f"kubeconfig file{suffix}")
 
 
-def enforcement(parser: argparse.ArgumentParser, *, default: str, help_text: str = "") -> None:
-    """``--enforcement TARGET``: whose enforcement judges the policies (the registry's names;
-    ``auto`` where the default is to detect it)."""
-    choices = [*target_names(), *([AUTO] if default == AUTO else [])]
-    parser.add_argument("--enforcement", choices=choices, default=default,
-                        help=help_text or f"default: {default}")
+def enforcement(parser: argparse.ArgumentParser, *, detects_cluster: bool = False) -> None:
+    """``--enforcement TARGET``: whose enforcement judges the policies (the registry's names).
+    Omitted (or ``auto``): from the documents, or for Kubernetes NetworkPolicies alone from the
+    cluster they were read from (:func:`segmenter.analysis.enforcement.resolve_enforcement`)."""
+    where = " or detected from the cluster with --cluster" if detects_cluster else ""
+    parser.add_argument("--enforcement", choices=[*target_names(), AUTO], default=None,
+                        metavar="{" + ",".join(target_names()) + "}",
+                        help=ENFORCEMENT_HELP.format(cluster=where))
+
+
+def named_enforcement(args: argparse.Namespace) -> str | None:
+    """The enforcement the user named, None when left to the documents."""
+    value = getattr(args, "enforcement", None)
+    return None if value in (None, AUTO) else str(value)
+
+
+def fail_on(parser: argparse.ArgumentParser) -> None:
+    """``--fail-on SEVERITY``: the least severe finding that makes the command exit 1."""
+    parser.add_argument(
+        "--fail-on", type=Severity, choices=list(Severity), default=DEFAULT_FAIL_ON,
+        metavar="{" + ",".join(s.value for s in Severity) + "}",
+        help="exit 1 when a finding is this severe or worse (default: %(default)s: an observed "
+             "flow denied, a restricted workload not isolated or reachable beyond the plan)")
 
 
 def targets(parser: argparse.ArgumentParser) -> None:

@@ -140,7 +140,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     result = pipeline.run(args.captures, args.inventory, args.output, config=args.config,
                           sensitive=args.sensitive, best_effort=args.best_effort,
-                          staged=args.staged, progress=sys.stderr.isatty(), draw=draw)
+                          staged=args.staged, progress=sys.stderr.isatty(), force=args.force,
+                          draw=draw)
     out = Path(args.output)
     print(f"segmenter run: {result.ingest.line()}")
     print(f"graph: {result.graph.number_of_nodes()} nodes, {result.graph.number_of_edges()} "
@@ -267,13 +268,24 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_draw)
 
-    p = sub.add_parser("run", help="every stage, from traffic to policies and a picture")
+    p = sub.add_parser(
+        "run", help="every stage, from traffic to policies and a picture",
+        description="Every stage, from traffic to policies and a picture, then the self-check "
+                    "of every observed flow under each target's enforcement. What it writes "
+                    "is recorded in OUTDIR/.segmenter-run.json (paths and SHA-256): a file "
+                    "where run writes (flows.jsonl, graph.json, plan.json, graph.png, one "
+                    "folder per target) that it did not write, or that changed since, is "
+                    "refused, naming it, unless --force; other files are left alone. Exit "
+                    "status: 0 every observed flow allowed under every target, 1 a flow "
+                    "denied, 2 bad input.")
     p.add_argument("captures", nargs="+", metavar="CAPTURE",
                    help="pcap/pcapng captures, flow files, flow logs (found by content)")
     p.add_argument("--inventory", nargs="+", required=True, metavar="DUMP")
     options.sensitive(p)
     p.add_argument("--config", help="segmenter.yaml")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    p.add_argument("--force", action="store_true",
+                   help="replace files in OUTDIR that run did not write (they are lost)")
     options.compile_modes(p)
     p.set_defaults(func=cmd_run)
 

@@ -376,6 +376,7 @@ class PolicyEngine:
                                      tuple[CompiledPolicy, ...]], ...]] = {}
         self._candidates: dict[tuple[str, str | None], list[CompiledPolicy]] = {}
         self._verdicts: dict[tuple[Any, ...], Verdict] = {}
+        self._decisions: dict[tuple[Any, ...], Decision] = {}
         self._ip_sigs: dict[str, tuple[int, ...]] = {}
         self._ep_ids: dict[int, tuple[EvalEndpoint, int]] = {}
         self._class_ids: dict[tuple[Any, ...], int] = {}
@@ -460,6 +461,15 @@ class PolicyEngine:
             tables[net.version].setdefault(net.prefixlen, {})[masked] = i
         self._cidr_tables = {v: sorted(t.items()) for v, t in tables.items()}
         self._has_cidrs = bool(nets)
+        self._nets = tuple(sorted(nets, key=lambda n: (n.version, int(n.network_address),
+                                                       n.prefixlen)))
+
+    def networks(self) -> tuple[IPNetwork, ...]:
+        """Every CIDR the evaluated policies and network sets name (ipBlocks and their
+        excepts, Calico nets and notNets, Cilium CIDRs, ClusterNetworkPolicy networks), sorted:
+        where a verdict on an address can change."""
+        self._prepare()
+        return self._nets
 
     def _ip_signature(self, ip: str) -> tuple[int, ...]:
         """Which of the engine's CIDRs hold ``ip``: all that policy can tell apart about an IP."""
@@ -606,6 +616,45 @@ class PolicyEngine:
                 self._verdicts.clear()
             self._verdicts[key] = verdict
         return verdict
+
+    def decide(
+        self,
+        direction: Direction | str,
+        src: EvalEndpoint,
+        dst: EvalEndpoint,
+        transport: Transport | str,
+        port: int | None,
+    ) -> Decision:
+        """One side of :meth:`check`: the egress decision at ``src`` or the ingress decision at
+        ``dst`` for a new connection from ``src`` to ``dst``, without evaluating the other
+        side (what a check of one workload's own controls needs)."""
+        if not isinstance(transport, Transport):
+            transport = Transport.parse(transport)
+        direction = Direction(str(direction).lower())
+        if self._dirty:
+            self._prepare()
+        src_pod = src.namespace is not None and not src.host_network
+        dst_pod = dst.namespace is not None and not dst.host_network
+        if src.ip == dst.ip and (src_pod or dst_pod):
+            return SELF_DECISION
+        if direction is Direction.INGRESS and dst_pod and not src_pod and \
+                src.node is not None and src.node == dst.node:
+            return NODE_DECISION
+        key: tuple[Any, ...] | None = None
+        if self.cache:
+            near = self.enforcement == "cilium" and src.node is not None and src.node == dst.node
+            key = (direction, self._class_id(src), self._class_id(dst), near, transport, port)
+            hit = self._decisions.get(key)
+            if hit is not None:
+                return hit
+        s, d = self._subject(src), self._subject(dst)
+        decision = self._decide(direction, s if direction is Direction.EGRESS else d, s, d,
+                                proto=transport, port=port)
+        if key is not None:
+            if len(self._decisions) >= _CACHE_LIMIT:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision
 
     def _class_id(self, ep: EvalEndpoint) -> int:
         """A small int naming everything about ``ep`` that policy can tell apart.

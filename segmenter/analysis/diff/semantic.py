@@ -4,19 +4,27 @@ With an inventory, every observed flow is evaluated against both sides with the 
 evaluator (:func:`segmenter.analysis.verify.verify_flows`), and every ordered pair of workloads
 (one pod each; at most ``max_workloads``, reported when capped) is probed on every (protocol,
 port) that appears in either side's rules or in the flows, to list the connections newly
-allowed and newly denied."""
+allowed and newly denied.
+
+Every workload is also probed, in both directions, against every peer that is not a pod:
+the nodes' addresses, the API server's, the external addresses the flows show, an address
+inside and one just outside every CIDR either side names (ipBlocks and their excepts, Calico
+nets and network sets, Cilium CIDRs), and the internet (an IPv4 and an IPv6 address): a rule
+widened from ``203.0.113.10/32`` to ``0.0.0.0/0`` shows as newly allowed destinations."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from segmenter.analysis.diff.structural import diff_policies
-from segmenter.analysis.probes import probe_ports, representative_pods
+from segmenter.analysis.probes import INTERNET_ADDRESSES, probe_ports, representative_pods
 from segmenter.analysis.verify import EndpointFinder, verify_flows
-from segmenter.evaluate import PolicyEngine
-from segmenter.model import Flow, Inventory, Transport
+from segmenter.evaluate import EvalEndpoint, PolicyEngine
+from segmenter.evaluate.model import IPNetwork
+from segmenter.model import APISERVER_ID, Flow, Inventory, NodeId, NodeKind, Transport
 from segmenter.targets import kind_of
 
 DEFAULT_MAX_WORKLOADS: Final = 200
@@ -62,6 +70,8 @@ class SemanticDiff:
     workloads_checked: int = 0
     probes: tuple[tuple[str, int | None], ...] = ()
     notes: tuple[str, ...] = ()
+    # Peers that are not pods (nodes, the API server, external addresses), as "id (what)".
+    others: tuple[str, ...] = ()
 
     @property
     def capped(self) -> bool:
@@ -104,6 +114,71 @@ def _affected(
     return egress, ingress
 
 
+def _host(value: int, version: int) -> str:
+    return str(ipaddress.ip_address(value) if version == 4 else ipaddress.IPv6Address(value))
+
+
+def cidr_representatives(networks: Iterable[IPNetwork]) -> list[tuple[str, str]]:
+    """(address, what it stands for): for every network, one address inside it and outside
+    every smaller network listed within it (an except), and one just outside it.
+
+    >>> from ipaddress import ip_network as net
+    >>> cidr_representatives([net("203.0.113.10/32")])
+    [('203.0.113.10', 'inside 203.0.113.10/32'), ('203.0.113.9', 'just outside 203.0.113.10/32')]
+    """
+    nets = sorted(set(networks), key=lambda n: (n.version, int(n.network_address), n.prefixlen))
+    out: list[tuple[str, str]] = []
+    for network in nets:
+        first, last = int(network.network_address), int(network.broadcast_address)
+        inner = sorted((int(n.network_address), int(n.broadcast_address)) for n in nets
+                       if n.version == network.version and n != network and n.prefixlen >
+                       network.prefixlen and n.subnet_of(network))  # type: ignore[arg-type]
+        # A host address: skip the network address of blocks wider than /31 (/127).
+        candidate = first + 1 if network.num_addresses > 2 else first
+        for low, high in inner:
+            if low <= candidate <= high:
+                candidate = high + 1
+        if candidate <= last:
+            out.append((_host(candidate, network.version), f"inside {network}"))
+        top = (1 << network.max_prefixlen) - 1
+        if first > 0:
+            out.append((_host(first - 1, network.version), f"just outside {network}"))
+        elif last < top:
+            out.append((_host(last + 1, network.version), f"just outside {network}"))
+    return out
+
+
+def other_peers(inventory: Inventory, finder: EndpointFinder, networks: Iterable[IPNetwork],
+                observed: Mapping[str, str]) -> list[tuple[str, EvalEndpoint]]:
+    """Every peer that is not a pod, as ("id (what)", endpoint): node addresses, the API
+    server's, the ``observed`` external addresses (node id -> address), representatives of
+    every CIDR (:func:`cidr_representatives`) and the internet, one endpoint per address."""
+    found: dict[str, tuple[str, EvalEndpoint]] = {}
+
+    def add(address: str, label: str, endpoint: EvalEndpoint) -> None:
+        found.setdefault(address, (label, endpoint))
+
+    for node in sorted(inventory.nodes, key=lambda n: n.name):
+        for address in node.addresses:
+            node_id = NodeId.of_node(node.name)
+            add(address, f"{node_id} ({address})",
+                EvalEndpoint(ip=address, node=node.name, name=node_id))
+    for address in finder.apiserver:
+        add(address, f"{APISERVER_ID} ({address})",
+            EvalEndpoint(ip=address, name=APISERVER_ID, kube_apiserver=True))
+    for node_id, address in sorted(observed.items()):
+        add(address, f"{node_id} (observed)", EvalEndpoint(
+            ip=address, name=node_id, dns_names=finder.dns_names.get(address, ())))
+    for address in INTERNET_ADDRESSES:
+        add(address, f"{NodeId.of_external(address)} (the internet)",
+            EvalEndpoint(ip=address, name=address))
+    for address, what in cidr_representatives(networks):
+        node_name = finder.node_of_ip.get(address)
+        add(address, f"{NodeId.of_external(address)} ({what})",
+            EvalEndpoint(ip=address, node=node_name, name=address))
+    return sorted(found.values(), key=lambda item: item[0])
+
+
 def semantic_diff(
     old: Sequence[Mapping[str, Any]],
     new: Sequence[Mapping[str, Any]],
@@ -125,12 +200,16 @@ def semantic_diff(
     notes: list[str] = []
     flow_changes: list[FlowChange] = []
     flow_probes: set[tuple[Transport, int | None]] = set()
+    observed: dict[str, str] = {}
     if flows:
         before = verify_flows(flows, inventory, old, enforcement=enforcement)
         after = verify_flows(flows, inventory, new, enforcement=enforcement)
         groups: dict[tuple[Any, ...], list[Any]] = {}
         for b, a in zip(before, after, strict=True):
             flow_probes.add((b.flow.transport, b.port))
+            for node_id, address in ((b.client, b.flow.client), (b.server, b.flow.server)):
+                if NodeId.parse(node_id).kind is NodeKind.EXTERNAL:
+                    observed.setdefault(node_id, address)
             if b.allowed == a.allowed:
                 continue
             key = (b.client, b.server, str(b.flow.transport), b.port, b.allowed, a.allowed)
@@ -176,6 +255,25 @@ def semantic_diff(
                 if was.allowed != now.allowed:
                     reach.append(ReachChange(src_id, dst_id, str(transport), port, was.allowed,
                                              now.allowed, was.summary(), now.summary()))
+    finder = EndpointFinder(inventory)
+    others = other_peers(inventory, finder,
+                         [*old_engine.networks(), *new_engine.networks()], observed)
+    for i, (pod_id, pod) in enumerate(endpoints):
+        for label, other in others:
+            for outbound in (True, False):
+                # A connection out of a pod to something that is not a pod is decided by the
+                # pod's egress alone, and one into it by its ingress alone.
+                if affected is not None and i not in affected[0 if outbound else 1]:
+                    continue
+                src, dst = (pod, other) if outbound else (other, pod)
+                names = (pod_id, label) if outbound else (label, pod_id)
+                for transport, port in probes:
+                    was = old_engine.check(src, dst, transport, port)
+                    now = new_engine.check(src, dst, transport, port)
+                    if was.allowed != now.allowed:
+                        reach.append(ReachChange(names[0], names[1], str(transport), port,
+                                                 was.allowed, now.allowed, was.summary(),
+                                                 now.summary()))
     return SemanticDiff(
         enforcement=enforcement,
         flow_changes=tuple(flow_changes),
@@ -185,4 +283,5 @@ def semantic_diff(
         workloads_checked=len(chosen),
         probes=tuple((str(t), p) for t, p in probes),
         notes=tuple(notes),
+        others=tuple(label for label, _ in others),
     )

@@ -54,15 +54,18 @@ def to_text(structural: StructuralDiff, semantic: SemanticDiff | None = None, *,
 def _semantic_text(sem: SemanticDiff, colour: bool) -> list[str]:
     out: list[str] = []
     ports = ", ".join(_port_text(t, p) for t, p in sem.probes) or "none"
+    others = (f" and {len(sem.others)} other peers (nodes, the API server, external addresses "
+              "inside and outside every CIDR, the internet), both directions"
+              if sem.others else "")
     out.append(_paint(
         f"connections ({sem.enforcement} enforcement, {sem.workloads_checked} of "
-        f"{sem.workloads_total} workloads, ports {ports}):", "head", colour))
+        f"{sem.workloads_total} workloads{others}, ports {ports}):", "head", colour))
     pairs: dict[tuple[str, str, bool], list[str]] = defaultdict(list)
     for r in sem.reach_changes:
         pairs[(r.source, r.destination, r.allowed_after)].append(
             _port_text(r.transport, r.port))
     if not pairs:
-        out.append("  no connection between workloads changes verdict")
+        out.append("  no connection changes verdict")
     for (src, dst, allowed), plist in sorted(pairs.items(), key=lambda kv: (not kv[0][2],
                                                                             kv[0])):
         if allowed:
@@ -115,6 +118,7 @@ def to_dict(structural: StructuralDiff, semantic: SemanticDiff | None = None, *,
             "flows_checked": semantic.flows_checked,
             "flow_changes": [vars(f) for f in semantic.flow_changes],
             "connection_changes": [vars(r) for r in semantic.reach_changes],
+            "other_peers": list(semantic.others),
             "notes": list(semantic.notes),
         }
     return data

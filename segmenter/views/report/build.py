@@ -7,9 +7,11 @@ from pathlib import Path
 
 import networkx as nx
 
+from segmenter.analysis.enforcement import resolve_enforcement
+from segmenter.analysis.findings import Finding, FindingKind
 from segmenter.analysis.policies import PolicySource, load_policies
 from segmenter.analysis.reachability import eval_endpoints
-from segmenter.model import Flow, Inventory
+from segmenter.model import DnsAnswer, Flow, Inventory
 from segmenter.planner import Plan
 from segmenter.targets import get_target
 from segmenter.views.report.document import (
@@ -20,6 +22,7 @@ from segmenter.views.report.document import (
     render_html,
     render_markdown,
 )
+from segmenter.views.report.isolation import isolation_section
 from segmenter.views.report.sections import (
     ReportContext,
     default_deny_section,
@@ -38,28 +41,34 @@ from segmenter.views.report.sections import (
 
 def build_report(graph: nx.DiGraph, plan: Plan, policies: PolicySource, *,
                  flows: Sequence[Flow] | None = None, inventory: Inventory | None = None,
+                 dns: Sequence[DnsAnswer] = (),
                  enforcement: str | None = None, title: str = "",
                  generated_at: str | None = None,
                  sources: Mapping[str, Sequence[str]] | None = None) -> Report:
     """Build the evidence report.
 
     ``policies``: anything :func:`~segmenter.analysis.policies.load_policies` reads.
-    ``enforcement``: the target whose enforcement judges them (default: the one their kinds
-    are written for, :meth:`~segmenter.analysis.policies.PolicyDocs.detected_target`).
-    ``flows`` with ``inventory``: every observed flow is replayed against the policies.
+    ``enforcement``: the target whose enforcement judges them; by default the one their
+    documents are written for (:func:`~segmenter.analysis.enforcement.resolve_enforcement`:
+    Kubernetes NetworkPolicies alone need it named).
+    ``flows`` with ``inventory``: every observed flow is replayed against the policies (``dns``:
+    the traffic's DNS answers, by which a DNS-aware dataplane knows external addresses).
     ``sources``: input files by role (``graph``, ``plan``, ``policies`` ...), listed with a
     digest. ``generated_at``: shown as given (no clock is read).
+
+    Raises:
+        InputError: policies that cannot be judged (empty, no policy, two targets' objects, an
+            enforcement at odds with the documents, NetworkPolicies with none named).
     """
-    target = get_target(enforcement) if enforcement is not None else None
-    docs = load_policies(policies, target)
-    target = target or docs.detected_target()
+    docs = load_policies(policies, get_target(enforcement) if enforcement else None)
+    target = resolve_enforcement(docs, enforcement).target
     chosen = target.name
     manifests = list(docs.manifests)
     namespaces = {ns.name: ns.labels for ns in inventory.namespaces} if inventory else {}
     engine = target.evaluator(manifests, namespaces)
     ctx = ReportContext(graph, plan, manifests, engine, eval_endpoints(graph, inventory), chosen,
-                        inventory, flows)
-    report = Report(title or "Network segmentation evidence report")
+                        inventory, flows, tuple(dns))
+    report = Report(title or "Network segmentation evidence report", enforcement=chosen)
     blocks = report.blocks
     classes = ", ".join(f"{s.title} ({s.data_class})" for s in plan.classes) or "none"
     about = [
@@ -79,12 +88,17 @@ def build_report(graph: nx.DiGraph, plan: Plan, policies: PolicySource, *,
     summary_at = len(blocks)
     rejected = [*docs.rejected, *engine.rejected]
     if rejected:
-        report.findings.extend(f"invalid policy left out: {r}" for r in rejected)
+        report.findings.extend(Finding.of(FindingKind.INVALID_POLICY, r.split(":", 1)[0],
+                                          f"invalid policy left out (not in force): {r}")
+                               for r in rejected)
     scope_section(ctx, blocks)
     diagram_section(ctx, blocks)
     register_section(ctx, blocks, report.findings)
     encryption_section(ctx, blocks, report.findings)
     deny_status = default_deny_section(ctx, blocks, report.findings)
+    isolation = isolation_section(ctx, blocks, report.findings)
+    if isolation is not None and not all(w.clean for w in isolation.workloads):
+        deny_status["restricted_isolated"] = False
     seg = segmentation_section(ctx, blocks, report.findings)
     verified = verify_section(ctx, blocks, report.findings)
     mapping_section(ctx, blocks, deny_status, seg, verified)

@@ -9,6 +9,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from segmenter.analysis.findings import Finding
+
 
 @dataclass(frozen=True)
 class Heading:
@@ -54,7 +56,8 @@ Block = Heading | Para | Bullets | Table | Image
 class Report:
     title: str
     blocks: list[Block] = field(default_factory=list)
-    findings: list[str] = field(default_factory=list)  # problems an assessor must see
+    findings: list[Finding] = field(default_factory=list)  # problems an assessor must see
+    enforcement: str = ""  # the target whose enforcement judged the policies
 
     def images(self) -> list[Image]:
         return [b for b in self.blocks if isinstance(b, Image)]

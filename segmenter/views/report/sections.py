@@ -13,9 +13,10 @@ from typing import Any
 
 import networkx as nx
 
+from segmenter.analysis.findings import Finding, FindingKind
 from segmenter.compliance import CATALOG, FRAMEWORK_TITLES, Framework
 from segmenter.evaluate.engine import PolicyEngine
-from segmenter.model import Flow, Inventory, NodeId, NodeKind, is_workload_id
+from segmenter.model import DnsAnswer, Flow, Inventory, NodeId, NodeKind, is_workload_id
 from segmenter.planner import ClassScope, Plan, Zone
 from segmenter.views.report.document import Block, Bullets, Heading, Image, Para, Table, _slug
 
@@ -120,9 +121,10 @@ class ReportContext:
     enforcement: str
     inventory: Inventory | None
     flows: Sequence[Flow] | None
+    dns: Sequence[DnsAnswer] = ()  # the traffic's DNS answers: names of external addresses
 
 
-def summary_blocks(ctx: ReportContext, findings: list[str], seg: dict[str, int],
+def summary_blocks(ctx: ReportContext, findings: list[Finding], seg: dict[str, int],
                     verified: tuple[int, int] | None) -> list[Block]:
     out: list[Block] = [Heading(2, "Summary", "summary")]
     items = []
@@ -148,8 +150,9 @@ def summary_blocks(ctx: ReportContext, findings: list[str], seg: dict[str, int],
     if items:
         out.append(Bullets(tuple(items)))
     if findings:
-        out.append(Para(f"{len(findings)} finding(s) need attention:", "fail"))
-        out.append(Bullets(tuple(sorted(set(findings)))))
+        unique = sorted(set(findings))
+        out.append(Para(f"{len(unique)} finding(s) need attention, most severe first:", "fail"))
+        out.append(Bullets(tuple(f"**{f.severity}** ({f.kind}): {f.message}" for f in unique)))
     elif ctx.plan.classes:
         out.append(Para("No findings: every restricted workload is isolated in both "
                         "directions, and every probe into the restricted zone from out of scope "
@@ -258,7 +261,8 @@ def _check(ctx: ReportContext, client: str, server: str, protocol: str, port: in
     return ctx.engine.check(src, dst, protocol, port)
 
 
-def register_section(ctx: ReportContext, blocks: list[Block], findings: list[str]) -> None:
+def register_section(ctx: ReportContext, blocks: list[Block], findings: list[Finding]
+                     ) -> None:
     blocks.append(Heading(2, "Allowed-flow register: flows across zone boundaries",
                           "register"))
     blocks.append(Para("Every observed flow whose ends are in different zones (PCI DSS 1.2.5; "
@@ -275,8 +279,9 @@ def register_section(ctx: ReportContext, blocks: list[Block], findings: list[str
             if verdict is not None and not verdict.allowed:
                 mark = "fail"
                 allowed_by = "DENIED: " + verdict.summary()
-                findings.append(f"observed flow {c.client} -> {c.server} "
-                                f"{_port(c.protocol, c.port)} would be denied")
+                flow = f"{c.client} -> {c.server} {_port(c.protocol, c.port)}"
+                findings.append(Finding.of(FindingKind.DENIED_FLOW, flow,
+                                           f"observed flow {flow} would be denied"))
             rows.append((f"{_name(ctx.graph, c.client)} ({c.client_zone})",
                          f"{_name(ctx.graph, c.server)} ({c.server_zone})",
                          _port(c.protocol, c.port), "yes" if c.tls else "no", str(c.flows),
@@ -290,7 +295,8 @@ def register_section(ctx: ReportContext, blocks: list[Block], findings: list[str
                                  "Approver"), tuple(rows), tuple(marks)))
 
 
-def encryption_section(ctx: ReportContext, blocks: list[Block], findings: list[str]) -> None:
+def encryption_section(ctx: ReportContext, blocks: list[Block], findings: list[Finding]
+                       ) -> None:
     blocks.append(Heading(2, "Encryption in transit", "encryption"))
     blocks.append(Para("Flows to or from the restricted zone without a TLS handshake in the "
                        "capture (PCI DSS 1.2.6 insecure services, 4.2.1; HIPAA 164.312(e)(1)). "
@@ -315,7 +321,9 @@ def encryption_section(ctx: ReportContext, blocks: list[Block], findings: list[s
     if not restricted:
         blocks.append(Para("No restricted zone: nothing is in scope.", "info"))
     elif rows:
-        findings.append(f"{len(rows)} plaintext flow(s) to or from the restricted zone")
+        findings.append(Finding.of(FindingKind.PLAINTEXT, "restricted zone",
+                                   f"{len(rows)} plaintext flow(s) to or from the restricted "
+                                   "zone"))
         blocks.append(Para(f"{len(rows)} flow(s) without TLS ({tls_count} with TLS).", "warn"))
         blocks.append(Table(("Client", "Server", "Port", "Class", "Flows",
                              "First – last seen (UTC)", "Mitigation"), tuple(rows),
@@ -333,7 +341,7 @@ def _probe(namespace: str) -> Any:
                         name=f"{namespace}/<a new pod>")
 
 
-def default_deny_section(ctx: ReportContext, blocks: list[Block], findings: list[str]
+def default_deny_section(ctx: ReportContext, blocks: list[Block], findings: list[Finding]
                           ) -> dict[str, bool]:
     """Returns {"restricted_isolated": ..., "namespaces_denied": ...}."""
     from segmenter.evaluate import EvalEndpoint
@@ -376,7 +384,8 @@ def default_deny_section(ctx: ReportContext, blocks: list[Block], findings: list
         rows.append((namespace, str(len(namespaces[namespace])), "policed", *cells))
         marks.append("ok" if ok else "warn")
         if not ok:
-            findings.append(f"namespace {namespace} has no default deny")
+            findings.append(Finding.of(FindingKind.NO_DEFAULT_DENY, namespace,
+                                       f"namespace {namespace} has no default deny"))
     blocks.append(Table(("Namespace", "Workloads", "Status", "Ingress default",
                          "Egress default"), tuple(rows), tuple(marks)))
     # Workloads no policy isolates.
@@ -395,9 +404,8 @@ def default_deny_section(ctx: ReportContext, blocks: list[Block], findings: list
             scope_zone = in_scope.get(node, "")
             uncovered.append((node, scope_zone or "-", ", ".join(missing)))
             if scope_zone:
+                # The finding is the isolation check's (isolation_section), shared with verify.
                 restricted_ok = False
-                findings.append(f"{node} ({scope_zone}) is not isolated for "
-                                f"{', '.join(missing)}")
     if uncovered:
         blocks.append(Para(f"{len(uncovered)} policed workload(s) are not isolated by any "
                            "policy in some direction (must be none in restricted and "
@@ -411,7 +419,7 @@ def default_deny_section(ctx: ReportContext, blocks: list[Block], findings: list
     return {"restricted_isolated": restricted_ok, "namespaces_denied": all_denied}
 
 
-def segmentation_section(ctx: ReportContext, blocks: list[Block], findings: list[str]
+def segmentation_section(ctx: ReportContext, blocks: list[Block], findings: list[Finding]
                           ) -> dict[str, int]:
     from segmenter.analysis.reachability import reachability, target_probes
     from segmenter.views.viz.reach import draw_reachability
@@ -459,8 +467,9 @@ def segmentation_section(ctx: ReportContext, blocks: list[Block], findings: list
     blocks.append(Table(("Class", "Restricted member", "Sources", "Ports probed", "Probes",
                          "Denied", "Allowed"), tuple(rows), tuple(marks)))
     if failures:
-        findings.append(f"{len(failures)} probe(s) from out of scope into the restricted zone "
-                        "are allowed")
+        findings.append(Finding.of(FindingKind.SEGMENTATION, "restricted zone",
+                                   f"{len(failures)} probe(s) from out of scope into the "
+                                   "restricted zone are allowed"))
         blocks.append(Para("Allowed paths from out of scope into the restricted zone:", "fail"))
         blocks.append(Table(("Class", "Source", "Restricted member", "Port", "Decided by"),
                             tuple(failures[:200]), ("fail",) * min(len(failures), 200)))
@@ -499,7 +508,7 @@ def segmentation_section(ctx: ReportContext, blocks: list[Block], findings: list
     return stats
 
 
-def verify_section(ctx: ReportContext, blocks: list[Block], findings: list[str]
+def verify_section(ctx: ReportContext, blocks: list[Block], findings: list[Finding]
                     ) -> tuple[int, int] | None:
     if ctx.flows is None or ctx.inventory is None:
         return None
@@ -507,11 +516,13 @@ def verify_section(ctx: ReportContext, blocks: list[Block], findings: list[str]
 
     blocks.append(Heading(2, "Observed flows replayed", "verify"))
     results = verify_flows(ctx.flows, ctx.inventory, ctx.manifests,
-                           enforcement=ctx.enforcement)
+                           enforcement=ctx.enforcement, dns=ctx.dns)
     denied = [r for r in results if not r.allowed]
     allowed = len(results) - len(denied)
     if denied:
-        findings.append(f"{len(denied)} observed flow(s) would be denied by the policies")
+        findings.append(Finding.of(FindingKind.DENIED_FLOW, "observed flows",
+                                   f"{len(denied)} observed flow(s) would be denied by the "
+                                   "policies"))
         blocks.append(Para(f"{len(denied)} of {len(results)} observed flows would be denied: "
                            "the application would break where they are needed.", "fail"))
         grouped: dict[tuple[str, str, str], int] = defaultdict(int)
