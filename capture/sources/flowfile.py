@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
-import json
+import io
+import re
 
-from capture.flowfile import FORMAT, read_flow_file
+from capture.flowfile import FORMAT, loads, read_flow_file
 from capture.sources.base import Opened, ReadOptions, Sink, SourceFormat, stat_counts
+
+# A first line that names the format is a flow file even when it is not valid JSON (an integer
+# too long to parse, nesting too deep): the reader then says what is wrong with it, rather
+# than "not a format read".
+_FORMAT_FIELD = re.compile(rb'"format"\s*:\s*"' + re.escape(FORMAT.encode()) + rb'"')
 
 
 def _sniff(head: bytes) -> bool:
@@ -14,14 +20,17 @@ def _sniff(head: bytes) -> bool:
     if not first.startswith(b"{"):
         return False
     try:
-        header = json.loads(first)
-    except ValueError:
+        header = loads(first.decode("utf-8"))
+    except UnicodeDecodeError:
         return False
+    except ValueError:
+        return _FORMAT_FIELD.search(first) is not None
     return isinstance(header, dict) and header.get("format") == FORMAT
 
 
 def _read(opened: Opened, sink: Sink, options: ReadOptions) -> None:
-    flow_file = read_flow_file(opened.path)
+    with io.BufferedReader(opened.open()) as stream:
+        flow_file = read_flow_file(opened.path, stream)
     packets, skipped = stat_counts(flow_file.header)
     sink.packets += packets
     sink.skipped.update(skipped)
