@@ -225,6 +225,8 @@ def _read_inputs(
         if sink.packets + sink.input_records == read_before and len(sink.warnings) == (
                 warnings_before):
             empty.append(opened.path)
+    # IP fragments still waiting for their datagram's first fragment never get it.
+    sink.table.expire_fragments()
     if show is not None:
         show.done()
     return sink, inputs, empty

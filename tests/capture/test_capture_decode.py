@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -164,12 +165,69 @@ def test_ipv4_fragments_count_to_the_flow_of_the_first(tmp_path: Path) -> None:
     assert flow["bytes_to_server"] == sum(len(bytes(f)) for f in frags)
 
 
-def test_ipv4_fragments_before_their_first_are_skipped(tmp_path: Path) -> None:
-    datagram = IP(src=CLIENT, dst=SERVER, id=7) / UDP(sport=40000, dport=5000) / bytes(2500)
-    frags = fragment(datagram, fragsize=1000)
-    order = [frags[2], frags[0], frags[1]]  # the last fragment arrives first: no flow to match
-    path = write_pcap(tmp_path / "frag.pcap", timed([ether(f) for f in order]))
+def _datagrams(count: int, size: int = 4000) -> list[list[Packet]]:
+    """The fragments of ``count`` UDP datagrams, 5 fragments each (scapy's fragment())."""
+    return [fragment(IP(src=CLIENT, dst=SERVER, id=100 + k) / UDP(sport=40000 + k, dport=5000)
+                     / bytes(size), fragsize=1000) for k in range(count)]
+
+
+@pytest.mark.parametrize("order", ["reversed", "last-first-middle", "interleaved", "shuffled"])
+@pytest.mark.parametrize("fast", [True, False], ids=["own-reader", "scapy-reader"])
+def test_fragments_count_in_any_order(tmp_path: Path, order: str, fast: bool) -> None:
+    """Fragments that come before their datagram's first one wait for it; those after its last
+    one still find it. Every fragment counts, to its own flow."""
+    datagrams = _datagrams(10)
+    assert {len(d) for d in datagrams} == {5}
+    if order == "reversed":  # as a reassembling middlebox or a bonded link may deliver them
+        frames = [f for d in datagrams for f in reversed(d)]
+    elif order == "last-first-middle":
+        frames = [f for d in datagrams for f in (d[-1], d[0], *d[1:-1])]
+    elif order == "interleaved":
+        frames = [d[i] for i in (4, 2, 0, 3, 1) for d in datagrams]
+    else:
+        frames = [f for d in datagrams for f in d]
+        random.Random(4).shuffle(frames)
+    path = write_pcap(tmp_path / "frag.pcap", timed([ether(f) for f in frames]))
+    header, flows, _ = records([path], fast=fast)
+    assert header["stats"]["packets"] == 50
+    assert header["stats"]["skipped"] == {}
+    assert sorted((f["client_port"], f["packets_to_server"], f["bytes_to_server"])
+                  for f in flows) == [(40000 + k, 5, sum(len(bytes(f)) for f in d))
+                                      for k, d in enumerate(datagrams)]
+
+
+def test_fragments_whose_first_never_comes_are_unmatched(tmp_path: Path) -> None:
+    datagrams = _datagrams(3)
+    frames = [*datagrams[0], *datagrams[1][1:], *datagrams[2][2:]]  # no first fragment of two
+    path = write_pcap(tmp_path / "frag.pcap", timed([ether(f) for f in frames]))
     header, flows, _ = records([path])
+    assert header["stats"]["skipped"] == {"fragment-unmatched": 4 + 3}
+    assert [f["packets_to_server"] for f in flows] == [5]
+    assert header["stats"]["packets"] == 5 + 4 + 3
+
+
+def test_fragments_waiting_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most MAX_PENDING_FRAGMENTS wait; the oldest datagram's are given up first (and
+    counted as unmatched)."""
+    import capture.flows
+
+    monkeypatch.setattr(capture.flows, "MAX_PENDING_FRAGMENTS", 6)
+    d0, d1 = _datagrams(2)
+    # d0's four later fragments wait, then d1's: the seventh to wait pushes out d0's.
+    frames = [*d0[1:], *d1[1:], d0[0], d1[0]]
+    path = write_pcap(tmp_path / "frag.pcap", timed([ether(f) for f in frames]))
+    header, flows, _ = records([path])
+    assert header["stats"]["skipped"] == {"fragment-unmatched": 4}
+    assert sorted((f["client_port"], f["packets_to_server"]) for f in flows) == [
+        (40000, 1), (40001, 5)]
+
+
+def test_fragments_of_a_datagram_are_matched_for_the_reassembly_time(tmp_path: Path) -> None:
+    """RFC 8200 section 4.5: a fragment more than 60 s after its datagram's first one is not
+    that datagram's (the IP identification may have come round again)."""
+    frags = _datagrams(1)[0]
+    frames = [(T0, ether(frags[0])), (T0 + 1, ether(frags[1])), (T0 + 61, ether(frags[2]))]
+    header, flows, _ = records([write_pcap(tmp_path / "late.pcap", frames)])
     assert header["stats"]["skipped"] == {"fragment-unmatched": 1}
     assert flows[0]["packets_to_server"] == 2
 
