@@ -13,7 +13,6 @@ printable, and a dot inside a label is told apart from one between labels.
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import NamedTuple
 
 TYPE_A = 1
@@ -34,12 +33,15 @@ def _byte_text(b: int) -> str:
 
 
 _LABEL_TEXT = tuple(_byte_text(b) for b in range(256))
-_PLAIN_LABEL = re.compile(rb"[A-Za-z0-9_-]*\Z")  # the usual case: no byte needs escaping
+_PLAIN = b"-_"  # with letters and digits, the bytes of the usual label: none needs escaping
 
 
 def label_text(label: bytes | bytearray) -> str:
     """A label as dig writes it, lower case: see the module's docstring."""
-    if _PLAIN_LABEL.match(label):
+    if label.isalnum():
+        return label.decode("ascii").lower()
+    rest = label.translate(None, _PLAIN)
+    if not rest or rest.isalnum():
         return label.decode("ascii").lower()
     return "".join([_LABEL_TEXT[b] for b in label])
 

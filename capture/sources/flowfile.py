@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import re
 
 from capture.flowfile import FORMAT, loads, read_flow_file
 from capture.sources.base import Opened, ReadOptions, Sink, SourceFormat, stat_counts
@@ -12,7 +11,7 @@ from capture.sources.base import Opened, ReadOptions, Sink, SourceFormat, stat_c
 # A first line that names the format is a flow file even when it is not valid JSON (an integer
 # too long to parse, nesting too deep): the reader then says what is wrong with it, rather
 # than "not a format read".
-_FORMAT_FIELD = re.compile(rb'"format"\s*:\s*"' + re.escape(FORMAT.encode()) + rb'"')
+_FORMAT_VALUE = b'"' + FORMAT.encode() + b'"'
 
 
 def _sniff(head: bytes) -> bool:
@@ -24,7 +23,7 @@ def _sniff(head: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     except ValueError:
-        return _FORMAT_FIELD.search(first) is not None
+        return b'"format"' in first and _FORMAT_VALUE in first
     return isinstance(header, dict) and header.get("format") == FORMAT
 
 
