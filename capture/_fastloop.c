@@ -38,12 +38,12 @@
 enum {
     F_A, F_A_ADDR, F_A_PORT, F_B, F_B_ADDR, F_B_PORT, F_CLIENT_IS_A, F_CLOSED, F_DIRECTION,
     F_DNS, F_FIRST, F_LAST, F_OUTER, F_PROBE_LEFT, F_PROTO, F_RESETS, F_SLOW, F_SNI, F_SYN,
-    F_SYNACK, F_TLS, F_TLS_BUF, F_TLS_LEFT, F_TLS_NEXT, F_TUNNEL, F_COUNT
+    F_SYN_SEQ, F_SYNACK, F_TLS, F_TLS_BUF, F_TLS_LEFT, F_TLS_NEXT, F_TUNNEL, F_COUNT
 };
 static const char *const flow_slots[F_COUNT] = {
     "a", "a_addr", "a_port", "b", "b_addr", "b_port", "client_is_a", "closed", "direction",
     "dns", "first", "last", "outer", "probe_left", "proto", "resets", "slow", "sni", "syn",
-    "synack", "tls", "tls_buf", "tls_left", "tls_next", "tunnel",
+    "syn_seq", "synack", "tls", "tls_buf", "tls_left", "tls_next", "tunnel",
 };
 /* The slots of capture.table.Half. */
 enum { H_BYTES, H_FLOW, H_IS_A, H_PACKETS, H_COUNT };
@@ -168,6 +168,30 @@ looks_like_client_hello(const unsigned char *p, Py_ssize_t len)
     return len >= 6 && p[0] == 0x16 && p[1] == 3 && p[2] <= 4 && p[5] == 1;
 }
 
+/* capture.tls.proxy_header_length: the length of a whole PROXY protocol header (version 1:
+ * "PROXY " ... CRLF within 107 bytes; version 2: the 12-byte signature, version 2, then
+ * 16 + the length in bytes 14-15) at the start of p, 0 when there is none. */
+static inline Py_ssize_t
+proxy_header_length(const unsigned char *p, Py_ssize_t len)
+{
+    static const unsigned char v2[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55,
+                                         0x49, 0x54, 0x0A};
+    if (len >= 6 && memcmp(p, "PROXY ", 6) == 0) {
+        Py_ssize_t stop = len < 107 ? len : 107;
+        for (Py_ssize_t i = 6; i + 1 < stop; i++) {
+            if (p[i] == '\r' && p[i + 1] == '\n') {
+                return i + 2;
+            }
+        }
+        return 0;
+    }
+    if (len >= 16 && memcmp(p, v2, 12) == 0 && (p[12] >> 4) == 2) {
+        Py_ssize_t total = 16 + ((p[14] << 8) | p[15]);
+        return total <= len ? total : 0;
+    }
+    return 0;
+}
+
 /* h.packets += 1; h.bytes += iplen; fl.last = t. 0, or -1 with an exception set. */
 static inline int
 count(Loop *self, PyObject *h, PyObject *fl, Py_ssize_t iplen, int64_t t)
@@ -220,7 +244,7 @@ new_half(Loop *self, PyObject *fl, int is_a, uint64_t packets, uint64_t bytes)
  * the flow is Python's and the loop uses the object path above for it. */
 
 typedef struct NFlow {
-    int64_t first, last, resets;
+    int64_t first, last, resets, syn_seq; /* syn_seq: of the last SYN, -1: none */
     uint64_t packets[2], bytes[2]; /* [0]: sent by A, [1]: by B */
     PyObject *sni;                 /* str, or NULL for None */
     unsigned char key[36];         /* A's key: a_addr + b_addr + a_port + b_port */
@@ -401,6 +425,7 @@ native_new(Loop *self, int proto, const unsigned char *k, Py_ssize_t alen, int s
     f->alen = (uint8_t)alen;
     f->proto = (uint8_t)proto;
     f->first = f->last = t;
+    f->syn_seq = -1;
     f->live = 1;
     f->client_is_a = 1;
     f->direction = DIR_FIRST;
@@ -482,6 +507,7 @@ materialize(Loop *self, Py_ssize_t fi, int is_a)
     FLOW(fl, F_CLIENT_IS_A) = Py_NewRef(c.client_is_a ? Py_True : Py_False);
     FLOW(fl, F_DIRECTION) = Py_NewRef(direction);
     FLOW(fl, F_SYN) = Py_NewRef(c.syn ? Py_True : Py_False);
+    FLOW(fl, F_SYN_SEQ) = PyLong_FromLongLong(c.syn_seq);
     FLOW(fl, F_SYNACK) = Py_NewRef(c.synack ? Py_True : Py_False);
     FLOW(fl, F_RESETS) = PyLong_FromLongLong(c.resets);
     FLOW(fl, F_CLOSED) = Py_NewRef(c.closed ? Py_True : Py_False);
@@ -532,6 +558,36 @@ materialize(Loop *self, Py_ssize_t fi, int is_a)
     return is_a ? a : b;
 }
 
+/* capture.tls._is_ip_literal: the last label of name[:len] (host characters) is all digits,
+ * or 0x / 0X and hex digits -- an IPv4 address, which RFC 6066 does not allow as an SNI. */
+static int
+ends_in_a_number(const unsigned char *name, Py_ssize_t len)
+{
+    Py_ssize_t start = len;
+    while (start > 0 && name[start - 1] != '.') {
+        start--;
+    }
+    const unsigned char *last = name + start;
+    Py_ssize_t n = len - start;
+    int digits = n > 0;
+    for (Py_ssize_t i = 0; i < n && digits; i++) {
+        digits = last[i] >= '0' && last[i] <= '9';
+    }
+    if (digits) {
+        return 1;
+    }
+    if (n < 2 || last[0] != '0' || (last[1] != 'x' && last[1] != 'X')) {
+        return 0;
+    }
+    for (Py_ssize_t i = 2; i < n; i++) {
+        unsigned char c = last[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* capture.tls._server_name: the host_name entry of a server_name extension body; NULL for
  * None (no error set), or NULL with an error. */
 static PyObject *
@@ -567,7 +623,7 @@ server_name(const unsigned char *ext, Py_ssize_t n, int *error)
             while (len > 0 && ext[start + len - 1] == '.') {
                 len--;  /* rstrip(".") */
             }
-            if (len == 0) {
+            if (len == 0 || ends_in_a_number(ext + start, len)) {
                 return NULL;
             }
             PyObject *s = PyUnicode_New(len, 127);
@@ -674,7 +730,7 @@ native_tcp(Loop *self, Py_ssize_t fi, int is_a, const unsigned char *l4,
         client_after = (flags & TCP_ACK) ? !is_a : is_a;
     }
     const unsigned char *payload = NULL;
-    Py_ssize_t paylen = 0;
+    Py_ssize_t paylen = 0, hellolen = 0;  /* hellolen: the payload after a PROXY header */
     int hello = 0, need_more = 0;
     PyObject *sni = NULL;
     if (f->probe_left > 0) {
@@ -682,11 +738,13 @@ native_tcp(Loop *self, Py_ssize_t fi, int is_a, const unsigned char *l4,
         payload = l4 + (doff > 20 ? doff : 20);
         paylen = l4end - payload;
         if (paylen > 0 && is_a == client_after && f->tls_left > 0) {
-            hello = probe_client_hello(payload, paylen, &need_more, &sni);
+            Py_ssize_t skip = proxy_header_length(payload, paylen);
+            hellolen = paylen - skip;
+            hello = probe_client_hello(payload + skip, hellolen, &need_more, &sni);
             if (hello < 0) {
                 return ERROR;
             }
-            if (hello && need_more && paylen < self->max_client_hello) {
+            if (hello && need_more && hellolen < self->max_client_hello) {
                 Py_XDECREF(sni);
                 return to_python(self, fi);  /* the rest of the ClientHello is to come */
             }
@@ -698,6 +756,7 @@ native_tcp(Loop *self, Py_ssize_t fi, int is_a, const unsigned char *l4,
             f->synack = 1;
         } else {
             f->syn = 1;
+            f->syn_seq = rd32(l4 + 4, 0);
         }
         f->client_is_a = (uint8_t)client_after;
         f->direction = DIR_HANDSHAKE;
@@ -719,7 +778,7 @@ native_tcp(Loop *self, Py_ssize_t fi, int is_a, const unsigned char *l4,
                 if (f->tls_left > 0) {
                     f->tls_left -= 1;
                     if (!hello) {
-                        if (f->tls_left <= 0 || paylen > self->preamble_max) {
+                        if (f->tls_left <= 0 || hellolen > self->preamble_max) {
                             f->probe_left = 0;
                         }
                     } else {
@@ -757,13 +816,18 @@ native_udp(Loop *self, Py_ssize_t fi, int is_a, Py_ssize_t iplen, int64_t t)
 
 /* FlowTable._tcp_flags. 0, or -1 with an error. */
 static int
-tcp_flags(Loop *self, PyObject *fl, int is_a, int flags)
+tcp_flags(Loop *self, PyObject *fl, int is_a, int flags, uint32_t seq)
 {
     if (flags & TCP_SYN) {
         if (flags & TCP_ACK) {
             put(fl, self->foff[F_SYNACK], Py_NewRef(Py_True));
             put(fl, self->foff[F_CLIENT_IS_A], Py_NewRef(is_a ? Py_False : Py_True));
         } else {
+            PyObject *v = PyLong_FromUnsignedLong(seq);
+            if (v == NULL) {
+                return -1;
+            }
+            put(fl, self->foff[F_SYN_SEQ], v);
             put(fl, self->foff[F_SYN], Py_NewRef(Py_True));
             put(fl, self->foff[F_CLIENT_IS_A], Py_NewRef(is_a ? Py_True : Py_False));
         }
@@ -821,7 +885,7 @@ tcp_known(Loop *self, PyObject *h, const unsigned char *l4, const unsigned char 
     }
     /* Decide before changing anything whether the segment needs capture.tls. */
     const unsigned char *payload = NULL;
-    Py_ssize_t paylen = 0;
+    Py_ssize_t paylen = 0, hellolen = 0;  /* hellolen: the payload after a PROXY header */
     int client_after = client_is_a;
     if (flags & TCP_SYN) {
         client_after = (flags & TCP_ACK) ? !is_a : is_a;
@@ -834,12 +898,15 @@ tcp_known(Loop *self, PyObject *h, const unsigned char *l4, const unsigned char 
             if (FLOW(fl, F_TLS_BUF) != Py_None) {
                 return PYTHON;  /* a ClientHello split over segments: being reassembled */
             }
-            if (tls_left > 0 && looks_like_client_hello(payload, paylen)) {
+            Py_ssize_t skip = proxy_header_length(payload, paylen);
+            hellolen = paylen - skip;
+            if (tls_left > 0 && looks_like_client_hello(payload + skip, hellolen)) {
                 return PYTHON;
             }
         }
     }
-    if ((flags & (TCP_SYN | TCP_RST | TCP_FIN)) && tcp_flags(self, fl, is_a, flags) < 0) {
+    if ((flags & (TCP_SYN | TCP_RST | TCP_FIN))
+        && tcp_flags(self, fl, is_a, flags, rd32(l4 + 4, 0)) < 0) {
         return ERROR;
     }
     if (count(self, h, fl, iplen, t) < 0) {
@@ -857,7 +924,7 @@ tcp_known(Loop *self, PyObject *h, const unsigned char *l4, const unsigned char 
                         return ERROR;
                     }
                     put(fl, self->foff[F_TLS_LEFT], v);
-                    if (tls_left <= 0 || paylen > self->preamble_max) {
+                    if (tls_left <= 0 || hellolen > self->preamble_max) {
                         probe_left = 0;
                     }
                 }

@@ -54,7 +54,7 @@ from typing import Any, Protocol
 from capture.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW, decode
 from capture.errors import CaptureError
 from capture.flowfile import dumps, make_header, ordered_lines, read_flow_file, write_lines
-from capture.table import IDLE_NS, NS, DnsKey, FlowState, FlowTable
+from capture.table import FRAGMENT_TIMEOUT_NS, IDLE_NS, NS, DnsKey, FlowState, FlowTable
 
 log = logging.getLogger("capture.agent")
 
@@ -403,6 +403,9 @@ class Agent:
         seq = self.seq + 1
         path = self._path(flow_file_name(self.host, seq))
         table = self.table
+        # Fragments that waited for their datagram's first fragment for longer than
+        # reassembly would (all of them in the last file) are skipped in this file.
+        table.expire_fragments(None if final else now - FRAGMENT_TIMEOUT_NS)
         skipped = table.skipped
         header = make_header([self.source_name], self._file_packets, skipped, len(ended),
                              len(answers))

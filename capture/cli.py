@@ -91,13 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_ingest = sub.add_parser("ingest", help="read captures, write one flow file")
     p_ingest.add_argument("captures", nargs="+", metavar="CAPTURE",
-                          help="pcap or pcapng files (optionally gzip-compressed)")
+                          help="pcap or pcapng files, flow files (optionally compressed: gzip,"
+                               " zstd, xz, bzip2); /dev/stdin or a FIFO for a pipe")
     p_ingest.add_argument("-o", "--output", default="-",
                           help="flow file to write (default: standard output)")
     p_ingest.add_argument("--no-progress", action="store_true",
                           help="no progress line even on a terminal")
     p_ingest.add_argument("--scapy-reader", action="store_true",
-                          help="read classic pcap with scapy's RawPcapReader (slower)")
+                          help="read captures with scapy's readers and the general decoder (the"
+                               " slower reference path)")
     p_merge = sub.add_parser("merge", help="merge flow files into one")
     p_merge.add_argument("flowfiles", nargs="+", metavar="FLOWFILE")
     p_merge.add_argument("-o", "--output", default="-",

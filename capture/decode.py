@@ -7,11 +7,14 @@ contributes to a flow) or a short string, the reason the packet is skipped.
 
 Covered: link types Ethernet (1, with 802.1Q / QinQ tags), Linux cooked SLL (113) and SLL2
 (276), raw IP (101, and 12 / 14 which mean raw IP), IPv4 (228), IPv6 (229), BSD loopback NULL
-(0) and LOOP (108); IPv4 (options skipped) and IPv6 (hop-by-hop, routing, destination options,
-fragment and AH extension headers skipped); TCP, UDP, SCTP, ICMP, ICMPv6; overlays VXLAN (UDP
-4789 and 8472, the Linux / Flannel / Cilium default), Geneve (UDP 6081) and IP-in-IP (IPv4
-protocol 4, IPv6-in-IP 41), decapsulated so that the inner flow counts and the outer host
-addresses are kept in ``outer``.
+(0) and LOOP (108) -- with an address family or, as some BSDs write, an Ethernet type -- and
+Linux NFLOG (239); IPv4 (options skipped) and IPv6 (hop-by-hop, routing, destination options,
+fragment and AH extension headers skipped; with a routing header, the final destination is the
+destination); TCP, UDP, SCTP, ICMP, ICMPv6; overlays VXLAN (UDP 4789 and 8472, the Linux /
+Flannel / Cilium default), Geneve (UDP 6081), IP-in-IP (IPv4 protocol 4, IPv6-in-IP 41) and GRE
+(IP protocol 47: IPv4, IPv6 and Ethernet inside, with key and sequence number; ERSPAN types
+I, II and III, how port-mirroring sessions deliver traffic), decapsulated so that the inner
+flow counts and the outer host addresses are kept in ``outer``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ LINKTYPE_LOOP = 108
 LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
+LINKTYPE_NFLOG = 239
 LINKTYPE_LINUX_SLL2 = 276
 SUPPORTED_LINKTYPES = frozenset(
     {
@@ -40,6 +44,7 @@ SUPPORTED_LINKTYPES = frozenset(
         LINKTYPE_LINUX_SLL,
         LINKTYPE_IPV4,
         LINKTYPE_IPV6,
+        LINKTYPE_NFLOG,
         LINKTYPE_LINUX_SLL2,
     }
 )
@@ -50,7 +55,9 @@ ETH_IPV6 = 0x86DD
 ETH_VLAN = 0x8100
 ETH_QINQ = 0x88A8
 ETH_QINQ_OLD = 0x9100
-ETH_TEB = 0x6558  # transparent Ethernet bridging (Geneve inner Ethernet)
+ETH_TEB = 0x6558  # transparent Ethernet bridging (Geneve, GRE: an Ethernet frame inside)
+ETH_ERSPAN_2 = 0x88BE  # GRE protocol type of ERSPAN types I and II
+ETH_ERSPAN_3 = 0x22EB  # GRE protocol type of ERSPAN type III
 VLAN_TAGS = frozenset({ETH_VLAN, ETH_QINQ, ETH_QINQ_OLD})
 
 # IP protocol numbers.
@@ -59,6 +66,7 @@ PROTO_IPIP = 4
 PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_IPV6 = 41
+PROTO_GRE = 47
 PROTO_ICMPV6 = 58
 PROTO_SCTP = 132
 PROTO_NAMES = {
@@ -86,6 +94,13 @@ TUNNEL_PORTS = VXLAN_PORTS | {GENEVE_PORT}
 # Address families in a NULL / LOOP header (AF_INET6 differs per OS).
 AF_INET = 2
 AF_INET6_ALL = frozenset({10, 24, 28, 30})
+IEEE_802_3_MAX_LEN = 1500  # a NULL header value above this is an Ethernet type
+
+# NFLOG (https://www.tcpdump.org/linktypes/LINKTYPE_NFLOG.html): a 4-byte header (family,
+# version, resource id), then TLVs whose length and type are in the byte order of the host
+# that captured; NFULA_PAYLOAD holds the packet from its IP header on.
+NFULA_PAYLOAD = 9
+NFLOG_MAX_TLVS = 64
 
 MAX_TUNNEL_DEPTH = 4
 
@@ -151,12 +166,79 @@ def decode(linktype: int, data: bytes, wirelen: int) -> Decoded | str:
     if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
         if end < 4:
             return SKIP_TRUNCATED
-        # NULL is in the capturing host's byte order, LOOP in network order; the values are small.
-        family = data[3] if data[0] == 0 and data[1] == 0 else data[0]
+        family = _null_family(data)
         if family == AF_INET or family in AF_INET6_ALL:
             return _ip(data, 4, end, wirelen, outer=(), depth=0)
+        if family > IEEE_802_3_MAX_LEN:
+            return _ethertype(data, family, 4, end, wirelen, outer=(), depth=0)
         return SKIP_NON_IP
+    if linktype == LINKTYPE_NFLOG:
+        return _nflog(data, end, wirelen)
     return SKIP_LINKTYPE
+
+
+def _null_family(data: bytes) -> int:
+    """The value of a NULL / LOOP header: an address family, or an Ethernet type (> 1500).
+
+    NULL is in the capturing host's byte order, LOOP in network order; some BSDs put an
+    Ethernet type there, IRIX the family in the upper half. As Wireshark's packet-null.c does
+    (reading the 4 bytes little-endian here, so that the answer does not depend on the host
+    this runs on): a value with upper bytes set is the other byte order, unless it is IRIX's
+    family; a lower half whose low byte is 0 and below 0x0600 is a byte-swapped 16-bit family.
+    """
+    value = data[0] | data[1] << 8 | data[2] << 16 | data[3] << 24
+    if value & 0xFFFF0000:
+        if not value & 0xFF000000 and value & 0x00FF0000 < 0x00060000:
+            return value >> 16
+        return data[3] | data[2] << 8 | data[1] << 16 | data[0] << 24
+    if not value & 0xFF and value & 0xFF00 < 0x0600:
+        return value >> 8
+    return value
+
+
+def _nflog(data: bytes, end: int, wirelen: int) -> Decoded | str:
+    """The packet in the NFULA_PAYLOAD TLV of an NFLOG frame."""
+    if end < 4:
+        return SKIP_TRUNCATED
+    # The TLVs' byte order, found as Wireshark's packet-nflog.c finds it: the one in which
+    # they read as TLVs (length at least 4, a known small type); big-endian first.
+    order = next((o for o in ("big", "little") if _nflog_order_fits(data, end, o)), None)
+    if order is None:
+        return SKIP_MALFORMED
+    big = order == "big"
+    off = 4
+    for _ in range(NFLOG_MAX_TLVS):
+        if end - off < 4:
+            return SKIP_TRUNCATED
+        tlen = data[off] << 8 | data[off + 1] if big else data[off] | data[off + 1] << 8
+        ttype = (data[off + 2] << 8 | data[off + 3] if big
+                 else data[off + 2] | data[off + 3] << 8) & 0x7FFF
+        if tlen < 4:
+            return SKIP_MALFORMED
+        if ttype == NFULA_PAYLOAD:
+            # The payload is the packet as logged (its copy range may have cut it).
+            return _ip(data, off + 4, min(off + tlen, end), off + tlen, outer=(), depth=0)
+        off += (tlen + 3) & ~3
+    return SKIP_MALFORMED
+
+
+def _nflog_order_fits(data: bytes, end: int, order: str) -> bool:
+    off = 4
+    big = order == "big"
+    for _ in range(NFLOG_MAX_TLVS):
+        if end - off <= 4:
+            return False
+        tlen = data[off] << 8 | data[off + 1] if big else data[off] | data[off + 1] << 8
+        if tlen < 4:
+            return False
+        ttype = (data[off + 2] << 8 | data[off + 3] if big
+                 else data[off + 2] | data[off + 3] << 8) & 0x7FFF
+        if ttype >= 0x100:
+            return False
+        if ttype:
+            return True
+        off += (tlen + 3) & ~3
+    return False
 
 
 def _ethernet(
@@ -250,10 +332,13 @@ def _ipv6(
     l4 = off + 40
     l4end = min(off + iplen, end)
     frag: tuple[bytes, int, bool] | None = None
+    final = dst  # the final destination: the server of the flow
     for _ in range(16):  # bounded walk over the extension header chain
         if nh in IP6_SKIPPED:
             if l4end - l4 < 2:
                 return SKIP_TRUNCATED
+            if nh == IP6_ROUTING:
+                final = _final_destination(data, l4, l4end, dst) or final
             nh, l4 = data[l4], l4 + (data[l4 + 1] + 1) * 8
         elif nh == IP6_AH:
             if l4end - l4 < 2:
@@ -268,7 +353,7 @@ def _ipv6(
             frag = (b"6" + src + dst + data[l4 + 4 : l4 + 8], foff, more)
             nh, l4 = data[l4], l4 + 8
             if foff:
-                return Decoded(nh, src, dst, b"", iplen, 0, 0, l4end, l4end, frag, outer)
+                return Decoded(nh, src, final, b"", iplen, 0, 0, l4end, l4end, frag, outer)
             if not more:  # an atomic fragment: a whole datagram
                 frag = None
         else:
@@ -277,8 +362,45 @@ def _ipv6(
         return SKIP_MALFORMED
     if l4 > l4end:
         return SKIP_TRUNCATED
-    return _transport(data, nh, l4, l4end, end, src=src, dst=dst, iplen=iplen, wirelen=wirelen,
+    return _transport(data, nh, l4, l4end, end, src=src, dst=final, iplen=iplen, wirelen=wirelen,
                       frag=frag, outer=outer, depth=depth)
+
+
+def _final_destination(data: bytes, off: int, end: int, dst: bytes) -> bytes | None:
+    """The final destination a routing header at ``off`` names, when the packet is still on
+    its way there (segments left); None: the destination address is the final one, or the
+    header is not one of these (or not whole).
+
+    RFC 8200 section 4.4: with segments left, the destination address is only the next hop.
+    Type 0 (RFC 5095, deprecated but seen) and 2 (RFC 6275, Mobile IPv6: the home address)
+    list addresses after 4 reserved bytes, the final one last; type 3 (RFC 6554, RPL) lists
+    them with ``CmprI`` / ``CmprE`` leading bytes left out, taken from the destination
+    address, the final one last; type 4 (RFC 8754, segment routing) lists segments in reverse,
+    the final one first (Segment List[0]).
+    """
+    if end - off < 8 or not data[off + 3]:  # segments left: 0
+        return None
+    size = (data[off + 1] + 1) * 8
+    stop = min(off + size, end)
+    rtype = data[off + 2]
+    if rtype in (0, 2):
+        count = data[off + 1] // 2
+        last = off + 8 + 16 * (count - 1)
+        if count < 1 or last + 16 > stop:
+            return None
+        return data[last : last + 16]
+    if rtype == 4:
+        return data[off + 8 : off + 24] if off + 24 <= stop else None
+    if rtype == 3:
+        cmpr_i, cmpr_e, pad = data[off + 4] >> 4, data[off + 4] & 15, data[off + 5] >> 4
+        room = data[off + 1] * 8 - pad - (16 - cmpr_e)
+        if room < 0 or room % (16 - cmpr_i):
+            return None
+        last = off + 8 + room
+        if last + 16 - cmpr_e > stop:
+            return None
+        return dst[:cmpr_e] + data[last : last + 16 - cmpr_e]
+    return None
 
 
 def _transport(
@@ -332,12 +454,66 @@ def _transport(
         if avail < 1:
             return SKIP_TRUNCATED
         return Decoded(proto, src, dst, b"", iplen, data[l4], 0, l4end, l4end, frag, outer)
-    if proto in (PROTO_IPIP, PROTO_IPV6):
+    if proto in (PROTO_IPIP, PROTO_IPV6, PROTO_GRE):
         if depth >= MAX_TUNNEL_DEPTH:
             return SKIP_PROTOCOL
         if frag is not None:
             return SKIP_FRAGMENT  # a fragmented tunnel packet: the inner headers are not whole
+        if proto == PROTO_GRE:
+            return _gre(data, l4, end, wirelen, outer=(*outer, src, dst), depth=depth + 1)
         return _ip(data, l4, end, wirelen, outer=(*outer, src, dst), depth=depth + 1)
+    return SKIP_PROTOCOL
+
+
+def _gre(
+    data: bytes, off: int, end: int, wirelen: int, *, outer: tuple[bytes, ...], depth: int
+) -> Decoded | str:
+    """The packet inside a GRE header at ``off``.
+
+    GRE (RFC 2784, with RFC 2890's key and sequence number): flags C (checksum), R (source
+    route, RFC 1701), K (key), S (sequence number) in the first byte, the version in the low
+    3 bits of the second, the protocol type (an Ethernet type) in the next two; then 4 bytes
+    each for the checksum (C), key (K) and sequence number (S). Version 1 (PPTP's enhanced
+    GRE) carries PPP, and RFC 1701 routing is obsolete: not decoded.
+
+    ERSPAN (draft-foschiano-erspan-03; Linux's include/net/erspan.h): protocol type 0x88BE
+    without a sequence number is type I, the mirrored Ethernet frame right after GRE; with one,
+    type II, behind an 8-byte header of version 1. 0x22EB is type III: a 12-byte header of
+    version 2, 8 more bytes when its O bit (last bit) is set, then an Ethernet frame or, with
+    frame type (bits 1-5 of byte 10) 2, an IP packet.
+    """
+    if end - off < 4:
+        return SKIP_TRUNCATED
+    flags = data[off]
+    if data[off + 1] & 7 or flags & 0x40:  # version 1, or RFC 1701 routing
+        return SKIP_PROTOCOL
+    ptype = data[off + 2] << 8 | data[off + 3]
+    inner = off + 4 + 4 * ((flags >> 7) + (flags >> 5 & 1) + (flags >> 4 & 1))
+    if inner > end:
+        return SKIP_TRUNCATED
+    if ptype in (ETH_IPV4, ETH_IPV6):
+        return _ip(data, inner, end, wirelen, outer=outer, depth=depth)
+    if ptype == ETH_TEB:
+        return _ethernet(data, inner, end, wirelen, outer=outer, depth=depth)
+    if ptype == ETH_ERSPAN_2:
+        if not flags & 0x10:  # type I
+            return _ethernet(data, inner, end, wirelen, outer=outer, depth=depth)
+        if end - inner < 8:
+            return SKIP_TRUNCATED
+        if data[inner] >> 4 != 1:
+            return SKIP_PROTOCOL
+        return _ethernet(data, inner + 8, end, wirelen, outer=outer, depth=depth)
+    if ptype == ETH_ERSPAN_3:
+        if end - inner < 12:
+            return SKIP_TRUNCATED
+        if data[inner] >> 4 != 2:
+            return SKIP_PROTOCOL
+        start = inner + 12 + (8 if data[inner + 11] & 1 else 0)
+        frame_type = data[inner + 10] >> 2 & 0x1F
+        if frame_type == 0:
+            return _ethernet(data, start, end, wirelen, outer=outer, depth=depth)
+        if frame_type == 2:
+            return _ip(data, start, end, wirelen, outer=outer, depth=depth)
     return SKIP_PROTOCOL
 
 

@@ -2,6 +2,12 @@
 
 Only what a flow file keeps is extracted (names and addresses); the message itself is not kept.
 Malformed or truncated messages give ``None``, never an exception.
+
+Names are written as dig writes them (BIND's dns_name_totext; RFC 1035 section 5.1 and RFC 4343
+section 2.1 for the escapes), lower case: a label byte that is not a printable ASCII character
+(space and control characters included) becomes ``\\DDD`` (its decimal value), and ``"``,
+``(``, ``)``, ``.``, ``;`` and ``\\`` inside a label get a backslash. So a name is always
+printable, and a dot inside a label is told apart from one between labels.
 """
 
 from __future__ import annotations
@@ -16,6 +22,28 @@ CLASS_IN = 1
 MAX_POINTER_JUMPS = 32
 MAX_NAME_LENGTH = 255
 MAX_RECORDS = 256
+
+
+def _byte_text(b: int) -> str:
+    if b in b'"().;\\':
+        return "\\" + chr(b)
+    if 0x21 <= b <= 0x7E:
+        return chr(b).lower()
+    return f"\\{b:03d}"
+
+
+_LABEL_TEXT = tuple(_byte_text(b) for b in range(256))
+_PLAIN = b"-_"  # with letters and digits, the bytes of the usual label: none needs escaping
+
+
+def label_text(label: bytes | bytearray) -> str:
+    """A label as dig writes it, lower case: see the module's docstring."""
+    if label.isalnum():
+        return label.decode("ascii").lower()
+    rest = label.translate(None, _PLAIN)
+    if not rest or rest.isalnum():
+        return label.decode("ascii").lower()
+    return "".join([_LABEL_TEXT[b] for b in label])
 
 
 class DnsResponse(NamedTuple):
@@ -54,7 +82,7 @@ def _name(msg: bytes | bytearray, off: int) -> tuple[str, int] | None:
         length += n + 1
         if length > MAX_NAME_LENGTH:
             return None
-        labels.append(label.decode("ascii", "backslashreplace").lower())
+        labels.append(label_text(label))
         off += 1 + n
     return ".".join(labels), (after if after >= 0 else off)
 

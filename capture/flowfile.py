@@ -9,15 +9,17 @@ a reader never sees half a flow file.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import json
+import math
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from capture import __version__
 from capture.errors import CaptureError
@@ -208,11 +210,16 @@ def write_flow_file(
     write_lines(out, render(header, records))
 
 
-def read_flow_file(path: str) -> FlowFile:
-    """Read a flow file back; ``CaptureError`` if it is not one or is from a newer version."""
+def read_flow_file(path: str, stream: IO[bytes] | None = None) -> FlowFile:
+    """Read a flow file back (from ``stream`` when given -- a pipe, a decompressed file --,
+    else from ``path``, which messages name); ``CaptureError`` if it is not one, is from a
+    newer version or has a line that is not a record."""
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        if stream is None:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        else:
+            lines = io.TextIOWrapper(stream, encoding="utf-8").read().splitlines()
     except FileNotFoundError as exc:
         raise CaptureError("no such file", path=path) from exc
     except IsADirectoryError as exc:
@@ -237,18 +244,65 @@ def read_flow_file(path: str) -> FlowFile:
             " upgrade segmenter-capture",
             path=path,
         )
-    records = [_json_object(line, path, n) for n, line in enumerate(lines[1:], 2) if line.strip()]
+    records = []
+    for number, line in enumerate(lines[1:], 2):
+        if line.strip():
+            record = _json_object(line, path, number)
+            _check_record(record, path, number)
+            records.append(record)
     return FlowFile(header, records)
+
+
+def loads(line: str) -> Any:
+    """One JSON value of a flow file, or ``ValueError`` saying why it is not one: as
+    ``json.loads``, but a number must be finite (NaN, Infinity and 1e999 are not JSON, and
+    ``dumps`` cannot write them back) and nesting too deep for the parser is a ``ValueError``
+    too, not a ``RecursionError``. (An integer of more than 4300 digits is a ``ValueError``
+    of the parser already: Python's limit on int parsing.)"""
+    try:
+        return json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:40]}")
+    return value
 
 
 def _json_object(line: str, path: str, number: int) -> dict[str, Any]:
     try:
-        obj = json.loads(line)
+        obj = loads(line)
     except ValueError as exc:
         raise CaptureError(f"not JSON: {exc}", path=path, record=number, unit="line") from exc
     if not isinstance(obj, dict):
         raise CaptureError("not a JSON object", path=path, record=number, unit="line")
     return obj
+
+
+def _check_record(record: Mapping[str, Any], path: str, number: int) -> None:
+    """The fields records are sorted by must be usable: a time is a number (or null)."""
+    field_name = {"flow": "first_seen", "dns": "ts"}.get(str(record.get("record")))
+    if field_name is None:
+        return
+    value = record.get(field_name)
+    if value is None:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        try:
+            float(value)
+        except OverflowError:
+            ok = False
+    if not ok:
+        raise CaptureError(f"\"{field_name}\" is not a time in seconds: {str(value)[:40]}",
+                           path=path, record=number, unit="line")
 
 
 def _int(value: Any) -> int:

@@ -6,8 +6,12 @@ use.
 anything is written), then reads the captures one after the other -- ordered by their first
 packet's time stamp, then name, so the argument order does not matter -- as one stream folded
 into one flow table, then the record sources (flow files, flow logs), and writes the flow file
-atomically. A capture that is damaged part-way contributes the packets before the damage, and a
-warning naming the file and packet number goes to the ``capture`` logger.
+atomically. An input may be a pipe, a FIFO or ``/dev/stdin`` as well as a file, compressed or
+not (``capture.stream``). A capture that is damaged part-way contributes the packets before the
+damage, and a warning naming the file and packet number goes to the ``capture`` logger; an input
+with nothing in it, among others, is a warning too. Fail closed: inputs that give no packet and
+no record at all are a ``CaptureError`` (not an empty flow file), and so is an output that is one
+of the inputs (the flow file would replace it).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -76,10 +80,12 @@ def ingest(
     ``CaptureError`` for an input that is missing or of no format read, or an unwritable
     ``out``; a capture damaged part-way is a warning (``warnings``, and the ``capture`` logger).
     """
+    if out is not None:
+        out = os.fspath(out)
+    paths = _as_list(paths)
+    _refuse_to_overwrite_an_input(paths, out)
     with _no_gc():
         sink, stats = _read(paths, progress=progress, fast=fast)
-        if out is not None:
-            out = os.fspath(out)
         # Records are turned into text one at a time: at no time are all of them held as
         # dictionaries.
         write_lines(out, itertools.chain(
@@ -133,17 +139,83 @@ def _line_of(sink: Sink, table_line: Callable[[Any], str]) -> Callable[[Any], st
     return line
 
 
-def _read(
-    paths: Sequence[str], *, progress: bool, fast: bool
-) -> tuple[Sink, IngestStats]:
+def _as_list(paths: Sequence[str] | str | os.PathLike[str]) -> list[str]:
     if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]  # one file named on its own
+        return [os.fspath(paths)]  # one file named on its own
+    return [os.fspath(p) for p in paths]
+
+
+def _refuse_to_overwrite_an_input(paths: Sequence[str], out: str | None) -> None:
+    """``CaptureError`` when ``out`` is one of the inputs: the flow file would replace it."""
+    if out is None or out == "-" or not os.path.exists(out):
+        return
+    for path in paths:
+        try:
+            same = os.path.samefile(path, out)
+        except OSError:
+            continue  # a missing input: detect() says so
+        if same:
+            raise CaptureError(f"is also the output file ({out}): the flow file would replace"
+                               " it; name another output", path=path)
+
+
+def _read(
+    paths: Sequence[str] | str, *, progress: bool, fast: bool
+) -> tuple[Sink, IngestStats]:
+    paths = _as_list(paths)
     if not paths:
         raise CaptureError("no capture files given")
+    # Scapy's readers log their own warnings on damaged files (also while a reader starts):
+    # ours say it once, on every path.
+    with _quiet_scapy():
+        sink, inputs, empty = _read_inputs(paths, progress=progress, fast=fast)
+    table = sink.table
+    flows = table.flow_count() + sum(1 for r in sink.records if r.get("record") == "flow")
+    dns = len(table.dns) + sum(1 for r in sink.records if r.get("record") == "dns")
+    skipped = dict(sorted((Counter(table.skipped) + sink.skipped).items()))
+    if not flows and not dns:
+        # Fail closed: a flow file of nothing would read as "no traffic at all".
+        raise CaptureError(_nothing_read(inputs, empty, sink, skipped)
+                           + ": nothing to make flows of",
+                           path=inputs[0][0].path if len(inputs) == 1 else None)
+    for path in empty:
+        warning = str(CaptureError("no packets or records in it (an empty file)", path=path))
+        sink.warnings.append(warning)
+        log.warning("%s", warning)
+    sources = tuple(sorted({os.path.basename(o.path) for o, _ in inputs}))
+    skipped = dict(sorted((Counter(table.skipped) + sink.skipped).items()))
+    header = make_header(sources, sink.packets, skipped, flows, dns,
+                         version=file_version(sink.records))
+    return sink, IngestStats(sink.packets, skipped, flows, dns, sources, tuple(sink.warnings),
+                             None, header)
+
+
+def _nothing_read(inputs: Sequence[tuple[Opened, SourceFormat]], empty: Sequence[str],
+                  sink: Sink, skipped: Mapping[str, int]) -> str:
+    """Why inputs gave no connection, for the error that says so."""
+    if sink.packets or sink.input_records:
+        counts = [f"{n} {unit}{'s' if n != 1 else ''}"
+                  for n, unit in ((sink.packets, "packet"), (sink.input_records, "record")) if n]
+        what = " and ".join(counts)
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in skipped.items())
+        return f"none of the {what} read is a connection" + (f" (skipped {reasons})" if reasons
+                                                        else "")
+    if len(inputs) == 1:
+        unit, kind = ("packet", "capture") if inputs[0][1].packets else ("record", "file")
+        why = f"an empty {kind}" if empty else f"damaged before its first {unit}"
+        return f"no {unit}s in it ({why})"
+    names = ", ".join(o.path for o, _s in inputs)
+    return f"no packets or records in any of the {len(inputs)} inputs ({names})"
+
+
+def _read_inputs(
+    paths: Sequence[str], *, progress: bool, fast: bool
+) -> tuple[Sink, list[tuple[Opened, SourceFormat]], list[str]]:
+    """The sink of the inputs, the inputs in the order read, and those that held nothing
+    (without a damage warning)."""
     inputs: list[tuple[Opened, SourceFormat]] = []
     seen: set[str] = set()
-    for name in paths:
-        path = os.fspath(name)
+    for path in paths:
         opened, source = detect(path)
         real = os.path.realpath(path)
         if real not in seen:  # the same file named twice is read once
@@ -157,24 +229,22 @@ def _read(
                                   item[0].path))
     sink = Sink()
     show = _Progress(sys.stderr) if progress and _isatty(sys.stderr) else None
-    with _quiet_scapy():
-        for opened, source in inputs:
-            tick = show.for_file(opened, sink.table) if show is not None else None
-            warnings_before = len(sink.warnings)
-            source.read(opened, sink, ReadOptions(fast=fast, progress=tick))
-            for warning in sink.warnings[warnings_before:]:
-                log.warning("%s", warning)
+    empty: list[str] = []
+    for opened, source in inputs:
+        tick = show.for_file(opened, sink.table) if show is not None else None
+        warnings_before = len(sink.warnings)
+        read_before = sink.packets + sink.input_records
+        source.read(opened, sink, ReadOptions(fast=fast, progress=tick))
+        for warning in sink.warnings[warnings_before:]:
+            log.warning("%s", warning)
+        if sink.packets + sink.input_records == read_before and len(sink.warnings) == (
+                warnings_before):
+            empty.append(opened.path)
+    # IP fragments still waiting for their datagram's first fragment never get it.
+    sink.table.expire_fragments()
     if show is not None:
         show.done()
-    table = sink.table
-    flows = table.flow_count() + sum(1 for r in sink.records if r.get("record") == "flow")
-    dns = len(table.dns) + sum(1 for r in sink.records if r.get("record") == "dns")
-    sources = tuple(sorted({os.path.basename(o.path) for o, _ in inputs}))
-    skipped = dict(sorted((Counter(table.skipped) + sink.skipped).items()))
-    header = make_header(sources, sink.packets, skipped, flows, dns,
-                         version=file_version(sink.records))
-    return sink, IngestStats(sink.packets, skipped, flows, dns, sources, tuple(sink.warnings),
-                             None, header)
+    return sink, inputs, empty
 
 
 @contextmanager
@@ -225,7 +295,7 @@ class _Progress:
             self.last = now
             self.before = before + packets
             line = f"{name}: {packets:,} packets"
-            if done and not info.gzipped:  # (of a compressed file: how much was decompressed)
+            if done and info.compression is None:  # (compressed: how much was decompressed)
                 line += f", {done / (1 << 20):,.0f} MiB"
                 if size:
                     line += f" ({min(100, done * 100 // size)}%)"

@@ -20,11 +20,12 @@ connections, 8x on long-lived ones (benchmarks/ingest_pcap.py).
 
 pcapng is read by our own block reader (``capture.pcapng``) and ``read_pcapng`` turns its
 packets into classic records that the same loop folds (with the extension, whole runs of
-Enhanced Packet Blocks are converted in C). Gzip-compressed captures are read with scapy's
-streaming readers; their frames go through ``frame_folder``, the same shortcuts for one frame
-at a time. With ``fast=False`` every frame comes from scapy's readers and takes the general
-decoder instead: that reference path is what the tests check the fast paths against, byte for
-byte.
+Enhanced Packet Blocks are converted in C). Both read a stream (``readinto``): a file, a pipe,
+or a decompressing one (``capture.stream``), so compressed captures take the same fast path.
+``frame_folder`` has the same shortcuts for one frame at a time (a pcapng packet whose time a
+classic record cannot hold). With ``fast=False`` every frame comes from scapy's readers and
+takes the general decoder instead: that reference path is what the tests check the fast paths
+against, byte for byte.
 """
 
 from __future__ import annotations
@@ -488,8 +489,8 @@ FrameFolder = Callable[[bytes, int, int], None]  # (frame, time ns, wire length)
 
 
 def frame_folder(table: FlowTable, linktype: int) -> FrameFolder:
-    """The fast path for frames that come one at a time (scapy's readers): the same checks and
-    shortcuts as the loop of ``read_classic``, for one frame of ``linktype`` at offset 0."""
+    """The fast path for frames that come one at a time: the same checks and shortcuts as the
+    loop of ``read_classic``, for one frame of ``linktype`` at offset 0."""
     general = table.add_frame
     # Frames are in network byte order; a NULL header in that of the capturing host, which is
     # little-endian nearly always (other NULL frames just take the general path).

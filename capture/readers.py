@@ -1,28 +1,35 @@
-"""Opening captures: format detection, scapy's streaming readers, damage detection.
+"""Reading captures: format details, our fast readers or scapy's streaming readers, damage.
 
-``open_capture`` decides what a file is (classic pcap in either byte order and timestamp
-precision, pcapng, or either of them gzip-compressed) and raises ``CaptureError`` for anything
-that is not a capture at all. ``read_capture`` then streams its packets into a ``FlowTable``:
-classic pcap and pcapng through our own readers (``capture.pcapfast``, ``capture.pcapng``),
-gzip-compressed captures -- and everything with ``fast=False``, the reference path -- through
-scapy's ``RawPcapNgReader`` / ``RawPcapReader`` (never ``rdpcap``: memory stays independent of
-the capture's size). A file that is damaged part-way gives the packets before the damage and a
-description of it.
+``open_capture`` decides what an input is (classic pcap in either byte order and timestamp
+precision, or pcapng; compressed or not, a file or a pipe: ``capture.stream``) and raises
+``CaptureError`` for anything that is not a capture at all. ``read_capture`` then streams its
+packets into a ``FlowTable``: through our own readers (``capture.pcapfast``, ``capture.pcapng``),
+or -- with ``fast=False``, the reference path -- through scapy's ``RawPcapNgReader`` /
+``RawPcapReader`` (never ``rdpcap``: memory stays independent of the capture's size). Both read
+the same decompressed stream. A capture that is damaged part-way gives the packets before the
+damage and a description of it.
 """
 
 from __future__ import annotations
 
-import gzip
-import os
+import io
 import struct
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
 from capture.errors import CaptureError
-from capture.pcapfast import MAX_RECORD, FrameFolder, frame_folder, read_classic, read_pcapng
-from capture.pcapng import BAD_START, BOM_BIG, BOM_LITTLE, PcapngBadStart, describe_damage
+from capture.pcapfast import MAX_RECORD, read_classic, read_pcapng
+from capture.pcapng import (
+    BAD_START,
+    BOM_BIG,
+    BOM_LITTLE,
+    PcapngBadStart,
+    PcapngDamaged,
+    describe_damage,
+    iter_packets,
+)
+from capture.stream import HEAD_BYTES, Opened, Stream, open_head
 from capture.table import NS, FlowTable
 
 PCAP_MAGICS = {
@@ -32,52 +39,40 @@ PCAP_MAGICS = {
     b"\xa1\xb2\x3c\x4d": (">", True),
 }
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
-GZIP_MAGIC = b"\x1f\x8b"
 MAX_BLOCK = 16 << 20  # a pcapng block longer than this means a damaged file
+# The link-type field of a classic pcap header is 32 bits: the link type in the low 16, FCS
+# information (F bit, FCS length) in the high bits (draft-ietf-opsawg-pcap, "LinkType and
+# additional information"; libpcap's LT_LINKTYPE() masks the same way).
+LINKTYPE_MASK = 0xFFFF
 
 Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
 class CaptureInfo:
-    """What ``open_capture`` found out about a file."""
+    """What ``open_capture`` found out about an input."""
 
-    path: str
+    opened: Opened
     kind: str  # "pcap" or "pcapng"
-    gzipped: bool
     endian: str  # classic pcap: "<" or ">"
     nano: bool  # classic pcap: nanosecond timestamps
     linktype: int  # classic pcap: the file's link type (pcapng: per interface)
-    size: int  # bytes on disk
+
+    @property
+    def path(self) -> str:
+        return self.opened.path
+
+    @property
+    def compression(self) -> str | None:
+        return self.opened.compression
 
 
-def open_capture(path: str) -> CaptureInfo:
-    """Identify a capture file; ``CaptureError`` naming it if it is not one."""
-    try:
-        if os.path.isdir(path):
-            raise CaptureError("is a directory, not a capture file", path=path)
-        size = os.path.getsize(path)
-        with open(path, "rb") as raw:
-            head = raw.read(24)
-            gzipped = head[:2] == GZIP_MAGIC
-            if gzipped:
-                raw.seek(0)
-                try:
-                    with gzip.GzipFile(fileobj=raw) as gz:
-                        head = gz.read(24)
-                except (OSError, EOFError, zlib.error) as exc:
-                    raise CaptureError(f"gzip-compressed, but cannot be decompressed: {exc}",
-                                       path=path) from exc
-    except FileNotFoundError as exc:
-        raise CaptureError("no such file", path=path) from exc
-    except PermissionError as exc:
-        raise CaptureError("permission denied", path=path) from exc
-    except IsADirectoryError as exc:
-        raise CaptureError("is a directory, not a capture file", path=path) from exc
-    except OSError as exc:
-        raise CaptureError(f"cannot read: {exc.strerror or exc}", path=path) from exc
-    if not head:
-        raise CaptureError("empty file, not a capture", path=path)
+def open_capture(source: str | Opened) -> CaptureInfo:
+    """Identify a capture (a path, or an input ``capture.stream.open_head`` opened);
+    ``CaptureError`` naming it if it is not one."""
+    opened = open_head(source) if isinstance(source, str) else source
+    path = opened.path
+    head = opened.head
     magic = head[:4]
     if magic in PCAP_MAGICS:
         endian, nano = PCAP_MAGICS[magic]
@@ -88,14 +83,13 @@ def open_capture(path: str) -> CaptureInfo:
                                                                      head[4:24])
         if major != 2:
             raise CaptureError(f"unsupported pcap version {major}", path=path)
-        # The upper 16 bits carry FCS information (pcap spec, LinkType and additional info).
-        return CaptureInfo(path, "pcap", gzipped, endian, nano, linktype & 0xFFFF, size)
+        return CaptureInfo(opened, "pcap", endian, nano, linktype & LINKTYPE_MASK)
     if magic == PCAPNG_MAGIC:
         if len(head) < 12:
             raise CaptureError("truncated pcapng section header", path=path)
-        if head[8:12] not in (b"\x1a\x2b\x3c\x4d", b"\x4d\x3c\x2b\x1a"):
+        if head[8:12] not in (BOM_BIG, BOM_LITTLE):
             raise CaptureError("not a capture: pcapng magic but no byte-order mark", path=path)
-        return CaptureInfo(path, "pcapng", gzipped, "", False, -1, size)
+        return CaptureInfo(opened, "pcapng", "", False, -1)
     shown = head[:4].hex()
     raise CaptureError(f"not a pcap or pcapng capture (starts with 0x{shown})", path=path)
 
@@ -106,41 +100,58 @@ def read_capture(
     """Stream every packet of the capture into ``table``.
 
     Returns (packets read, damage): damage describes the first record that could not be read
-    (its number is packets read + 1), None when the file ended cleanly.
+    (its number is packets read + 1), None when the input ended cleanly.
     """
-    if fast and not info.gzipped:
-        try:
-            with open(info.path, "rb", buffering=0) as f:
-                if info.kind == "pcapng":
-                    return read_pcapng(f, table=table, progress=progress)
+    stream = info.opened.open()
+    try:
+        with stream:
+            if not fast:
+                n, damage = _read_scapy(info, stream, table, progress)
+            elif info.kind == "pcapng":
+                n, damage = read_pcapng(stream, table=table, progress=progress)
+            else:
                 tick = None if progress is None else lambda n, done: progress(n, done + 24)
-                f.seek(24)
-                return read_classic(f, info.endian, info.nano, info.linktype, table=table,
-                                    progress=tick)
-        except PcapngBadStart as exc:
-            raise CaptureError(f"cannot read as pcapng: {exc}", path=info.path) from exc
-        except OSError as exc:
-            raise CaptureError(f"cannot read: {exc.strerror or exc}", path=info.path) from exc
-    return _read_scapy(info, table, progress, fast=fast)
+                stream.read_up_to(24)  # the file header, read by open_capture
+                n, damage = read_classic(stream, info.endian, info.nano, info.linktype,
+                                         table=table, progress=tick)
+    except PcapngBadStart as exc:
+        raise CaptureError(f"cannot read as pcapng: {exc}", path=info.path) from exc
+    except OSError as exc:
+        raise CaptureError(f"cannot read: {exc.strerror or exc}", path=info.path) from exc
+    if stream.error is not None:
+        # The compressed data is damaged: the capture ends there, whatever the reader made of
+        # the cut (a record cut short, or none).
+        damage = f"damaged {info.compression} data: {stream.error}"
+    return n, damage
 
 
 def first_timestamp(info: CaptureInfo) -> int | None:
-    """The time (ns) of the first packet, to put several captures in order; None if none."""
-    if info.kind == "pcap" and not info.gzipped:
-        try:
-            with open(info.path, "rb") as f:
-                f.seek(24)
-                head = f.read(16)
-        except OSError:
+    """The time (ns) of the first packet, to put several captures in order; None if none.
+
+    Found in the head of the input; a regular file whose first packet lies beyond it is read
+    up to that packet (a pipe is not: it is read once, later).
+    """
+    head = info.opened.head
+    if info.kind == "pcap":
+        if len(head) < 40:
             return None
-        if len(head) < 16:
-            return None
-        sec, frac = struct.unpack(info.endian + "II", head[:8])
+        sec, frac = struct.unpack(info.endian + "II", head[24:32])
         return int(sec) * NS + int(frac) * (1 if info.nano else 1000)
+    t = _first_pcapng_time(io.BytesIO(head))
+    if t is None and len(head) >= HEAD_BYTES and info.opened.seekable:
+        try:
+            with info.opened.open() as stream:
+                t = _first_pcapng_time(stream)
+        except CaptureError:
+            return None
+    return t
+
+
+def _first_pcapng_time(f: Any) -> int | None:
     try:
-        for t, _linktype, _data, _wirelen in _scapy_packets(info):
-            return t
-    except (CaptureError, _Damaged):
+        for item in iter_packets(f, MAX_RECORD):
+            return cast(tuple[int, int, bytes, int], item)[0]
+    except (PcapngDamaged, PcapngBadStart, OSError):
         return None
     return None
 
@@ -150,23 +161,15 @@ class _Damaged(Exception):
 
 
 def _read_scapy(
-    info: CaptureInfo, table: FlowTable, progress: Progress | None, *, fast: bool
+    info: CaptureInfo, stream: Stream, table: FlowTable, progress: Progress | None
 ) -> tuple[int, str | None]:
-    """Fold the packets scapy's reader gives. ``fast``: through ``pcapfast.frame_folder``;
-    else every packet through the general decoder (the reference the fast paths are checked
-    against)."""
+    """Fold the packets scapy's reader gives, every one through the general decoder: the
+    reference the fast paths are checked against."""
     n = 0
-    folders: dict[int, FrameFolder] = {}
     add = table.add_frame
     try:
-        for t, linktype, data, wirelen in _scapy_packets(info):
-            if fast:
-                fold = folders.get(linktype)
-                if fold is None:
-                    fold = folders[linktype] = frame_folder(table, linktype)
-                fold(data, t, wirelen)
-            else:
-                add(linktype, data, t, wirelen)
+        for t, linktype, data, wirelen in _scapy_packets(info, stream):
+            add(linktype, data, t, wirelen)
             n += 1
             if progress is not None and not n & 0x3FFF:
                 progress(n, 0)
@@ -175,13 +178,16 @@ def _read_scapy(
     return n, None
 
 
-def _scapy_packets(info: CaptureInfo) -> Iterator[tuple[int, int, bytes, int]]:
-    """(time ns, linktype, frame bytes, wire length) for every packet, through scapy."""
-    reader = _scapy_reader(info)
+def _scapy_packets(
+    info: CaptureInfo, stream: Stream | None = None
+) -> Iterator[tuple[int, int, bytes, int]]:
+    """(time ns, linktype, frame bytes, wire length) for every packet, through scapy; of
+    ``stream`` (else ``info.opened.open()``), which it closes."""
+    reader = _scapy_reader(info, info.opened.open() if stream is None else stream)
     try:
         if info.kind == "pcap":
             mult = 1 if reader.nano else 1000
-            linktype = reader.linktype
+            linktype = reader.linktype & LINKTYPE_MASK
             while True:
                 try:
                     data, meta = reader._read_packet(MAX_RECORD)
@@ -221,11 +227,8 @@ def _scapy_packets(info: CaptureInfo) -> Iterator[tuple[int, int, bytes, int]]:
         reader.close()
 
 
-def _first_block_length(info: CaptureInfo) -> int:
+def _first_block_length(head: bytes) -> int:
     """The length the first block (the section header) of a pcapng declares."""
-    opener: Any = gzip.open if info.gzipped else open
-    with opener(info.path, "rb") as f:
-        head = f.read(12)
     endian = {BOM_BIG: ">", BOM_LITTLE: "<"}.get(head[8:12])
     return 0 if endian is None or len(head) < 12 else struct.unpack(endian + "I", head[4:8])[0]
 
@@ -258,8 +261,9 @@ class _Lookahead:
         self.f.close()
 
 
-def _scapy_reader(info: CaptureInfo) -> Any:
-    """A scapy raw reader for the file, with record / block start tracking for damage checks."""
+def _scapy_reader(info: CaptureInfo, stream: Stream) -> Any:
+    """A scapy raw reader of ``stream`` (closed when the reader is), with record / block start
+    tracking for damage checks."""
     from scapy.error import Scapy_Exception
     from scapy.utils import RawPcapNgReader, RawPcapReader
 
@@ -317,11 +321,13 @@ def _scapy_reader(info: CaptureInfo) -> Any:
             super()._read_block_shb()
 
     cls = _PcapReader if info.kind == "pcap" else _PcapNgReader
-    if info.kind == "pcapng" and _first_block_length(info) > MAX_BLOCK:
+    if info.kind == "pcapng" and _first_block_length(info.opened.head) > MAX_BLOCK:
+        stream.close()
         raise CaptureError(f"cannot read as pcapng: {BAD_START}", path=info.path)
     try:
-        return cls(info.path)
+        return cls(stream)
     except (Scapy_Exception, EOFError, OSError, struct.error) as exc:
+        stream.close()
         # scapy's reader of pcapng reads only the first section header here, and says "Not a
         # supported capture file" whatever is wrong with it; ours says which part.
         reason = BAD_START if info.kind == "pcapng" else exc

@@ -18,7 +18,16 @@ Client and server (the ``direction`` field of the flow file):
   ``port-heuristic``).
 
 A TCP flow that was closed (FIN or RST seen) and gets a new SYN on the same 5-tuple, and any flow
-idle for more than 300 s, ends; the next packet starts a new record.
+idle for more than 300 s, ends; the next packet starts a new record. A SYN sent again with the
+sequence number of the flow's SYN is that connection attempt retried (a retransmission carries
+its segment's sequence number, RFC 9293 section 3.8.1), not a new connection: it stays in the
+flow.
+
+IP fragments after the first carry no ports: they count to the flow of their datagram's first
+fragment (same addresses, protocol and identification), in whatever order they arrive. Those
+that come before it wait for it (at most ``MAX_PENDING_FRAGMENTS``, for
+``FRAGMENT_TIMEOUT_NS`` of capture time); those whose first fragment never comes are skipped as
+``fragment-unmatched``.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 import ipaddress
 import json.encoder
 import socket
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
@@ -44,7 +54,7 @@ from capture.decode import (
 )
 from capture.dns import parse_response
 from capture.flowfile import dumps
-from capture.tls import MAX_CLIENT_HELLO, probe_client_hello
+from capture.tls import MAX_CLIENT_HELLO, probe_client_hello, proxy_header_length
 
 NS = 1_000_000_000
 IDLE_NS = 300 * NS  # a flow idle for longer than this ends
@@ -55,7 +65,11 @@ TLS_PROBE_SEGMENTS = 4  # how many client -> server payload segments may start t
 # ClientHello ends the search.
 TLS_PREAMBLE_MAX = 256
 DNS_PORTS = frozenset({53, 5353})
-MAX_PENDING_FRAGMENTS = 65536
+MAX_PENDING_FRAGMENTS = 65536  # datagrams whose fragments are followed, fragments held
+# How long the fragments of one datagram are matched, from its first fragment seen: the
+# reassembly time-out of RFC 8200 section 4.5 (60 s; Linux's net.ipv6.ip6frag_time, and the
+# longest of the defaults of its net.ipv4.ipfrag_time, 30 s).
+FRAGMENT_TIMEOUT_NS = 60 * NS
 WELL_KNOWN = 1024
 EPHEMERAL = 32768
 
@@ -93,6 +107,7 @@ class FlowState:
         "slow",
         "sni",
         "syn",
+        "syn_seq",
         "synack",
         "tls",
         "tls_buf",
@@ -114,6 +129,7 @@ class FlowState:
         self.client_is_a = True
         self.direction = DIR_FIRST
         self.syn = False
+        self.syn_seq = -1  # the sequence number of the last SYN (without ACK) seen; -1: none
         self.synack = False
         self.resets = 0
         self.closed = False
@@ -182,7 +198,12 @@ class FlowTable:
             PROTO_ICMPV6: {},
         }
         self.done: list[FlowState] = []  # flows ended by idle time-out or TCP reopen
-        self.frags: dict[bytes, Half] = {}
+        # IP datagram (``Decoded.frag`` key) -> (the half its first fragment went to, when),
+        # oldest first; and the later fragments of datagrams whose first fragment has not come
+        # yet: (time, IP length, outer addresses) each, ``held`` of them in all.
+        self.frags: OrderedDict[bytes, tuple[Half, int]] = OrderedDict()
+        self.early: OrderedDict[bytes, list[tuple[int, int, tuple[bytes, ...]]]] = OrderedDict()
+        self.held = 0
         self.dns: dict[DnsKey, int] = {}  # answer -> first time seen
         self.skipped: dict[str, int] = {}
         self._names: dict[bytes, str] = {}
@@ -249,16 +270,22 @@ class FlowTable:
         frag = d.frag
         if frag is not None and frag[1]:
             # A later fragment: no transport header; it belongs to the flow of its first one.
-            fh = self.frags.get(frag[0])
-            if fh is None:
-                self.skip(SKIP_FRAGMENT)
+            first = self.frags.get(frag[0])
+            if first is None or t - first[1] > FRAGMENT_TIMEOUT_NS:
+                self._hold(frag[0], t, d.iplen, d.outer)
                 return None
-            if not frag[2]:
-                del self.frags[frag[0]]
+            fh = first[0]
             fh.packets += 1
             fh.bytes += d.iplen
             ffl = fh.flow
-            ffl.last = max(ffl.last, t)
+            if t > ffl.last:
+                ffl.last = t
+            elif t < ffl.first:
+                ffl.first = t
+            if d.outer:
+                if ffl.outer is None:
+                    ffl.outer = set()
+                ffl.outer.update(d.outer)
             return ffl
         if key is None:
             key = d.src + d.dst + d.ports
@@ -269,11 +296,15 @@ class FlowTable:
             h = self._new(table, key, d, t)
         else:
             fl = h.flow
-            if t - fl.last > IDLE_NS or (
-                proto == PROTO_TCP and fl.closed and d.flags & (TCP_SYN | TCP_ACK) == TCP_SYN
-            ):
+            if t - fl.last > IDLE_NS:
                 self.done.append(fl)
                 h = self._new(table, key, d, t)
+            elif proto == PROTO_TCP and fl.closed and d.flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
+                if d.seq == fl.syn_seq and h.is_a == fl.client_is_a:
+                    fl.closed = False  # the flow's own SYN again: the attempt retried
+                else:
+                    self.done.append(fl)  # a new connection on the 5-tuple
+                    h = self._new(table, key, d, t)
         fl = h.flow
         h.packets += 1
         h.bytes += d.iplen
@@ -282,9 +313,7 @@ class FlowTable:
         elif t < fl.first:
             fl.first = t
         if frag is not None:
-            if len(self.frags) >= MAX_PENDING_FRAGMENTS:
-                del self.frags[next(iter(self.frags))]
-            self.frags[frag[0]] = h
+            self._first_fragment(frag[0], h, t)
         if d.outer:
             if fl.outer is None:
                 fl.outer = set()
@@ -292,7 +321,7 @@ class FlowTable:
         if proto == PROTO_TCP:
             flags = d.flags
             if flags & (TCP_SYN | TCP_RST | TCP_FIN):
-                self._tcp_flags(h, fl, flags)
+                self._tcp_flags(h, fl, flags, d.seq)
             if fl.probe_left > 0:
                 fl.probe_left -= 1
                 if d.pend > d.poff:
@@ -352,7 +381,7 @@ class FlowTable:
         if flags & (TCP_SYN | TCP_RST | TCP_FIN):
             if fl.closed and flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
                 return False
-            self._tcp_flags(h, fl, flags)
+            self._tcp_flags(h, fl, flags, int.from_bytes(buf[l4 + 4 : l4 + 8], "big"))
         h.packets += 1
         h.bytes += iplen
         fl.last = t
@@ -370,13 +399,14 @@ class FlowTable:
         return True
 
     @staticmethod
-    def _tcp_flags(h: Half, fl: FlowState, flags: int) -> None:
+    def _tcp_flags(h: Half, fl: FlowState, flags: int, seq: int) -> None:
         if flags & TCP_SYN:
             if flags & TCP_ACK:
                 fl.synack = True
                 fl.client_is_a = not h.is_a
             else:
                 fl.syn = True
+                fl.syn_seq = seq
                 fl.client_is_a = h.is_a
             fl.direction = DIR_HANDSHAKE
         if flags & TCP_RST:
@@ -392,13 +422,19 @@ class FlowTable:
             if fl.tls_left <= 0:
                 return
             fl.tls_left -= 1
-            probe = probe_client_hello(payload)
+            # A proxy may put a PROXY protocol header before the client's bytes: what follows
+            # it is what the client sent (its addresses are not kept).
+            hello = payload
+            skip = proxy_header_length(payload)
+            if skip:
+                hello = payload[skip:]
+            probe = probe_client_hello(hello)
             if not probe.is_hello:
-                if fl.tls_left <= 0 or len(payload) > TLS_PREAMBLE_MAX:
+                if fl.tls_left <= 0 or len(hello) > TLS_PREAMBLE_MAX:
                     fl.probe_left = 0
                 return
             fl.tls = True
-            stream = payload
+            stream = hello
         else:
             if seq != fl.tls_next:
                 return  # a retransmission or out of order: wait for the next segment in order
@@ -491,10 +527,65 @@ class FlowTable:
 
     def drop_fragments(self, ended: Collection[FlowState]) -> None:
         """Forget the pending IP fragments of flows whose records were written (one pass):
-        their later fragments are then skipped as ``fragment-unmatched``."""
+        their later fragments then wait for a first fragment that does not come, and are
+        skipped as ``fragment-unmatched`` (``expire_fragments``)."""
         if self.frags and ended:
-            for fkey in [k for k, h in self.frags.items() if h.flow in ended]:
+            for fkey in [k for k, (h, _t) in self.frags.items() if h.flow in ended]:
                 del self.frags[fkey]
+
+    # -- IP fragments --------------------------------------------------------------------------
+
+    def _first_fragment(self, key: bytes, h: Half, t: int) -> None:
+        """The first fragment of datagram ``key`` went to ``h``: its later fragments follow it,
+        those that came before it too."""
+        frags = self.frags
+        frags[key] = (h, t)
+        frags.move_to_end(key)  # a new datagram with the same key (the IP ID wrapped)
+        while len(frags) > MAX_PENDING_FRAGMENTS or t - next(iter(frags.values()))[1] > (
+                FRAGMENT_TIMEOUT_NS):
+            frags.popitem(last=False)
+        held = self.early.pop(key, None)
+        if held is None:
+            return
+        self.held -= len(held)
+        fl = h.flow
+        for ht, iplen, outer in held:
+            h.packets += 1
+            h.bytes += iplen
+            if ht > fl.last:
+                fl.last = ht
+            elif ht < fl.first:
+                fl.first = ht
+            if outer:
+                if fl.outer is None:
+                    fl.outer = set()
+                fl.outer.update(outer)
+
+    def _hold(self, key: bytes, t: int, iplen: int, outer: tuple[bytes, ...]) -> None:
+        """A later fragment of datagram ``key`` came before its first one: keep it (not its
+        bytes) for when that comes, within the bounds."""
+        early = self.early
+        waiting = early.get(key)
+        if waiting is None:
+            early[key] = waiting = []
+        waiting.append((t, iplen, outer))
+        self.held += 1
+        self.expire_fragments(t - FRAGMENT_TIMEOUT_NS)
+        while self.held > MAX_PENDING_FRAGMENTS:
+            self._give_up()
+
+    def _give_up(self) -> None:
+        _key, waiting = self.early.popitem(last=False)
+        self.held -= len(waiting)
+        self.skip(SKIP_FRAGMENT, len(waiting))
+
+    def expire_fragments(self, before: int | None = None) -> None:
+        """Skip as ``fragment-unmatched`` the fragments still waiting for their datagram's
+        first fragment: all of them (at the end of the input), or those of datagrams whose
+        first fragment held came before time ``before`` (ns)."""
+        early = self.early
+        while early and (before is None or next(iter(early.values()))[0][0] < before):
+            self._give_up()
 
     def flow_estimate(self) -> int:
         """About how many flows there are, in constant time (for a progress display): each

@@ -1,7 +1,9 @@
 """TLS ClientHello recognition and SNI extraction.
 
 Only the fact that a ClientHello was sent and its ``server_name`` are read; nothing else of the
-handshake is looked at or kept.
+handshake is looked at or kept. A PROXY protocol header that a load balancer put before the
+client's bytes is recognised (``proxy_header_length``) so that the ClientHello after it is seen;
+its addresses are not kept.
 """
 
 from __future__ import annotations
@@ -14,6 +16,15 @@ EXT_SERVER_NAME = 0
 NAME_TYPE_HOST = 0
 MAX_CLIENT_HELLO = 16384 + 5  # one TLS record
 _HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_*")
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+# The PROXY protocol (HAProxy's proxy-protocol.txt, versions 1 and 2): a text line of at most
+# 107 bytes "PROXY TCP4 <src> <dst> <sport> <dport>\r\n", or a 16-byte binary header -- a
+# 12-byte signature, version 2 in the high nibble of the 13th byte, the length of the
+# addresses and TLVs that follow in the 15th and 16th -- then those.
+PROXY_V1_PREFIX = b"PROXY "
+PROXY_V1_MAX = 107
+PROXY_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
 
 class HelloProbe(NamedTuple):
@@ -34,6 +45,18 @@ def looks_like_client_hello(data: bytes | bytearray) -> bool:
         and data[2] <= 4
         and data[5] == HANDSHAKE_CLIENT_HELLO
     )
+
+
+def proxy_header_length(data: bytes | bytearray) -> int:
+    """The length of a whole PROXY protocol header (version 1 or 2) at the start of ``data``;
+    0 when there is none (or it is not whole)."""
+    if data[:6] == PROXY_V1_PREFIX:
+        end = data.find(b"\r\n", 0, PROXY_V1_MAX)
+        return end + 2 if end >= 0 else 0
+    if data[:12] == PROXY_V2_SIGNATURE and len(data) >= 16 and data[12] >> 4 == 2:
+        total = 16 + (data[14] << 8 | data[15])
+        return total if total <= len(data) else 0
+    return 0
 
 
 def probe_client_hello(data: bytes | bytearray) -> HelloProbe:
@@ -85,6 +108,20 @@ def _server_name(ext: bytes | bytearray) -> str | None:
         if ntype == NAME_TYPE_HOST:
             if len(name) != nlen or not name or not set(name) <= _HOST_CHARS:
                 return None
-            return name.decode("ascii").lower().rstrip(".") or None
+            host = name.decode("ascii").lower().rstrip(".")
+            if not host or _is_ip_literal(host):
+                return None
+            return host
         off += 3 + nlen
     return None
+
+
+def _is_ip_literal(host: str) -> bool:
+    """An IPv4 address, which RFC 6066 section 3 does not allow as a HostName ("Literal IPv4
+    and IPv6 addresses are not permitted"; an IPv6 one has colons, not host characters): a name
+    that ends in a number, as the WHATWG URL Standard's host parser tells one -- its last label
+    all digits, or 0x and hex digits (so 10.0.0.1, 0x7f.1, 3232235777)."""
+    last = host.rsplit(".", 1)[-1]
+    if last.isdigit():
+        return True
+    return last[:2] == "0x" and set(last[2:]) <= _HEX_DIGITS

@@ -12,36 +12,25 @@ first bytes after decompression) and reads it into a :class:`Sink`:
   several times (both ends report it, replies are logged) folds them itself.
 
 ``ingest`` writes what the sink holds as one flow file.
+
+An input is read once, as a stream: ``read`` takes its content from ``opened.open()`` (the
+whole of it, decompressed, from the first byte) and never by its path, so that pipes, FIFOs and
+``/dev/stdin`` read as files do (``capture.stream``); ``first_time`` looks only at
+``opened.head`` or, for a regular file (``opened.seekable``), may open it once more.
 """
 
 from __future__ import annotations
 
-import gzip
-import os
-import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from capture.errors import CaptureError
+from capture.stream import HEAD_BYTES, Opened, open_head
 from capture.table import FlowTable
-
-HEAD_BYTES = 65536  # how much of a file (after decompression) the sniffers see
-GZIP_MAGIC = b"\x1f\x8b"
 
 Record = dict[str, Any]
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class Opened:
-    """A file about to be read: its first bytes (decompressed) and how it is stored."""
-
-    path: str
-    head: bytes
-    gzipped: bool
-    size: int  # bytes on disk
 
 
 @dataclass
@@ -79,11 +68,12 @@ class SourceFormat:
         name: short name, as the flow file's ``sources`` lists and error messages say it.
         title: what a person calls it ("pcapng capture", "Hubble flow export").
         sniff: ``sniff(head)`` is true when the first bytes are this format's.
-        read: ``read(opened, sink, options)`` reads the whole file into the sink; damage
-            part-way is a warning in ``sink.warnings``, not an error, where the format allows
-            using what came before it.
+        read: ``read(opened, sink, options)`` reads the whole input (``opened.open()``) into
+            the sink; damage part-way is a warning in ``sink.warnings``, not an error, where
+            the format allows using what came before it.
         first_time: for packet sources, the time of the first packet (ns), so that several
-            captures fold in time order; None for record sources.
+            captures fold in time order, found without consuming a stream read once; None for
+            record sources.
         packets: a packet source (folds into ``sink.table``) rather than a record source.
     """
 
@@ -96,36 +86,6 @@ class SourceFormat:
 
     def __str__(self) -> str:
         return self.name
-
-
-def open_head(path: str) -> Opened:
-    """Read the first bytes of ``path`` (decompressing gzip) without reading the rest."""
-    try:
-        if os.path.isdir(path):
-            raise CaptureError("is a directory, not a capture file", path=path)
-        size = os.path.getsize(path)
-        with open(path, "rb") as raw:
-            head = raw.read(HEAD_BYTES)
-            gzipped = head[:2] == GZIP_MAGIC
-            if gzipped:
-                raw.seek(0)
-                try:
-                    with gzip.GzipFile(fileobj=raw) as gz:
-                        head = gz.read(HEAD_BYTES)
-                except (OSError, EOFError, zlib.error) as exc:
-                    raise CaptureError(f"gzip-compressed, but cannot be decompressed: {exc}",
-                                       path=path) from exc
-    except FileNotFoundError as exc:
-        raise CaptureError("no such file", path=path) from exc
-    except PermissionError as exc:
-        raise CaptureError("permission denied", path=path) from exc
-    except IsADirectoryError as exc:
-        raise CaptureError("is a directory, not a capture file", path=path) from exc
-    except OSError as exc:
-        raise CaptureError(f"cannot read: {exc.strerror or exc}", path=path) from exc
-    if not head:
-        raise CaptureError("empty file", path=path)
-    return Opened(path, head, gzipped, size)
 
 
 def stat_counts(header: Mapping[str, Any]) -> tuple[int, dict[str, int]]:
@@ -141,3 +101,7 @@ def stat_counts(header: Mapping[str, Any]) -> tuple[int, dict[str, int]]:
         {str(k): v for k, v in skipped.items() if isinstance(v, int) and not isinstance(v, bool)}
         if isinstance(skipped, Mapping) else {},
     )
+
+
+__all__ = ["HEAD_BYTES", "Opened", "Progress", "ReadOptions", "Record", "Sink", "SourceFormat",
+           "open_head", "stat_counts"]

@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
-import json
+import io
 
-from capture.flowfile import FORMAT, read_flow_file
+from capture.flowfile import FORMAT, loads, read_flow_file
 from capture.sources.base import Opened, ReadOptions, Sink, SourceFormat, stat_counts
+
+# A first line that names the format is a flow file even when it is not valid JSON (an integer
+# too long to parse, nesting too deep): the reader then says what is wrong with it, rather
+# than "not a format read".
+_FORMAT_VALUE = b'"' + FORMAT.encode() + b'"'
 
 
 def _sniff(head: bytes) -> bool:
@@ -14,14 +19,17 @@ def _sniff(head: bytes) -> bool:
     if not first.startswith(b"{"):
         return False
     try:
-        header = json.loads(first)
-    except ValueError:
+        header = loads(first.decode("utf-8"))
+    except UnicodeDecodeError:
         return False
+    except ValueError:
+        return b'"format"' in first and _FORMAT_VALUE in first
     return isinstance(header, dict) and header.get("format") == FORMAT
 
 
 def _read(opened: Opened, sink: Sink, options: ReadOptions) -> None:
-    flow_file = read_flow_file(opened.path)
+    with io.BufferedReader(opened.open()) as stream:
+        flow_file = read_flow_file(opened.path, stream)
     packets, skipped = stat_counts(flow_file.header)
     sink.packets += packets
     sink.skipped.update(skipped)

@@ -1,4 +1,5 @@
-"""Packet captures: classic pcap and pcapng, optionally gzip-compressed (``capture.readers``)."""
+"""Packet captures: classic pcap and pcapng, compressed or not, files or pipes
+(``capture.readers``, ``capture.stream``)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,18 @@ from capture.sources.base import Opened, ReadOptions, Sink, SourceFormat
 
 
 def _read(opened: Opened, sink: Sink, options: ReadOptions) -> None:
-    info = open_capture(opened.path)
+    info = open_capture(opened)
     packets, damage = read_capture(info, sink.table, fast=options.fast,
                                    progress=options.progress)
     sink.packets += packets
     if damage is not None:
+        # tshark: "The file ... appears to have been cut short in the middle of a packet".
         sink.warnings.append(str(CaptureError(damage, path=opened.path, record=packets + 1))
                              + f"; using the {packets} packets before it")
 
 
 def _first_time(opened: Opened) -> int | None:
-    return first_timestamp(open_capture(opened.path))
+    return first_timestamp(open_capture(opened))
 
 
 PCAP = SourceFormat(

@@ -4,29 +4,28 @@ errors name.
 Flow logs arrive as text lines (AWS, Zeek TSV), JSON Lines (Zeek JSON, Cloud Logging exports,
 CloudWatch forwarders) or one JSON document holding an array (``gcloud logging read
 --format=json``, Azure's ``{"records": [...]}`` blobs). Every reader here streams: memory holds
-one line or one array element at a time, never the whole file. A gzip-compressed file is read
-through; one that is damaged part-way is a warning on the sink (the lines before the damage are
-used), as ``capture.sources.base`` asks.
+one line or one array element at a time, never the whole file. A compressed file is read
+through (``capture.stream``); one that is damaged part-way is a warning on the sink (the lines
+before the damage are used), as ``capture.sources.base`` asks.
 """
 
 from __future__ import annotations
 
 import codecs
-import gzip
+import io
 import ipaddress
 import json
 import re
-import zlib
 from collections.abc import Iterator
 from datetime import datetime
 from socket import AF_INET, inet_pton
-from typing import IO, Any
+from typing import Any
 
 from capture.errors import CaptureError
 from capture.sources.base import Opened, Sink
+from capture.stream import Stream
 
 CHUNK = 1 << 20  # bytes read at a time by the JSON stream
-_DAMAGE = (EOFError, OSError, zlib.error)
 _BOM = "\ufeff"
 
 
@@ -35,21 +34,30 @@ def line_error(opened: Opened, line: int | None, message: str) -> CaptureError:
     return CaptureError(message, path=opened.path, record=line, unit="line")
 
 
-def _open(opened: Opened) -> IO[bytes]:
+def _damaged(sink: Sink, opened: Opened, line: int, why: str) -> None:
+    sink.warnings.append(str(line_error(
+        opened, line, f"{opened.compression or 'compressed'} data ends early or is damaged ({why})"
+    )) + f"; using the {line - 1} lines before it")
+
+
+def raw_lines(opened: Opened, sink: Sink) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes with the line end) of every line of ``opened``, read as a stream
+    (``opened.open()``). Damage part-way through compressed data ends the lines with a
+    warning on ``sink``; an I/O error of the file is a ``CaptureError``."""
+    stream = opened.open()
+    number = 0
     try:
-        raw = open(opened.path, "rb")  # noqa: SIM115 - closed by the callers' with blocks
+        with io.BufferedReader(stream, CHUNK) as f:
+            for number, line in enumerate(f, 1):
+                if not line.endswith(b"\n") and stream.error is not None:
+                    break  # the last line, cut by the damage: not a line of the log
+                yield number, line
+            else:
+                number += 1
     except OSError as exc:
         raise CaptureError(f"cannot read: {exc.strerror or exc}", path=opened.path) from exc
-    if opened.gzipped:
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    return raw
-
-
-def _damaged(sink: Sink, opened: Opened, line: int, exc: BaseException) -> None:
-    what = "compressed data ends early or is damaged" if opened.gzipped else "cannot read"
-    sink.warnings.append(
-        str(line_error(opened, line, f"{what} ({exc})")) + f"; using the {line - 1} lines before it"
-    )
+    if stream.error is not None:
+        _damaged(sink, opened, number, stream.error)
 
 
 def text_lines(opened: Opened, sink: Sink) -> Iterator[tuple[int, str]]:
@@ -58,25 +66,14 @@ def text_lines(opened: Opened, sink: Sink) -> Iterator[tuple[int, str]]:
     A line that is not UTF-8 raises ``CaptureError`` naming it; damage part-way through a
     compressed file ends the lines with a warning on ``sink``.
     """
-    with _open(opened) as f:
-        number = 0
-        lines = iter(f)
-        while True:
-            try:
-                raw = next(lines)
-            except StopIteration:
-                return
-            except _DAMAGE as exc:
-                _damaged(sink, opened, number + 1, exc)
-                return
-            number += 1
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise line_error(opened, number, f"not UTF-8 text ({exc.reason})") from None
-            if number == 1:
-                text = text.removeprefix(_BOM)
-            yield number, text.rstrip("\r\n")
+    for number, raw in raw_lines(opened, sink):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise line_error(opened, number, f"not UTF-8 text ({exc.reason})") from None
+        if number == 1:
+            text = text.removeprefix(_BOM)
+        yield number, text.rstrip("\r\n")
 
 
 class JsonValues:
@@ -98,10 +95,10 @@ class JsonValues:
         self.pos = 0
         self.line = 1  # line number at self.pos
         self.eof = False
-        self.stream: IO[bytes] | None = None
+        self.stream: Stream | None = None
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
-        with _open(self.opened) as stream:
+        with self.opened.open() as stream:
             self.stream = stream
             yield from self._values()
 
@@ -113,9 +110,11 @@ class JsonValues:
             return False
         try:
             chunk = self.stream.read(CHUNK)
-        except _DAMAGE as exc:
-            _damaged(self.sink, self.opened, self.line, exc)
-            chunk = b""
+        except OSError as exc:
+            raise CaptureError(f"cannot read: {exc.strerror or exc}",
+                               path=self.opened.path) from exc
+        if not chunk and self.stream.error is not None:
+            _damaged(self.sink, self.opened, self.line, self.stream.error)
         if self.pos > len(self.buf) // 2:  # drop what was consumed
             self.buf = self.buf[self.pos :]
             self.pos = 0

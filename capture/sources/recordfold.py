@@ -1,9 +1,9 @@
 """What the flow-log sources (Hubble, Calico) share: reading JSON lines, and folding across files.
 
 * ``json_lines(opened)`` yields ``(line number, object)`` for every non-blank line of a file,
-  gzip-compressed or not, without reading it whole. A line that is not a JSON object is a
+  compressed or not, file or pipe, without reading it whole. A line that is not a JSON object is a
   ``CaptureError`` naming the file and the line; a final line cut short (a file copied while the
-  agent was still writing it, a gzip stream that ends early) is a warning and what came before
+  agent was still writing it, a compressed stream that ends early) is a warning and what came before
   it is used.
 * ``FileFold`` is a source's state for one ingest. One connection is reported in several files
   -- each node writes its own log (Hubble exporter, Calico ``flows.log``), the exporter rotates
@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import calendar
 import datetime
-import gzip
 import ipaddress
 import json
 import re
-import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from capture.errors import CaptureError
 from capture.sources.base import Opened, Record, Sink
+from capture.sources.reading import raw_lines
 
 try:  # an optional accelerator: the same objects, 2-3 times faster on long lines
     import orjson  # type: ignore[import-not-found,unused-ignore]
@@ -49,34 +48,22 @@ def json_lines(opened: Opened, sink: Sink, *, what: str,
     format in messages ("Hubble flow"). ``prefix``, when a line starts with it, is taken off
     first (server-sent events' ``data:``)."""
     path = opened.path
-    number = 0
     cut: tuple[int, Exception] | None = None  # a last line without its newline, not JSON
-    try:
-        raw = gzip.open(path, "rb") if opened.gzipped else open(path, "rb")  # noqa: SIM115
-        with raw:
-            for number, raw_line in enumerate(raw, 1):
-                line = raw_line[len(prefix):] if prefix and raw_line.startswith(prefix) \
-                    else raw_line
-                if line.isspace():
-                    continue
-                try:
-                    obj = _loads(line)
-                except JSON_ERRORS as exc:
-                    if line.endswith(b"\n"):
-                        raise _not_json(path, number, line, exc, what=what) from exc
-                    cut = (number, exc)  # only the last line lacks its newline
-                    continue
-                if not isinstance(obj, dict):
-                    raise CaptureError(f"not a {what} record (a JSON {type(obj).__name__}, "
-                                       "not an object)", path=path, record=number, unit="line")
-                yield number, obj
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        sink.warnings.append(str(CaptureError(
-            f"gzip stream ends early or is damaged ({exc})", path=path, record=number + 1,
-            unit="line")) + f"; using the {number} lines before it")
-        return
-    except OSError as exc:
-        raise CaptureError(f"cannot read: {exc.strerror or exc}", path=path) from exc
+    for number, raw_line in raw_lines(opened, sink):
+        line = raw_line[len(prefix):] if prefix and raw_line.startswith(prefix) else raw_line
+        if line.isspace():
+            continue
+        try:
+            obj = _loads(line)
+        except JSON_ERRORS as exc:
+            if line.endswith(b"\n"):
+                raise _not_json(path, number, line, exc, what=what) from exc
+            cut = (number, exc)  # only the last line lacks its newline
+            continue
+        if not isinstance(obj, dict):
+            raise CaptureError(f"not a {what} record (a JSON {type(obj).__name__}, "
+                               "not an object)", path=path, record=number, unit="line")
+        yield number, obj
     if cut is not None:
         sink.warnings.append(str(CaptureError(
             f"last line is cut short, not JSON ({cut[1]}); file still being written?",

@@ -65,10 +65,11 @@ def icmp_echo(src: str, dst: str, reply: bool = False) -> Packet:
 def handshake_flow(
     client: str = CLIENT, server: str = SERVER, cport: int = 40000, sport: int = 443, *,
     request: bytes = b"GET / HTTP/1.1\r\n\r\n", response: bytes = b"HTTP/1.1 200 OK\r\n\r\n",
-    v6: bool = False, close: bool = True,
+    v6: bool = False, close: bool = True, isn: int = 1000,
 ) -> list[Packet]:
-    """A whole TCP conversation: handshake, one request / response, FIN from both sides."""
-    c = 1000
+    """A whole TCP conversation: handshake, one request / response, FIN from both sides;
+    ``isn``: the client's initial sequence number (a new connection has a new one)."""
+    c = isn
     s = 5000
     pkts = [
         tcp(client, server, cport, sport, "S", seq=c, v6=v6),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,7 @@ from scapy.layers.inet6 import (
     IPv6ExtHdrFragment,
     IPv6ExtHdrHopByHop,
     IPv6ExtHdrRouting,
+    IPv6ExtHdrSegmentRouting,
     fragment6,
 )
 from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether
@@ -40,6 +42,7 @@ from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet
 
 from capture.decode import Decoded, decode
+from capture.errors import CaptureError
 
 EXPECTED_V4 = {
     "proto": "TCP",
@@ -114,6 +117,17 @@ def test_link_types_ipv6(tmp_path: Path, linktype: int, framer: Framer) -> None:
     assert flow["bytes_to_server"] + flow["bytes_to_client"] == sum(len(bytes(p)) for p in pkts)
 
 
+def _skipped_only(path: Path) -> str:
+    """What the error says of a capture none of whose packets is a connection (ingest fails
+    closed rather than write a flow file of nothing): counts and skip reasons."""
+    with pytest.raises(CaptureError) as err:
+        records([path])
+    prefix = f"{path}: none of the "
+    message = str(err.value)
+    assert message.startswith(prefix) and message.endswith(": nothing to make flows of")
+    return message[len(prefix):-len(": nothing to make flows of")]
+
+
 def test_unsupported_linktype_and_non_ip_are_skipped(tmp_path: Path) -> None:
     frames = [bytes(Ether(src=MAC_A, dst=MAC_B) / ARP()), ether(tcp(CLIENT, SERVER, 1, 2, "S"))]
     eth = write_pcap(tmp_path / "arp.pcap", timed(frames), 1)
@@ -122,18 +136,17 @@ def test_unsupported_linktype_and_non_ip_are_skipped(tmp_path: Path) -> None:
     assert header["stats"]["packets"] == 2
     assert len(flows) == 1
     wifi = write_pcap(tmp_path / "wifi.pcap", timed([b"\x08\x00" + bytes(30)]), 105)
-    header, flows, _ = records([wifi])
-    assert header["stats"]["skipped"] == {"unsupported-linktype": 1}
-    assert flows == []
+    assert _skipped_only(wifi) == (
+        "1 packet read is a connection (skipped unsupported-linktype: 1)")
 
 
 def test_unsupported_ip_protocol_is_skipped(tmp_path: Path) -> None:
-    gre = IP(src=CLIENT, dst=SERVER, proto=47) / (b"\x00\x00\x08\x00" + bytes(IP()))
+    esp = IP(src=CLIENT, dst=SERVER, proto=50) / bytes(40)
     igmp = IP(src=CLIENT, dst="224.0.0.22", proto=2) / bytes(8)
-    path = write_pcap(tmp_path / "p.pcap", timed([ether(gre), ether(igmp)]))
-    header, flows, _ = records([path])
-    assert header["stats"]["skipped"] == {"unsupported-protocol": 2}
-    assert flows == []
+    pptp = IP(src=CLIENT, dst=SERVER, proto=47) / (b"\x30\x81\x88\x0b" + bytes(12))  # GRE v1
+    path = write_pcap(tmp_path / "p.pcap", timed([ether(esp), ether(igmp), ether(pptp)]))
+    assert _skipped_only(path) == (
+        "3 packets read is a connection (skipped unsupported-protocol: 3)")
 
 
 def test_ipv6_extension_headers_are_skipped(tmp_path: Path) -> None:
@@ -162,12 +175,69 @@ def test_ipv4_fragments_count_to_the_flow_of_the_first(tmp_path: Path) -> None:
     assert flow["bytes_to_server"] == sum(len(bytes(f)) for f in frags)
 
 
-def test_ipv4_fragments_before_their_first_are_skipped(tmp_path: Path) -> None:
-    datagram = IP(src=CLIENT, dst=SERVER, id=7) / UDP(sport=40000, dport=5000) / bytes(2500)
-    frags = fragment(datagram, fragsize=1000)
-    order = [frags[2], frags[0], frags[1]]  # the last fragment arrives first: no flow to match
-    path = write_pcap(tmp_path / "frag.pcap", timed([ether(f) for f in order]))
+def _datagrams(count: int, size: int = 4000) -> list[list[Packet]]:
+    """The fragments of ``count`` UDP datagrams, 5 fragments each (scapy's fragment())."""
+    return [fragment(IP(src=CLIENT, dst=SERVER, id=100 + k) / UDP(sport=40000 + k, dport=5000)
+                     / bytes(size), fragsize=1000) for k in range(count)]
+
+
+@pytest.mark.parametrize("order", ["reversed", "last-first-middle", "interleaved", "shuffled"])
+@pytest.mark.parametrize("fast", [True, False], ids=["own-reader", "scapy-reader"])
+def test_fragments_count_in_any_order(tmp_path: Path, order: str, fast: bool) -> None:
+    """Fragments that come before their datagram's first one wait for it; those after its last
+    one still find it. Every fragment counts, to its own flow."""
+    datagrams = _datagrams(10)
+    assert {len(d) for d in datagrams} == {5}
+    if order == "reversed":  # as a reassembling middlebox or a bonded link may deliver them
+        frames = [f for d in datagrams for f in reversed(d)]
+    elif order == "last-first-middle":
+        frames = [f for d in datagrams for f in (d[-1], d[0], *d[1:-1])]
+    elif order == "interleaved":
+        frames = [d[i] for i in (4, 2, 0, 3, 1) for d in datagrams]
+    else:
+        frames = [f for d in datagrams for f in d]
+        random.Random(4).shuffle(frames)
+    path = write_pcap(tmp_path / "frag.pcap", timed([ether(f) for f in frames]))
+    header, flows, _ = records([path], fast=fast)
+    assert header["stats"]["packets"] == 50
+    assert header["stats"]["skipped"] == {}
+    assert sorted((f["client_port"], f["packets_to_server"], f["bytes_to_server"])
+                  for f in flows) == [(40000 + k, 5, sum(len(bytes(f)) for f in d))
+                                      for k, d in enumerate(datagrams)]
+
+
+def test_fragments_whose_first_never_comes_are_unmatched(tmp_path: Path) -> None:
+    datagrams = _datagrams(3)
+    frames = [*datagrams[0], *datagrams[1][1:], *datagrams[2][2:]]  # no first fragment of two
+    path = write_pcap(tmp_path / "frag.pcap", timed([ether(f) for f in frames]))
     header, flows, _ = records([path])
+    assert header["stats"]["skipped"] == {"fragment-unmatched": 4 + 3}
+    assert [f["packets_to_server"] for f in flows] == [5]
+    assert header["stats"]["packets"] == 5 + 4 + 3
+
+
+def test_fragments_waiting_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most MAX_PENDING_FRAGMENTS wait; the oldest datagram's are given up first (and
+    counted as unmatched)."""
+    import capture.table
+
+    monkeypatch.setattr(capture.table, "MAX_PENDING_FRAGMENTS", 6)
+    d0, d1 = _datagrams(2)
+    # d0's four later fragments wait, then d1's: the seventh to wait pushes out d0's.
+    frames = [*d0[1:], *d1[1:], d0[0], d1[0]]
+    path = write_pcap(tmp_path / "frag.pcap", timed([ether(f) for f in frames]))
+    header, flows, _ = records([path])
+    assert header["stats"]["skipped"] == {"fragment-unmatched": 4}
+    assert sorted((f["client_port"], f["packets_to_server"]) for f in flows) == [
+        (40000, 1), (40001, 5)]
+
+
+def test_fragments_of_a_datagram_are_matched_for_the_reassembly_time(tmp_path: Path) -> None:
+    """RFC 8200 section 4.5: a fragment more than 60 s after its datagram's first one is not
+    that datagram's (the IP identification may have come round again)."""
+    frags = _datagrams(1)[0]
+    frames = [(T0, ether(frags[0])), (T0 + 1, ether(frags[1])), (T0 + 61, ether(frags[2]))]
+    header, flows, _ = records([write_pcap(tmp_path / "late.pcap", frames)])
     assert header["stats"]["skipped"] == {"fragment-unmatched": 1}
     assert flows[0]["packets_to_server"] == 2
 
@@ -208,9 +278,8 @@ def test_snaplen_with_ports_but_no_flags(tmp_path: Path) -> None:
 def test_snaplen_without_ports_is_skipped(tmp_path: Path) -> None:
     pkts = handshake_flow()
     path = write_pcap(tmp_path / "snap.pcap", timed([ether(p) for p in pkts]), snaplen=14 + 20)
-    header, flows, _ = records([path])
-    assert flows == []
-    assert header["stats"]["skipped"] == {"truncated": len(pkts)}
+    assert _skipped_only(path) == (f"{len(pkts)} packets read is a connection"
+                                   f" (skipped truncated: {len(pkts)})")
 
 
 def _check_inner(flow: dict[str, object], outer: list[str]) -> None:
@@ -338,3 +407,245 @@ def test_time_stamps(tmp_path: Path) -> None:
               (T0 + 1.5, ether(tcp(SERVER, CLIENT, 80, 40000, "SA")))]
     flow = only_flow([write_pcap(tmp_path / "t.pcap", frames)])
     assert (flow["first_seen"], flow["last_seen"]) == (T0 + 0.25, T0 + 1.5)
+
+
+# -- loopback headers holding an Ethernet type -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("linktype", "header", "v6"),
+    [
+        (0, struct.pack("<I", 0x0800), False),  # written in the (little-endian) host's order
+        (0, struct.pack(">I", 0x0800), False),  # by a big-endian host
+        (0, struct.pack("<I", 0x86DD), True),
+        (0, struct.pack(">I", 0x86DD), True),
+        (108, struct.pack(">I", 0x0800), False),
+        (108, struct.pack(">I", 0x86DD), True),
+        (0, struct.pack("<I", 2 << 16), False),  # IRIX: the family in the upper half
+    ],
+    ids=["null-le-ipv4", "null-be-ipv4", "null-le-ipv6", "null-be-ipv6", "loop-ipv4",
+         "loop-ipv6", "null-irix"],
+)
+@pytest.mark.parametrize("fast", [True, False], ids=["own-reader", "scapy-reader"])
+def test_null_header_with_an_ethernet_type(tmp_path: Path, linktype: int, header: bytes,
+                                           v6: bool, fast: bool) -> None:
+    """Some BSD / macOS captures put an Ethernet type, not an address family, in the 4-byte
+    NULL / LOOP header (Wireshark's packet-null.c reads both)."""
+    pkts = (handshake_flow("fd00::1", "fd00::2", 40000, 443, v6=True) if v6
+            else handshake_flow())
+    path = write_pcap(tmp_path / "null.pcap", timed([header + bytes(p) for p in pkts]), linktype)
+    header_, flows, _ = records([path], fast=fast)
+    assert header_["stats"]["skipped"] == {}
+    (flow,) = flows
+    assert (flow["server_port"], flow["handshake"], flow["packets_to_server"]) == (443, True, 5)
+
+
+def test_null_header_with_another_value_is_not_ip(tmp_path: Path) -> None:
+    frames = [struct.pack("<I", 0x0806) + bytes(28), struct.pack("<I", 7) + bytes(40)]  # ARP
+    assert _skipped_only(write_pcap(tmp_path / "n.pcap", timed(frames), 0)) == (
+        "2 packets read is a connection (skipped non-ip: 2)")
+
+
+# -- IPv6 routing headers: the server is the final destination ---------------------------------
+
+FINAL = "fd00::99"
+HOPS = ["fd00::a1", "fd00::a2"]
+
+
+def _rpl_header(nh: int, segments: list[str], left: int, dst: str, cmpr: int) -> bytes:
+    """An RFC 6554 source routing header (type 3): addresses with their first ``cmpr`` bytes
+    (those they share with the destination address) left out, padded to 8 bytes."""
+    import ipaddress
+
+    assert all(ipaddress.IPv6Address(a).packed[:cmpr] == ipaddress.IPv6Address(dst).packed[:cmpr]
+               for a in segments)
+    body = b"".join(ipaddress.IPv6Address(a).packed[cmpr:] for a in segments)
+    pad = -(len(body) + 8) % 8
+    body += bytes(pad)
+    hdr_len = (8 + len(body)) // 8 - 1
+    return bytes([nh, hdr_len, 3, left, cmpr << 4 | cmpr, pad << 4, 0, 0]) + body
+
+
+def _routed(kind: str, src: str, sport: int, flags: str, payload: bytes = b"") -> Packet:
+    """A client -> server packet on its way to FINAL through HOPS (first hop as destination)."""
+    segment = TCP(sport=sport, dport=443, flags=flags, seq=1000) / payload
+    if kind == "type0":
+        return (IPv6(src=src, dst=HOPS[0])
+                / IPv6ExtHdrRouting(type=0, segleft=2, addresses=[HOPS[1], FINAL]) / segment)
+    if kind == "type2":  # Mobile IPv6: the care-of address, then the home address
+        return (IPv6(src=src, dst=HOPS[0])
+                / IPv6ExtHdrRouting(type=2, segleft=1, addresses=[FINAL]) / segment)
+    if kind == "type3":
+        rpl = _rpl_header(6, [HOPS[1], FINAL], 2, HOPS[0], cmpr=8)
+        return IPv6(src=src, dst=HOPS[0], nh=43) / rpl / segment
+    if kind == "type4":  # segment routing: the segment list in reverse, the final one first
+        return (IPv6(src=src, dst=HOPS[0])
+                / IPv6ExtHdrSegmentRouting(segleft=2, lastentry=2,
+                                           addresses=[FINAL, HOPS[1], HOPS[0]]) / segment)
+    assert kind == "arrived"  # segments left 0: the destination address is the final one
+    return (IPv6(src=src, dst=FINAL)
+            / IPv6ExtHdrRouting(type=0, segleft=0, addresses=[HOPS[0], HOPS[1]]) / segment)
+
+
+@pytest.mark.parametrize("kind", ["type0", "type2", "type3", "type4", "arrived"])
+@pytest.mark.parametrize("fast", [True, False], ids=["own-reader", "scapy-reader"])
+def test_ipv6_routing_header_final_destination_is_the_server(tmp_path: Path, kind: str,
+                                                            fast: bool) -> None:
+    """RFC 8200 section 4.4: with segments left, the destination address is the next hop; the
+    conversation is with the final destination, which answers directly."""
+    client = "fd00::1"
+    pkts = [
+        _routed(kind, client, 40000, "S"),
+        IPv6(src=FINAL, dst=client) / TCP(sport=443, dport=40000, flags="SA", seq=5000),
+        _routed(kind, client, 40000, "A"),
+        _routed(kind, client, 40000, "PA", b"hello"),
+        IPv6(src=FINAL, dst=client) / TCP(sport=443, dport=40000, flags="PA", seq=5001) / b"hi",
+    ]
+    path = write_pcap(tmp_path / "rh.pcap", timed([ether(p) for p in pkts]))
+    _header, flows, _ = records([path], fast=fast)
+    assert [(f["client"], f["server"], f["server_port"], f["handshake"],
+             f["packets_to_server"], f["packets_to_client"]) for f in flows] == [
+        (client, FINAL, 443, True, 3, 2)]
+
+
+# -- GRE and ERSPAN ---------------------------------------------------------------------------
+
+OUTER_A, OUTER_B = "192.168.50.1", "192.168.50.2"
+
+
+def _erspan_ii(frame: bytes) -> bytes:
+    """ERSPAN type II header (draft-foschiano-erspan-03 section 4.2): version 1, VLAN 0, COS 0,
+    encapsulation 0, T 0, session 7; reserved, index 0."""
+    return struct.pack(">HHI", 0x1000, 7, 0) + frame
+
+
+def _erspan_iii(frame: bytes, *, ip_only: bool = False, optional: bool = False) -> bytes:
+    """ERSPAN type III header (section 4.3): version 2, session 7, time stamp, SGT, then
+    P / frame type (0 Ethernet, 2 IP) / hardware id, and D / Gra / O; the 8-byte
+    platform-specific subheader when O is set."""
+    frame_type = 2 if ip_only else 0
+    head = struct.pack(">HHIHBB", 0x2000, 7, 123456, 0, frame_type << 2, 1 if optional else 0)
+    return head + (bytes(8) if optional else b"") + frame
+
+
+def _gre(proto: int, payload: bytes, *, key: bool = False, seq: bool = False,
+         checksum: bool = False) -> bytes:
+    """A GRE header (RFC 2784 / RFC 2890): C, K, S flags and their 4-byte fields."""
+    flags = (0x80 if checksum else 0) | (0x20 if key else 0) | (0x10 if seq else 0)
+    fields = (b"\x00\x00\x00\x00" if checksum else b"") + (b"\x00\x00\x30\x39" if key else b"")
+    fields += b"\x00\x00\x00\x01" if seq else b""
+    return struct.pack(">BBH", flags, 0, proto) + fields + payload
+
+
+GRE_CASES: dict[str, Callable[[Packet], bytes]] = {
+    "ipv4": lambda p: _gre(0x0800, bytes(p)),
+    "ipv4-key-seq-checksum": lambda p: _gre(0x0800, bytes(p), key=True, seq=True, checksum=True),
+    "teb-ethernet": lambda p: _gre(0x6558, bytes(Ether(src=MAC_A, dst=MAC_B) / p), key=True),
+    "erspan-i": lambda p: _gre(0x88BE, bytes(Ether(src=MAC_A, dst=MAC_B) / p)),
+    "erspan-ii": lambda p: _gre(0x88BE, _erspan_ii(bytes(Ether(src=MAC_A, dst=MAC_B)
+                                                         / Dot1Q(vlan=9) / p)), seq=True),
+    "erspan-iii": lambda p: _gre(0x22EB, _erspan_iii(bytes(Ether(src=MAC_A, dst=MAC_B) / p)),
+                                 seq=True),
+    "erspan-iii-ip-optional": lambda p: _gre(0x22EB, _erspan_iii(bytes(p), ip_only=True,
+                                                                 optional=True), seq=True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GRE_CASES))
+@pytest.mark.parametrize("outer_v6", [False, True], ids=["over-ipv4", "over-ipv6"])
+@pytest.mark.parametrize("fast", [True, False], ids=["own-reader", "scapy-reader"])
+def test_gre_and_erspan_are_decapsulated(tmp_path: Path, case: str, outer_v6: bool,
+                                         fast: bool) -> None:
+    """Port mirroring (ERSPAN) and GRE tunnels: the inner conversation is the flow, the outer
+    hosts its ``outer`` addresses, as for VXLAN."""
+    outer_a, outer_b = ("fd00:50::1", "fd00:50::2") if outer_v6 else (OUTER_A, OUTER_B)
+    frames = []
+    for p in handshake_flow():
+        inner = GRE_CASES[case](p)
+        outer_ip = (IPv6(src=outer_a, dst=outer_b, nh=47) if outer_v6
+                    else IP(src=outer_a, dst=outer_b, proto=47))
+        frames.append(ether(outer_ip / inner))
+    path = write_pcap(tmp_path / "gre.pcap", timed(frames))
+    header, flows, _ = records([path], fast=fast)
+    assert header["stats"]["skipped"] == {}
+    (flow,) = flows
+    _check_inner(flow, sorted([outer_a, outer_b]))
+    assert flow["bytes_to_server"] + flow["bytes_to_client"] == sum(
+        len(bytes(p)) for p in handshake_flow())
+
+
+def test_gre_with_an_inner_ipv6_packet(tmp_path: Path) -> None:
+    pkts = handshake_flow("fd00::1", "fd00::2", 40000, 443, v6=True)
+    frames = [ether(IP(src=OUTER_A, dst=OUTER_B, proto=47) / _gre(0x86DD, bytes(p)))
+              for p in pkts]
+    flow = only_flow([write_pcap(tmp_path / "gre6.pcap", timed(frames))])
+    assert (flow["client"], flow["server"], flow["outer"]) == ("fd00::1", "fd00::2",
+                                                               [OUTER_A, OUTER_B])
+
+
+def test_gre_agrees_with_scapys_own_erspan_layers() -> None:
+    """The hand-built headers above against scapy's ERSPAN layers, as a second reading."""
+    from scapy.contrib.erspan import ERSPAN_II, ERSPAN_III
+    from scapy.layers.l2 import GRE
+
+    inner = Ether(src=MAC_A, dst=MAC_B) / tcp(CLIENT, SERVER, 40000, 443, "S")
+    for layer in (GRE(seqnum_present=1, proto=0x88BE) / ERSPAN_II(session_id=7) / inner,
+                  GRE(seqnum_present=1, proto=0x22EB) / ERSPAN_III(session_id=7) / inner):
+        frame = ether(IP(src=OUTER_A, dst=OUTER_B) / layer)
+        d = decode(1, frame, len(frame))
+        assert isinstance(d, Decoded), layer.summary()
+        assert (d.sport, d.dport, d.outer) == (40000, 443, (bytes([192, 168, 50, 1]),
+                                                             bytes([192, 168, 50, 2])))
+
+
+@pytest.mark.parametrize(
+    "gre",
+    [b"\x00\x00\x88\x0b" + bytes(20),  # PPP (PPTP's) is not decoded
+     b"\x40\x00\x08\x00" + bytes(24),  # RFC 1701 source routing
+     b"\x10\x00\x88\xbe\x00\x00\x00\x01" + b"\x30\x00" + bytes(30),  # ERSPAN II, version 3
+     b"\x00\x00"],  # cut short
+)
+def test_gre_not_decoded_is_skipped(gre: bytes) -> None:
+    frame = ether(IP(src=OUTER_A, dst=OUTER_B, proto=47) / gre)
+    assert decode(1, frame, len(frame)) in ("unsupported-protocol", "truncated")
+
+
+# -- Linux NFLOG -------------------------------------------------------------------------------
+
+
+def _nflog(packet: bytes, *, order: str = "<", family: int = 2) -> bytes:
+    """An NFLOG frame (https://www.tcpdump.org/linktypes/LINKTYPE_NFLOG.html): family, version
+    0, resource id (big-endian); TLVs of length (with its 4-byte header) and type in the
+    capturing host's byte order, padded to 4 bytes: NFULA_PACKET_HDR (1), NFULA_PREFIX (10),
+    NFULA_PAYLOAD (9), NFULA_TIMESTAMP (3) after it."""
+
+    def tlv(ttype: int, value: bytes) -> bytes:
+        body = struct.pack(order + "HH", 4 + len(value), ttype) + value
+        return body + bytes(-len(body) % 4)
+
+    return (bytes([family, 0]) + struct.pack(">H", 7) + tlv(1, b"\x08\x00\x03\x00")
+            + tlv(10, b"drop-log\x00") + tlv(9, packet) + tlv(3, bytes(16)))
+
+
+@pytest.mark.parametrize("order", ["<", ">"], ids=["little-endian", "big-endian"])
+@pytest.mark.parametrize("fast", [True, False], ids=["own-reader", "scapy-reader"])
+def test_nflog(tmp_path: Path, order: str, fast: bool) -> None:
+    v4 = [_nflog(bytes(p), order=order) for p in handshake_flow()]
+    v6 = [_nflog(bytes(p), order=order, family=10)
+          for p in handshake_flow("fd00::1", "fd00::2", 41000, 8443, v6=True)]
+    path = write_pcap(tmp_path / "nflog.pcap", timed(v4 + v6), 239)
+    header, flows, _ = records([path], fast=fast)
+    assert header["stats"]["skipped"] == {}
+    assert [(f["client"], f["server_port"], f["handshake"], f["packets_to_server"])
+            for f in flows] == [(CLIENT, 443, True, 5), ("fd00::1", 8443, True, 5)]
+    assert flows[0]["bytes_to_server"] + flows[0]["bytes_to_client"] == sum(
+        len(bytes(p)) for p in handshake_flow())
+
+
+def test_nflog_without_a_payload_or_garbage() -> None:
+    no_payload = bytes([2, 0, 0, 7]) + struct.pack("<HH", 8, 1) + b"\x08\x00\x03\x00"
+    for frame in (no_payload, bytes([2, 0, 0, 7]), bytes(40), bytes([2, 0, 0, 7]) + b"\xff" * 8):
+        assert isinstance(decode(239, frame, len(frame)), str)
+    whole = _nflog(bytes(tcp(CLIENT, SERVER, 1, 2, "S")))
+    for cut in range(len(whole)):
+        assert isinstance(decode(239, whole[:cut], len(whole)), (Decoded, str))

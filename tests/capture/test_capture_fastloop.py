@@ -56,8 +56,8 @@ def _ipv6(rnd: random.Random, src: bytes, dst: bytes, proto: int, l4: bytes) -> 
     return struct.pack(">IHBB16s16s", 0x60000000, plen, nh, 64, src, dst) + l4
 
 
-def _tcp(sport: int, dport: int, flags: int, payload: bytes) -> bytes:
-    return struct.pack(">HHIIBBHHH", sport, dport, 1, 1, 0x50, flags, 65535, 0, 0) + payload
+def _tcp(sport: int, dport: int, flags: int, payload: bytes, seq: int = 1) -> bytes:
+    return struct.pack(">HHIIBBHHH", sport, dport, seq, 1, 0x50, flags, 65535, 0, 0) + payload
 
 
 def _udp(sport: int, dport: int, payload: bytes) -> bytes:
@@ -132,7 +132,9 @@ def make_pcap(path: Path, *, seed: int, kind: str, endian: str, nano: bool, pack
             if flags & PSH:
                 payload = client_hello(f"s{i % 5}.example") if 443 in (sp, dp) else bytes(
                     rnd.randrange(1, 300))
-            l4 = _tcp(sp, dp, flags, payload)
+            # SYNs of two sequence numbers: a SYN on a closed flow is then its attempt retried
+            # (the same number from the same end) or a new connection.
+            l4 = _tcp(sp, dp, flags, payload, seq=rnd.choice((1, 2)) if flags & SYN else 1)
         else:
             if 53 in (sp, dp):
                 payload = (struct.pack(">HHHHHH", 7, 0x8180 if sp == 53 else 0x0100, 1, 0, 0, 0)
@@ -317,9 +319,13 @@ def _payloads(rnd: random.Random, k: int) -> list[tuple[bool, bytes]]:
     """(from the client, payload) of one session after its handshake."""
     r = rnd.random()
     hello = client_hello(rnd.choice([f"S{k}.Example.com.", f"s{k}.example", "bad name!", "...",
-                                     None, "x" * 300]), pad=rnd.choice((0, 0, 40, 600)))
-    if r < 0.25:
+                                     None, "x" * 300, f"10.0.{k % 250}.1", "0x7f.1"]),
+                         pad=rnd.choice((0, 0, 40, 600)))
+    proxy = rnd.choice((PROXY_V1, PROXY_V2, PROXY_V2_LONG, PROXY_V1[:20], PROXY_V2[:14]))
+    if r < 0.2:
         out = [(True, hello)]
+    elif r < 0.25:  # behind a PROXY protocol header (or a cut one), with the hello or alone
+        out = [(True, proxy + hello)] if rnd.random() < 0.6 else [(True, proxy), (True, hello)]
     elif r < 0.35:  # split over two or three segments
         cut = sorted(rnd.sample(range(1, len(hello)), 2))
         out = [(True, hello[: cut[0]]), (True, hello[cut[0] : cut[1]]), (True, hello[cut[1] :])]
@@ -340,9 +346,16 @@ def _payloads(rnd: random.Random, k: int) -> list[tuple[bool, bytes]]:
     return out
 
 
+# PROXY protocol headers (HAProxy's proxy-protocol.txt): version 1 text, version 2 binary (with
+# a TLV making it longer than a preamble).
+PROXY_V1 = b"PROXY TCP4 192.0.2.7 10.2.0.1 51000 443\r\n"
+PROXY_V2 = b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c" + bytes(12)
+PROXY_V2_LONG = b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x01\x3b" + bytes(12) + b"\xea\x01\x2c" + bytes(300)
+
+
 def _session(rnd: random.Random, k: int, v6: bool) -> list[tuple[bytes, bytes, int, int, int,
-                                                                  bytes]]:
-    """(src, dst, sport, dport, flags, payload) of one TCP session."""
+                                                                  bytes, int]]:
+    """(src, dst, sport, dport, flags, payload, seq) of one TCP session."""
     if v6:
         client = bytes([0xFD] + [0] * 13 + [k >> 8 & 255, k & 255])
         server = bytes([0xFD] + [0] * 14 + [1 + k % 5])
@@ -352,18 +365,23 @@ def _session(rnd: random.Random, k: int, v6: bool) -> list[tuple[bytes, bytes, i
     sport = rnd.choice((443, 5432, 8080, 80, 53))
     c = (client, server, cport, sport)
     s = (server, client, sport, cport)
-    pkts: list[tuple[bytes, bytes, int, int, int, bytes]] = []
-    if rnd.random() < 0.9:
-        pkts += [(*c, SYN, b""), (*s, SYN | ACK, b""), (*c, ACK, b"")]
-    for from_client, payload in _payloads(rnd, k):
-        pkts.append((*(c if from_client else s), PSH | ACK, payload))
+    isn = rnd.randrange(1 << 32)  # this connection's initial sequence number
+    pkts: list[tuple[bytes, bytes, int, int, int, bytes, int]] = []
+    if rnd.random() < 0.1:  # refused, then retried: the same attempt again, or a new one
+        pkts += [(*c, SYN, b"", isn), (*s, RST | ACK, b"", 0)]
         if rnd.random() < 0.5:
-            pkts.append((*(s if from_client else c), ACK, b""))
+            isn = rnd.randrange(1 << 32)
+    if rnd.random() < 0.9:
+        pkts += [(*c, SYN, b"", isn), (*s, SYN | ACK, b"", 1), (*c, ACK, b"", 1)]
+    for from_client, payload in _payloads(rnd, k):
+        pkts.append((*(c if from_client else s), PSH | ACK, payload, 1))
+        if rnd.random() < 0.5:
+            pkts.append((*(s if from_client else c), ACK, b"", 1))
     end = rnd.random()
     if end < 0.1:
-        pkts.append((*s, RST | ACK, b""))
+        pkts.append((*s, RST | ACK, b"", 1))
     elif end < 0.8:
-        pkts += [(*c, FIN | ACK, b""), (*s, FIN | ACK, b""), (*c, ACK, b"")]
+        pkts += [(*c, FIN | ACK, b"", 1), (*s, FIN | ACK, b"", 1), (*c, ACK, b"", 1)]
     return pkts
 
 
@@ -374,21 +392,21 @@ def make_sessions(path: Path, *, seed: int, sessions: int = 300, endian: str = "
     for k in range(sessions // 10):  # UDP: replies first, both ways, DNS
         a, b = bytes([10, 3, 0, k]), bytes([10, 4, 0, 1])
         sp, dp = rnd.choice(((123, 40000 + k), (40000 + k, 8125), (5000, 5000), (53, 33000 + k)))
-        streams.append([((a, b, sp, dp, 0, bytes(rnd.randrange(30)))) if rnd.random() < 0.6
-                        else (b, a, dp, sp, 0, bytes(10)) for _ in range(rnd.randrange(1, 6))])
+        streams.append([((a, b, sp, dp, 0, bytes(rnd.randrange(30)), 0)) if rnd.random() < 0.6
+                        else (b, a, dp, sp, 0, bytes(10), 0) for _ in range(rnd.randrange(1, 6))])
     t = t0 * 1_000_000
     recs = []
     live = [0] * len(streams)
     order = [i for i, s in enumerate(streams) for _ in s]
     rnd.shuffle(order)
     for i in order:  # each stream in its own order, interleaved with the others
-        src, dst, sp, dp, flags, payload = streams[i][live[i]]
+        src, dst, sp, dp, flags, payload, seq = streams[i][live[i]]
         live[i] += 1
         g = rnd.random()
         t += (400_000_000 if g < 0.001 else -rnd.randrange(1, 3000) if g < 0.008
               else rnd.randrange(1, 2000))
         proto = 17 if flags == 0 else 6
-        l4 = _udp(sp, dp, payload) if proto == 17 else _tcp(sp, dp, flags, payload)
+        l4 = _udp(sp, dp, payload) if proto == 17 else _tcp(sp, dp, flags, payload, seq)
         ip = (_ipv6 if len(src) == 16 else _ipv4)(rnd, src, dst, proto, l4)
         frame = _link("ether", len(src) == 16, endian, rnd) + ip
         caplen = len(frame) if rnd.random() > 0.01 else rnd.randrange(20, len(frame) + 1)

@@ -116,7 +116,8 @@ def test_udp_between_low_ports_is_not_flipped(tmp_path: Path) -> None:
 
 
 def test_reopened_connection_starts_a_new_record(tmp_path: Path) -> None:
-    pkts = handshake_flow() + handshake_flow()  # FIN both ways, then a new SYN, same 5-tuple
+    # FIN both ways, then a new SYN (a new initial sequence number) on the same 5-tuple.
+    pkts = handshake_flow() + handshake_flow(isn=777_000)
     _h, flows, _ = records([_pcap(tmp_path, pkts)])
     assert len(flows) == 2
     assert [f["packets_to_server"] for f in flows] == [5, 5]
@@ -125,13 +126,35 @@ def test_reopened_connection_starts_a_new_record(tmp_path: Path) -> None:
 
 def test_reset_then_syn_starts_a_new_record(tmp_path: Path) -> None:
     pkts = [
-        tcp(CLIENT, SERVER, 40000, 80, "S"),
+        tcp(CLIENT, SERVER, 40000, 80, "S", seq=1000),
         tcp(SERVER, CLIENT, 80, 40000, "RA"),  # refused
-        tcp(CLIENT, SERVER, 40000, 80, "S"),
+        tcp(CLIENT, SERVER, 40000, 80, "S", seq=2000),  # a new connection: a new ISN
         tcp(SERVER, CLIENT, 80, 40000, "SA"),
     ]
     _h, flows, _ = records([_pcap(tmp_path, pkts)])
     assert [(f["resets"], f["handshake"]) for f in flows] == [(1, False), (0, True)]
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["own-reader", "scapy-reader"])
+def test_syn_retried_with_its_sequence_number_after_a_reset_is_one_record(
+    tmp_path: Path, fast: bool
+) -> None:
+    """The same connection attempt sent again (the same initial sequence number, RFC 9293
+    3.8.1) after a reset -- a middlebox's, or one that crossed the retransmission -- is the
+    same flow, however often: not one record per try."""
+    pkts = [
+        tcp(CLIENT, SERVER, 40000, 80, "S", seq=1000),
+        tcp(SERVER, CLIENT, 80, 40000, "RA"),
+        tcp(CLIENT, SERVER, 40000, 80, "S", seq=1000),
+        tcp(SERVER, CLIENT, 80, 40000, "RA"),
+        *handshake_flow(sport=80, isn=1000),
+    ]
+    (flow,) = records([_pcap(tmp_path, pkts)], fast=fast)[1]
+    assert (flow["resets"], flow["handshake"], flow["direction"]) == (2, True, "handshake")
+    assert (flow["packets_to_server"], flow["packets_to_client"]) == (2 + 5, 2 + 3)
+    # A SYN with the same number from the other end is not that attempt: a new record.
+    pkts += [tcp(SERVER, CLIENT, 80, 40000, "S", seq=1000)]
+    assert len(records([_pcap(tmp_path, pkts, "b.pcap")], fast=fast)[1]) == 2
 
 
 def test_syn_retransmission_stays_one_record(tmp_path: Path) -> None:
@@ -355,3 +378,98 @@ def test_no_payload_bytes_are_written(tmp_path: Path) -> None:
     text = out.read_text()
     assert "SECRET" not in text
     assert "4111" not in text
+
+
+# PROXY protocol headers (HAProxy's proxy-protocol.txt): a v1 text line, and v2 binary headers
+# built from its layout -- signature, version 2 / command PROXY (0x21), TCP over IPv4 (0x11),
+# the length of the addresses (12 bytes) and of any TLVs after them.
+PROXY_V1 = b"PROXY TCP4 192.0.2.77 10.0.0.2 51234 443\r\n"
+PROXY_V2 = (b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c"
+            + bytes([192, 0, 2, 77, 10, 0, 0, 2]) + (51234).to_bytes(2, "big")
+            + (443).to_bytes(2, "big"))
+_TLVS = bytes([0xEA]) + (290).to_bytes(2, "big") + bytes(290)  # a 290-byte TLV (as AWS adds)
+PROXY_V2_TLVS = PROXY_V2[:14] + (12 + len(_TLVS)).to_bytes(2, "big") + PROXY_V2[16:] + _TLVS
+
+
+@pytest.mark.parametrize(
+    "segments",
+    [
+        [PROXY_V1 + client_hello("behind.example")],
+        [PROXY_V2 + client_hello("behind.example")],
+        [PROXY_V2_TLVS + client_hello("behind.example")],
+        [PROXY_V1, client_hello("behind.example")],
+        [PROXY_V2_TLVS, client_hello("behind.example")],  # a header longer than a preamble
+        [PROXY_V1 + client_hello("behind.example", pad=2000)[:1000],
+         client_hello("behind.example", pad=2000)[1000:]],  # the hello split after it
+    ],
+    ids=["v1", "v2", "v2-tlvs", "v1-alone", "v2-tlvs-alone", "v1-split-hello"],
+)
+def test_tls_after_a_proxy_protocol_header(tmp_path: Path, segments: list[bytes]) -> None:
+    c = 1000
+    pkts = [tcp(CLIENT, SERVER, 40000, 443, "S", seq=c),
+            tcp(SERVER, CLIENT, 443, 40000, "SA", seq=5000),
+            tcp(CLIENT, SERVER, 40000, 443, "A", seq=c + 1)]
+    c += 1
+    for segment in segments:
+        pkts.append(tcp(CLIENT, SERVER, 40000, 443, "PA", segment, seq=c))
+        c += len(segment)
+    path = _pcap(tmp_path, pkts)
+    for fast in (True, False):
+        flow = only_flow([path], fast=fast)
+        assert (flow["tls"], flow["sni"]) == (True, "behind.example")
+    out = tmp_path / "flows.jsonl"
+    from capture.ingest import ingest
+
+    ingest([str(path)], str(out))
+    assert "192.0.2.77" not in out.read_text()  # the proxied client's address is not kept
+
+
+def test_a_proxy_header_alone_is_not_tls(tmp_path: Path) -> None:
+    pkts = handshake_flow(request=PROXY_V1 + b"GET / HTTP/1.1\r\n\r\n")
+    flow = only_flow([_pcap(tmp_path, pkts)])
+    assert (flow["tls"], flow["sni"]) == (False, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "sni"),
+    [("10.1.2.3", None), ("10.1.2.3.", None), ("0x7f.0.0.1", None), ("3232235777", None),
+     ("192.168.0.0x1", None), ("shop.example", "shop.example"), ("a1.example.", "a1.example"),
+     ("1.2.3.4.nip.io", "1.2.3.4.nip.io"), ("0xdead.example", "0xdead.example")],
+)
+def test_an_ip_address_is_not_an_sni(tmp_path: Path, name: str, sni: str | None) -> None:
+    """RFC 6066 section 3: "Literal IPv4 and IPv6 addresses are not permitted in HostName"."""
+    assert probe_client_hello(client_hello(name)).sni == sni
+    for fast in (True, False):
+        flow = only_flow([_pcap(tmp_path, handshake_flow(request=client_hello(name)))],
+                         fast=fast)
+        assert (flow["tls"], flow["sni"]) == (True, sni)
+
+
+def _dns_answer_for(qname: bytes) -> bytes:
+    """A DNS response for the raw wire-format name ``qname`` with one A record (RFC 1035)."""
+    header = b"\x00\x07\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00"
+    question = qname + b"\x00\x01\x00\x01"
+    answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([10, 1, 2, 3])
+    return header + question + answer
+
+
+@pytest.mark.parametrize(
+    ("qname", "name"),
+    [
+        (b"\x06Svc\x00\x01X\x03svc\x00", "svc\\000\\001x.svc"),
+        (b"\x04bad\n\x07example\x00", "bad\\010.example"),
+        (b"\x03a b\x03a.b\x04x\\y;\x00", "a\\032b.a\\.b.x\\\\y\\;"),
+        (b"\x04caf\xc3\x07example\x00", "caf\\195.example"),
+        (b"\x03\x7f\"(\x00", "\\127\\\"\\("),
+        (b"\x05Web-1\x04shop\x00", "web-1.shop"),
+    ],
+)
+def test_dns_names_are_printable(tmp_path: Path, qname: bytes, name: str) -> None:
+    """Label bytes that are not printable ASCII are written as dig writes them (\\DDD), and a
+    dot or backslash inside a label is escaped: no control character reaches the flow file."""
+    assert parse_response(_dns_answer_for(qname)) is not None
+    pkts = [udp("10.96.0.10", CLIENT, 53, 40000, _dns_answer_for(qname))]
+    (dns,) = records([_pcap(tmp_path, pkts)])[2]
+    assert dns["name"] == name
+    assert dns["name"].isprintable() and dns["name"].isascii()
+    assert dns["answers"] == ["10.1.2.3"]
