@@ -36,6 +36,7 @@ from capture.flowfile import (
     write_lines,
 )
 from capture.sources import Opened, ReadOptions, Sink, SourceFormat, detect
+from capture.sources.folders import expand_inputs
 from capture.table import FlowState, FlowTable
 
 log = logging.getLogger("capture")
@@ -142,7 +143,7 @@ def _read(
         raise CaptureError("no capture files given")
     inputs: list[tuple[Opened, SourceFormat]] = []
     seen: set[str] = set()
-    for name in paths:
+    for name in expand_inputs(paths):  # a folder: the files in it
         path = os.fspath(name)
         opened, source = detect(path)
         real = os.path.realpath(path)

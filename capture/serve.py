@@ -1,13 +1,14 @@
 """The agent's finished flow files, served read-only over HTTP (``--serve PORT``).
 
 ``segmenter collect`` reaches every agent of the DaemonSet through the API server's pod proxy
-(``/api/v1/namespaces/NS/pods/POD:PORT/proxy/files``), so that gathering the flows of a cluster
-needs neither ``kubectl cp`` nor an exec into the privileged pods (docs/capture-agent.md,
-"Collecting from the whole cluster"). Two resources, GET and HEAD only:
+(``/api/v1/namespaces/NS/pods/POD:PORT/proxy/index.json``), so that gathering the flows of a
+cluster needs neither ``kubectl cp`` nor an exec into the privileged pods (docs/capture-agent.md,
+"Collecting from the whole cluster"). Two kinds of resource, GET and HEAD only, each one path
+segment (no encoded slash to go through the proxy):
 
-* ``/files``: a JSON listing ``{"format": "segmenter-agent-files", "version": 1, "host": ...,
-  "files": [{"name", "size", "sha256", "mtime"}, ...]}`` sorted by name;
-* ``/files/NAME``: one file's bytes.
+* ``/index.json``: a JSON listing ``{"format": "segmenter-agent-files", "version": 1, "host":
+  ..., "files": [{"name", "size", "sha256", "mtime"}, ...]}`` sorted by name;
+* ``/NAME``: one listed file's bytes.
 
 Only finished files are listed and served: the numbered ``flows-HOST-NNNNNN.jsonl`` files of the
 output directory, which the agent never changes once renamed into place. Not the snapshot of
@@ -45,7 +46,7 @@ log = logging.getLogger("capture.agent")
 
 LISTING_FORMAT = "segmenter-agent-files"
 LISTING_VERSION = 1
-FILES = "/files"
+INDEX = "/index.json"
 FINISHED = re.compile(r"flows-[A-Za-z0-9._-]+-\d{6,}\.jsonl")
 CHUNK = 1 << 16
 REQUEST_TIMEOUT = 30.0  # seconds a client may take per request (a stalled one frees its thread)
@@ -242,14 +243,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, *, body: bool) -> None:
         path = urlsplit(self.path).path
         server = self.server_of
-        if path in (FILES, FILES + "/"):
+        if path == INDEX:
             data = (json.dumps(server.listing(), sort_keys=True) + "\n").encode()
             self._send(HTTPStatus.OK, "application/json", len(data))
             if body:
                 self.wfile.write(data)
             return
-        prefix = FILES + "/"
-        opened = server.open_file(path[len(prefix):]) if path.startswith(prefix) else None
+        opened = server.open_file(path[1:]) if path.startswith("/") else None
         if opened is None:
             self._error(HTTPStatus.NOT_FOUND, "no such finished flow file")
             return
