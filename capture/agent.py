@@ -1,8 +1,10 @@
-"""The live capture agent: an interface -> flow files, written periodically (docs/capture-agent.md).
+"""The live capture agent: interfaces -> flow files, written periodically (docs/capture-agent.md).
 
-``run_agent(iface, out_dir)`` opens a packet socket on ``iface`` (scapy's ``L2ListenSocket``:
-Linux ``AF_PACKET``, optionally with a BPF filter) and hands every frame's raw bytes and kernel
-time stamp to the same header-only decoder and ``FlowTable`` that ``capture ingest`` uses. A
+``run_agent(iface, out_dir)`` opens packet sockets (``capture.links``: Linux ``AF_PACKET``,
+optionally with a BPF filter) on one interface, on ``any`` (every interface of the node) or on
+the interfaces matching patterns, followed as pods come and go, and hands every frame's raw
+bytes and kernel time stamp to the same header-only decoder and ``FlowTable`` that ``capture
+ingest`` uses; a packet seen on several interfaces is counted once (``Agent.packet_on``). A
 frame is folded into its flow and dropped at once: no packet and no payload is ever kept (only
 the few bytes a TLS ClientHello split over segments needs, until its SNI is read, as in ingest)
 and nothing but flow and DNS records is ever written.
@@ -27,7 +29,10 @@ or the host name):
 
 Each numbered file's header ``stats`` count the packets read since the previous numbered file,
 so that merged files sum to what was read; the snapshot counts none. Headers carry an extra
-``agent`` object (host, interface, kind, seq, evictions, kernel drops) that readers ignore.
+``agent`` object (host, interface, kind, seq, evictions, kernel drops, receive buffer) that
+readers ignore. With ``retention`` the oldest numbered files beyond a size or an age are
+deleted (``capture.retention``); with ``serve`` the finished ones are served read-only over HTTP
+(``capture.serve``) for ``segmenter collect``.
 """
 
 from __future__ import annotations

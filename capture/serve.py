@@ -194,7 +194,10 @@ class FlowFileServer:
         """(open file, size) of a finished file; None when there is no such file."""
         if not FINISHED.fullmatch(name):
             return None
-        dir_fd = os.open(self.out_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            dir_fd = os.open(self.out_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
         try:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         except OSError:
@@ -244,7 +247,13 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         server = self.server_of
         if path == INDEX:
-            data = (json.dumps(server.listing(), sort_keys=True) + "\n").encode()
+            try:
+                listing = server.listing()
+            except OSError as exc:  # the output directory went away
+                self._error(HTTPStatus.SERVICE_UNAVAILABLE,
+                            f"cannot list the flow files: {exc.strerror or exc}")
+                return
+            data = (json.dumps(listing, sort_keys=True) + "\n").encode()
             self._send(HTTPStatus.OK, "application/json", len(data))
             if body:
                 self.wfile.write(data)

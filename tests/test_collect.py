@@ -74,6 +74,7 @@ class ProxyingApiServer(FakeApiServer):
         super().__init__()
         self.pods: list[dict[str, Any]] = []
         self.forbid_proxy = False
+        self.cut_files = False  # the connection drops half-way through each file
 
     def respond(self, handler: Any, path: str, query: dict[str, list[str]]) -> None:
         parts = path.split("/")
@@ -132,6 +133,10 @@ class ProxyingApiServer(FakeApiServer):
         handler.send_header("Content-Type", upstream.getheader("Content-Type") or "text/plain")
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
+        if self.cut_files and path != "index.json":
+            handler.wfile.write(data[: len(data) // 2])
+            handler.close_connection = True
+            return
         handler.wfile.write(data)
 
     @staticmethod
@@ -292,6 +297,20 @@ def test_an_unreachable_agent_is_an_error_naming_it(
                               "--best-effort"], capsys)
     assert code == 0
     assert err.count("segmenter: warning: cannot collect from") == 2
+
+
+def test_a_transfer_cut_short_leaves_no_file(
+    tmp_path: Path, cluster: tuple[ProxyingApiServer, list[NodeAgent], str],
+) -> None:
+    api, _agents, config = cluster
+    api.cut_files = True
+    out = tmp_path / "collected"
+    result = collect(str(out), kubeconfig=config)
+    assert [a.error is not None and "the transfer broke off" in a.error
+            for a in result.agents] == [True, True, True], result.agents
+    assert [p for p in out.rglob("*") if p.is_file()] == []
+    api.cut_files = False
+    assert collect(str(out), kubeconfig=config).fetched == 4
 
 
 def test_no_agent_forbidden_and_unreachable_cluster(

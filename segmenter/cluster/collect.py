@@ -311,6 +311,10 @@ def _listing(proxy: _Proxy, api_client: Any) -> list[tuple[str, int, str]]:
                                what=f"the listing of {proxy.pod}")
     except InventoryError:
         raise _AgentError("its file listing is not JSON") from None
+    except Exception as exc:
+        if _is_transport_error(exc):
+            raise _AgentError(f"the listing broke off ({_reason(exc)})") from None
+        raise
     if not isinstance(doc, Mapping) or doc.get("format") != LISTING_FORMAT:
         raise _AgentError(f"port {port} does not answer like a segmenter capture agent")
     if doc.get("version") != LISTING_VERSION:
@@ -392,7 +396,7 @@ def _receive(response: Any, target: str, fname: str, size: int, digest: str) -> 
     try:
         try:
             with os.fdopen(fd, "wb") as f:
-                while chunk := response.read(CHUNK):
+                while chunk := _read(response, fname):
                     h.update(chunk)
                     if len(first) < 4096:
                         first += chunk[:4096]
@@ -401,9 +405,6 @@ def _receive(response: Any, target: str, fname: str, size: int, digest: str) -> 
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as exc:
-            if _is_transport_error(exc) and not isinstance(exc, (PermissionError,
-                                                                 FileNotFoundError)):
-                raise _AgentError(f"{fname}: the transfer broke off ({_reason(exc)})") from None
             raise InputError(f"cannot write: {exc.strerror or exc}", path=target) from exc
         finally:
             release = getattr(response, "release_conn", None)
@@ -418,6 +419,16 @@ def _receive(response: Any, target: str, fname: str, size: int, digest: str) -> 
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        raise
+
+
+def _read(response: Any, fname: str) -> bytes:
+    """The next chunk of a response; a transfer that breaks off is this agent's failure."""
+    try:
+        return bytes(response.read(CHUNK))
+    except Exception as exc:
+        if _is_transport_error(exc):
+            raise _AgentError(f"{fname}: the transfer broke off ({_reason(exc)})") from None
         raise
 
 
