@@ -36,7 +36,7 @@ from capture.flowfile import (
     write_lines,
 )
 from capture.sources import Opened, ReadOptions, Sink, SourceFormat, detect
-from capture.sources.folders import expand_inputs
+from capture.sources.folders import expand_inputs, refuse_output_inside
 from capture.table import FlowState, FlowTable
 
 log = logging.getLogger("capture")
@@ -77,6 +77,7 @@ def ingest(
     ``CaptureError`` for an input that is missing or of no format read, or an unwritable
     ``out``; a capture damaged part-way is a warning (``warnings``, and the ``capture`` logger).
     """
+    refuse_output_inside([paths] if isinstance(paths, str) else paths, out)
     with _no_gc():
         sink, stats = _read(paths, progress=progress, fast=fast)
         if out is not None:

@@ -352,6 +352,10 @@ def test_a_folder_is_the_files_in_it(tmp_path: Path) -> None:
     (tmp_path / "empty" / ".only-hidden").mkdir(parents=True)
     with pytest.raises(CaptureError, match="empty: a folder with no files in it"):
         ingest([str(tmp_path / "empty")], str(tmp_path / "x.jsonl"))
+    # The flow file is not written inside a folder it reads (a rerun would count it twice).
+    with pytest.raises(CaptureError, match=r"the output .* is inside this input folder"):
+        ingest([str(collected)], str(collected / "flows.jsonl"))
+    assert not (collected / "flows.jsonl").exists()
     (collected / "node-a" / "notes.txt").write_text("not traffic\n")
     with pytest.raises(CaptureError, match=r"notes\.txt: not a pcap or pcapng capture"):
         ingest([str(collected)], str(tmp_path / "x.jsonl"))
