@@ -1,8 +1,10 @@
-"""The live capture agent: an interface -> flow files, written periodically (docs/capture-agent.md).
+"""The live capture agent: interfaces -> flow files, written periodically (docs/capture-agent.md).
 
-``run_agent(iface, out_dir)`` opens a packet socket on ``iface`` (scapy's ``L2ListenSocket``:
-Linux ``AF_PACKET``, optionally with a BPF filter) and hands every frame's raw bytes and kernel
-time stamp to the same header-only decoder and ``FlowTable`` that ``capture ingest`` uses. A
+``run_agent(iface, out_dir)`` opens packet sockets (``capture.links``: Linux ``AF_PACKET``,
+optionally with a BPF filter) on one interface, on ``any`` (every interface of the node) or on
+the interfaces matching patterns, followed as pods come and go, and hands every frame's raw
+bytes and kernel time stamp to the same header-only decoder and ``FlowTable`` that ``capture
+ingest`` uses; a packet seen on several interfaces is counted once (``Agent.packet_on``). A
 frame is folded into its flow and dropped at once: no packet and no payload is ever kept (only
 the few bytes a TLS ClientHello split over segments needs, until its SNI is read, as in ingest)
 and nothing but flow and DNS records is ever written.
@@ -27,7 +29,10 @@ or the host name):
 
 Each numbered file's header ``stats`` count the packets read since the previous numbered file,
 so that merged files sum to what was read; the snapshot counts none. Headers carry an extra
-``agent`` object (host, interface, kind, seq, evictions, kernel drops) that readers ignore.
+``agent`` object (host, interface, kind, seq, evictions, kernel drops, receive buffer) that
+readers ignore. With ``retention`` the oldest numbered files beyond a size or an age are
+deleted (``capture.retention``); with ``serve`` the finished ones are served read-only over HTTP
+(``capture.serve``) for ``segmenter collect``.
 """
 
 from __future__ import annotations
@@ -39,10 +44,8 @@ import itertools
 import logging
 import os
 import re
-import select
 import signal
 import socket
-import struct
 import threading
 import time
 from collections import OrderedDict
@@ -51,9 +54,12 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
 
-from capture.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW, decode
+from capture.decode import LINKTYPE_ETHERNET, Decoded, decode
 from capture.errors import CaptureError
 from capture.flowfile import dumps, make_header, ordered_lines, read_flow_file, write_lines
+from capture.links import CookedSource, LiveSource, Rcvbuf, parse_ifaces
+from capture.retention import Pruned, Retention, prune
+from capture.serve import FlowFileServer, close_quietly, parse_allow
 from capture.table import FRAGMENT_TIMEOUT_NS, IDLE_NS, NS, DnsKey, FlowState, FlowTable
 
 log = logging.getLogger("capture.agent")
@@ -62,21 +68,8 @@ FLUSH_INTERVAL = 60.0  # seconds between flushes
 MAX_FLOWS = 100_000  # flows tracked at once; beyond, the least recently seen one is evicted
 CLOSED_LINGER = 10.0  # a closed TCP flow ends once quiet this long (its last ACKs, a stray RST)
 POLL = 0.25  # longest wait for packets before the stop event and the clock are looked at
-BATCH = 1024  # most frames read in a row before the stop event and the clock are looked at
-SNAPLEN = 262144  # bytes read per frame (tcpdump's default): GSO / GRO frames stay whole
-RCVBUF = 8 << 20  # socket receive buffer asked for (beyond net.core.rmem_max needs NET_ADMIN)
-
-# Linux constants (linux/if_packet.h, linux/if_arp.h, asm-generic/socket.h).
-SOL_PACKET = 263
-PACKET_ADD_MEMBERSHIP = 1
-PACKET_STATISTICS = 6
-PACKET_MR_PROMISC = 1
-PACKET_OUTGOING = 4
-SO_RCVBUFFORCE = 33
-ARPHRD_ETHER = 1
-ARPHRD_LOOPBACK = 772
-# Devices whose frames start with the IP header (tun, WireGuard, PPP, IP-in-IP / SIT tunnels).
-ARPHRD_RAW_IP = frozenset({512, 519, 768, 769, 776, 0xFFFE})
+OWNER_IDLE_NS = NS  # a direction seen on several interfaces stays with the first for this long
+SKIP_OTHER_INTERFACE = "other-interface"  # stats.skipped: a packet counted where seen first
 
 SNAPSHOT = "active"
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -99,6 +92,9 @@ class AgentStats:
     seconds: float = 0.0
     stopped_by: str = ""  # "SIGTERM", "SIGINT", "duration", "stop_event"
     recovered: tuple[str, ...] = field(default=(), compare=False)  # predecessors' snapshots
+    pruned: int = 0  # old numbered files deleted by --max-bytes / --max-age
+    rcvbuf: int = 0  # bytes of socket receive buffer the capture got (0: not known)
+    net_admin: bool = False  # the buffer could go beyond net.core.rmem_max (CAP_NET_ADMIN)
 
 
 class PacketSource(Protocol):
@@ -114,6 +110,20 @@ class PacketSource(Protocol):
     def drops(self) -> int:
         """Frames dropped by the kernel since the previous call."""
         ...
+
+    def close(self) -> None: ...
+
+
+class MultiPacketSource(Protocol):
+    """Frames of several interfaces (``capture.links.CookedSource``): ``read`` also gives the
+    index of the interface each frame came through."""
+
+    linktype: int
+    multi: bool
+
+    def read(self, timeout: float) -> Sequence[tuple[bytes, int, int]]: ...
+
+    def drops(self) -> int: ...
 
     def close(self) -> None: ...
 
@@ -154,6 +164,7 @@ class Agent:
         flush_interval: float = FLUSH_INTERVAL,
         max_flows: int = MAX_FLOWS,
         linger: float = CLOSED_LINGER,
+        retention: Retention | None = None,
         clock: Callable[[], int] = time.time_ns,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -194,6 +205,12 @@ class Agent:
         self._snapshot_dirty = False
         self._write_failed = False  # no early flushes until a periodic one succeeds again
         self._lock_fd: int | None = None
+        # Several interfaces at once (packet_on): direction -> [interface index, last seen].
+        self.owners: dict[object, list[int]] = {}
+        self.max_owners = 4 * max_flows
+        self.retention = retention if retention is not None else Retention()
+        self.pruned: list[Pruned] = []
+        self.rcvbuf: Rcvbuf | None = None  # what the packet source got (set by run)
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -236,6 +253,18 @@ class Agent:
         snap = self._path(snapshot_name(self.host))
         if os.path.exists(snap):
             self._recover(snap)
+        self._prune()
+
+    def _prune(self) -> None:
+        """Delete the oldest numbered files beyond ``--max-bytes`` / ``--max-age``."""
+        if not self.retention.bounded:
+            return
+        gone = prune(self.out_dir, self.host, self.retention, self.clock() / NS,
+                     snapshot_name(self.host))
+        for p in gone:
+            log.info("deleted %s (%d bytes): %s", p.name, p.size,
+                     "older than --max-age" if p.reason == "age" else "beyond --max-bytes")
+        self.pruned.extend(gone)
 
     def _recover(self, snap: str) -> None:
         self.seq += 1
@@ -271,14 +300,67 @@ class Agent:
         """Fold one captured frame (``t``: ns since the epoch). The frame is not kept."""
         self.packets += 1
         self._file_packets += 1
-        table = self.table
-        done = table.done
-        ended = len(done)
         # What FlowTable.add_frame does, keeping the flow the frame went to.
         d = decode(self.linktype, data, len(data))
         if isinstance(d, str):
-            table.skip(d)
+            self.table.skip(d)
             return
+        self._fold(d, data, t)
+
+    def packet_on(self, data: bytes, t: int, ifindex: int) -> None:
+        """Fold one frame seen on interface ``ifindex`` of several captured at once, counting
+        a packet that crosses two of them (forwarded from one pod's veth to another's, or from
+        a veth to the uplink) once.
+
+        Each *direction* of a conversation (its addresses and ports as sent; a later IP
+        fragment by its datagram) belongs to the interface that saw a packet of it first: its
+        packets are folded as seen there, and the same packets seen on another interface are
+        counted as skipped (``other-interface``). Ownership passes to another interface only
+        after ``OWNER_IDLE_NS`` without a packet on the owner: a packet's sightings on a node's
+        interfaces are microseconds apart, so none is counted twice or missed. A direction,
+        not the whole conversation: where eBPF redirects deliver into a pod without crossing
+        its host-side veth (Cilium's BPF host routing), each pod's veth sees only what its pod
+        sends, so the request is owned by one veth and the reply by the other
+        (docs/capture-agent.md).
+        """
+        self.packets += 1
+        self._file_packets += 1
+        d = decode(self.linktype, data, len(data))
+        if isinstance(d, str):
+            self.table.skip(d)
+            return
+        frag = d.frag
+        key = (d.proto, d.src, d.dst, d.ports) if frag is None or not frag[1] else frag[0]
+        owners = self.owners
+        own = owners.get(key)
+        if own is None:
+            owners[key] = [ifindex, t]
+            if len(owners) > self.max_owners:
+                self._purge_owners(t)
+        elif own[0] == ifindex:
+            own[1] = max(own[1], t)
+        elif t - own[1] > OWNER_IDLE_NS:
+            own[0] = ifindex
+            own[1] = t
+        else:
+            self.table.skip(SKIP_OTHER_INTERFACE)
+            return
+        self._fold(d, data, t)
+
+    def _purge_owners(self, now: int) -> None:
+        """Forget the directions idle for ``OWNER_IDLE_NS``; all of them if that is not enough
+        (the next packet of each then picks its interface again)."""
+        limit = now - OWNER_IDLE_NS
+        owners = self.owners
+        for key in [k for k, own in owners.items() if own[1] < limit]:
+            del owners[key]
+        if len(owners) > self.max_owners:
+            owners.clear()
+
+    def _fold(self, d: Decoded, data: bytes, t: int) -> None:
+        table = self.table
+        done = table.done
+        ended = len(done)
         fl = table.add(d, data, t)
         lru = self.lru
         if len(done) != ended:  # this frame ended an earlier flow (idle, TCP reopen)
@@ -378,6 +460,9 @@ class Agent:
                 return None
             self._write_failed = False
             self.table.drop_fragments(set(ended))
+            self._prune()
+        if self.owners:
+            self._purge_owners(now)
         if not final:
             try:
                 self._write_snapshot(now)
@@ -395,6 +480,8 @@ class Agent:
             "active": len(self.lru),
             "evicted": self._file_evicted if kind != "snapshot" else 0,
             "kernel_drops": self._file_drops if kind != "snapshot" else 0,
+            **({"rcvbuf": self.rcvbuf.granted, "net_admin": self.rcvbuf.forced}
+               if self.rcvbuf is not None else {}),
         }
 
     def _write_numbered(
@@ -464,7 +551,7 @@ class Agent:
 
     def run(
         self,
-        source: PacketSource,
+        source: PacketSource | MultiPacketSource,
         *,
         duration: float | None = None,
         stop_event: threading.Event | None = None,
@@ -476,6 +563,8 @@ class Agent:
         raised after it)."""
         stop = stop_event if stop_event is not None else threading.Event()
         self.linktype = source.linktype
+        self.rcvbuf = getattr(source, "rcvbuf", None)
+        multi = bool(getattr(source, "multi", False))
         mono = self.monotonic
         start = mono()
         deadline = None if duration is None else start + duration
@@ -488,10 +577,17 @@ class Agent:
                     why = "duration"
                     break
                 until = next_flush if deadline is None else min(next_flush, deadline)
-                for data, t in source.read(min(max(until - now, 0.0), POLL)):
-                    self.packet(data, t)
-                    if self.flush_needed:  # ended flows reached max_flows: write them now
-                        self.flush()
+                frames: Sequence[Any] = source.read(min(max(until - now, 0.0), POLL))
+                if multi:
+                    for data, t, ifindex in frames:
+                        self.packet_on(data, t, ifindex)
+                        if self.flush_needed:  # ended flows reached max_flows: write them now
+                            self.flush()
+                else:
+                    for data, t in frames:
+                        self.packet(data, t)
+                        if self.flush_needed:
+                            self.flush()
                 now = mono()
                 if now >= next_flush or self.flush_needed:
                     self.add_drops(source.drops())
@@ -517,129 +613,14 @@ class Agent:
             seconds=mono() - start,
             stopped_by=why,
             recovered=tuple(self.recovered),
+            pruned=len(self.pruned),
+            rcvbuf=self.rcvbuf.granted if self.rcvbuf is not None else 0,
+            net_admin=self.rcvbuf.forced if self.rcvbuf is not None else False,
         )
         log.info("stopped (%s): %d packets, %d flows and %d DNS answers in %d files, %d evicted,"
                  " %d dropped by the kernel", why, stats.packets, stats.flows, stats.dns,
                  len(stats.files), stats.evicted, stats.kernel_drops)
         return stats
-
-
-# -- the live socket ----------------------------------------------------------------------------
-
-
-class _DropScapyNoise(logging.Filter):
-    """scapy warns that it cannot guess a layer for loopback: the agent reads raw bytes."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Unable to guess type" not in record.getMessage()
-
-
-class LiveSource:
-    """Frames from ``iface`` through scapy's ``L2ListenSocket`` (Linux ``AF_PACKET``).
-
-    Raises ``CaptureError`` for an interface that does not exist, missing privileges
-    (``CAP_NET_RAW``), a filter that cannot be compiled or an unsupported link type.
-    """
-
-    def __init__(self, iface: str, *, bpf: str | None = None, promisc: bool = True) -> None:
-        self.iface = iface
-        try:
-            index = socket.if_nametoindex(iface)
-        except (OSError, ValueError):
-            raise CaptureError(f"no such network interface: {iface}") from None
-        try:
-            from scapy.arch.linux import L2ListenSocket
-            from scapy.error import Scapy_Exception
-        except ImportError as exc:  # pragma: no cover - not Linux
-            raise CaptureError(f"live capture needs Linux: {exc}") from exc
-        quiet = _DropScapyNoise()
-        scapy_log = logging.getLogger("scapy.runtime")
-        scapy_log.addFilter(quiet)
-        try:
-            # Promiscuous mode is set below, on the interface index: scapy's own way looks the
-            # name up in its interface cache, which does not know interfaces made after import.
-            self.sock = L2ListenSocket(iface=iface, promisc=False, filter=bpf or None)
-        except PermissionError:
-            raise CaptureError(
-                f"not permitted to capture on {iface}: the agent needs CAP_NET_RAW (run it as"
-                " root, or see docs/capture-agent.md)") from None
-        except Scapy_Exception as exc:
-            raise CaptureError(f"cannot use the capture filter {bpf!r}: {exc}") from None
-        except ValueError:  # scapy: "Interface ... not found" (gone since the check above)
-            raise CaptureError(f"no such network interface: {iface}") from None
-        except OSError as exc:
-            raise CaptureError(f"cannot capture on {iface}: {exc.strerror or exc}") from None
-        finally:
-            scapy_log.removeFilter(quiet)
-        ins: socket.socket = self.sock.ins
-        self.ins = ins
-        hatype = ins.getsockname()[3]
-        if hatype in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
-            self.linktype = LINKTYPE_ETHERNET
-        elif hatype in ARPHRD_RAW_IP:
-            self.linktype = LINKTYPE_RAW
-        else:
-            self.sock.close()
-            raise CaptureError(f"cannot capture on {iface}: unsupported link type"
-                               f" (ARPHRD {hatype})")
-        # On loopback every frame is seen twice, going out and coming in: keep one (as libpcap).
-        self.loopback = hatype == ARPHRD_LOOPBACK
-        if promisc and not self.loopback:
-            try:
-                ins.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP,
-                               struct.pack("IHH8s", index, PACKET_MR_PROMISC, 0, b""))
-            except OSError as exc:
-                log.warning("%s: no promiscuous mode (%s)", iface, exc.strerror or exc)
-        try:  # a large buffer rides out the pauses while a flow file is written
-            ins.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
-        except OSError:  # no CAP_NET_ADMIN: at most net.core.rmem_max
-            ins.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-        ins.setblocking(False)
-        self.drops()  # reading the statistics resets them
-        recv = getattr(self.sock, "_recv_raw", None)
-        self._recv: Callable[[socket.socket, int], tuple[bytes, Any, float | None]] = (
-            recv if recv is not None else _recvfrom)
-
-    def read(self, timeout: float) -> list[tuple[bytes, int]]:
-        ins = self.ins
-        if timeout > 0:
-            try:
-                ready, _, _ = select.select([ins], [], [], timeout)
-            except InterruptedError:  # pragma: no cover - retried by Python (PEP 475)
-                return []
-            if not ready:
-                return []
-        out: list[tuple[bytes, int]] = []
-        recv = self._recv
-        loopback = self.loopback
-        for _ in range(BATCH):
-            try:
-                data, addr, ts = recv(ins, SNAPLEN)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                raise CaptureError(f"capture on {self.iface} failed: {exc.strerror or exc}"
-                                   ) from None
-            if not data or (loopback and addr[2] == PACKET_OUTGOING):
-                continue
-            out.append((data, round(ts * NS) if ts is not None else time.time_ns()))
-        return out
-
-    def drops(self) -> int:
-        try:
-            _packets, drops = struct.unpack("II", self.ins.getsockopt(SOL_PACKET,
-                                                                      PACKET_STATISTICS, 8))
-        except OSError:  # pragma: no cover - always there on Linux
-            return 0
-        return int(drops)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _recvfrom(sock: socket.socket, size: int) -> tuple[bytes, Any, float | None]:
-    data, addr = sock.recvfrom(size)  # pragma: no cover - scapy without _recv_raw
-    return data, addr, None  # pragma: no cover
 
 
 # -- the entry point ----------------------------------------------------------------------------
@@ -670,7 +651,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[Callable[[], str | None]
 
 
 def run_agent(
-    iface: str,
+    iface: str | Sequence[str],
     out_dir: str,
     *,
     bpf: str | None = None,
@@ -680,29 +661,59 @@ def run_agent(
     stop_event: threading.Event | None = None,
     host: str | None = None,
     promisc: bool = True,
+    retention: Retention | None = None,
+    serve: int | None = None,
+    serve_address: str = "",
+    serve_allow: Sequence[str] = (),
 ) -> AgentStats:
     """Capture on ``iface`` into flow files in ``out_dir`` until stopped.
 
-    Stops when ``stop_event`` is set, after ``duration`` seconds, or -- when called from the
-    main thread -- on SIGTERM / SIGINT; every way writes the final file first. ``bpf`` is a
-    capture filter (tcpdump syntax; compiling it needs libpcap). ``host`` names the agent in
-    file names (default ``$SEGMENTER_AGENT_HOST`` or the host name). Raises ``CaptureError``
-    (one line) for a missing interface, missing privileges, a bad filter or an unusable
-    ``out_dir``, before anything is captured.
+    ``iface`` is an interface name, ``"any"`` (every interface of the network namespace), or
+    a list of names and fnmatch patterns (``["cali*", "lxc*"]``) followed as interfaces come
+    and go (``capture.links``). Stops when ``stop_event`` is set, after ``duration`` seconds,
+    or -- when called from the main thread -- on SIGTERM / SIGINT; every way writes the final
+    file first. ``bpf`` is a capture filter (tcpdump syntax; compiling it needs libpcap).
+    ``host`` names the agent in file names (default ``$SEGMENTER_AGENT_HOST`` or the host
+    name). ``retention`` bounds the files kept (``capture.retention``). ``serve`` is a port on
+    which the finished flow files are served read-only (``capture.serve``), to clients in
+    ``serve_allow`` (addresses or CIDRs; default any). Raises ``CaptureError`` (one line) for
+    a missing interface, missing privileges, a bad filter, a port that cannot be used or an
+    unusable ``out_dir``, before anything is captured.
     """
     if duration is not None and duration < 0:
         raise ValueError(f"duration must not be negative, not {duration!r}")
-    agent = Agent(out_dir, iface=iface, host=host, flush_interval=flush_interval,
-                  max_flows=max_flows)
+    selection = parse_ifaces(iface)
+    try:
+        allow = parse_allow(serve_allow)
+    except ValueError as exc:
+        raise CaptureError(f"--serve-allow: {exc}") from None
+    label = selection.describe()
+    agent = Agent(out_dir, iface=label, host=host, flush_interval=flush_interval,
+                  max_flows=max_flows, retention=retention)
     stop = stop_event if stop_event is not None else threading.Event()
-    source = LiveSource(iface, bpf=bpf, promisc=promisc)
+    single = selection.single
+    source: PacketSource | MultiPacketSource
+    if single is not None:
+        source = LiveSource(single, bpf=bpf, promisc=promisc)
+    else:
+        source = CookedSource(selection, bpf=bpf)
+    server: FlowFileServer | None = None
     try:
         agent.open()
-        log.info("capturing on %s%s as %r into %s (flush every %gs, at most %d flows)", iface,
-                 f" ({bpf})" if bpf else "", agent.host, agent.out_dir, agent.flush_interval,
-                 agent.max_flows)
+        if serve is not None:
+            server = FlowFileServer(agent.out_dir, serve, host=agent.host,
+                                    address=serve_address, allow=allow)
+            server.start()
+        buf = getattr(source, "rcvbuf", None)
+        log.info("capturing on %s%s as %r into %s (flush every %gs, at most %d flows, files"
+                 " kept: %s, socket buffer %s)", label, f" ({bpf})" if bpf else "", agent.host,
+                 agent.out_dir, agent.flush_interval, agent.max_flows,
+                 agent.retention.describe(),
+                 "?" if buf is None else f"{buf.granted >> 10} KiB"
+                 + ("" if buf.forced else " (no CAP_NET_ADMIN)"))
         with _stop_on_signals(stop) as reason:
             return agent.run(source, duration=duration, stop_event=stop, stop_reason=reason)
     finally:
+        close_quietly(server)
         source.close()
         agent.close()

@@ -1,5 +1,5 @@
 """``python -m capture``: ``ingest CAPTURE... -o flows.jsonl``, ``merge FLOWFILE... -o out`` and
-``capture --iface IFACE [--filter BPF] -o DIR`` (the live agent, ``capture.agent``).
+``capture --iface IFACE... [--filter BPF] -o DIR`` (the live agent, ``capture.agent``).
 
 A ``CaptureError`` (missing file, not a capture, unreadable flow file, no such interface, no
 privilege to capture) is one line on standard error and exit status 2, never a traceback.
@@ -46,15 +46,46 @@ def _count(text: str) -> int:
     return value
 
 
+def _size(text: str) -> int:
+    from capture.retention import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _age(text: str) -> float:
+    from capture.retention import parse_age
+
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (1-65535): {text!r}")
+    return value
+
+
 def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the live agent (``capture``), for this CLI and ``segmenter capture``;
     ``run_capture(args)`` runs it."""
     from capture.agent import FLUSH_INTERVAL, MAX_FLOWS
 
-    parser.add_argument("-i", "--iface", required=True, metavar="IFACE",
-                        help="network interface to capture on (e.g. eth0, cni0)")
+    parser.add_argument("-i", "--iface", required=True, action="append", metavar="IFACE",
+                        help="interface to capture on: a name (eth0), 'any' (every interface"
+                             " of the node), or a pattern followed as pods come and go"
+                             " ('cali*'); repeatable (docs/capture-agent.md: which per CNI)")
     parser.add_argument("-f", "--filter", default=None, metavar="BPF",
-                        help="capture filter, tcpdump syntax (needs libpcap)")
+                        help="capture filter, tcpdump syntax (needs libpcap); with 'any' or"
+                             " patterns it sees packets from their IP header")
     parser.add_argument("-o", "--output-dir", required=True, metavar="DIR",
                         help="directory for the flow files (created if missing)")
     parser.add_argument("--flush-interval", type=_positive, default=FLUSH_INTERVAL,
@@ -69,16 +100,33 @@ def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
                         help="agent name in file names (default: $SEGMENTER_AGENT_HOST or"
                              " the host name)")
     parser.add_argument("--no-promisc", action="store_true",
-                        help="do not put the interface in promiscuous mode")
+                        help="do not put the interface in promiscuous mode (one named"
+                             " interface; 'any' and patterns never set it)")
+    parser.add_argument("--max-bytes", type=_size, default=None, metavar="SIZE",
+                        help="delete the oldest flow files beyond this total (500Mi, 2Gi;"
+                             " default: no bound)")
+    parser.add_argument("--max-age", type=_age, default=None, metavar="AGE",
+                        help="delete flow files older than this (12h, 7d; default: none)")
+    parser.add_argument("--serve", type=_port, default=None, metavar="PORT",
+                        help="serve the finished flow files read-only over HTTP on this port"
+                             " (for segmenter collect, through the API server's pod proxy)")
+    parser.add_argument("--serve-address", default="", metavar="ADDR",
+                        help="address to serve on (default: every address)")
+    parser.add_argument("--serve-allow", action="append", default=[], metavar="CIDR",
+                        help="only these client addresses may read the files (repeatable;"
+                             " default: any)")
 
 
 def run_capture(args: argparse.Namespace) -> AgentStats:
     """Run the live agent with the options of ``add_capture_arguments``."""
     from capture.agent import run_agent
+    from capture.retention import Retention
 
     return run_agent(args.iface, args.output_dir, bpf=args.filter,
                      flush_interval=args.flush_interval, max_flows=args.max_flows,
-                     duration=args.duration, host=args.host, promisc=not args.no_promisc)
+                     duration=args.duration, host=args.host, promisc=not args.no_promisc,
+                     retention=Retention(args.max_bytes, args.max_age), serve=args.serve,
+                     serve_address=args.serve_address, serve_allow=args.serve_allow)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,6 +40,7 @@ from capture.flowfile import (
     write_lines,
 )
 from capture.sources import Opened, ReadOptions, Sink, SourceFormat, detect
+from capture.sources.folders import expand_inputs, refuse_output_inside
 from capture.table import FlowState, FlowTable
 
 log = logging.getLogger("capture")
@@ -83,6 +84,7 @@ def ingest(
     if out is not None:
         out = os.fspath(out)
     paths = _as_list(paths)
+    refuse_output_inside(paths, out)
     _refuse_to_overwrite_an_input(paths, out)
     with _no_gc():
         sink, stats = _read(paths, progress=progress, fast=fast)
@@ -183,7 +185,6 @@ def _read(
         sink.warnings.append(warning)
         log.warning("%s", warning)
     sources = tuple(sorted({os.path.basename(o.path) for o, _ in inputs}))
-    skipped = dict(sorted((Counter(table.skipped) + sink.skipped).items()))
     header = make_header(sources, sink.packets, skipped, flows, dns,
                          version=file_version(sink.records))
     return sink, IngestStats(sink.packets, skipped, flows, dns, sources, tuple(sink.warnings),
@@ -215,7 +216,7 @@ def _read_inputs(
     (without a damage warning)."""
     inputs: list[tuple[Opened, SourceFormat]] = []
     seen: set[str] = set()
-    for path in paths:
+    for path in expand_inputs(paths):  # a folder: the files in it
         opened, source = detect(path)
         real = os.path.realpath(path)
         if real not in seen:  # the same file named twice is read once

@@ -556,8 +556,19 @@ def test_capture_options(capsys: pytest.CaptureFixture[str]) -> None:
     args = build_parser().parse_args(["capture", "-i", "cni0", "--filter", "tcp or udp", "-o",
                                       "/d", "--flush-interval", "5", "--max-flows", "10"])
     assert (args.iface, args.filter, args.output_dir, args.flush_interval, args.max_flows,
-            args.duration, args.no_promisc) == ("cni0", "tcp or udp", "/d", 5.0, 10, None,
+            args.duration, args.no_promisc) == (["cni0"], "tcp or udp", "/d", 5.0, 10, None,
                                                 False)
+    assert (args.max_bytes, args.max_age, args.serve, args.serve_allow) == (None, None, None,
+                                                                            [])
+    args = build_parser().parse_args(["capture", "-i", "cali*", "-i", "lxc*", "-o", "/d",
+                                      "--max-bytes", "1Gi", "--max-age", "7d", "--serve",
+                                      "9465", "--serve-allow", "10.0.0.0/8"])
+    assert (args.iface, args.max_bytes, args.max_age, args.serve, args.serve_allow) == (
+        ["cali*", "lxc*"], 1 << 30, 7 * 86400.0, 9465, ["10.0.0.0/8"])
+    for bad in (["--max-bytes", "lots"], ["--max-age", "0"], ["--serve", "70000"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["capture", "-i", "x", "-o", "d", *bad])
+    capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(["capture", "-i", "x", "-o", "d", "--flush-interval", "0"])
     assert exc.value.code == 2
@@ -622,18 +633,26 @@ def test_the_agent_runs_with_least_privilege() -> None:
     for doc in (ds, docs["sidecar-example.yaml"]):
         (agent,) = _agent_containers(doc)
         sc = agent["securityContext"]
-        assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW", "NET_ADMIN"]}
+        # NET_ADMIN is opt-in (only a receive buffer beyond net.core.rmem_max needs it).
+        assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW"]}
         assert sc["readOnlyRootFilesystem"] is True
         assert sc["allowPrivilegeEscalation"] is False
         assert sc["privileged"] is False
         assert sc["runAsNonRoot"] is False  # see the comment in daemonset.yaml
         assert set(agent["resources"]) == {"requests", "limits"}
-        assert agent["args"][:2] == ["--iface", "eth0" if doc is not ds else "cni0"]
+        assert agent["args"][:2] == ["--iface", "eth0" if doc is not ds else "any"]
         mounts = {m["mountPath"] for m in agent["volumeMounts"]}
         assert "/var/lib/segmenter-capture" in mounts
         # The image's entry point is `python -m capture capture`: the args are its options.
         parsed = build_parser().parse_args(["capture", *agent["args"]])
         assert parsed.output_dir == "/var/lib/segmenter-capture"
+        assert parsed.max_bytes is not None  # the node's disk (or the emptyDir) is bounded
+    # The DaemonSet serves its finished files on the named port segmenter collect looks for.
+    (agent,) = _agent_containers(ds)
+    parsed = build_parser().parse_args(["capture", *agent["args"]])
+    assert (parsed.max_bytes, parsed.max_age) == (1 << 30, 7 * 86400.0)
+    assert agent["ports"] == [{"name": "flow-files", "containerPort": parsed.serve,
+                               "protocol": "TCP"}]
 
 
 def test_kustomization_lists_the_daemonset_resources() -> None:

@@ -347,8 +347,10 @@ def test_not_a_capture_raises_naming_the_file(tmp_path: Path, content: bytes,
 def test_missing_file_and_directory(tmp_path: Path) -> None:
     with pytest.raises(CaptureError, match="no such file"):
         ingest([str(tmp_path / "missing.pcap")], str(tmp_path / "o.jsonl"))
-    with pytest.raises(CaptureError, match="is a directory"):
-        ingest([str(tmp_path)], str(tmp_path / "o.jsonl"))
+    # A folder stands for the files in it (capture/sources/folders.py): none is an error.
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CaptureError, match="a folder with no files in it"):
+        ingest([str(tmp_path / "empty")], str(tmp_path / "o.jsonl"))
     with pytest.raises(CaptureError, match="no capture files"):
         ingest([], str(tmp_path / "o.jsonl"))
 
@@ -509,10 +511,13 @@ def test_python_dash_m_capture(tmp_path: Path) -> None:
                         capture_output=True, text=True, check=False)
     assert ok.returncode == 0
     assert ok.stdout.splitlines()[0].startswith('{"format":"segmenter-flows"')
-    bad = subprocess.run([sys.executable, "-m", "capture", "ingest", str(tmp_path)], cwd=REPO,
+    (tmp_path / "empty").mkdir()
+    bad = subprocess.run([sys.executable, "-m", "capture", "ingest", str(tmp_path / "empty")],
+                         cwd=REPO,
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 2
-    assert bad.stderr == f"error: {tmp_path}: is a directory, not a capture file\n"
+    assert bad.stderr == (f"error: {tmp_path / 'empty'}: a folder with no files in it (hidden"
+                          " files are left out)\n")
 
 
 def test_progress_only_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
