@@ -311,6 +311,7 @@ class Node:
     name: str
     addresses: tuple[str, ...] = ()
     labels: Labels = Labels()
+    pod_cidrs: tuple[str, ...] = ()  # spec.podCIDRs (spec.podCIDR): the node's pod ranges
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ def inventory_to_dict(inventory: Inventory) -> dict[str, Any]:
             for ns in inventory.namespaces
         ],
         "nodes": [
-            {"name": n.name, "addresses": list(n.addresses), "labels": _labels_dict(n.labels)}
+            {"name": n.name, "addresses": list(n.addresses), "labels": _labels_dict(n.labels),
+             **({"pod_cidrs": list(n.pod_cidrs)} if n.pod_cidrs else {})}
             for n in inventory.nodes
         ],
         "workloads": [
@@ -161,7 +162,8 @@ def inventory_from_dict(data: Mapping[str, Any], *, path: str | None = None) -> 
             for d in items("namespaces")
         )
         nodes = tuple(
-            Node(d["name"], tuple(d.get("addresses") or ()), Labels.of(d.get("labels")))
+            Node(d["name"], tuple(d.get("addresses") or ()), Labels.of(d.get("labels")),
+                 tuple(d.get("pod_cidrs") or ()))
             for d in items("nodes")
         )
         workloads = tuple(

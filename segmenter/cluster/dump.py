@@ -136,10 +136,14 @@ class _Builder:
         for entry in get_maps(status, "addresses", "status."):
             if entry.get("type") in ("InternalIP", "ExternalIP"):
                 addresses.append(get_ip(entry.get("address"), "status.addresses[].address"))
+        spec = get_map(obj, "spec", "")
+        pod_cidrs = [str(c) for c in spec.get("podCIDRs") or [spec.get("podCIDR")]
+                     if isinstance(c, str) and c]
         self.nodes[name] = Node(
             name=name,
             addresses=tuple(sorted(set(addresses))),
             labels=Labels.of(get_str_map(meta, "labels", "metadata.")),
+            pod_cidrs=tuple(sorted(set(pod_cidrs))),
         )
 
     def _add_controller(
