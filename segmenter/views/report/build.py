@@ -9,6 +9,7 @@ import networkx as nx
 
 from segmenter.analysis.policies import PolicySource, load_policies
 from segmenter.analysis.reachability import eval_endpoints
+from segmenter.graph.declared import apply_declared
 from segmenter.model import Flow, Inventory
 from segmenter.planner import Plan
 from segmenter.targets import get_target
@@ -22,6 +23,7 @@ from segmenter.views.report.document import (
 )
 from segmenter.views.report.sections import (
     ReportContext,
+    declared_section,
     default_deny_section,
     diagram_section,
     encryption_section,
@@ -50,6 +52,7 @@ def build_report(graph: nx.DiGraph, plan: Plan, policies: PolicySource, *,
     ``sources``: input files by role (``graph``, ``plan``, ``policies`` ...), listed with a
     digest. ``generated_at``: shown as given (no clock is read).
     """
+    apply_declared(graph, plan.declared)  # a graph read from its file lacks them
     target = get_target(enforcement) if enforcement is not None else None
     docs = load_policies(policies, target)
     target = target or docs.detected_target()
@@ -83,6 +86,7 @@ def build_report(graph: nx.DiGraph, plan: Plan, policies: PolicySource, *,
     scope_section(ctx, blocks)
     diagram_section(ctx, blocks)
     register_section(ctx, blocks, report.findings)
+    declared_section(ctx, blocks, report.findings)
     encryption_section(ctx, blocks, report.findings)
     deny_status = default_deny_section(ctx, blocks, report.findings)
     seg = segmentation_section(ctx, blocks, report.findings)
