@@ -69,19 +69,22 @@ def make_plan(graph: nx.DiGraph, config: Config, inventory: Inventory | None = N
     return _plan(graph, config)
 
 
-def compile_policies(graph: nx.DiGraph, plan: Plan, inventory: Inventory) -> PolicySet:
-    """The dialect-neutral policy IR for ``plan``."""
+def compile_policies(graph: nx.DiGraph, plan: Plan, inventory: Inventory,
+                     config: Config | None = None) -> PolicySet:
+    """The dialect-neutral policy IR for ``plan``; ``config``'s compile options (entry points,
+    DNS egress, external blocks) when given."""
     from segmenter.pipeline import compile_policies as _compile
 
-    return _compile(graph, plan, inventory)
+    return _compile(graph, plan, inventory, config.compile if config is not None else None)
 
 
-def render_yaml(policy_set: PolicySet, dialect: str = "kubernetes") -> str:
-    """One target's YAML for a policy set, as a single multi-document string."""
+def render_yaml(policy_set: PolicySet, dialect: str = "kubernetes", **options: bool) -> str:
+    """One target's YAML for a policy set, as a single multi-document string; ``options``: the
+    target's writer options (``segmenter.targets``, e.g. ``domains=True`` for Calico)."""
     from segmenter.render import to_yaml
     from segmenter.targets import get_target
 
-    output = get_target(dialect).dialect().emit(policy_set)
+    output = get_target(dialect).dialect(**options).emit(policy_set)
     return "---\n".join(to_yaml(ms) for _, ms in sorted(output.files.items()))
 
 

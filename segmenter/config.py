@@ -13,13 +13,27 @@
         role: store               # store (default) or processor
         reason: PostgreSQL holding primary account numbers
     exclude_namespaces: [kube-system]   # not policed; default: the system namespaces
+    cluster:                      # optional: the cluster's own ranges (else from the inventory)
+      pod_cidrs: [10.244.0.0/16]
+      service_cidrs: [10.96.0.0/12]
+    declared_flows:               # flows the capture cannot show (README "Declared flows")
+      - from: {namespace: payments, selector: {app: settlement}}
+        to: {cidr: 198.51.100.0/24}
+        port: 443
+        reason: monthly settlement upload to the acquirer
+        justification: PCI DSS 1.2.5 business need, ticket SEC-42   # into/out of a restricted
+        approved_by: payments security lead                        # zone: both required
+    entry_points:                 # workloads the internet reaches (besides those detected)
+      - {namespace: shop, selector: {app: frontend}, reason: the storefront}
     compile:
       port_ranges: false          # fold runs of 3+ consecutive observed ports into endPort
+      dns_egress: used            # used (default): DNS only for workloads seen resolving; all
+      entry_points: auto          # auto (default): also LoadBalancer/NodePort/ingress; declared
       external_cidrs:             # external peers inside these blocks are allowed as the block
-        - {cidr: 203.0.113.0/24, except: [203.0.113.128/25], name: payment-gateway}
-    cluster:                      # optional: the cluster's address ranges, when the inventory
-      service_cidrs: [10.96.0.0/12]   # does not show them (kube-apiserver
-      pod_cidrs: [10.244.0.0/16]      # --service-cluster-ip-range, the CNI's pod pool)
+        - {cidr: 203.0.113.0/24, except: [203.0.113.128/25], name: payment-gateway,
+           namespace: payments, peer_name: "*.gateway.example"}
+      targets:                    # per-target options (``segmenter.targets``)
+        calico: {domains: true}
 
 Pods (or their controllers' pod templates) may also declare themselves with the label or
 annotation ``segmenter.io/data-class: pci`` (several classes separated by commas).
@@ -27,18 +41,21 @@ annotation ``segmenter.io/data-class: pci`` (several classes separated by commas
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from segmenter.compliance import BUILTIN_CLASSES
 from segmenter.errors import InputError, PlanError
 from segmenter.k8s import SYSTEM_NAMESPACES, is_dns1123_label, is_label_key, is_label_value
-from segmenter.model import Labels
+from segmenter.model import Labels, NodeId, NodeKind, Transport
 
 DATA_CLASS_KEY = "segmenter.io/data-class"
 
@@ -56,17 +73,126 @@ class SensitiveDecl:
 
 @dataclass(frozen=True)
 class ExternalBlock:
-    """A configured aggregate for external peers: ``cidr`` minus ``excepts``."""
+    """A configured aggregate for external peers: ``cidr`` minus ``excepts``.
+
+    Scoped, when any of these is set, to the peers of the policed workloads in ``namespace``,
+    of the one ``workload`` (a ``namespace/Kind/name`` node id), and to external peers the
+    traffic's DNS answers named ``peer_name`` (exact, or ``*.`` for one or more labels).
+    """
 
     cidr: str
     excepts: tuple[str, ...] = ()
     name: str = ""
+    namespace: str | None = None
+    workload: str | None = None
+    peer_name: str | None = None
+
+    def applies_to(self, workload: str, namespace: str) -> bool:
+        """Whether the block may stand for the peers of the policed ``workload``."""
+        return ((self.namespace is None or self.namespace == namespace)
+                and (self.workload is None or self.workload == workload))
+
+    def names_peer(self, names: tuple[str, ...] | list[str]) -> bool:
+        """Whether a peer known by the DNS ``names`` is in scope (always without peer_name)."""
+        return self.peer_name is None or any(name_matches(self.peer_name, n) for n in names)
+
+
+def name_matches(pattern: str, name: str) -> bool:
+    """A DNS name against ``pattern``: exact, or ``*.suffix`` for one or more labels before it
+    (case-insensitive, trailing dots ignored).
+
+    >>> name_matches("*.example.com", "a.b.example.com")
+    True
+    >>> name_matches("*.example.com", "example.com")
+    False
+    """
+    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
+    if pattern.startswith("*."):
+        return name.endswith(pattern[1:]) and len(name) > len(pattern) - 1
+    return pattern == name
+
+
+class DnsEgress(enum.StrEnum):
+    """Which policed workloads may reach the cluster DNS resolver."""
+
+    USED = "used"  # those seen resolving names in the capture, or declared (the default)
+    ALL = "all"  # every policed workload (DNS is an exfiltration path: not the default)
+
+
+class EntryPointMode(enum.StrEnum):
+    """Which workloads are internet entry points (allowed from the internet, not only from the
+    clients the capture saw)."""
+
+    AUTO = "auto"  # declared ones, and those behind a LoadBalancer/NodePort Service or that
+    #                are a recognised ingress or gateway controller (the default)
+    DECLARED = "declared"  # only those declared under `entry_points`
 
 
 @dataclass(frozen=True)
-class CompileOptions:
-    port_ranges: bool = False
-    external_cidrs: tuple[ExternalBlock, ...] = ()
+class WorkloadMatch:
+    """Workloads named by a declaration: one ``workload`` (node id), or ``selector`` in
+    ``namespace`` (every namespace when None)."""
+
+    workload: str | None = None
+    namespace: str | None = None
+    selector: Labels | None = None
+
+    def matches(self, node: str, namespace: str | None, labels: Labels) -> bool:
+        if self.workload is not None:
+            return node == self.workload
+        if self.namespace is not None and namespace != self.namespace:
+            return False
+        return self.selector is None or labels.matches(self.selector)
+
+    def describe(self) -> str:
+        if self.workload is not None:
+            return self.workload
+        selector = ",".join(f"{k}={v}" for k, v in (self.selector or Labels()).items)
+        return f"{self.namespace or '*'}/{selector or '*'}"
+
+
+@dataclass(frozen=True)
+class FlowEnd:
+    """One end of a declared flow: workloads, or an external address block."""
+
+    workloads: WorkloadMatch | None = None
+    cidr: str | None = None
+
+    def describe(self) -> str:
+        if self.cidr is not None:
+            return self.cidr
+        return (self.workloads or WorkloadMatch()).describe()
+
+
+@dataclass(frozen=True)
+class DeclaredFlowDecl:
+    """A flow the capture cannot show (a monthly batch, a failover path, a backup window).
+
+    Allowed like an observed one, with provenance ``declared: <reason>``. Into or out of a
+    restricted zone it needs ``justification`` and ``approved_by`` (the planner refuses it
+    otherwise)."""
+
+    client: FlowEnd
+    server: FlowEnd
+    protocol: Transport
+    ports: tuple[int | None, ...]
+    reason: str
+    justification: str = ""
+    approved_by: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class EntryPointDecl:
+    """Workloads the internet reaches: allowed from ``cidrs`` (the internet minus the cluster's
+    ranges when empty) on the ports external clients were seen using."""
+
+    workloads: WorkloadMatch
+    reason: str
+    cidrs: tuple[str, ...] = ()
+    justification: str = ""
+    approved_by: str = ""
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,6 +207,23 @@ class ClusterNetworks:
 
 
 @dataclass(frozen=True)
+class CompileOptions:
+    """What lowering reads from segmenter.yaml: ``compile:``, plus the declared internet entry
+    points and the cluster's ranges (top-level keys) that the internet rules exclude."""
+
+    port_ranges: bool = False
+    external_cidrs: tuple[ExternalBlock, ...] = ()
+    dns_egress: DnsEgress = DnsEgress.USED
+    entry_point_mode: EntryPointMode = EntryPointMode.AUTO
+    entry_points: tuple[EntryPointDecl, ...] = ()
+    cluster: ClusterNetworks = ClusterNetworks()
+    # Per-target options by target name, as written (checked against the registry by
+    # ``segmenter.targets.target_options``).
+    targets: Mapping[str, Mapping[str, object]] = field(default_factory=dict, hash=False)
+    path: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     sensitive: tuple[SensitiveDecl, ...] = ()
     classes: dict[str, dict[str, str]] = field(default_factory=lambda: dict(BUILTIN_CLASSES))
@@ -88,6 +231,7 @@ class Config:
     path: str | None = None
     compile: CompileOptions = CompileOptions()
     cluster: ClusterNetworks = ClusterNetworks()
+    declared_flows: tuple[DeclaredFlowDecl, ...] = ()
 
     def framework(self, data_class: str) -> str:
         return self.classes.get(data_class, {}).get("framework", data_class)
@@ -155,8 +299,8 @@ def load_config(path: str | None, extra: tuple[SensitiveDecl, ...] = ()) -> Conf
     for decl in extra:
         _check_class(decl.data_class, classes, path=None, record=decl.source)
     check_conflicts(config.sensitive + extra, config.exclude_namespaces, path)
-    return Config(config.sensitive + extra, classes, config.exclude_namespaces, path,
-                  config.compile, config.cluster)
+    return dataclasses.replace(config, sensitive=config.sensitive + extra, classes=classes,
+                               path=path)
 
 
 def check_conflicts(decls: tuple[SensitiveDecl, ...], exclude: tuple[str, ...],
@@ -189,7 +333,8 @@ def _check_class(name: str, classes: dict[str, dict[str, str]], *, path: str | N
 def _parse_config(raw: Any, path: str) -> Config:
     if not isinstance(raw, dict):
         raise PlanError("the config must be a map", path=path)
-    known_keys = {"version", "classes", "sensitive", "exclude_namespaces", "compile", "cluster"}
+    known_keys = {"version", "classes", "sensitive", "exclude_namespaces", "compile", "cluster",
+                  "declared_flows", "entry_points"}
     for key in raw:
         if key not in known_keys:
             raise PlanError(f"unknown key {key!r} (known: {', '.join(sorted(known_keys))})",
@@ -240,9 +385,13 @@ def _parse_config(raw: Any, path: str) -> Config:
     if not isinstance(exclude, list) or not all(isinstance(n, str) for n in exclude):
         raise PlanError("`exclude_namespaces` must be a list of names", path=path,
                         record="exclude_namespaces")
-    return Config(tuple(decls), classes, tuple(sorted(exclude)), path,
-                  _parse_compile(raw.get("compile"), path),
-                  _parse_cluster(raw.get("cluster"), path))
+    cluster = _parse_cluster(raw.get("cluster"), path)
+    options = dataclasses.replace(
+        _parse_compile(raw.get("compile"), path),
+        entry_points=_parse_entry_points(raw.get("entry_points"), path),
+        cluster=cluster, path=path)
+    return Config(tuple(decls), classes, tuple(sorted(exclude)), path, options, cluster,
+                  _parse_declared_flows(raw.get("declared_flows"), path))
 
 
 def _parse_cluster(raw: Any, path: str) -> ClusterNetworks:
@@ -289,7 +438,8 @@ def _parse_compile(raw: Any, path: str) -> CompileOptions:
         return CompileOptions()
     if not isinstance(raw, dict):
         raise PlanError("`compile` must be a map", path=path, record="compile")
-    unknown = set(raw) - {"port_ranges", "external_cidrs"}
+    unknown = set(raw) - {"port_ranges", "external_cidrs", "dns_egress", "entry_points",
+                          "targets"}
     if unknown:
         raise PlanError(f"unknown key(s) {', '.join(sorted(unknown))}", path=path,
                         record="compile")
@@ -297,28 +447,214 @@ def _parse_compile(raw: Any, path: str) -> CompileOptions:
     if not isinstance(port_ranges, bool):
         raise PlanError("port_ranges must be true or false", path=path,
                         record="compile.port_ranges")
+    dns_egress = _choice(DnsEgress, raw.get("dns_egress", DnsEgress.USED.value), path,
+                         "compile.dns_egress")
+    mode = _choice(EntryPointMode, raw.get("entry_points", EntryPointMode.AUTO.value), path,
+                   "compile.entry_points")
+    targets = raw.get("targets") or {}
+    if not isinstance(targets, dict) or not all(
+            isinstance(k, str) and isinstance(v, dict) for k, v in targets.items()):
+        raise PlanError("`targets` must map target names to maps of options", path=path,
+                        record="compile.targets")
     blocks: list[ExternalBlock] = []
-    for index, entry in enumerate(raw.get("external_cidrs") or []):
+    entries = raw.get("external_cidrs") or []
+    if not isinstance(entries, list):
+        raise PlanError("`external_cidrs` must be a list", path=path,
+                        record="compile.external_cidrs")
+    for index, entry in enumerate(entries):
         record = f"compile.external_cidrs[{index}]"
         if not isinstance(entry, dict) or "cidr" not in entry:
             raise PlanError("each entry needs a cidr", path=path, record=record)
-        try:
-            net = ipaddress.ip_network(str(entry["cidr"]), strict=True)
-            excepts = []
-            for item in entry.get("except") or []:
-                sub = ipaddress.ip_network(str(item), strict=True)
-                # NetworkPolicy rejects an except that is not a strict subset of cidr.
-                if sub.version != net.version or not sub.subnet_of(net) or sub == net:  # type: ignore[arg-type]
-                    raise PlanError(f"except {sub} is not a strict subset of {net}", path=path,
-                                    record=record)
-                excepts.append(str(sub))
-        except ValueError as exc:
-            raise PlanError(f"invalid CIDR: {exc}", path=path, record=record) from exc
+        unknown = set(entry) - {"cidr", "except", "name", "namespace", "workload", "peer_name"}
+        if unknown:
+            raise PlanError(f"unknown key(s) {', '.join(sorted(unknown))}", path=path,
+                            record=record)
+        net = _network(entry["cidr"], path, record)
+        excepts = []
+        for item in entry.get("except") or []:
+            sub = _network(item, path, record)
+            # NetworkPolicy rejects an except that is not a strict subset of cidr.
+            if sub.version != net.version or not sub.subnet_of(net) or sub == net:  # type: ignore[arg-type]
+                raise PlanError(f"except {sub} is not a strict subset of {net}", path=path,
+                                record=record)
+            excepts.append(str(sub))
         name = str(entry.get("name") or str(net).replace(".", "-").replace("/", "-")
                    .replace(":", "-"))
         if not is_dns1123_label(name):
             raise PlanError(f"name {name!r} must be a DNS-1123 label", path=path, record=record)
         if any(b.name == name for b in blocks):
             raise PlanError(f"name {name!r} is used by another block", path=path, record=record)
-        blocks.append(ExternalBlock(str(net), tuple(sorted(excepts)), name))
-    return CompileOptions(port_ranges, tuple(blocks))
+        namespace = _namespace(entry.get("namespace"), path, record)
+        workload = _workload_id(entry.get("workload"), path, record)
+        if workload is not None and namespace is not None and not workload.startswith(
+                f"{namespace}/"):
+            raise PlanError(f"workload {workload} is not in namespace {namespace}", path=path,
+                            record=record)
+        peer_name = entry.get("peer_name")
+        if peer_name is not None and not (isinstance(peer_name, str) and _DNS_NAME.fullmatch(
+                peer_name)):
+            raise PlanError(f"peer_name {peer_name!r} must be a DNS name, optionally starting "
+                            "with '*.'", path=path, record=record)
+        blocks.append(ExternalBlock(str(net), tuple(sorted(excepts)), name, namespace, workload,
+                                    peer_name))
+    return CompileOptions(port_ranges, tuple(blocks), dns_egress, mode,
+                          targets={str(k): dict(v) for k, v in sorted(targets.items())})
+
+
+_DNS_NAME = re.compile(r"(\*\.)?([a-zA-Z0-9_]([-a-zA-Z0-9_]*[a-zA-Z0-9])?\.)*"
+                       r"[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?\.?")
+_Choice = TypeVar("_Choice", bound=enum.StrEnum)
+
+
+def _choice(kind: type[_Choice], value: Any, path: str, record: str) -> _Choice:
+    try:
+        return kind(value)
+    except ValueError:
+        known = ", ".join(m.value for m in kind)
+        raise PlanError(f"{value!r} is not one of {known}", path=path, record=record) from None
+
+
+def _network(value: Any, path: str, record: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(str(value), strict=True)
+    except ValueError as exc:
+        raise PlanError(f"invalid CIDR: {exc}", path=path, record=record) from exc
+
+
+def _namespace(value: Any, path: str, record: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or not is_dns1123_label(value)):
+        raise PlanError(f"invalid namespace {value!r}", path=path, record=record)
+    return value
+
+
+def _workload_id(value: Any, path: str, record: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = NodeId.parse(str(value))
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.kind is not NodeKind.WORKLOAD:
+        raise PlanError(f"workload {value!r} must be namespace/Kind/name, e.g. "
+                        "payments/Deployment/payments-api", path=path, record=record)
+    return str(value)
+
+
+def _workloads(raw: Mapping[str, Any], path: str, record: str) -> WorkloadMatch:
+    """``workload: ns/Kind/name``, or ``namespace`` and/or ``selector``."""
+    workload = _workload_id(raw.get("workload"), path, record)
+    namespace = _namespace(raw.get("namespace"), path, record)
+    selector = (_check_labels(raw["selector"], path=path, record=record)
+                if raw.get("selector") is not None else None)
+    if workload is not None and (namespace is not None or selector is not None):
+        raise PlanError("give `workload`, or `namespace` and `selector`, not both", path=path,
+                        record=record)
+    if workload is None and namespace is None and selector is None:
+        raise PlanError("name the workloads: `workload`, or `namespace` and/or `selector`",
+                        path=path, record=record)
+    return WorkloadMatch(workload, namespace, selector)
+
+
+def _text(raw: Mapping[str, Any], key: str, path: str, record: str, *,
+          required: bool = False) -> str:
+    value = raw.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise PlanError(f"`{key}` is required (say why)", path=path, record=record)
+        return ""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise PlanError(f"`{key}` must be text", path=path, record=record)
+    return str(value).strip()
+
+
+def _parse_declared_flows(raw: Any, path: str) -> tuple[DeclaredFlowDecl, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise PlanError("`declared_flows` must be a list", path=path, record="declared_flows")
+    out = []
+    name = Path(path).name
+    for index, entry in enumerate(raw):
+        record = f"declared_flows[{index}]"
+        if not isinstance(entry, dict):
+            raise PlanError("each entry must be a map", path=path, record=record)
+        unknown = set(entry) - {"from", "to", "protocol", "port", "ports", "reason",
+                                "justification", "approved_by"}
+        if unknown:
+            raise PlanError(f"unknown key(s) {', '.join(sorted(unknown))}", path=path,
+                            record=record)
+        ends = []
+        for key in ("from", "to"):
+            end = entry.get(key)
+            where = f"{record}.{key}"
+            if not isinstance(end, dict):
+                raise PlanError(f"`{key}` is required: a map with `workload`, `namespace`/"
+                                "`selector`, or `cidr`", path=path, record=where)
+            if "cidr" in end:
+                if set(end) != {"cidr"}:
+                    raise PlanError("`cidr` stands alone (an address block outside the "
+                                    "cluster)", path=path, record=where)
+                ends.append(FlowEnd(cidr=str(_network(end["cidr"], path, where))))
+            else:
+                unknown = set(end) - {"workload", "namespace", "selector"}
+                if unknown:
+                    raise PlanError(f"unknown key(s) {', '.join(sorted(unknown))}", path=path,
+                                    record=where)
+                ends.append(FlowEnd(workloads=_workloads(end, path, where)))
+        if ends[0].cidr is not None and ends[1].cidr is not None:
+            raise PlanError("a declared flow needs a workload at one end at least", path=path,
+                            record=record)
+        try:
+            protocol = Transport.parse(str(entry.get("protocol", "TCP")))
+        except ValueError as exc:
+            raise PlanError(str(exc), path=path, record=f"{record}.protocol") from None
+        if "port" in entry and "ports" in entry:
+            raise PlanError("give `port` or `ports`, not both", path=path, record=record)
+        ports_raw = entry.get("ports", [entry["port"]] if "port" in entry else [])
+        if not isinstance(ports_raw, list):
+            raise PlanError("`ports` must be a list of numbers", path=path, record=record)
+        ports: list[int | None] = []
+        for port in ports_raw:
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+                raise PlanError(f"port {port!r} must be a number 1-65535 (an ICMP type for "
+                                "ICMP)", path=path, record=record)
+            ports.append(port)
+        if not ports:
+            if protocol in (Transport.TCP, Transport.UDP, Transport.SCTP):
+                raise PlanError(f"`port` is required for {protocol} (a declared flow opens "
+                                "named ports, never all of them)", path=path, record=record)
+            ports.append(None)
+        out.append(DeclaredFlowDecl(
+            ends[0], ends[1], protocol, tuple(sorted(set(ports), key=lambda p: p or 0)),
+            _text(entry, "reason", path, record, required=True),
+            _text(entry, "justification", path, record),
+            _text(entry, "approved_by", path, record), f"{name} {record}"))
+    return tuple(out)
+
+
+def _parse_entry_points(raw: Any, path: str) -> tuple[EntryPointDecl, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise PlanError("`entry_points` must be a list", path=path, record="entry_points")
+    out = []
+    name = Path(path).name
+    for index, entry in enumerate(raw):
+        record = f"entry_points[{index}]"
+        if not isinstance(entry, dict):
+            raise PlanError("each entry must be a map", path=path, record=record)
+        unknown = set(entry) - {"workload", "namespace", "selector", "reason", "cidrs",
+                                "justification", "approved_by"}
+        if unknown:
+            raise PlanError(f"unknown key(s) {', '.join(sorted(unknown))}", path=path,
+                            record=record)
+        cidrs = entry.get("cidrs") or []
+        if not isinstance(cidrs, list):
+            raise PlanError("`cidrs` must be a list", path=path, record=f"{record}.cidrs")
+        nets = sorted({_network(c, path, f"{record}.cidrs") for c in cidrs},
+                      key=lambda n: (n.version, n))
+        out.append(EntryPointDecl(
+            _workloads(entry, path, record), _text(entry, "reason", path, record, required=True),
+            tuple(str(n) for n in nets), _text(entry, "justification", path, record),
+            _text(entry, "approved_by", path, record), f"{name} {record}"))
+    return tuple(out)

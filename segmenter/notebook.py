@@ -89,12 +89,13 @@ def load_capture(paths: str | Path | Sequence[str | Path], *,
     return read_traffic(flow_files)
 
 
-def render_yaml(policy_set: PolicySet, dialect: str = "kubernetes") -> str:
-    """One target's YAML for a policy set, one multi-document string."""
+def render_yaml(policy_set: PolicySet, dialect: str = "kubernetes", **options: bool) -> str:
+    """One target's YAML for a policy set, one multi-document string (``options``: the
+    target's writer options)."""
     from segmenter.render import to_yaml
     from segmenter.targets import get_target
 
-    output = get_target(dialect).dialect().emit(policy_set)
+    output = get_target(dialect).dialect(**options).emit(policy_set)
     return "---\n".join(to_yaml(docs) for _, docs in sorted(output.files.items()))
 
 
@@ -191,15 +192,24 @@ def plan_html(plan: Plan, graph: nx.DiGraph | None = None) -> str:
             blocks.append(Table(
                 ("Client", "Server", "Port", "Flows", "TLS"),
                 tuple((c.client, c.server, c.protocol if c.port is None else
-                       f"{c.protocol}/{c.port}", str(c.flows), "yes" if c.tls else "no")
+                       f"{c.protocol}/{c.port}",
+                       str(c.flows) if c.flows or not c.declared else "declared",
+                       "yes" if c.tls else "no")
                       for c in boundary),
-                tuple("" if c.tls else "warn" for c in boundary),
+                tuple("" if c.tls or (c.declared and not c.flows) else "warn" for c in boundary),
                 f"flows across the restricted boundary ({len(boundary)})"))
         if scope.reductions:
             blocks.append(Table(("Cut", "Effect"), tuple(
                 ("; ".join(f"{a} → {b}" for a, b in r.flows),
                  r.note or ", ".join(r.leaves)) for r in scope.reductions),
                 caption="scope reduction options (not applied)"))
+    if plan.declared:
+        blocks.append(Table(("Client", "Server", "Port", "Reason", "Justification", "Approver"),
+                            tuple((f.client, f.server, f.protocol if f.port is None else
+                                   f"{f.protocol}/{f.port}", f.reason, f.justification or "-",
+                                   f.approved_by or "-") for f in plan.declared),
+                            caption=f"declared flows, not observed ({len(plan.declared)}): "
+                                    "allowed with provenance declared: <reason>"))
     if plan.suggestions:
         blocks.append(Table(("Workload", "Why it looks like a data store"), tuple(
             (m.node, m.reason) for m in plan.suggestions),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -42,7 +42,9 @@ from segmenter.planner import Plan, plan
 from segmenter.policy.ir import PolicySet
 from segmenter.policy.lower import lower
 from segmenter.render import write_tree
-from segmenter.targets import TARGETS, Target, get_target
+from segmenter.targets import TARGETS, Target, detect_targets, get_target, target_options
+
+AUTO = "auto"  # --dialect auto: the targets the cluster enforces
 
 
 @dataclass(frozen=True)
@@ -143,9 +145,53 @@ def compile_policies(graph: nx.DiGraph, result: Plan, inventory: Inventory,
     return lower(graph, result, inventory, options=options)
 
 
+def choose_targets(names: Sequence[str] = (), inventory: Inventory | None = None, *,
+                   live: bool = False, context: str | None = None,
+                   kubeconfig: str | None = None) -> tuple[list[Target], list[str]]:
+    """The targets to write, and notes on how they were chosen: the ``names`` given (every
+    registered target when none), or with ``auto`` the targets the cluster enforces, from the
+    inventory's policy engines and, with ``live``, the API groups the cluster serves.
+
+    Raises:
+        InputError: ``auto`` with other names, or nothing recognisable for ``auto``.
+        UnknownNameError: a name that is no target.
+    """
+    if not names:
+        return list(TARGETS.values()), []
+    if AUTO not in names:
+        return [get_target(n) for n in dict.fromkeys(names)], []
+    if set(names) != {AUTO}:
+        raise InputError("--dialect auto picks the targets itself: do not name others with it")
+    served = None
+    if live:
+        from segmenter.cluster.cni import served_api_groups
+
+        served = served_api_groups(context=context, kubeconfig=kubeconfig)
+    found = detect_targets(inventory, served)
+    names_chosen = ", ".join(t.name for t in found.targets)
+    return list(found.targets), [f"--dialect auto chose {names_chosen}: "
+                                 + "; ".join(found.evidence)]
+
+
+def writer_options(config: Config | None, flags: Mapping[str, Mapping[str, bool]] | None = None
+                   ) -> dict[str, dict[str, bool]]:
+    """Each target's writer options: ``compile.targets`` of segmenter.yaml, then ``flags``
+    (the command line) over them.
+
+    Raises:
+        UnknownNameError: an unknown target or option in the config.
+    """
+    out = target_options(config.compile.targets, path=config.path) if config else {}
+    for name, options in (flags or {}).items():
+        out.setdefault(name, {}).update(options)
+    return out
+
+
 def emit(policy_set: PolicySet, targets: Sequence[Target], *, best_effort: bool = False,
-         staged: bool = False) -> dict[str, Output]:
-    """Every target's manifests for one policy set.
+         staged: bool = False, options: Mapping[str, Mapping[str, bool]] | None = None
+         ) -> dict[str, Output]:
+    """Every target's manifests for one policy set; ``options``: each target's writer options
+    by target name (:func:`writer_options`).
 
     Raises:
         UnsupportedError: what any target cannot express, all targets' reasons at once (unless
@@ -155,8 +201,9 @@ def emit(policy_set: PolicySet, targets: Sequence[Target], *, best_effort: bool 
     problems: list[str] = []
     for target in targets:
         try:
-            outputs[target.name] = target.dialect(best_effort=best_effort,
-                                                  staged=staged).emit(policy_set)
+            outputs[target.name] = target.dialect(
+                best_effort=best_effort, staged=staged,
+                **(options or {}).get(target.name, {})).emit(policy_set)
         except UnsupportedError as exc:
             problems.extend(f"{target.name}: {r}" for r in exc.reasons)
     if problems:
@@ -391,10 +438,15 @@ class RunResult:
 def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.PathLike[str], *,
         config: str | None = None, sensitive: Sequence[str] = (), best_effort: bool = False,
         staged: bool = False, progress: bool = False, force: bool = False,
-        draw: Callable[[nx.DiGraph, Plan, Path, str], Any] | None = None) -> RunResult:
-    """Every stage: traffic -> flow file -> graph -> plan -> every target's policies -> the
-    self-check of every observed flow under every target's enforcement.
+        draw: Callable[[nx.DiGraph, Plan, Path, str], Any] | None = None,
+        dialects: Sequence[str] = (), detect_live: bool = False, context: str | None = None,
+        kubeconfig: str | None = None,
+        options: Mapping[str, Mapping[str, bool]] | None = None) -> RunResult:
+    """Every stage: traffic -> flow file -> graph -> plan -> the targets' policies -> the
+    self-check of every observed flow under each target's enforcement.
 
+    ``dialects``: the targets to write (:func:`choose_targets`: every one by default, ``auto``
+    for those the cluster enforces); ``options``: writer options over the config's.
     Every input is read and checked before anything is written; a plan that a target cannot
     express leaves no new file beside the flow file. ``draw(graph, plan, path, title)`` draws
     the zone map (the views layer supplies it).
@@ -407,9 +459,11 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     from segmenter.planner import plan_to_dict
 
     folder = Path(out)
-    targets = list(TARGETS.values())
     configuration = read_config(config, sensitive)
     inventory = read_inventory(inventory_paths)
+    targets, chosen = choose_targets(dialects, inventory, live=detect_live, context=context,
+                                     kubeconfig=kubeconfig)
+    writers = writer_options(configuration, options)
     recorded: dict[str, str] = {}
     if not force:
         check_run_folder(folder, targets)
@@ -423,8 +477,8 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     result = make_plan(graph, configuration)
     out_dirs = {t.name: str(folder / t.name) for t in targets}
     policy_set = compile_policies(graph, result, inventory, configuration.compile)
-    outputs = emit(policy_set, targets, best_effort=best_effort, staged=staged)
-    notes = [*policy_set.notes, *write_outputs(outputs, out_dirs)]
+    outputs = emit(policy_set, targets, best_effort=best_effort, staged=staged, options=writers)
+    notes = [*chosen, *policy_set.notes, *write_outputs(outputs, out_dirs)]
     left_out = left_out_note(graph)
     if left_out is not None:
         notes.append(left_out)
@@ -450,12 +504,14 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
 
 
 __all__ = [
+    "AUTO",
     "RUN_MANIFEST",
     "IngestResult",
     "PolicySource",
     "RunResult",
     "Verification",
     "check_run_folder",
+    "choose_targets",
     "compile_policies",
     "diff",
     "emit",
@@ -476,4 +532,5 @@ __all__ = [
     "verify",
     "verify_gate",
     "write_outputs",
+    "writer_options",
 ]

@@ -10,8 +10,11 @@ For each data class (``pci``, ``phi``, custom):
 - **external**: addresses outside the cluster;
 - **general**: every other workload (out of scope once the policies are in force).
 
-The zones of one class partition the graph's nodes. The plan keeps every observed flow: the
-compiler allows exactly those (plus DNS), nothing more.
+The zones of one class partition the graph's nodes. The plan keeps every observed flow and the
+flows ``segmenter.yaml`` declares (``declared_flows``: they join the graph as edges marked
+declared, :mod:`segmenter.graph.declared`, so zones and crossings account for them); the
+compiler allows exactly those (plus DNS where used and the internet on entry points), nothing
+more. A declared flow into or out of a restricted zone needs a justification and an approver.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import networkx as nx
 from segmenter.config import DATA_CLASS_KEY, Config
 from segmenter.errors import InputError, PlanError
 from segmenter.gcpause import no_gc
+from segmenter.graph.declared import DECLARED, DeclaredFlow, apply_declared, resolve_declared
 from segmenter.model import Labels, is_workload_id
 
 
@@ -69,6 +73,8 @@ class Crossing:
     first_seen: float | None
     last_seen: float | None
     tls: bool
+    # The reason(s) of the declarations behind it; "" when only observed (flows > 0 when both).
+    declared: str = ""
 
 
 @dataclass(frozen=True, order=True)
@@ -110,6 +116,7 @@ class Plan:
     excluded_namespaces: tuple[str, ...]
     notes: tuple[str, ...] = ()
     suggestions: tuple[ZoneMember, ...] = ()  # look like data stores; never applied
+    declared: tuple[DeclaredFlow, ...] = ()  # flows segmenter.yaml declares (not observed)
 
     def zone_of(self, node: str) -> Zone:
         """The most restrictive zone of ``node`` over every class."""
@@ -168,16 +175,20 @@ def plan(graph: nx.DiGraph, config: Config, *, dns_nodes: Iterable[str] | None =
     """Partition ``graph`` into zones per data class.
 
     Cluster DNS is infrastructure: the nodes the graph marks ``cluster_dns`` (the graph stage
-    finds the resolver in the inventory), or ``dns_nodes`` when given.
+    finds the resolver in the inventory), or ``dns_nodes`` when given. The config's declared
+    flows are put into ``graph`` (in place, replacing earlier declarations) before zoning.
 
     Raises:
-        PlanError: a declaration matches no workload, or names an unknown class.
+        PlanError: a declaration matches no workload, or names an unknown class; a declared flow
+            into or out of a restricted zone has no justification or approver.
     """
     with no_gc():
         return _plan(graph, config, dns_nodes)
 
 
 def _plan(graph: nx.DiGraph, config: Config, dns_nodes: Iterable[str] | None) -> Plan:
+    declared = resolve_declared(graph, config.declared_flows, config.path)
+    apply_declared(graph, declared)
     dns = (set(dns_nodes) if dns_nodes is not None
            else {n for n, a in graph.nodes(data=True) if a.get("cluster_dns")})
     workloads = workload_nodes(graph)
@@ -222,14 +233,35 @@ def _plan(graph: nx.DiGraph, config: Config, dns_nodes: Iterable[str] | None) ->
                     f"{node} is declared {data_class} but is not policed (hostNetwork or an "
                     "excluded namespace); it cannot be isolated by pod policy", record=node)
 
+    _check_declared_into_restricted(declared, restricted, config.path)
     scopes = []
     for data_class in sorted(restricted):
         scope = _scope(graph, config, data_class, restricted[data_class], excluded=excluded,
                        dns=dns)
         scopes.append(_with_reductions(graph, scope))
-    declared = {n for members in restricted.values() for n in members}
+    stores = {n for members in restricted.values() for n in members}
     return Plan(tuple(scopes), policed, tuple(sorted(excluded)), tuple(notes),
-                suggest_stores(graph, declared, excluded))
+                suggest_stores(graph, stores, excluded), declared)
+
+
+def _check_declared_into_restricted(declared: Iterable[DeclaredFlow],
+                                    restricted: dict[str, dict[str, str]],
+                                    path: str | None) -> None:
+    """A declared flow into or out of a restricted zone is refused without a justification and
+    an approver (PCI DSS 1.2.5: every allowed service has a documented business need and is
+    approved)."""
+    for flow in declared:
+        classes = sorted(c for c, members in restricted.items()
+                         if flow.client in members or flow.server in members)
+        if not classes or (flow.justification and flow.approved_by):
+            continue
+        missing = " and ".join(f"`{k}`" for k, v in (("justification", flow.justification),
+                                                      ("approved_by", flow.approved_by)) if not v)
+        record = flow.source.split(" ", 1)[-1] if flow.source else None
+        raise PlanError(f"declares {flow.client} -> {flow.server} {flow.protocol}/"
+                        f"{flow.port}, into or out of the restricted {', '.join(classes)} zone: "
+                        f"it needs {missing} (who approved it), or it is refused",
+                        path=path, record=record)
 
 
 # Server ports of common databases, caches and queues (IANA / vendor defaults).
@@ -404,8 +436,11 @@ def _scope(graph: nx.DiGraph, config: Config, data_class: str, restricted: dict[
             data = graph.edges[(peer, node) if incoming else (node, peer)]
             ports = ", ".join(_port_text(p) for p in data.get("ports", []))
             verb = f"connects to {node}" if incoming else f"is called by {node}"
+            declared = sorted({str(p[DECLARED]) for p in data.get("ports", [])
+                               if p.get(DECLARED)})
+            why = f"; declared: {'; '.join(declared)}" if declared else ""
             zone_name[peer] = Zone.CONNECTED
-            zone[peer] = ZoneMember(peer, f"{verb} ({ports}; {data.get('flows', 0)} flows)")
+            zone[peer] = ZoneMember(peer, f"{verb} ({ports}; {data.get('flows', 0)} flows{why})")
     for node in graph.nodes:
         if node not in zone_name:
             zone_name[node] = Zone.GENERAL
@@ -418,7 +453,8 @@ def _scope(graph: nx.DiGraph, config: Config, data_class: str, restricted: dict[
         for port in data.get("ports", []):
             crossings.append(Crossing(client, server, str(port.get("protocol")), port.get("port"),
                                       a, b, int(port.get("flows", 0)), port.get("first_seen"),
-                                      port.get("last_seen"), bool(port.get("tls"))))
+                                      port.get("last_seen"), bool(port.get("tls")),
+                                      str(port.get(DECLARED) or "")))
     zones = tuple(
         (name, tuple(sorted(m for n, m in zone.items() if zone_name[n] == name))) for name in ZONES
     )
@@ -456,6 +492,7 @@ def plan_to_dict(result: Plan) -> dict[str, Any]:
                         "port": c.port, "client_zone": c.client_zone,
                         "server_zone": c.server_zone, "flows": c.flows,
                         "first_seen": c.first_seen, "last_seen": c.last_seen, "tls": c.tls,
+                        **({"declared": c.declared} if c.declared else {}),
                     }
                     for c in scope.crossings
                 ],
@@ -466,6 +503,9 @@ def plan_to_dict(result: Plan) -> dict[str, Any]:
             }
             for scope in result.classes
         },
+        # Flows segmenter.yaml declares, apart from the observed ones (they are edges of the
+        # graph marked declared, and crossings above with "declared" when they cross zones).
+        "declared_flows": [f.to_dict() for f in result.declared],
     }
 
 
@@ -500,7 +540,7 @@ def plan_from_dict(data: Any, *, path: str | None = None) -> Plan:
             crossings = tuple(
                 Crossing(c["client"], c["server"], c["protocol"], c["port"],
                          Zone(c["client_zone"]), Zone(c["server_zone"]), c["flows"],
-                         c["first_seen"], c["last_seen"], c["tls"])
+                         c["first_seen"], c["last_seen"], c["tls"], c.get("declared") or "")
                 for c in scope["crossings"]
             )
             reductions = tuple(
@@ -511,8 +551,9 @@ def plan_from_dict(data: Any, *, path: str | None = None) -> Plan:
         return Plan(tuple(scopes), tuple(data["policed"]), tuple(data["excluded_namespaces"]),
                     tuple(data.get("notes", [])),
                     tuple(ZoneMember(m["node"], m["reason"])
-                          for m in data.get("suggestions", [])))
-    except (KeyError, TypeError) as exc:
+                          for m in data.get("suggestions", [])),
+                    tuple(DeclaredFlow.from_dict(f) for f in data.get("declared_flows", [])))
+    except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"malformed plan: missing or bad field {exc}", path=path) from exc
 
 
@@ -538,6 +579,14 @@ def summary_lines(result: Plan) -> list[str]:
             lines.append(f"  scope reduction: cut {len(best.flows)} flow(s) "
                          f"({', '.join(f'{a} -> {b}' for a, b in best.flows)}) and "
                          f"{len(best.leaves)} workload(s) leave {scope.data_class} scope")
+    if result.declared:
+        lines.append(f"declared flows (segmenter.yaml, not observed in the capture): "
+                     f"{len(result.declared)}")
+        for flow in result.declared:
+            port = flow.protocol if flow.port is None else f"{flow.protocol}/{flow.port}"
+            approved = f"; approved by {flow.approved_by}" if flow.approved_by else ""
+            lines.append(f"  declared {flow.client} -> {flow.server} {port}: {flow.reason}"
+                         f"{approved}")
     for suggestion in result.suggestions:
         lines.append(f"suggestion (not applied): {suggestion.node} may be a data store: "
                      f"{suggestion.reason}")

@@ -19,17 +19,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from segmenter.cluster.cni import recognise_engines
 from segmenter.dialects.base import Dialect
 from segmenter.dialects.calico import Calico
 from segmenter.dialects.cilium import Cilium
 from segmenter.dialects.clusternetworkpolicy import ClusterNetworkPolicy
 from segmenter.dialects.kubernetes import Kubernetes
-from segmenter.errors import UnknownNameError
+from segmenter.errors import InputError, UnknownNameError
 from segmenter.evaluate import PolicyEngine
 from segmenter.evaluate.calico import fill_defaults as calico_defaults
 from segmenter.evaluate.kubernetes import fill_defaults as kubernetes_defaults
 from segmenter.k8s import PolicyKind, api_group
-from segmenter.model import Labels
+from segmenter.model import Inventory, Labels
 
 K8S_GROUP: Final = "networking.k8s.io"
 CALICO_GROUP: Final = "projectcalico.org"
@@ -51,6 +52,21 @@ Namespaces = Mapping[str, Labels] | Mapping[str, Mapping[str, str]]
 
 
 @dataclass(frozen=True)
+class TargetOption:
+    """A switch a target's writer takes: its keyword, the key under ``compile.targets.<target>``
+    in segmenter.yaml, and the CLI flag ``--<target>-<name with dashes>``."""
+
+    name: str
+    help: str
+
+    def flag(self, target: str) -> str:
+        return f"--{target}-{self.name.replace('_', '-')}"
+
+    def dest(self, target: str) -> str:
+        return f"{target}_{self.name}"
+
+
+@dataclass(frozen=True)
 class Target:
     """One policy target.
 
@@ -69,6 +85,7 @@ class Target:
         omits_empty: the API drops empty maps and strings when it stores the objects (Go
             ``omitempty`` on structs), so ``diff`` drops them too.
         apply_route: how ``apply`` puts the objects into a cluster.
+        options: the switches the writer takes (:meth:`dialect` passes them on).
     """
 
     name: str
@@ -81,9 +98,16 @@ class Target:
     # API groups whose objects are this target's besides its kinds' (Calico's storage group).
     other_groups: tuple[str, ...] = ()
     apply_route: ApplyRoute = ApplyRoute.KUBECTL
+    options: tuple[TargetOption, ...] = ()
 
-    def dialect(self, *, best_effort: bool = False, staged: bool = False) -> Dialect:
-        return self.writer(best_effort=best_effort, staged=staged)
+    def dialect(self, *, best_effort: bool = False, staged: bool = False,
+                **options: bool) -> Dialect:
+        """The writer, with ``options`` (:attr:`options` only; an unknown one is an error)."""
+        for key in options:
+            if key not in {o.name for o in self.options}:
+                raise UnknownNameError(f"option of target {self.name}", key,
+                                       [o.name for o in self.options])
+        return self.writer(best_effort=best_effort, staged=staged, **options)
 
     def owns(self, doc: Mapping[str, Any]) -> bool:
         """Whether ``doc`` is of one of this target's kinds."""
@@ -146,14 +170,20 @@ TARGETS: dict[str, Target] = {
         Target("calico", "Calico projectcalico.org/v3", Calico, _engine("calico"),
                CALICO_KINDS, calico_defaults, omits_empty=True,
                other_groups=("crd.projectcalico.org",),
-               apply_route=ApplyRoute.KUBECTL_OR_CALICOCTL),
+               apply_route=ApplyRoute.KUBECTL_OR_CALICOCTL,
+               options=(TargetOption("domains", "Calico Enterprise only: allow external peers "
+                                     "named by DNS answers also by name (allowedEgressDomains "
+                                     "on their GlobalNetworkSets)"),)),
         Target("cilium", "Cilium cilium.io/v2", Cilium, _engine("cilium"), CILIUM_KINDS,
                _no_defaults),
         # Its folder also holds the per-workload NetworkPolicies: complete on its own for
         # clusters without Calico tiers (Calico 3.32, kube-network-policies).
         Target("clusternetworkpolicy", "ClusterNetworkPolicy policy.networking.k8s.io/v1alpha2",
                ClusterNetworkPolicy, _engine("clusternetworkpolicy"),
-               CLUSTER_NETWORK_POLICY_KINDS, _no_defaults),
+               CLUSTER_NETWORK_POLICY_KINDS, _no_defaults,
+               options=(TargetOption("domain_names", "experimental channel CRD only: Accept "
+                                     "egress to external peers named by DNS answers by name "
+                                     "(domainNames) in the zone guardrails"),)),
     )
 }
 
@@ -218,3 +248,87 @@ def detect_target(manifests: Iterable[Mapping[str, Any]]) -> Target:
         if target is not None and target is not first:
             return target
     return first
+
+
+def target_options(raw: Mapping[str, Mapping[str, object]], *, path: str | None = None,
+                   ) -> dict[str, dict[str, bool]]:
+    """``compile.targets`` of segmenter.yaml checked against the registry: target name ->
+    option -> value.
+
+    Raises:
+        UnknownNameError: an unknown target or option (naming ``compile.targets.<...>``).
+        InputError: a value that is not true or false.
+    """
+    out: dict[str, dict[str, bool]] = {}
+    for name, options in sorted(raw.items()):
+        record = f"compile.targets.{name}"
+        if name not in TARGETS:
+            raise UnknownNameError("target", name, TARGETS, path=path, record=record)
+        target = TARGETS[name]
+        known = {o.name for o in target.options}
+        for key, value in sorted(options.items()):
+            if key not in known:
+                raise UnknownNameError(f"option of target {name}", str(key), known, path=path,
+                                       record=f"{record}.{key}")
+            if not isinstance(value, bool):
+                raise InputError("must be true or false", path=path, record=f"{record}.{key}")
+            out.setdefault(name, {})[str(key)] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The targets a cluster enforces (``--dialect auto``), and what says so."""
+
+    targets: tuple[Target, ...]
+    evidence: tuple[str, ...]
+
+
+def _primary_group(target: Target) -> str:
+    return target.kinds[0].group
+
+
+def detect_targets(inventory: Inventory | None = None,
+                   served: Iterable[tuple[str, str]] | None = None) -> Detection:
+    """The targets whose policies the cluster enforces, from the policy engines its inventory
+    shows (:func:`~segmenter.cluster.cni.recognise_engines`) and/or the API groups it serves
+    (``served``: (group, version) pairs).
+
+    Kubernetes NetworkPolicy (the first target) is the floor: every engine recognised enforces
+    it, so it is chosen whenever any engine is. A served group counts for a target when it
+    serves one of its kinds' group and version, or one of its other groups (Calico's storage
+    group in classic mode); ``networking.k8s.io`` is served by every cluster, enforced or not,
+    so it proves nothing alone.
+
+    Raises:
+        InputError: nothing recognisable: never an empty choice (fail closed).
+    """
+    groups: set[str] = set()
+    evidence: list[str] = []
+    for finding in recognise_engines(inventory) if inventory is not None else ():
+        groups |= finding.api_groups
+        evidence.append(f"{finding.engine}: {finding.evidence}")
+    first = next(iter(TARGETS.values()))
+    if served is not None:
+        pairs = set(served)
+        names = {g for g, _ in pairs}
+        for target in TARGETS.values():
+            if target is first:
+                continue
+            hit = sorted({f"{k.group}/{k.version}" for k in target.kinds
+                          if (k.group, k.version) in pairs}
+                         | {g for g in target.other_groups if g in names})
+            if hit:
+                groups |= {_primary_group(target), _primary_group(first)}
+                evidence.append(f"{target.title}: the cluster serves {', '.join(hit)}")
+    if not groups:
+        looked = ("the calico-node / cilium / kube-network-policies DaemonSets and the Tigera "
+                  "operator in the inventory")
+        if served is not None:
+            looked += ", and the Calico, Cilium and ClusterNetworkPolicy API groups"
+        raise InputError(f"--dialect auto: no network policy engine recognised ({looked}); "
+                         "writing policies the cluster may not enforce would be a false sense "
+                         "of security: name the targets with --dialect (kubernetes is "
+                         "enforced by every CNI that enforces NetworkPolicy)")
+    chosen = tuple(t for t in TARGETS.values() if _primary_group(t) in groups)
+    return Detection(chosen, tuple(evidence))

@@ -3,10 +3,20 @@ project's one synthetic-cluster builder."""
 
 from __future__ import annotations
 
+from segmenter.config import (
+    CompileOptions,
+    Config,
+    DeclaredFlowDecl,
+    EntryPointDecl,
+    FlowEnd,
+    SensitiveDecl,
+    WorkloadMatch,
+)
+from segmenter.model import Labels, Service, ServicePort, Transport
 from segmenter.synthetic import T0, ClusterBuilder, with_dns
 
 __all__ = ["SCENARIOS", "T0", "ClusterBuilder", "cross_namespace_labels", "infrastructure_peers",
-           "two_tier", "with_dns"]
+           "meant", "two_tier", "with_dns"]
 
 
 def two_tier() -> ClusterBuilder:
@@ -71,3 +81,60 @@ def infrastructure_peers() -> ClusterBuilder:
 
 SCENARIOS = {"two-tier": two_tier, "shared-app-label": cross_namespace_labels,
              "infrastructure-peers": infrastructure_peers}
+
+
+def meant() -> tuple[ClusterBuilder, Config]:
+    """Policies that say what is meant: an ingress-nginx controller and a shop behind a
+    LoadBalancer Service (internet entry points found in the inventory), a declared partner
+    API (entry point restricted to its block), flows the capture cannot show (a monthly
+    settlement into the card store, approved; a failover acquirer), and DNS only where used.
+
+    Returns the builder and the config that declares them (as segmenter.yaml would).
+    """
+    b = ClusterBuilder()
+    dns = with_dns(b)
+    ingress = b.workload("ingress-nginx", "ingress-nginx-controller",
+                         {"app.kubernetes.io/name": "ingress-nginx",
+                          "app.kubernetes.io/component": "controller"}, replicas=2)
+    web = b.workload("shop", "web", {"app": "web"}, replicas=2)
+    b.services.append(Service("shop", "web", "LoadBalancer", ("10.96.1.10",),
+                              selector=Labels.of({"app": "web"}),
+                              ports=(ServicePort(80, Transport.TCP, 8080),),
+                              load_balancer_ips=("192.0.2.80",)))
+    partner_api = b.workload("shop", "partner-api", {"app": "partner-api"})
+    api = b.workload("payments", "api", {"app": "api"})
+    db = b.workload("payments", "db", {"app": "db"}, kind="StatefulSet")
+    b.workload("payments", "settlement", {"app": "settlement"}, kind="CronJob")
+    shopper = b.external("198.51.100.20")
+    shopper6 = b.external("2001:db8::20")
+    partner = b.external("203.0.113.7")
+    gateway = b.external("203.0.113.10", "api.gateway.example")
+    b.flow(shopper, ingress, 443, tls=True)
+    b.flow(shopper6, ingress, 443, tls=True)
+    b.flow(shopper, web, 8080)
+    b.flow(ingress, web, 8080)
+    b.flow(partner, partner_api, 8443, tls=True)
+    b.flow(web, api, 8443, tls=True)
+    b.flow(api, db, 5432)
+    b.flow(api, gateway, 443, tls=True)
+    for client in (web, api, ingress):
+        b.flow(client, dns, 53, "UDP")
+    config = Config(
+        sensitive=(SensitiveDecl("pci", Labels.of({"app": "db"}), "payments", reason="cards",
+                                 source="test sensitive[0]"),),
+        declared_flows=(
+            DeclaredFlowDecl(FlowEnd(WorkloadMatch(namespace="payments",
+                                                   selector=Labels.of({"app": "settlement"}))),
+                             FlowEnd(WorkloadMatch(workload=db)), Transport.TCP, (5432,),
+                             "monthly settlement run (1st of the month)",
+                             "PCI DSS 1.2.5: settlement reads the day's authorisations",
+                             "payments security lead", "test.yaml declared_flows[0]"),
+            DeclaredFlowDecl(FlowEnd(WorkloadMatch(workload=api)),
+                             FlowEnd(cidr="192.0.2.128/25"), Transport.TCP, (443,),
+                             "failover acquirer, used when the gateway is down",
+                             source="test.yaml declared_flows[1]"),
+        ),
+        compile=CompileOptions(entry_points=(
+            EntryPointDecl(WorkloadMatch(workload=partner_api), "partner callbacks",
+                           ("203.0.113.0/24",), source="test.yaml entry_points[0]"),)))
+    return b, config

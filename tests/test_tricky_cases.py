@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from segmenter.config import CompileOptions, Config, ExternalBlock, SensitiveDecl
+from segmenter.config import CompileOptions, Config, DnsEgress, ExternalBlock, SensitiveDecl
 from segmenter.evaluate import EvalEndpoint, PolicyEngine
 from segmenter.model import Labels, Transport
 from segmenter.planner import plan
@@ -37,14 +37,28 @@ def rules(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
             for r in doc["spec"].get(d, [])]
 
 
-def test_cases_1_2_3_policy_types_explicit_and_dns_allowed() -> None:
+def _egress_ports(docs: list[dict[str, Any]]) -> dict[str, set[tuple[str, int]]]:
+    return {doc["metadata"]["name"]: {(p["protocol"], p["port"])
+                                      for r in doc["spec"].get("egress", [])
+                                      for p in r.get("ports", [])}
+            for doc in docs if doc["metadata"]["name"] != "default-deny"}
+
+
+def test_cases_1_2_3_policy_types_explicit_and_dns_where_used() -> None:
     docs = k8s_docs(two_tier())
+    dns = {("UDP", 53), ("TCP", 53)}
     for doc in docs:
         assert doc["spec"]["policyTypes"] == ["Ingress", "Egress"]
-        if doc["metadata"]["name"] != "default-deny":
-            egress_ports = {(p["protocol"], p["port"]) for r in doc["spec"]["egress"]
-                            for p in r.get("ports", [])}
-            assert {("UDP", 53), ("TCP", 53)} <= egress_ports
+    egress = _egress_ports(docs)
+    # Case 3: an egress-isolated workload that resolves names needs DNS, on both protocols
+    # (TCP for truncated answers) though only UDP was seen.
+    for name in ("allow-web", "allow-api", "allow-report"):
+        assert dns <= egress[name], name
+    # The db never resolved a name: no DNS egress (an exfiltration path), only what it did.
+    assert not egress["allow-db"] & dns
+    # compile.dns_egress: all keeps the old behaviour: DNS for every policed workload.
+    every = _egress_ports(k8s_docs(two_tier(), CompileOptions(dns_egress=DnsEgress.ALL)))
+    assert all(dns <= ports for ports in every.values())
 
 
 def test_cases_4_5_7_no_empty_rule_no_open_peer() -> None:
@@ -169,6 +183,7 @@ def test_host_network_dns_pods_are_allowed_by_address() -> None:
     b = ClusterBuilder()
     with_dns(b)
     app = b.workload("shop", "web", {"app": "web"})
+    b.flow(app, "kube-system/Deployment/coredns", 53, "UDP")
     b.pods = [replace(p, host_network=True, ips=("172.18.0.2",))
               if p.namespace == "kube-system" else p for p in b.pods]
     docs = k8s_docs(b)

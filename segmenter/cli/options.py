@@ -63,10 +63,34 @@ def fail_on(parser: argparse.ArgumentParser) -> None:
 
 
 def targets(parser: argparse.ArgumentParser) -> None:
-    """``--dialect TARGET`` (repeatable): which targets to write; default every one."""
-    parser.add_argument("--dialect", action="append", choices=list(target_names()),
+    """``--dialect TARGET`` (repeatable) or ``--dialect auto``: which targets to write (default
+    every one); ``--detect-from-cluster`` with the cluster options; each target's writer
+    options as ``--<target>-<option>`` flags (from the registry)."""
+    parser.add_argument("--dialect", action="append", choices=[*target_names(), AUTO],
                         help="target to write (repeatable; default: every target: "
-                             f"{', '.join(target_names())})")
+                             f"{', '.join(target_names())}); auto: the targets the cluster "
+                             "enforces, from the policy engines in the inventory")
+    parser.add_argument("--detect-from-cluster", action="store_true",
+                        help="with --dialect auto: also ask the cluster (--context, "
+                             "--kubeconfig) which policy API groups it serves")
+    cluster(parser, "--detect-from-cluster")
+    for target in TARGETS.values():
+        for option in target.options:
+            parser.add_argument(option.flag(target.name), action="store_true", default=None,
+                                dest=option.dest(target.name),
+                                help=f"{target.name}: {option.help} (also segmenter.yaml "
+                                     f"compile.targets.{target.name}.{option.name})")
+
+
+def target_flags(args: argparse.Namespace) -> dict[str, dict[str, bool]]:
+    """The writer options set on the command line, by target name."""
+    out: dict[str, dict[str, bool]] = {}
+    for target in TARGETS.values():
+        for option in target.options:
+            value = getattr(args, option.dest(target.name), None)
+            if value is not None:
+                out.setdefault(target.name, {})[option.name] = bool(value)
+    return out
 
 
 def sensitive(parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,6 @@ from segmenter.cli import options
 from segmenter.cli.common import EXIT_DENIED, EXIT_OK
 from segmenter.errors import InputError
 from segmenter.fileio import atomic_write_json
-from segmenter.targets import get_target, target_names
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -107,13 +106,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
     graph = load_graph(args.graph)
     result = load_plan(args.plan)
     inventory = pipeline.read_inventory(args.inventory)
-    chosen = [get_target(name) for name in (args.dialect or target_names())]
+    configuration = pipeline.read_config(args.config) if args.config else None
+    chosen, how = pipeline.choose_targets(args.dialect or (), inventory,
+                                          live=args.detect_from_cluster, context=args.context,
+                                          kubeconfig=args.kubeconfig)
+    writers = pipeline.writer_options(configuration, options.target_flags(args))
     out_dirs = {t.name: str(Path(args.output) / t.name) if len(chosen) > 1 else args.output
                 for t in chosen}
-    options_ = pipeline.read_config(args.config).compile if args.config else None
-    policy_set = pipeline.compile_policies(graph, result, inventory, options_)
-    outputs = pipeline.emit(policy_set, chosen, best_effort=args.best_effort, staged=args.staged)
-    notes = [*policy_set.notes, *pipeline.write_outputs(outputs, out_dirs)]
+    policy_set = pipeline.compile_policies(graph, result, inventory,
+                                           configuration.compile if configuration else None)
+    outputs = pipeline.emit(policy_set, chosen, best_effort=args.best_effort, staged=args.staged,
+                            options=writers)
+    notes = [*how, *policy_set.notes, *pipeline.write_outputs(outputs, out_dirs)]
     for target in chosen:
         print(f"wrote {out_dirs[target.name]}")
     for note in sorted(set(notes)):
@@ -141,7 +145,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = pipeline.run(args.captures, args.inventory, args.output, config=args.config,
                           sensitive=args.sensitive, best_effort=args.best_effort,
                           staged=args.staged, progress=sys.stderr.isatty(), force=args.force,
-                          draw=draw)
+                          draw=draw, dialects=args.dialect or (),
+                          detect_live=args.detect_from_cluster, context=args.context,
+                          kubeconfig=args.kubeconfig, options=options.target_flags(args))
     out = Path(args.output)
     print(f"segmenter run: {result.ingest.line()}")
     print(f"graph: {result.graph.number_of_nodes()} nodes, {result.graph.number_of_edges()} "
@@ -286,6 +292,7 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
     p.add_argument("--force", action="store_true",
                    help="replace files in OUTDIR that run did not write (they are lost)")
+    options.targets(p)
     options.compile_modes(p)
     p.set_defaults(func=cmd_run)
 

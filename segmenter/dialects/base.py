@@ -27,6 +27,8 @@ def policy_annotations(policy: Policy) -> dict[str, str]:
         annotations["segmenter.io/requirements"] = ", ".join(policy.requirements)
     if policy.selector_note:
         annotations["segmenter.io/selector"] = policy.selector_note
+    if policy.entry_point:
+        annotations["segmenter.io/entry-point"] = policy.entry_point
     return annotations
 
 

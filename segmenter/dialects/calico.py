@@ -11,11 +11,20 @@
 - ``types`` is always explicit: Calico defaults it differently from Kubernetes (§3.3).
 - Policies in a non-default tier are named ``<tier>.<name>``, required before v3.32 and still
   accepted after (§3.3).
+- ``domains=True`` (Calico Enterprise / Calico Cloud only, §3.7; off by default): the network set
+  of an external peer the traffic named by DNS also lists the names as
+  ``allowedEgressDomains``, so that egress Allow rules to it allow what the names resolve to
+  (learned from DNS by Calico Enterprise), not only the addresses seen. The names have no
+  effect in ingress rules nor in rules that do not Allow (Calico Enterprise GlobalNetworkSet
+  reference): the zone guardrails' Pass rules keep passing only the observed addresses, so a
+  restricted workload reaches no address it was not seen reaching. Open-source Calico rejects
+  the field.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from segmenter.dialects.base import MANAGED_BY, Dialect, Manifest, policy_annotations
@@ -38,6 +47,10 @@ NETWORK_SET_LABEL = "segmenter.io/network-set"
 # Limits of the v3 API (policy-semantics.md §3.3; policy_common.go validation).
 MAX_PORTS = 50
 MAX_RULES = 1024
+# Names Calico Enterprise accepts in allowedEgressDomains (DNS policy docs): whole labels of
+# letters, digits, '-' and '_'. Observed names never hold the '*' the field also allows.
+_DOMAIN = re.compile(r"^([a-zA-Z0-9_]([-a-zA-Z0-9_]*[a-zA-Z0-9_])?\.)*"
+                     r"[a-zA-Z0-9_]([-a-zA-Z0-9_]*[a-zA-Z0-9_])?\.?$")
 
 
 def quote(value: str) -> str:
@@ -58,8 +71,10 @@ def selector_expr(labels: Labels) -> str:
 class Calico(Dialect):
     """Calico v3 resources."""
 
-    def __init__(self, *, best_effort: bool = False, staged: bool = False):
+    def __init__(self, *, best_effort: bool = False, staged: bool = False,
+                 domains: bool = False):
         super().__init__(name="calico", best_effort=best_effort, staged=staged)
+        self.domains = domains
         self._sets: dict[str, Manifest] = {}
 
     def generate(self, policy_set: PolicySet) -> dict[str, list[Manifest]]:
@@ -79,6 +94,12 @@ class Calico(Dialect):
             self._put(files, f"20-{policy.namespace}/{policy.name}.yaml", self.policy(policy))
         if self._sets:
             files["05-globalnetworksets.yaml"] = [self._sets[k] for k in sorted(self._sets)]
+        named = sorted(k for k, v in self._sets.items() if v["spec"].get("allowedEgressDomains"))
+        if named:
+            self.note("Calico Enterprise only: GlobalNetworkSets list the DNS names the traffic "
+                      "showed (allowedEgressDomains), so egress Allow rules to them also allow "
+                      "what the names resolve to; guardrail Pass rules keep matching the "
+                      f"observed addresses only: {', '.join(named)}")
         return files
 
     def _put(self, files: dict[str, list[Manifest]], key: str, manifest: Manifest) -> None:
@@ -196,17 +217,21 @@ class Calico(Dialect):
         if peer.role is CidrRole.EXTERNAL and not peer.excepts:
             # One set per exact block: names come from DNS names, which several blocks can
             # share after DNS-1123 folding, and a shared set would widen every rule using it.
-            digest = hashlib.sha256(peer.cidr.encode()).hexdigest()[:8]
+            domains = self._domains(peer)
+            digest = hashlib.sha256(" ".join((peer.cidr, *domains)).encode()).hexdigest()[:8]
             ident = f"{peer.name[:50].rstrip('-')}-{digest}"
             name = f"segmenter-{ident}"
             if name not in self._sets:
+                spec: dict[str, Any] = {"nets": [peer.cidr]}
+                if domains:
+                    spec["allowedEgressDomains"] = list(domains)
                 self._sets[name] = {
                     "apiVersion": API_VERSION,
                     "kind": "GlobalNetworkSet",
                     "metadata": {"name": name,
                                  "labels": {**MANAGED_BY, NETWORK_SET_LABEL: ident},
                                  "annotations": {"segmenter.io/peer": peer.name}},
-                    "spec": {"nets": [peer.cidr]},
+                    "spec": spec,
                 }
             return {"namespaceSelector": "global()",
                     "selector": f"{NETWORK_SET_LABEL} == {quote(ident)}"}
@@ -214,6 +239,19 @@ class Calico(Dialect):
         if peer.excepts:
             out["notNets"] = list(peer.excepts)
         return out
+
+    def _domains(self, peer: CidrPeer) -> tuple[str, ...]:
+        """The names to list in the peer's network set (``domains`` only)."""
+        if not self.domains:
+            return ()
+        kept = []
+        for name in sorted(set(peer.dns_names)):
+            if _DOMAIN.fullmatch(name) and len(name) <= 253:
+                kept.append(name.rstrip("."))
+            else:
+                self.note(f"DNS name {name!r} is not a name Calico Enterprise accepts in "
+                          f"allowedEgressDomains; {peer.cidr} stays an address block only")
+        return tuple(dict.fromkeys(kept))
 
 
 def _unique(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,7 +18,13 @@ The mapping, with the sections of policy-semantics.md it rests on:
   ``all`` entity (an empty rule would match nothing); the API server (role APISERVER) as the
   ``kube-apiserver`` entity, the identity Cilium gives every API server endpoint, wherever it
   runs; external, DNS-resolver and node addresses as ``fromCIDRSet``/``toCIDRSet`` (``except``
-  kept), and ``0.0.0.0/0`` with ``::/0`` as the ``world`` entity. Node addresses (role NODE)
+  kept), and ``0.0.0.0/0`` with ``::/0`` as the ``world`` entity. The internet of an entry
+  point (role INTERNET: the whole address space minus the cluster's pod, Service and node
+  ranges) stays a ``fromCIDRSet`` with those ranges as ``except``, never ``world``: ``world`` is
+  every identity outside the cluster, which also takes in addresses of the cluster's ranges that
+  no endpoint holds, while the CIDR set with its exceptions means the same under every
+  ``policy-cidr-match-mode`` (CIDRs match no pod or node by default, and the exceptions keep
+  them out when the mode lets CIDRs select them). Node addresses (role NODE)
   stay CIDRs: the ``host``/``remote-node`` entities would allow every node, and under Cilium's
   default ``policy-cidr-match-mode`` a CIDR never matches a node, so these rules need
   ``policy-cidr-match-mode: nodes`` (noted; the pod's own node is always allowed in, §4.4).
@@ -488,7 +494,7 @@ class Cilium(Dialect):
             entities.append("remote-node")
         else:
             gaps.append(f"other nodes ({direction})")
-        if not roles & {CidrRole.EXTERNAL, CidrRole.DNS, CidrRole.APISERVER}:
+        if not roles & {CidrRole.EXTERNAL, CidrRole.DNS, CidrRole.APISERVER, CidrRole.INTERNET}:
             entities.append("world")
         else:
             gaps.append(f"unplanned addresses outside the cluster ({direction})")

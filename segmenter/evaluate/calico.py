@@ -8,6 +8,7 @@ says otherwise; in a GlobalNetworkPolicy they see every namespace and global net
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from segmenter.evaluate.core import (
     CalicoRule,
     CompiledPolicy,
     Entity,
+    FqdnSelector,
     NetSet,
     Tier,
 )
@@ -28,6 +30,7 @@ from segmenter.model import Transport
 __all__ = [
     "CALICO_POLICY_KINDS",
     "STAGED_KINDS",
+    "calico_domain",
     "calico_policy_types",
     "compile_calico_policy",
     "compile_netset",
@@ -209,6 +212,32 @@ def fill_spec_defaults(kind: str, spec: dict[str, Any]) -> None:
                             entity[key] = [port_number(p) for p in entity[key]]
 
 
+# A Calico Enterprise domain name: labels of letters, digits, '-' and '_', at most one of them a
+# lone '*' (DNS policy docs: "*" matches one or more labels at its position; several wildcards,
+# partial-label wildcards and regular expressions are not supported).
+_DOMAIN_LABEL = re.compile(r"[a-z0-9_]([-a-z0-9_]*[a-z0-9_])?")
+
+
+def calico_domain(text: Any) -> FqdnSelector:
+    """A Calico Enterprise domain name (``domains``, ``allowedEgressDomains``) as a matcher.
+
+    Raises:
+        PolicyCompileError: for a name Calico Enterprise does not support.
+
+    >>> d = calico_domain("*.example.com")
+    >>> d.match("api.eu.example.com"), d.match("example.com")
+    (True, False)
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise PolicyCompileError(f"invalid domain name {text!r}")
+    labels = text.strip().lower().rstrip(".").split(".")
+    if labels.count("*") > 1 or not all(x == "*" or _DOMAIN_LABEL.fullmatch(x) for x in labels):
+        raise PolicyCompileError(f"invalid domain name {text!r}: labels of letters, digits, "
+                                 "'-' and '_', with at most one whole-label '*'")
+    pattern = r"\.".join(r"[^.]+(?:\.[^.]+)*" if x == "*" else re.escape(x) for x in labels)
+    return FqdnSelector(text.strip(), re.compile(pattern))
+
+
 def _opt_selector(value: Any) -> Node | None:
     if value is None or value == "":
         return None
@@ -236,7 +265,9 @@ def compile_entity(entity: Any, policy_ns: str | None) -> Entity:
     )
     nets = entity.get("nets")
     ports = entity.get("ports")
+    domains = entity.get("domains")
     return Entity(
+        domains=None if domains is None else tuple(calico_domain(d) for d in domains),
         nets=tuple(parse_net(n) for n in nets) if nets else None,
         not_nets=tuple(parse_net(n) for n in entity.get("notNets") or ()),
         positive=positive,
@@ -358,8 +389,10 @@ def compile_netset(doc: Mapping[str, Any]) -> NetSet:
     labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
     if namespace is not None:
         labels[CALICO_NAMESPACE] = namespace
+    spec = doc.get("spec") or {}
     try:
-        nets = tuple(parse_net(n) for n in (doc.get("spec") or {}).get("nets") or ())
+        nets = tuple(parse_net(n) for n in spec.get("nets") or ())
     except ValueError as exc:
         raise PolicyCompileError(str(exc)) from exc
-    return NetSet(kind, str(meta.get("name") or ""), namespace, labels, nets)
+    domains = tuple(calico_domain(d) for d in spec.get("allowedEgressDomains") or ())
+    return NetSet(kind, str(meta.get("name") or ""), namespace, labels, nets, domains)

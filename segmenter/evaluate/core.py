@@ -40,13 +40,19 @@ EMPTY: Mapping[str, str] = {}
 
 @dataclass(frozen=True, eq=False)
 class NetSet:
-    """A Calico NetworkSet (namespaced) or GlobalNetworkSet: labelled CIDRs that selectors see."""
+    """A Calico NetworkSet (namespaced) or GlobalNetworkSet: labelled CIDRs that selectors see.
+
+    ``domains`` (Calico Enterprise ``allowedEgressDomains``): the set also holds the addresses
+    those names resolve to, but only for the destination selector of an egress Allow rule
+    ("domain names have no effect in ingress rules, or in a rule whose action is not Allow",
+    Calico Enterprise GlobalNetworkSet reference)."""
 
     kind: str
     name: str
     namespace: str | None
     labels: Mapping[str, str]
     nets: tuple[IPNetwork, ...]
+    domains: tuple[FqdnSelector, ...] = ()
 
     @property
     def display(self) -> str:
@@ -81,6 +87,9 @@ class Subject:
     ports: tuple[ContainerPort, ...]  # declared container ports (pods only)
     # Cilium: the names this pod's DNS lookups are visible to the DNS proxy for (rules.dns).
     fqdn_visible: tuple[FqdnSelector, ...] = ()
+    # Calico Enterprise: network sets holding the address only through a domain name it is
+    # known by (allowedEgressDomains); seen by egress Allow destinations only.
+    domain_identities: tuple[Identity, ...] = ()
 
 
 def ip_in(ip: IPAddress | None, net: IPNetwork) -> bool:
@@ -187,6 +196,8 @@ class Entity:
     ports: tuple[PortRange, ...] | None = None
     not_ports: tuple[PortRange, ...] = ()
     services: bool = False
+    # Calico Enterprise ``domains``: the peer's address came from a DNS answer for one of them.
+    domains: tuple[FqdnSelector, ...] | None = None
 
     def match_identity(self, ident: Identity) -> bool:
         if self.namespace_selector is not None:
@@ -201,7 +212,11 @@ class Entity:
             return False
         return self.selector is None or self.selector.match(ident.labels)
 
-    def matches(self, subj: Subject, proto: Transport, port: int | None) -> bool:
+    def matches(self, subj: Subject, proto: Transport, port: int | None, *,
+                egress_allow: bool = False) -> bool:
+        """``egress_allow``: the entity is the destination of an egress Allow rule, the one
+        place where domain names (rule ``domains``, network sets' ``allowedEgressDomains``)
+        take effect; elsewhere a rule's ``domains`` matches nothing (fail closed)."""
         if self.services:
             return False
         ip = subj.ip
@@ -209,7 +224,13 @@ class Entity:
             return False
         if self.not_nets and any(ip_in(ip, n) for n in self.not_nets):
             return False
-        if self.positive and not any(self.match_identity(i) for i in subj.identities):
+        if self.domains is not None and not (
+                egress_allow and not subj.is_pod
+                and any(d.match(n) for n in subj.ep.dns_names for d in self.domains)):
+            return False
+        identities = (*subj.identities, *subj.domain_identities) if egress_allow \
+            else subj.identities
+        if self.positive and not any(self.match_identity(i) for i in identities):
             return False
         if self.not_selector is not None and any(
             self.not_selector.match(i.labels) for i in subj.identities
@@ -265,7 +286,9 @@ class CalicoRule:
         # The source port of a connection is not known: source ports never match.
         if not self.source.matches(src, proto, None):
             return False
-        return self.destination.matches(dst, proto, None if is_icmp else port)
+        egress_allow = self.direction is Direction.EGRESS and self.action is Action.ALLOW
+        return self.destination.matches(dst, proto, None if is_icmp else port,
+                                        egress_allow=egress_allow)
 
 
 # --------------------------------------------------------------------------------------------

@@ -526,13 +526,18 @@ class PolicyEngine:
             elif self.enforcement == "cilium":
                 labels = cilium_labels(pod_labels, str(ns), ns_labels, sa)
             identities.append(Identity(labels, ns, ns_labels, sa, {CALICO_NAME: sa}))
+        by_domain: list[Identity] = []
         if self.calico and ip is not None:
             for s in self._netsets:
+                set_ns = EMPTY if s.namespace is None else self.namespace_labels(s.namespace)
                 if any(ip_in(ip, n) for n in s.nets):
-                    set_ns = EMPTY if s.namespace is None else self.namespace_labels(s.namespace)
                     identities.append(Identity(s.labels, s.namespace, set_ns, None, EMPTY))
+                elif not is_pod and any(d.match(name) for name in ep.dns_names
+                                        for d in s.domains):
+                    # Calico Enterprise learns the name's addresses from DNS answers.
+                    by_domain.append(Identity(s.labels, s.namespace, set_ns, None, EMPTY))
         subject = Subject(ep, is_pod, ns, pod_labels, labels, ns_labels, ip, tuple(identities),
-                          ep.ports if is_pod else ())
+                          ep.ports if is_pod else (), domain_identities=tuple(by_domain))
         if is_pod and self.enforcement == "cilium":
             subject.fqdn_visible = dns_visibility(
                 p for _, pols in self._applicable(Direction.EGRESS, subject) for p in pols)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from segmenter.evaluate.calico import parse_calico_port, parse_protocol
+from segmenter.evaluate.calico import calico_domain, parse_calico_port, parse_protocol
 from segmenter.evaluate.kubernetes import PolicyCompileError
 from segmenter.evaluate.model import IPNetwork, parse_net
 from segmenter.evaluate.selector import SelectorError, label_selector_problems, parse_selector
@@ -41,7 +41,8 @@ _CALICO_GNP_SPEC = _CALICO_NP_SPEC | {"namespaceSelector", "doNotTrack", "preDNA
 _CALICO_RULE = {"action", "protocol", "notProtocol", "icmp", "notICMP", "ipVersion", "source",
                 "destination", "http", "metadata"}
 _CALICO_ENTITY = {"nets", "notNets", "selector", "notSelector", "namespaceSelector", "ports",
-                  "notPorts", "serviceAccounts", "services"}
+                  "notPorts", "serviceAccounts", "services", "domains"}
+_ENTERPRISE = ("Calico Enterprise only (DNS policy): open-source Calico rejects the field")
 _CALICO_ACTIONS = {"Allow", "Deny", "Log", "Pass"}
 _PORT_PROTOCOLS = {"tcp", "udp", "sctp", "udplite", "6", "17", "132", "136"}
 _STAGED_ACTIONS = {"Set", "Delete", "Learn", "Ignore"}
@@ -369,6 +370,26 @@ class _Validator:
         for key in ("ingress", "egress"):
             for path, rule in self.items(f"spec.{key}", spec.get(key)):
                 self.calico_rule(path, rule)
+                self.calico_domains(path, rule, egress=key == "egress")
+
+    def calico_domains(self, path: str, rule: Any, *, egress: bool) -> None:
+        """Rule ``domains`` (Calico Enterprise): egress Allow destinations only."""
+        if not isinstance(rule, Mapping):
+            return
+        for side in ("source", "destination"):
+            entity = rule.get(side)
+            if not isinstance(entity, Mapping) or entity.get("domains") is None:
+                continue
+            where = f"{path}.{side}.domains"
+            if side == "source" or not egress or rule.get("action") != "Allow":
+                self.error(where, "domain names are only allowed in the destination of egress "
+                                  "Allow rules")
+            self.warn(where, _ENTERPRISE)
+            for dpath, name in self.items(where, entity.get("domains")):
+                try:
+                    calico_domain(name)
+                except PolicyCompileError as exc:
+                    self.error(dpath, str(exc))
 
     def calico_rule(self, path: str, rule: Any) -> None:
         rule = self.mapping(path, rule)
@@ -477,6 +498,14 @@ class _Validator:
         self.unknown("spec", spec, {"nets", "allowedEgressDomains"})
         for path, net in self.items("spec.nets", spec.get("nets")):
             self.calico_net(path, net)
+        if spec.get("allowedEgressDomains") is not None:
+            self.warn("spec.allowedEgressDomains", _ENTERPRISE)
+            for path, name in self.items("spec.allowedEgressDomains",
+                                         spec.get("allowedEgressDomains")):
+                try:
+                    calico_domain(name)
+                except PolicyCompileError as exc:
+                    self.error(path, str(exc))
 
     def tier(self, doc: Mapping[str, Any]) -> None:
         meta = self.metadata(doc)

@@ -53,6 +53,46 @@ def _address_peer(address: str) -> CidrPeer:
                     f"dns-{address.replace('.', '-').replace(':', '-')}")
 
 
+def resolving_workloads(graph: nx.DiGraph, inventory: Inventory) -> set[str]:
+    """The workloads seen resolving names: an edge on a DNS port (UDP or TCP) to the cluster
+    DNS workload (its Service or pods, NodeLocal DNSCache which the graph names by it), or to a
+    link-local resolver address (a cloud resolver, NodeLocal DNSCache); a declared flow there
+    counts too (it is an edge of the graph)."""
+    ref = dns_workload(inventory)
+    resolvers = {n for n, a in graph.nodes(data=True) if a.get("cluster_dns")}
+    if ref is not None:
+        resolvers.add(ref.id)
+    service_ips = set(dns_service_ips(inventory))
+    # Only edges into a resolver or to an address outside the pod network can be lookups (the
+    # graph names the kube-dns ClusterIP and NodeLocal DNSCache by the DNS workload).
+    servers = resolvers | {n for n, a in graph.nodes(data=True)
+                           if a.get("kind") in {"external", "node"}}
+    out: set[str] = set()
+    for client, server, data in graph.in_edges(sorted(servers & set(graph)), data=True):
+        if client in out:
+            continue
+        attrs = graph.nodes[server]
+        for entry in data.get("ports", []):
+            if entry.get("port") not in DNS_PORTS or entry.get("protocol") not in ("UDP", "TCP"):
+                continue
+            addresses = [*(entry.get("via_addresses") or [])]
+            if attrs.get("kind") in {"external", "node"}:
+                addresses += list(attrs.get("addresses") or [])
+            if server in resolvers or any(
+                    a in service_ips or _is_link_local(a) for a in addresses):
+                out.add(client)
+                break
+    return out
+
+
+def _is_link_local(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return ip.version == 4 and ip in _LINK_LOCAL
+
+
 def detect_dns(graph: nx.DiGraph, inventory: Inventory) -> DnsTarget | None:
     """The DNS peers and ports every policed workload may reach; None when there is none."""
     peers: list[Peer] = []

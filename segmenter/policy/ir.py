@@ -23,6 +23,12 @@ class CidrRole(enum.StrEnum):
     NODE = "node"
     APISERVER = "apiserver"
     DNS = "dns"
+    # The internet: the block (0.0.0.0/0, ::/0, or a declared override) minus ``excepts``, the
+    # cluster's pod, Service and node ranges. The excepts are part of the meaning: without them
+    # a CNI that matches pod IPs with CIDRs (Calico, policy-semantics.md §3.5) would open the
+    # workload to every in-cluster peer. A dialect writes the block and its excepts, never a
+    # wider "outside the cluster" shorthand that would also match unused cluster addresses.
+    INTERNET = "internet"
 
 
 @dataclass(frozen=True, order=True)
@@ -113,6 +119,8 @@ class Policy:
     requirements: tuple[str, ...] = ()
     # Labels that chose the target, and why (selector provenance).
     selector_note: str = ""
+    # Why the internet may reach the target (an internet entry point), "" when it may not.
+    entry_point: str = ""
 
     @property
     def directions(self) -> tuple[Direction, ...]:

@@ -1,11 +1,19 @@
 """Lowering: a plan and its graph become a ``PolicySet`` (the only place zones become rules).
 
-What is allowed is exactly the plan: every observed flow between a policed workload and its peer
-(as the server pod sees the port: post-DNAT, ``targetPort``), plus DNS to the cluster resolver
-for every policed workload (a default-deny egress without DNS breaks name resolution,
-policy-semantics.md tricky case 3). Every namespace with a policed workload gets a default deny
-in both directions, the artefact PCI DSS 1.3.1/1.3.2 asks to see ("everything else is
-specifically denied").
+What is allowed is exactly the plan:
+
+- every observed flow between a policed workload and its peer (as the server pod sees the port:
+  post-DNAT, ``targetPort``), and every flow segmenter.yaml declares (provenance
+  ``declared: <reason>``; :mod:`segmenter.graph.declared`);
+- DNS to the cluster resolver for the workloads seen resolving names (a default-deny egress
+  without DNS breaks name resolution, policy-semantics.md tricky case 3; DNS to a workload that
+  never resolves a name is an exfiltration path), or for every policed workload with
+  ``compile.dns_egress: all``;
+- on internet entry points (:mod:`segmenter.policy.entry`), the internet minus the cluster's
+  ranges in place of the outside clients the capture happened to see, on the ports they used.
+
+Every namespace with a policed workload gets a default deny in both directions, the artefact PCI
+DSS 1.3.1/1.3.2 asks to see ("everything else is specifically denied").
 """
 
 from __future__ import annotations
@@ -20,13 +28,15 @@ from typing import Any
 import networkx as nx
 
 from segmenter.compliance import PolicyRole, citations
-from segmenter.config import CompileOptions, ExternalBlock
-from segmenter.errors import UnsupportedError
+from segmenter.config import CompileOptions, DnsEgress, ExternalBlock
+from segmenter.errors import PlanError, UnsupportedError
 from segmenter.gcpause import no_gc
+from segmenter.graph.declared import DECLARED, apply_declared
 from segmenter.k8s import dns1123
 from segmenter.model import Inventory, Labels, Transport, WorkloadRef
 from segmenter.planner import Plan, Zone
-from segmenter.policy.dns import detect_dns
+from segmenter.policy.dns import detect_dns, resolving_workloads
+from segmenter.policy.entry import ALL_V4, ALL_V6, EntryPoint, find_entry_points, internal_ranges
 from segmenter.policy.ir import (
     Action,
     CidrPeer,
@@ -92,9 +102,17 @@ class Lowering:
         self.dns = dns
         self.chooser = SelectorChooser(inventory)
         self.errors: list[str] = []
+        self.notes: list[str] = []
         self.policed = set(plan.policed)
+        self.ranges = internal_ranges(inventory, options.cluster)
+        self.entries, entry_notes = find_entry_points(graph, plan, inventory, options)
+        self.notes += entry_notes
+        # None: every policed workload may resolve names (compile.dns_egress: all).
+        self.resolving = (resolving_workloads(graph, inventory)
+                          if options.dns_egress is DnsEgress.USED else None)
         self._selectors: dict[str, tuple[Selector, str]] = {}
-        self._peers: dict[str, tuple[Peer, ...]] = {}
+        self._peers: dict[tuple[str, tuple[int, ...]], tuple[Peer, ...]] = {}
+        self._scopes: dict[str, tuple[int, ...]] = {}
         self._ports: dict[tuple[Any, Any], Port] = {}
         # Entry addresses after which kube-proxy SNATs the client: node addresses (NodePort)
         # and load-balancer / external IPs of Services.
@@ -125,13 +143,24 @@ class Lowering:
             return Selector(Labels.of(attrs.get("labels") or {})), ""
         return Selector(choice.labels), choice.note
 
-    def peers(self, node: str) -> tuple[Peer, ...]:
-        cached = self._peers.get(node)
+    def scope(self, policed: str) -> tuple[int, ...]:
+        """The configured external blocks that may stand for the peers of ``policed``."""
+        cached = self._scopes.get(policed)
         if cached is None:
-            cached = self._peers[node] = self._peers_of(node)
+            namespace = str(self.graph.nodes[policed].get("namespace") or "")
+            cached = self._scopes[policed] = tuple(
+                i for i, (_, _, block) in enumerate(self.blocks)
+                if block.applies_to(policed, namespace))
         return cached
 
-    def _peers_of(self, node: str) -> tuple[Peer, ...]:
+    def peers(self, node: str, scope: tuple[int, ...] = ()) -> tuple[Peer, ...]:
+        key = (node, scope)
+        cached = self._peers.get(key)
+        if cached is None:
+            cached = self._peers[key] = self._peers_of(node, scope)
+        return cached
+
+    def _peers_of(self, node: str, scope: tuple[int, ...]) -> tuple[Peer, ...]:
         attrs = self.graph.nodes[node]
         kind = attrs.get("kind")
         if kind == "workload" and not attrs.get("host_network"):
@@ -139,6 +168,11 @@ class Lowering:
         role = {"node": CidrRole.NODE, "apiserver": CidrRole.APISERVER}.get(
             str(kind), CidrRole.EXTERNAL)
         addresses = sorted(attrs.get("addresses") or [])
+        names = sorted(attrs.get("dns_names") or [])
+        cidrs = sorted(str(c) for c in attrs.get("cidrs") or [])
+        if kind == "external" and attrs.get(DECLARED) and cidrs:
+            # A declared address block: the block minus the cluster's ranges inside it.
+            return tuple(self.declared_block(c, node) for c in cidrs)
         if kind == "workload":
             # hostNetwork pods are their nodes' addresses to the CNI (policy-semantics.md §1.7).
             role = CidrRole.NODE
@@ -148,24 +182,25 @@ class Lowering:
                                    "for its pods: its flows cannot be allowed exactly")
         if not addresses and kind == "external":
             addresses = [node.split(":", 1)[1]]
-        names = sorted(attrs.get("dns_names") or [])
         out: list[CidrPeer] = []
-        cidrs = attrs.get("cidrs") or []
-        if kind == "external" and cidrs and not self.blocks:
-            # A named set of one DNS name's addresses: the graph's exact CIDR cover of them.
-            label = dns1123(names[0] if names else str(attrs.get("label") or node))
-            return tuple(dict.fromkeys(CidrPeer(str(c), role, (), label, tuple(names))
-                                       for c in sorted(cidrs)))
+        unblocked: list[str] = []
         for address in addresses:
             if role is CidrRole.EXTERNAL and address in self._cluster_ips:
                 self.errors.append(f"{node} is the ClusterIP of Service "
                                    f"{self._cluster_ips[address]}, which an ipBlock never "
                                    "matches: build the graph again with this inventory")
                 continue
-            block = self.block_of(address) if role is CidrRole.EXTERNAL else None
+            block = self.block_of(address, names, scope) if role is CidrRole.EXTERNAL else None
             if block is not None:
                 out.append(CidrPeer(block.cidr, role, block.excepts, block.name))
-                continue
+            else:
+                unblocked.append(address)
+        if kind == "external" and cidrs and len(unblocked) == len(addresses):
+            # A named set of one DNS name's addresses: the graph's exact CIDR cover of them.
+            label = dns1123(names[0] if names else str(attrs.get("label") or node))
+            out.extend(CidrPeer(c, role, (), label, tuple(names)) for c in cidrs)
+            return tuple(dict.fromkeys(out))
+        for address in unblocked:
             label = names[0] if names and role is CidrRole.EXTERNAL else address
             if role is not CidrRole.EXTERNAL:
                 label = f"{attrs.get('label') or kind}-{address}"
@@ -173,16 +208,60 @@ class Lowering:
                                 tuple(names) if role is CidrRole.EXTERNAL else ()))
         return tuple(dict.fromkeys(out))
 
+    def declared_block(self, cidr: str, node: str) -> CidrPeer:
+        """A declared address block outside the cluster, minus the cluster's ranges in it."""
+        net = ipaddress.ip_network(cidr)
+        inside = self.ranges.holding(net)
+        if inside is not None:
+            raise PlanError(f"the declared block {cidr} ({node}) lies inside the cluster's range "
+                            f"{inside}: name the workloads (`workload` or `selector`) instead")
+        return CidrPeer(str(net), CidrRole.EXTERNAL, self.ranges.within(net),
+                        dns1123(f"declared-{net}"))
+
+    def internet_peers(self, entry: EntryPoint) -> tuple[CidrPeer, ...]:
+        """The internet (or the entry point's declared blocks) minus the cluster's ranges."""
+        if not entry.cidrs:
+            return (CidrPeer(str(ALL_V4), CidrRole.INTERNET, self.ranges.within(ALL_V4),
+                             "internet"),
+                    CidrPeer(str(ALL_V6), CidrRole.INTERNET, self.ranges.within(ALL_V6),
+                             "internet-v6"))
+        out = []
+        for cidr in entry.cidrs:
+            net = ipaddress.ip_network(cidr)
+            inside = self.ranges.holding(net)
+            if inside is not None:
+                raise PlanError(f"entry point {entry.node}: {cidr} lies inside the cluster's "
+                                f"range {inside}, not on the internet")
+            out.append(CidrPeer(str(net), CidrRole.INTERNET, self.ranges.within(net),
+                                dns1123(f"entry-{net}")))
+        return tuple(out)
+
+    def entry_covers(self, entry: EntryPoint, client: str) -> bool:
+        """Whether the entry point's peers stand for the outside ``client``."""
+        if not entry.cidrs:
+            return True
+        attrs = self.graph.nodes[client]
+        blocks = [ipaddress.ip_network(c) for c in (attrs.get("cidrs") or [])] or [
+            ipaddress.ip_network(a) for a in (attrs.get("addresses") or [])]
+        allowed = [ipaddress.ip_network(c) for c in entry.cidrs]
+        return bool(blocks) and all(
+            any(b.version == a.version and b.subnet_of(a) for a in allowed)  # type: ignore[arg-type]
+            for b in blocks)
+
     def host_addresses(self, node: str) -> set[str]:
         """Addresses of a hostNetwork workload: its pods' IPs (its nodes' addresses)."""
         ref = WorkloadRef.parse(node)
         return {ip for pod in self.inventory.pods if pod.owner == ref for ip in pod.ips}
 
-    def block_of(self, address: str) -> ExternalBlock | None:
-        """The configured aggregate holding ``address`` (outside its excepts), if any."""
+    def block_of(self, address: str, names: list[str] | tuple[str, ...] = (),
+                 scope: tuple[int, ...] | None = None) -> ExternalBlock | None:
+        """The configured aggregate holding ``address`` (outside its excepts) among the blocks
+        of ``scope`` (every block when None) that name a peer known by ``names``, if any."""
         ip = ipaddress.ip_address(address)
-        for net, excepts, block in self.blocks:
-            if ip.version == net.version and ip in net and not any(ip in e for e in excepts):
+        for index in range(len(self.blocks)) if scope is None else scope:
+            net, excepts, block = self.blocks[index]
+            if (ip.version == net.version and ip in net and not any(ip in e for e in excepts)
+                    and block.names_peer(names)):
                 return block
         return None
 
@@ -195,16 +274,36 @@ class Lowering:
             reqs.update(citations(scope.framework, zone))
         return "; ".join(zones), tuple(sorted(reqs))
 
+    def uses_dns(self, node: str) -> bool:
+        return self.resolving is None or node in self.resolving
+
     def workload_rules(self, node: str, requirements: tuple[str, ...] = ()) -> tuple[
             tuple[Rule, ...], tuple[Rule, ...]]:
         # Accumulate per peer *node* first (string keys hash cheaply), then merge the nodes that
         # share a peer: hashing the nested frozen peers per port entry dominated large plans.
-        ingress = self._merge({client: (data, f"observed from {client}")
-                               for client, _, data in self.graph.in_edges(node, data=True)})
+        scope = self.scope(node) if self.blocks else ()
+        clients = {client: data for client, _, data in self.graph.in_edges(node, data=True)}
+        entry = self.entries.get(node)
+        outside: dict[str, dict[str, Any]] = {}
+        if entry is not None:
+            # Every outside client says which ports the internet uses; those the entry point's
+            # blocks hold are folded into them, the others keep their own address.
+            outside = {c: d for c, d in clients.items()
+                       if self.graph.nodes[c].get("kind") == "external"}
+            for client in sorted(outside):
+                if not self.entry_covers(entry, client):
+                    self.notes.append(f"{client} reached the entry point {node} from outside its "
+                                      f"declared blocks ({', '.join(entry.cidrs)}): allowed by "
+                                      "its own address")
+            clients = {c: d for c, d in clients.items()
+                       if c not in outside or not self.entry_covers(entry, c)}
+        ingress = self._merge(clients, "from", scope)
+        if entry is not None and outside:
+            self._add_internet(entry, outside, ingress)
         self._add_snat_sources(node, ingress)
-        egress = self._merge({server: (data, f"observed to {server}")
-                              for _, server, data in self.graph.out_edges(node, data=True)})
-        if self.dns is not None:
+        egress = self._merge({server: data for _, server, data
+                              in self.graph.out_edges(node, data=True)}, "to", scope)
+        if self.dns is not None and self.uses_dns(node):
             for peer in self.dns.peers:
                 for port in self.dns.ports:
                     egress[peer].add(port, 0, None, None, self.dns.description)
@@ -212,25 +311,64 @@ class Lowering:
         return (_rules(ingress, Action.ALLOW, requirements, ranges),
                 _rules(egress, Action.ALLOW, requirements, ranges))
 
-    def _merge(self, edges: dict[str, tuple[dict[str, Any], str]]) -> defaultdict[Peer,
-                                                                                   _RuleAcc]:
+    def _merge(self, edges: dict[str, dict[str, Any]], way: str, scope: tuple[int, ...]
+               ) -> defaultdict[Peer, _RuleAcc]:
         acc: defaultdict[Peer, _RuleAcc] = defaultdict(_RuleAcc)
-        for other, (data, reason) in edges.items():
+        for other, data in edges.items():
             item = _RuleAcc()
+            observed = f"observed {way} {other}"
             for entry in data.get("ports", []):
                 item.add(self.port(entry), int(entry.get("flows", 0)), entry.get("first_seen"),
-                         entry.get("last_seen"), reason)
-            for peer in self.peers(other):
+                         entry.get("last_seen"),
+                         _provenance(entry, way, other) if DECLARED in entry else observed)
+            for peer in self.peers(other, scope):
                 target = acc[peer]
                 if not target.ports:
                     acc[peer] = _RuleAcc(set(item.ports), item.flows, item.first, item.last,
                                          set(item.reasons))
                     continue
-                for port in item.ports:
-                    target.add(port, 0, None, None, reason)
+                target.ports.update(item.ports)
+                target.reasons.update(item.reasons)
                 target.flows += item.flows
                 target.add_times(item.first, item.last)
         return acc
+
+    def _add_internet(self, entry: EntryPoint, clients: dict[str, dict[str, Any]],
+                      ingress: defaultdict[Peer, _RuleAcc]) -> None:
+        """The outside clients of an entry point stand for the internet (or its declared
+        blocks): one rule per block, on every port any of them was seen (or declared) using."""
+        # Ports: every port any client used, on every block; evidence: each block counts the
+        # flows of the clients of its address family.
+        ports: set[Port] = set()
+        by_family: dict[int, _RuleAcc] = defaultdict(_RuleAcc)
+        for client, data in clients.items():
+            family = self._family(client)
+            for port_entry in data.get("ports", []):
+                ports.add(self.port(port_entry))
+                by_family[family].add(self.port(port_entry), int(port_entry.get("flows", 0)),
+                                      port_entry.get("first_seen"), port_entry.get("last_seen"),
+                                      "")
+        sample = sorted(clients)
+        seen = ", ".join(sample[:3]) + (f" and {len(sample) - 3} more" if len(sample) > 3
+                                        else "")
+        where = (", ".join(entry.cidrs) if entry.cidrs else "the internet") + (
+            " except the cluster's pod, Service and node ranges")
+        reason = (f"internet entry point, {entry.reason}: allowed from {where}; the "
+                  f"{len(sample)} client(s) seen ({seen}) are a sample of it")
+        for peer in self.internet_peers(entry):
+            item = by_family[ipaddress.ip_network(peer.cidr).version]
+            target = ingress[peer]
+            target.ports.update(ports)
+            target.reasons.add(reason)
+            target.flows += item.flows
+            target.add_times(item.first, item.last)
+
+    def _family(self, node: str) -> int:
+        """The address family of an outside node (4 unless its addresses are IPv6)."""
+        attrs = self.graph.nodes[node]
+        for text in [*(attrs.get("cidrs") or []), *(attrs.get("addresses") or [])]:
+            return ipaddress.ip_network(text, strict=False).version
+        return 4
 
     def _add_snat_sources(self, node: str, ingress: defaultdict[Peer, _RuleAcc]) -> None:
         """External clients that came in through a NodePort or a LoadBalancer reach the pod
@@ -256,6 +394,16 @@ class Lowering:
         if cached is None:
             cached = self._ports[key] = _port(entry)
         return cached
+
+
+def _provenance(entry: dict[str, Any], way: str, other: str) -> str:
+    """Why a port entry is allowed: observed, declared (the reason), or both."""
+    declared = entry.get(DECLARED)
+    if not declared:
+        return f"observed {way} {other}"
+    if entry.get("flows"):
+        return f"observed {way} {other}; declared: {declared}"
+    return f"declared: {declared} ({way} {other})"
 
 
 def _rules(acc: dict[Peer, _RuleAcc], action: Action, requirements: tuple[str, ...],
@@ -317,13 +465,18 @@ def lower(graph: nx.DiGraph, plan: Plan, inventory: Inventory, *,
           options: CompileOptions | None = None) -> PolicySet:
     """Compile ``plan`` into the policy IR.
 
-    Every policed workload may reach the cluster DNS resolver: ``dns``, or, when it is None and
-    ``find_dns`` is true (the default), the one :func:`~segmenter.policy.dns.detect_dns` finds
-    in the inventory and the graph. ``find_dns=False`` with no ``dns`` allows no DNS.
+    The policed workloads seen resolving names (every one with ``compile.dns_egress: all``) may
+    reach the cluster DNS resolver: ``dns``, or, when it is None and ``find_dns`` is true (the
+    default), the one :func:`~segmenter.policy.dns.detect_dns` finds in the inventory and the
+    graph. ``find_dns=False`` with no ``dns`` allows no DNS. The plan's declared flows are put
+    into ``graph`` first (in place; a graph read from its file does not hold them).
 
     Raises:
         UnsupportedError: a workload cannot be selected exactly by stable labels.
+        PlanError: a declared entry point or block that cannot stand (matches nothing, lies
+            inside the cluster, restricted without a justification).
     """
+    apply_declared(graph, plan.declared)
     if dns is None and find_dns:
         dns = detect_dns(graph, inventory)
     with no_gc():
@@ -345,6 +498,9 @@ def _lower(graph: nx.DiGraph, plan: Plan, inventory: Inventory, *, dns: DnsTarge
     namespaces: set[str] = set()
     used_names: dict[tuple[str, str], str] = {}
     rules_of: dict[str, tuple[tuple[Rule, ...], tuple[Rule, ...]]] = {}
+    with_declared = ({n for u, v, d in graph.edges(data=True) if d.get(DECLARED)
+                      or any(DECLARED in p for p in d.get("ports", [])) for n in (u, v)}
+                     if graph.graph.get(DECLARED) else set())
     for node in plan.policed:
         attrs = graph.nodes[node]
         namespace = str(attrs["namespace"])
@@ -355,11 +511,15 @@ def _lower(graph: nx.DiGraph, plan: Plan, inventory: Inventory, *, dns: DnsTarge
         rules_of[node] = (ingress, egress)
         name = _unique_name(used_names, namespace, f"allow-{dns1123(str(attrs['name']), 56)}",
                             node)
+        declared = node in with_declared
+        entry = low.entries.get(node)
         policies.append(Policy(
             name=name, namespace=namespace, target=target, ingress=ingress, egress=egress,
             order=WORKLOAD_POLICY_ORDER,
-            description=f"Observed traffic of {node}; everything else is denied by default-deny",
-            zone=zone, requirements=reqs, selector_note=note))
+            description=f"{'Observed and declared' if declared else 'Observed'} traffic of "
+                        f"{node}; everything else is denied by default-deny",
+            zone=zone, requirements=reqs, selector_note=note,
+            entry_point=_entry_text(entry, ingress) if entry is not None else ""))
     frameworks = {scope.framework for scope in plan.classes}
     deny_reqs = tuple(sorted({r for f in frameworks
                               for r in citations(f, PolicyRole.DEFAULT_DENY)}))
@@ -372,6 +532,19 @@ def _lower(graph: nx.DiGraph, plan: Plan, inventory: Inventory, *, dns: DnsTarge
             zone="namespace default", requirements=deny_reqs))
     if low.errors:
         raise UnsupportedError(sorted(set(low.errors)), dialect="policy IR")
+    notes = [*plan.notes, *low.notes]
+    if any(r.peers and isinstance(r.peers[0], CidrPeer) and r.peers[0].role is CidrRole.INTERNET
+           for p in policies for r in p.ingress or ()):
+        notes.append("internet entry points exclude the cluster's ranges "
+                     f"({', '.join(low.ranges.cidrs) or 'none found'}): "
+                     + "; ".join(low.ranges.basis))
+    if dns is not None and low.resolving is not None:
+        silent = sorted(n for n in plan.policed if n not in low.resolving)
+        if silent:
+            shown = ", ".join(silent[:5]) + (f" and {len(silent) - 5} more" if len(silent) > 5
+                                            else "")
+            notes.append(f"no DNS egress for {len(silent)} workload(s) seen making no DNS query "
+                         f"({shown}); compile.dns_egress: all allows DNS for every workload")
 
     guards: list[Policy] = []
     tiers: tuple[Tier, ...] = ()
@@ -400,7 +573,21 @@ def _lower(graph: nx.DiGraph, plan: Plan, inventory: Inventory, *, dns: DnsTarge
                                  "else is logged and denied"),
                     zone=f"{scope.data_class}: restricted", requirements=reqs))
                 order += 1
-    return PolicySet(tuple(policies), tuple(guards), tiers, plan.notes)
+    return PolicySet(tuple(policies), tuple(guards), tiers, tuple(dict.fromkeys(notes)))
+
+
+def _entry_text(entry: EntryPoint, ingress: tuple[Rule, ...]) -> str:
+    """The entry point annotation: why, and from where on which ports."""
+    ports = sorted({f"{p.transport}/{p.port}" if p.port is not None else str(p.transport)
+                    for r in ingress for peer in r.peers[:1]
+                    if isinstance(peer, CidrPeer) and peer.role is CidrRole.INTERNET
+                    for p in r.ports})
+    where = ", ".join(entry.cidrs) if entry.cidrs else "the internet (0.0.0.0/0, ::/0)"
+    if not ports:
+        return (f"{entry.reason}; no client outside the cluster was seen, so nothing is "
+                "allowed from outside")
+    return (f"{entry.reason}; allowed from {where} except the cluster's pod, Service and node "
+            f"ranges, on {', '.join(ports)}")
 
 
 def _guard(rules: Iterable[Rule], data_class: str, way: str) -> tuple[Rule, ...]:

@@ -11,6 +11,7 @@ from segmenter.analysis.enforcement import resolve_enforcement
 from segmenter.analysis.findings import Finding, FindingKind
 from segmenter.analysis.policies import PolicySource, load_policies
 from segmenter.analysis.reachability import eval_endpoints
+from segmenter.graph.declared import apply_declared
 from segmenter.model import DnsAnswer, Flow, Inventory
 from segmenter.planner import Plan
 from segmenter.targets import get_target
@@ -25,6 +26,7 @@ from segmenter.views.report.document import (
 from segmenter.views.report.isolation import isolation_section
 from segmenter.views.report.sections import (
     ReportContext,
+    declared_section,
     default_deny_section,
     diagram_section,
     encryption_section,
@@ -60,6 +62,7 @@ def build_report(graph: nx.DiGraph, plan: Plan, policies: PolicySource, *,
         InputError: policies that cannot be judged (empty, no policy, two targets' objects, an
             enforcement at odds with the documents, NetworkPolicies with none named).
     """
+    apply_declared(graph, plan.declared)  # a graph read from its file lacks them
     docs = load_policies(policies, get_target(enforcement) if enforcement else None)
     target = resolve_enforcement(docs, enforcement).target
     chosen = target.name
@@ -94,6 +97,7 @@ def build_report(graph: nx.DiGraph, plan: Plan, policies: PolicySource, *,
     scope_section(ctx, blocks)
     diagram_section(ctx, blocks)
     register_section(ctx, blocks, report.findings)
+    declared_section(ctx, blocks, report.findings)
     encryption_section(ctx, blocks, report.findings)
     deny_status = default_deny_section(ctx, blocks, report.findings)
     isolation = isolation_section(ctx, blocks, report.findings)

@@ -265,27 +265,37 @@ def register_section(ctx: ReportContext, blocks: list[Block], findings: list[Fin
                      ) -> None:
     blocks.append(Heading(2, "Allowed-flow register: flows across zone boundaries",
                           "register"))
-    blocks.append(Para("Every observed flow whose ends are in different zones (PCI DSS 1.2.5; "
-                       "HIPAA 164.312(a)(1) access authorisation). The policies allow exactly "
-                       "these; fill in the business justification and the approver."))
+    blocks.append(Para("Every observed flow whose ends are in different zones, and every flow "
+                       "segmenter.yaml declares across them (rows marked *declared*: not seen "
+                       "in the capture) (PCI DSS 1.2.5; HIPAA 164.312(a)(1) access "
+                       "authorisation). The policies allow exactly these; fill in the business "
+                       "justification and the approver where they are missing."))
     if not ctx.plan.classes:
         blocks.append(Para("No zones: nothing is in scope.", "info"))
+    declared = {(f.client, f.server, f.protocol, f.port): f for f in ctx.plan.declared}
     for scope in ctx.plan.classes:
         rows, marks = [], []
         for c in scope.crossings:
             verdict = _check(ctx, c.client, c.server, c.protocol, c.port)
             allowed_by = "-" if verdict is None else _decided_by(verdict)
             mark = ""
+            what = "observed" if c.flows or not c.declared else "declared"
             if verdict is not None and not verdict.allowed:
                 mark = "fail"
                 allowed_by = "DENIED: " + verdict.summary()
                 flow = f"{c.client} -> {c.server} {_port(c.protocol, c.port)}"
                 findings.append(Finding.of(FindingKind.DENIED_FLOW, flow,
-                                           f"observed flow {flow} would be denied"))
+                                           f"{what} flow {flow} would be denied"))
+            decl = declared.get((c.client, c.server, c.protocol, c.port))
+            seen = _span(c.first_seen, c.last_seen) if c.flows else "not observed"
+            if c.declared:
+                seen += f"; *declared*: {c.declared}"
             rows.append((f"{_name(ctx.graph, c.client)} ({c.client_zone})",
                          f"{_name(ctx.graph, c.server)} ({c.server_zone})",
-                         _port(c.protocol, c.port), "yes" if c.tls else "no", str(c.flows),
-                         _span(c.first_seen, c.last_seen), allowed_by, "", ""))
+                         _port(c.protocol, c.port), "yes" if c.tls else "no",
+                         str(c.flows) if c.flows or not c.declared else "declared",
+                         seen, allowed_by, decl.justification if decl else "",
+                         decl.approved_by if decl else ""))
             marks.append(mark)
         blocks.append(Heading(3, f"{scope.title} (`{scope.data_class}`): "
                                  f"{len(rows)} flows", f"register-{_slug(scope.data_class)}"))
@@ -293,6 +303,39 @@ def register_section(ctx: ReportContext, blocks: list[Block], findings: list[Fin
             blocks.append(Table(("Client (zone)", "Server (zone)", "Port", "TLS", "Flows",
                                  "First – last seen (UTC)", "Allowed by", "Justification",
                                  "Approver"), tuple(rows), tuple(marks)))
+
+
+def declared_section(ctx: ReportContext, blocks: list[Block], findings: list[Finding]
+                     ) -> None:
+    """The flows segmenter.yaml declares (a capture cannot show them), apart from the observed."""
+    if not ctx.plan.declared:
+        return
+    blocks.append(Heading(2, "Declared flows (not observed)", "declared"))
+    blocks.append(Para("Flows the capture cannot show (a monthly batch, a failover path, a "
+                       "backup window), declared in segmenter.yaml with a reason; the policies "
+                       "allow them like observed flows, with the provenance `declared: "
+                       "<reason>`. A declared flow into or out of a restricted zone carries a "
+                       "justification and an approver, or the plan refuses it."))
+    rows, marks = [], []
+    for flow in ctx.plan.declared:
+        verdict = _check(ctx, flow.client, flow.server, flow.protocol, flow.port)
+        allowed_by = "-" if verdict is None else _decided_by(verdict)
+        mark = ""
+        if verdict is not None and not verdict.allowed:
+            mark = "fail"
+            allowed_by = "DENIED: " + verdict.summary()
+            what = f"{flow.client} -> {flow.server} {_port(flow.protocol, flow.port)}"
+            findings.append(Finding.of(FindingKind.DENIED_FLOW, what,
+                                       f"declared flow {what} would be denied"))
+        zones = "; ".join(f"{s.data_class}: {s.zone_of(flow.client)} -> {s.zone_of(flow.server)}"
+                          for s in ctx.plan.classes) or "-"
+        rows.append((_name(ctx.graph, flow.client), _name(ctx.graph, flow.server),
+                     _port(flow.protocol, flow.port), zones, flow.reason,
+                     flow.justification or "-", flow.approved_by or "-", allowed_by,
+                     flow.source))
+        marks.append(mark)
+    blocks.append(Table(("Client", "Server", "Port", "Zones", "Reason", "Justification",
+                         "Approver", "Allowed by", "Declared in"), tuple(rows), tuple(marks)))
 
 
 def encryption_section(ctx: ReportContext, blocks: list[Block], findings: list[Finding]
@@ -309,6 +352,8 @@ def encryption_section(ctx: ReportContext, blocks: list[Block], findings: list[F
         if u not in restricted and v not in restricted:
             continue
         for p in data.get("ports", []):
+            if p.get("declared") and not p.get("flows"):
+                continue  # declared, never seen: nothing to say about its encryption
             if p.get("tls"):
                 tls_count += 1
                 continue
