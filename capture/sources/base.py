@@ -12,6 +12,11 @@ first bytes after decompression) and reads it into a :class:`Sink`:
   several times (both ends report it, replies are logged) folds them itself.
 
 ``ingest`` writes what the sink holds as one flow file.
+
+Following a growing file (``segmenter monitor``): a format whose records are whole lines says
+how long the file's header is (``header``); a follower then reads each appended run of whole
+lines alone, as the header followed by those lines, handed over in memory (``Opened.data``).
+A format without ``header`` (captures, one-document JSON files) is read again whole.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ class Opened:
     head: bytes
     gzipped: bool
     size: int  # bytes on disk
+    # The bytes to read in place of the file (uncompressed): a part of a growing file -- its
+    # header, then lines appended since the last read -- or standard input. None: the file.
+    data: bytes | None = None
 
 
 @dataclass
@@ -85,6 +93,14 @@ class SourceFormat:
         first_time: for packet sources, the time of the first packet (ns), so that several
             captures fold in time order; None for record sources.
         packets: a packet source (folds into ``sink.table``) rather than a record source.
+        header: for following a growing file: ``header(head)`` is the length in bytes of the
+            header at the start of a file whose first bytes are ``head`` -- what must precede
+            a run of whole lines appended later for that run to be read alone (0: none) -- or
+            None when this file cannot be read by parts. None (the default): never by parts;
+            a follower reads the whole file again.
+        knows_tls: the records tell TLS from plaintext (``tls: false`` means the start of
+            the payload was looked at and held no TLS ClientHello), as packet captures and
+            Zeek's protocol analysis do; flow logs see no payload.
     """
 
     name: str
@@ -93,6 +109,8 @@ class SourceFormat:
     read: Callable[[Opened, Sink, ReadOptions], None]
     first_time: Callable[[Opened], int | None] | None = None
     packets: bool = False
+    header: Callable[[bytes], int | None] | None = None
+    knows_tls: bool = False
 
     def __str__(self) -> str:
         return self.name

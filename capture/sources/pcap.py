@@ -28,6 +28,7 @@ PCAP = SourceFormat(
     read=_read,
     first_time=_first_time,
     packets=True,
+    knows_tls=True,
 )
 
 PCAPNG = SourceFormat(
@@ -37,4 +38,5 @@ PCAPNG = SourceFormat(
     read=_read,
     first_time=_first_time,
     packets=True,
+    knows_tls=True,
 )

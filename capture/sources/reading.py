@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import io
 import ipaddress
 import json
 import re
@@ -36,6 +37,8 @@ def line_error(opened: Opened, line: int | None, message: str) -> CaptureError:
 
 
 def _open(opened: Opened) -> IO[bytes]:
+    if opened.data is not None:
+        return io.BytesIO(opened.data)
     try:
         raw = open(opened.path, "rb")  # noqa: SIM115 - closed by the callers' with blocks
     except OSError as exc:
