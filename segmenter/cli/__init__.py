@@ -12,11 +12,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from segmenter.cli import checks, deploy, stages
+from segmenter.cli import checks, deploy, monitor, stages
 from segmenter.cli.common import EXIT_ERROR
 from segmenter.errors import SegmenterError
 
-COMMAND_GROUPS = (stages, checks, deploy)
+COMMAND_GROUPS = (stages, checks, deploy, monitor)
 
 
 def build_parser() -> argparse.ArgumentParser:
