@@ -61,6 +61,11 @@ class Metrics:
             raise InputError(f"cannot serve metrics on port {port}: {exc.strerror or exc}"
                              ) from None
 
+    @property
+    def port(self) -> int:
+        """The port metrics are served on (the one given, or the one picked for 0)."""
+        return int(self.server.server_port) if self.server is not None else 0
+
     def batch(self, records: Counter[str], flows: int, alerts: Counter[tuple[str, str]],
               errors: int) -> None:
         for source, n in records.items():

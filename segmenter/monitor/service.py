@@ -192,7 +192,7 @@ class Monitor:
                       for edge, item in sorted(self.drift.items(), key=lambda kv: str(kv[0]))],
             "learn_start": self.learn_start,
             "hygiene_start": self.hygiene_start,
-            "hygiene_used": sorted([p, r] for p, r in self.judge.used),
+            "hygiene_used": sorted(([p, r] for p, r in self.judge.used), key=str),
             "alerts": self.sink.position(),
         }
 
