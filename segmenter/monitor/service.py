@@ -256,9 +256,6 @@ class Monitor:
             self._emit(doc, lines, alerts)
         self._review_windows()
         self.sink.write(lines)
-        self.result.records += sum(records.values())
-        self.result.flows += flows
-        self.result.errors = self.follower.errors
         if batch.chunks or lines:
             self.checkpoint()
         if self.metrics is not None:
@@ -268,6 +265,9 @@ class Monitor:
                 self.metrics.lag_seconds.labels(source=source).set(max(0.0, now - ts))
             for source, size in self.follower.lag_bytes().items():
                 self.metrics.lag_bytes.labels(source=source).set(size)
+        self.result.records += sum(records.values())
+        self.result.errors = self.follower.errors
+        self.result.flows += flows  # last: a caller waiting on it sees everything else done
 
     def _emit(self, doc: dict[str, Any], lines: list[str],
               alerts: Counter[tuple[str, str]]) -> None:
