@@ -131,6 +131,10 @@ class _Cursor:
         self.origin = ""
         self.handle: IO[bytes] | None = None
         self.failed = False  # of no format read (logged once)
+        # The bytes from offset 0 start with the file's own header (not after a truncation by
+        # a writer that goes on without writing it again).
+        self.own_header = True
+        self.recheck = False  # truncated: look at the new start for a header of its own
 
     # -- checkpoint --------------------------------------------------------------------------
 
@@ -142,6 +146,7 @@ class _Cursor:
             "preamble": self.preamble.decode("latin-1"), "preamble_lines": self.preamble_lines,
             "whole": self.whole, "size": self.size, "mtime_ns": self.mtime_ns,
             "seen": sorted(self.seen), "snapshot": self.snapshot, "origin": self.origin,
+            "own_header": self.own_header,
         }
 
     @classmethod
@@ -162,6 +167,7 @@ class _Cursor:
         cur.seen = set(data.get("seen") or ())
         cur.snapshot = bool(data.get("snapshot"))
         cur.origin = str(data.get("origin") or "")
+        cur.own_header = bool(data.get("own_header", True))
         return cur
 
     def same_file(self, path: str) -> bool:
@@ -464,6 +470,8 @@ class Follower:
             _start_over(cur)
         if st.st_size == cur.offset:
             return False
+        if cur.recheck:
+            self._recheck(cur)
         data = _read_range(cur, cur.offset, self.max_chunk)
         cut = data.rfind(b"\n") + 1
         more = cur.offset + len(data) < st.st_size
@@ -477,7 +485,8 @@ class Follower:
             data += b"\n"
         body = data[:cut]
         first_line = cur.lines + 1
-        if first_line == 1 and body.count(b"\n") <= cur.preamble_lines and not final:
+        if first_line == 1 and cur.own_header and body.count(b"\n") <= cur.preamble_lines \
+                and not final:
             return more  # only the header so far
         cur.offset += min(cut, st.st_size - cur.offset)
         cur.lines += body.count(b"\n")
@@ -486,6 +495,22 @@ class Follower:
             if chunk is not None:
                 result.chunks.append(chunk)
         return more
+
+    @staticmethod
+    def _recheck(cur: _Cursor) -> None:
+        """After a truncation: does the file start with a header of its own again?"""
+        assert cur.format is not None
+        head = _read_range(cur, 0, HEAD_BYTES)
+        if b"\n" not in head:
+            return
+        cur.recheck = False
+        cur.fp_len = min(len(head), FINGERPRINT_BYTES)
+        cur.fp = _digest(head[:cur.fp_len])
+        size = cur.format.header(head) if cur.format.header else None
+        if size and cur.format.sniff(head) and _looks_like_header(cur, head[:size]):
+            cur.preamble = head[:size]
+            cur.preamble_lines = cur.preamble.count(b"\n")
+            cur.own_header = True
 
     def _identify(self, source: str, cur: _Cursor, st: os.stat_result, final: bool,
                   explicit: bool) -> bool:
@@ -527,7 +552,7 @@ class Follower:
         the lines around it are read."""
         assert cur.format is not None
         lines = body.split(b"\n")[:-1]
-        fresh = first_line == 1  # the part starts with the file's own header
+        fresh = first_line == 1 and cur.own_header  # the part starts with the file's header
         records: list[Record] = []
         start = 0  # the first line of ``lines`` not read yet
         while start < len(lines) and any(line.strip() for line in lines[start:]):
@@ -640,6 +665,8 @@ def _start_over(cur: _Cursor) -> None:
     cur.lines = 0
     cur.fp_len = 0
     cur.fp = ""
+    cur.own_header = False
+    cur.recheck = True
 
 
 class _Stdin:
@@ -750,6 +777,16 @@ def _unread(cur: _Cursor) -> int:
     except OSError:
         return 0
     return max(0, size - cur.offset)
+
+
+def _looks_like_header(cur: _Cursor, candidate: bytes) -> bool:
+    """Whether the first lines of a truncated file are a header like the one it had: as many
+    lines, and for a one-line header the same first bytes (a flow file's header starts
+    ``{"format":``, its records ``{"bytes_``; an AWS header ``version``, its records ``2``)."""
+    old = cur.preamble
+    return bool(old) and candidate.count(b"\n") == old.count(b"\n") and \
+        candidate[:1] == old[:1] and (old.count(b"\n") > 1 or candidate.split(b"\n")[0]
+                                      .startswith(old.split(b"\n")[0][:12]))
 
 
 def _agent_header(preamble: bytes) -> tuple[bool, str]:
