@@ -23,6 +23,7 @@ from segmenter.evaluate import load_manifests
 from segmenter.model import Transport
 from segmenter.monitor import Monitor, MonitorOptions, run_monitor
 from segmenter.monitor.state import StateDir
+from tests.fake_apiserver import FakeApiServer, kubeconfig
 from tests.monitor_helpers import (
     CATALOG,
     EXPECTED,
@@ -413,3 +414,82 @@ def test_monitor_options_default_to_the_graph_beside_the_plan(demo: Demo) -> Non
     opts = MonitorOptions(sources=(str(demo.flows),), plan=demo.plan)
     assert opts.graph is None
     assert (Path(demo.plan).parent / "graph.json").is_file()
+
+
+class _PolicyServer(FakeApiServer):
+    """Serves NetworkPolicies from memory (a list the test changes); every other API group
+    is not served (404), as on a cluster with no other policy CRDs."""
+
+    FIXTURES = Path(__file__).parent / "fixtures" / "policies" / "live"
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.items = items
+        self.version = 1
+
+    def route(self, path: str, query: dict[str, list[str]]) -> tuple[int, str]:
+        if path == "/apis/networking.k8s.io/v1/networkpolicies":
+            return 200, json.dumps({
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicyList",
+                "metadata": {"resourceVersion": str(self.version)},
+                "items": [{k: v for k, v in d.items() if k not in ("apiVersion", "kind")}
+                          for d in self.items]})
+        return 404, self.read("status-404")
+
+
+def _allow_lateral() -> list[dict[str, Any]]:
+    """Policies allowing catalog -> recommendations on 8081 (both sides)."""
+    peer = {"podSelector": {"matchLabels": {"app": "recommendations"}}}
+    return [
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+         "metadata": {"name": "allow-catalog-to-recommendations", "namespace": "shop"},
+         "spec": {"podSelector": {"matchLabels": {"app": "catalog"}}, "policyTypes": ["Egress"],
+                  "egress": [{"to": [peer], "ports": [{"protocol": "TCP", "port": 8081}]}]}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+         "metadata": {"name": "allow-recommendations-from-catalog", "namespace": "shop"},
+         "spec": {"podSelector": {"matchLabels": {"app": "recommendations"}},
+                  "policyTypes": ["Ingress"],
+                  "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "catalog"}}}],
+                               "ports": [{"protocol": "TCP", "port": 8081}]}]}},
+    ]
+
+
+def test_a_policy_change_on_the_watched_cluster_changes_verdicts(demo: Demo,
+                                                                 tmp_path: Path) -> None:
+    """Through the real kubernetes client against a loopback API server: the monitor reads
+    the cluster's policies again every --refresh and judges with the new ones from then on."""
+    items = [dict(d) for d in load_manifests([demo.policies()])]
+    stream = _stream(tmp_path / "flows.jsonl", demo, [LATERAL])
+    seen: list[dict[str, Any]] = []
+    with _PolicyServer(items) as server:
+        monitor = Monitor(
+            options(demo, [str(stream)], policies=(), cluster=True,
+                    kubeconfig=kubeconfig(tmp_path, server.url), alerts=str(tmp_path / "a"),
+                    refresh=0.1, poll_interval=0.05, window=1.0),
+            on_alert=seen.append)
+        stop = threading.Event()
+        thread = threading.Thread(target=monitor.run, args=(stop,))
+        thread.start()
+        try:
+            _wait(lambda: monitor.result.flows == 62)
+            assert sorted(a["kind"] for a in seen) == ["drift", "policy-denied"]
+            assert seen[0]["verdict"]["allowed"] is False
+            reloads = monitor.policies.reloads
+            server.items.extend(_allow_lateral())
+            server.version += 1
+            _wait(lambda: monitor.policies.reloads > reloads)
+            with stream.open("a") as f:  # the same lateral flow, a window later
+                f.write(line({**LATERAL, "first_seen": LATERAL["first_seen"] + 10,
+                              "last_seen": LATERAL["last_seen"] + 10}))
+            _wait(lambda: monitor.result.flows == 63)
+        finally:
+            stop.set()
+            thread.join(10)
+    after = seen[2:]
+    assert [a["kind"] for a in after] == ["drift"]  # still not planned, but no longer denied
+    assert after[0]["verdict"]["allowed"] is True
+    assert after[0]["verdict"]["ingress"]["policy"] == (
+        "networking.k8s.io/NetworkPolicy shop/allow-recommendations-from-catalog")
+    assert after[0]["severity"] == "medium"
+    assert any(path == "/apis/networking.k8s.io/v1/networkpolicies"
+               for path, _q, _auth in server.requests)
