@@ -92,8 +92,8 @@ class Judgement:
     view of it, and what it has been used for (hygiene epoch)."""
 
     __slots__ = ("allowed", "boundary", "client", "client_zone", "decisions", "domain", "edge",
-                 "epoch", "external", "planned", "planned_tls", "restricted", "server",
-                 "server_zone", "stable", "verdict", "watch_external", "zones")
+                 "epoch", "external", "planned", "planned_tls", "quiet", "restricted",
+                 "server", "server_zone", "stable", "verdict", "watch_external", "zones")
 
     allowed: bool
     boundary: tuple[str, ...]  # the data classes whose restricted boundary it crosses
@@ -106,6 +106,7 @@ class Judgement:
     external: bool
     planned: bool
     planned_tls: bool | None
+    quiet: bool  # planned, allowed, no TLS or novelty to check: no alert whatever the record
     restricted: bool
     server: str
     server_zone: Zone
@@ -149,7 +150,7 @@ class Judge:
                  cache_limit: int = CACHE_LIMIT) -> None:
         self.view = view
         self.cache_limit = cache_limit
-        self.cache: dict[tuple[str, str, str, Any], Judgement] = {}
+        self.cache: dict[tuple[Any, ...], Judgement] = {}
         self.names: dict[str, tuple[str, ...]] = {}  # DNS names the stream gave an address
         self.known_external: set[str] = set(view.external_addresses)
         self.epoch = 0
@@ -236,6 +237,8 @@ class Judge:
         j.allowed = e.verdict.allowed
         j.decisions = _decisions(e)
         j.stable = e.stable
+        j.quiet = (j.planned and j.allowed and not j.watch_external
+                   and (not j.boundary or j.planned_tls is False))
         return j
 
     def use(self, j: Judgement) -> None:

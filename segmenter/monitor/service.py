@@ -28,7 +28,7 @@ from segmenter.config import CompileOptions, load_config
 from segmenter.errors import InputError
 from segmenter.flowfile import parse_record
 from segmenter.graph.io import load_graph
-from segmenter.model import DnsAnswer, Inventory, Transport
+from segmenter.model import DnsAnswer, Flow, Inventory, Transport
 from segmenter.monitor.alerts import AlertKind, Side, Sighting, Windows, alert_document, dumps
 from segmenter.monitor.follow import Chunk, Follower, Poll
 from segmenter.monitor.inputs import Watched, watch_inventory, watch_policies
@@ -149,6 +149,7 @@ class Monitor:
             self.metrics = Metrics()
             self.metrics.serve(options.metrics_port)
         self.latest: dict[str, float] = {}  # per source, the latest flow time read
+        self._pending: tuple[Flow, Judgement] | None = None
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -279,82 +280,127 @@ class Monitor:
             self.on_alert(doc)
 
     def _chunk(self, chunk: Chunk, lines: list[str], alerts: Counter[tuple[str, str]]) -> int:
-        """Judge one chunk's records; the number of flow records judged."""
+        """Judge one chunk's records; the number of flow records judged.
+
+        The loop runs once per record: a record of a connection already judged (the cache
+        hit) that is planned, allowed and needs no TLS or novelty check costs a few dictionary
+        lookups; everything else goes through :meth:`_slow`.
+        """
         judge = self.judge
-        flows = 0
+        cache_get = judge.cache.get
+        epoch = judge.epoch
         agent = chunk.format.name == "flows" and bool(chunk.origin)
-        latest = self.latest.get(chunk.source, float("-inf"))
+        # A capture agent's records go through the snapshot ledger, unless no snapshot is
+        # pending and this is a numbered file.
+        slow_all = agent and (chunk.snapshot or bool(self.snapshot_keys))
+        watermark = self.watermark
+        flows = 0
         for rec in chunk.records:
-            kind = rec.get("record")
-            if kind == "dns":
-                parsed = self._parse(rec, chunk)
-                if isinstance(parsed, DnsAnswer):
-                    judge.learn_dns(parsed)
+            get = rec.get
+            if get("record") != "flow":
+                self._other(rec, chunk)
                 continue
-            if kind != "flow":
-                continue
-            transport = _TRANSPORTS.get(rec.get("proto"))  # type: ignore[arg-type]
-            client, server = rec.get("client"), rec.get("server")
-            first, last = rec.get("first_seen"), rec.get("last_seen")
-            port = rec.get("server_port")
-            if (transport is None or type(client) is not str or type(server) is not str
-                    or type(first) not in (float, int) or type(last) not in (float, int)
-                    or (port is not None and type(port) is not int)):
-                self._parse(rec, chunk)  # the error naming what is wrong
-                continue
-            assert isinstance(first, (float, int))
-            assert isinstance(last, (float, int))
-            if agent:
-                key = (chunk.origin, transport.value, client, str(rec.get("client_port")),
-                       server, str(port), repr(first))
-                if chunk.snapshot:
-                    if key in self.snapshot_keys:
-                        continue  # judged from an earlier snapshot of the same agent
-                    self.snapshot_keys.add(key)
-                elif key in self.snapshot_keys:
-                    self.snapshot_keys.discard(key)
-                    continue  # an active flow judged from a snapshot, now ended
-            j = judge.cache.get((transport.value, client, server, port))
-            if j is None or j.stable is None or not j.stable[0] <= first <= j.stable[1]:
-                if self._parse(rec, chunk) is None:
+            first = get("first_seen")
+            last = get("last_seen")
+            j = cache_get((get("proto"), get("client"), get("server"), get("server_port")))
+            if (j is not None and not slow_all and type(first) is float and type(last) is float
+                    and j.stable[0] <= first <= j.stable[1]):  # type: ignore[index]
+                flows += 1
+                if j.epoch != epoch:
+                    judge.use(j)
+                if last > watermark:  # noqa: PLR1730 - max() is a call on the hot path
+                    watermark = last
+                if j.quiet:
                     continue
-                j = judge.judge(transport, client, server, port, first)
-            flows += 1
-            judge.use(j)
-            if last > self.watermark:
-                self.watermark = float(last)
-            if last > latest:
-                latest = float(last)
-            if self.learn_start is None:
-                self.learn_start = float(first)
-            if self.hygiene_start is None:
-                self.hygiene_start = float(first)
-            novel = j.watch_external and judge.novel_external(server)
-            if j.planned and j.allowed and not novel and (not j.boundary or j.planned_tls
-                                                          is False):
-                continue  # the common case: a planned, allowed flow
-            tls = rec.get("tls") is True
-            sources = rec.get("sources")
-            tls_known = sources is None or any(self.tls_formats.get(s, False)
-                                               for s in sources)
-            found = judge.kinds(j, tls=tls, tls_known=tls_known, novel=novel)
-            if not found:
+            elif not self._slow(rec, chunk, agent):
                 continue
-            sighting = Sighting(float(first), float(last), chunk.path)
-            for alert_kind, severity, reason in found:
-                if alert_kind is AlertKind.DRIFT:
-                    self._learn(j, rec, sighting)
-                make = functools.partial(
-                    alert_document, kind=alert_kind, severity=severity,
-                    client=Side(j.client, client, rec.get("client_port"), j.client_zone.value),
-                    server=Side(j.server, server, port, j.server_zone.value, j.domain),
-                    protocol=transport.value, port=j.edge[3], zones=j.zones, verdict=j.verdict,
-                    planned=j.planned, tls=tls if tls_known else None, reason=reason,
-                    sighting=sighting, observed=rec.get("verdict"))
-                for doc in self.windows.sight(alert_kind, j.edge, sighting, make):
-                    self._emit(doc, lines, alerts)
-        self.latest[chunk.source] = latest
+            else:
+                flows += 1
+                j = None
+            self.watermark = max(watermark, self.watermark)
+            self._alerts(rec, chunk, j, lines, alerts)
+            watermark = self.watermark
+        self.watermark = max(watermark, self.watermark)
+        if self.learn_start is None and flows:
+            self.learn_start = self._first_time(chunk)
+        if self.hygiene_start is None and flows:
+            self.hygiene_start = self._first_time(chunk)
+        if flows:
+            self.latest[chunk.source] = max(self.latest.get(chunk.source, float("-inf")),
+                                            self.watermark)
         return flows
+
+    @staticmethod
+    def _first_time(chunk: Chunk) -> float:
+        return min(float(r["first_seen"]) for r in chunk.records
+                   if r.get("record") == "flow" and type(r.get("first_seen")) in (float, int))
+
+    def _other(self, rec: dict[str, Any], chunk: Chunk) -> None:
+        """A record that is not a flow: DNS answers name outside addresses."""
+        if rec.get("record") == "dns":
+            parsed = self._parse(rec, chunk)
+            if isinstance(parsed, DnsAnswer):
+                self.judge.learn_dns(parsed)
+
+    def _slow(self, rec: dict[str, Any], chunk: Chunk, agent: bool) -> bool:
+        """A record the fast path could not take: checked, deduplicated against the capture
+        agent's snapshots, judged (and cached); False when it is skipped."""
+        parsed = self._parse(rec, chunk)
+        if not isinstance(parsed, Flow):
+            return False
+        if agent:
+            key = (chunk.origin, parsed.transport.value, parsed.client,
+                   str(parsed.client_port), parsed.server, str(parsed.server_port),
+                   repr(parsed.first_seen))
+            if chunk.snapshot:
+                if key in self.snapshot_keys:
+                    return False  # judged from an earlier snapshot of the same agent
+                self.snapshot_keys.add(key)
+            elif key in self.snapshot_keys:
+                self.snapshot_keys.discard(key)
+                return False  # an active flow judged from a snapshot, now ended
+        j = self.judge.judge(parsed.transport, parsed.client, parsed.server,
+                             parsed.server_port, parsed.first_seen)
+        self.judge.use(j)
+        self.watermark = max(self.watermark, parsed.last_seen)
+        self._pending = (parsed, j)
+        return True
+
+    def _alerts(self, rec: dict[str, Any], chunk: Chunk, j: Judgement | None,
+                lines: list[str], alerts: Counter[tuple[str, str]]) -> None:
+        """The alerts of one flow record (after the fast path found it needs a look)."""
+        judge = self.judge
+        if j is None:
+            assert self._pending is not None
+            parsed, j = self._pending
+            client, server, port = parsed.client, parsed.server, parsed.server_port
+            protocol = parsed.transport.value
+            first, last = parsed.first_seen, parsed.last_seen
+        else:
+            client, server, port = rec["client"], rec["server"], rec["server_port"]
+            protocol, first, last = rec["proto"], rec["first_seen"], rec["last_seen"]
+        novel = j.watch_external and judge.novel_external(server)
+        if j.quiet and not novel:
+            return
+        tls = rec.get("tls") is True
+        sources = rec.get("sources")
+        tls_known = sources is None or any(self.tls_formats.get(s, False) for s in sources)
+        found = judge.kinds(j, tls=tls, tls_known=tls_known, novel=novel)
+        if not found:
+            return
+        sighting = Sighting(float(first), float(last), chunk.path)
+        for alert_kind, severity, reason in found:
+            if alert_kind is AlertKind.DRIFT:
+                self._learn(j, rec, sighting)
+            make = functools.partial(
+                alert_document, kind=alert_kind, severity=severity,
+                client=Side(j.client, client, rec.get("client_port"), j.client_zone.value),
+                server=Side(j.server, server, port, j.server_zone.value, j.domain),
+                protocol=protocol, port=j.edge[3], zones=j.zones, verdict=j.verdict,
+                planned=j.planned, tls=tls if tls_known else None, reason=reason,
+                sighting=sighting, observed=rec.get("verdict"))
+            for doc in self.windows.sight(alert_kind, j.edge, sighting, make):
+                self._emit(doc, lines, alerts)
 
     def _parse(self, rec: dict[str, Any], chunk: Chunk) -> Any:
         """The record checked; a bad one is the run's error with ``--once``, else logged and
