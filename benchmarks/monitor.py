@@ -47,7 +47,7 @@ from segmenter.flowfile import parse_record
 from segmenter.graph.io import save_graph
 from segmenter.model import Transport
 from segmenter.monitor import Monitor, MonitorOptions, run_monitor
-from segmenter.monitor.follow import Chunk
+from segmenter.monitor.records import Chunk
 from segmenter.planner import plan_to_dict
 from segmenter.synthetic import T0, synthetic_cluster, synthetic_plan
 from segmenter.targets import get_target

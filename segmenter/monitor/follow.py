@@ -35,40 +35,27 @@ import hashlib
 import json
 import logging
 import os
-import queue
 import stat
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
 from capture.errors import CaptureError
-from capture.sources import SOURCES, Opened, ReadOptions, Sink, SourceFormat, detect
+from capture.sources import SOURCES, Opened, SourceFormat, detect
 from capture.sources.base import GZIP_MAGIC, HEAD_BYTES, Record
 from segmenter.errors import InputError
+from segmenter.monitor.records import STDIN, Chunk, read_format
+from segmenter.monitor.stdin import StdinReader
 
 logger = logging.getLogger(__name__)
 
-STDIN: Final = "-"
 MAX_CHUNK: Final = 4 << 20  # bytes read from one file per poll
 FINGERPRINT_BYTES: Final = 256  # first bytes that recognise a file after a rename
 REREAD_INTERVAL: Final = 5.0  # seconds between two whole reads of a changing file
 SETTLE: Final = 1.0  # a file without a whole line yet is sniffed once unchanged this long
 _FORMATS: Final = {s.name: s for s in SOURCES}
-
-
-@dataclass
-class Chunk:
-    """Records read from one file in one poll, in file order."""
-
-    source: str  # the SOURCE argument (a file, a folder, ``-``): the metrics' label
-    path: str  # the file they came from
-    format: SourceFormat
-    records: list[Record]
-    snapshot: bool = False  # a capture agent's snapshot of active flows (replaced each flush)
-    origin: str = ""  # who wrote it: a flow file's header ``sources`` (agent and interface)
 
 
 @dataclass
@@ -88,24 +75,6 @@ def record_identity(record: Mapping[str, Any]) -> str:
     key = [record.get(k) for k in ("record", "proto", "client", "client_port", "server",
                                    "server_port", "first_seen", "verdict", "name", "ts")]
     return _digest(json.dumps(key, separators=(",", ":"), default=str).encode())
-
-
-def sink_records(sink: Sink) -> list[Record]:
-    """Every record a read put into ``sink``: the flow table's (captures), then the record
-    sources'."""
-    table = sink.table
-    out: list[Record] = [table.flow_record(state) for _key, state in table.flow_items()]
-    out.extend(table.dns_record(item) for _key, item in table.dns_items())
-    out.extend(sink.records)
-    return out
-
-
-def _read_format(fmt: SourceFormat, opened: Opened) -> list[Record]:
-    sink = Sink()
-    fmt.read(opened, sink, ReadOptions())
-    for warning in sink.warnings:
-        logger.warning("%s", warning)
-    return sink_records(sink)
 
 
 class _Cursor:
@@ -226,13 +195,13 @@ class Follower:
         self.draining: dict[str, list[_Cursor]] = {}  # its rotated predecessors, oldest first
         self.folders: dict[str, dict[tuple[int, int], _Cursor]] = {}
         self.folder_mtime: dict[str, int] = {}
-        self.stdin: _Stdin | None = None
+        self.stdin: StdinReader | None = None
         self.truncated: dict[str, list[_Memo]] = {}  # per folder: cursors of truncated files
         self.errors = 0
         saved = dict((state or {}).get("sources") or {})
         for source in self.sources:
             if source == STDIN:
-                self.stdin = _Stdin(stdin if stdin is not None else sys.stdin.buffer, once)
+                self.stdin = StdinReader(stdin if stdin is not None else sys.stdin.buffer, once)
             elif os.path.isdir(source):
                 self.folders[source] = self._restore_folder(source, saved.get(source))
             elif os.path.exists(source) or not once:
@@ -593,7 +562,7 @@ class Follower:
     @staticmethod
     def _read_part(cur: _Cursor, part: bytes) -> list[Record]:
         assert cur.format is not None
-        return _read_format(cur.format, Opened(cur.path, part[:HEAD_BYTES], False, len(part),
+        return read_format(cur.format, Opened(cur.path, part[:HEAD_BYTES], False, len(part),
                                                data=part))
 
     def _unreadable(self, cur: _Cursor, message: str) -> None:
@@ -618,7 +587,7 @@ class Follower:
         cur.size, cur.mtime_ns = st.st_size, st.st_mtime_ns
         try:
             opened, _fmt = detect(cur.path)
-            records = _read_format(cur.format, opened)
+            records = read_format(cur.format, opened)
         except CaptureError as exc:
             if self.once:
                 raise InputError(str(exc)) from None
@@ -667,85 +636,6 @@ def _start_over(cur: _Cursor) -> None:
     cur.fp = ""
     cur.own_header = False
     cur.recheck = True
-
-
-class _Stdin:
-    """Standard input, read by a thread into a queue of whole lines."""
-
-    def __init__(self, stream: IO[bytes], once: bool) -> None:
-        self.stream = stream
-        self.once = once
-        self.queue: queue.Queue[bytes | None] = queue.Queue()
-        self.ended = False
-        self.format: SourceFormat | None = None
-        self.preamble = b""
-        self.preamble_lines = 0
-        self.lines = 0
-        self.buffer = b""
-        self.thread = threading.Thread(target=self._pump, daemon=True, name="monitor-stdin")
-        self.thread.start()
-
-    def _pump(self) -> None:
-        try:
-            for line in self.stream:
-                self.queue.put(line)
-        finally:
-            self.queue.put(None)
-
-    def pending(self) -> bool:
-        return not self.queue.empty()
-
-    def take(self, limit: int) -> Chunk | None:
-        parts = [self.buffer]
-        size = len(self.buffer)
-        self.buffer = b""
-        while size < limit:
-            try:
-                line = self.queue.get(timeout=None if self.once and not self.ended else 0) \
-                    if self.once else self.queue.get_nowait()
-            except queue.Empty:
-                break
-            if line is None:
-                self.ended = True
-                break
-            parts.append(line)
-            size += len(line)
-        data = b"".join(parts)
-        if not data:
-            return None
-        if not data.endswith(b"\n"):
-            if not self.ended:
-                cut = data.rfind(b"\n") + 1
-                self.buffer = data[cut:]
-                data = data[:cut]
-            else:
-                data += b"\n"
-        if not data.strip():
-            return None
-        first_line = self.lines + 1
-        if self.format is None:
-            self.format = next((s for s in SOURCES if s.sniff(data[:HEAD_BYTES])), None)
-            if self.format is None:
-                raise InputError("standard input is not traffic records of a format segmenter "
-                                 "reads", path=STDIN)
-            size_ = self.format.header(data[:HEAD_BYTES]) if self.format.header else None
-            if size_ is None:
-                raise InputError(f"a {self.format.title} cannot be followed on standard input "
-                                 "(it is not read by parts): give it as a file", path=STDIN)
-            self.preamble = data[:size_]
-            self.preamble_lines = self.preamble.count(b"\n")
-        self.lines += data.count(b"\n")
-        part = data if first_line == 1 else self.preamble + data
-        try:
-            records = _read_format(self.format, Opened("<stdin>", part[:HEAD_BYTES], False,
-                                                       len(part), data=part))
-        except CaptureError as exc:
-            number = exc.record
-            if exc.unit == "line" and number is not None and first_line > 1:
-                number = number - self.preamble_lines + first_line - 1
-            raise InputError(str(CaptureError(exc.message, path="<stdin>", record=number,
-                                              unit=exc.unit))) from None
-        return Chunk(STDIN, "<stdin>", self.format, records) if records else None
 
 
 def _scan(folder: str) -> list[os.DirEntry[str]]:

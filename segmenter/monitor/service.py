@@ -30,9 +30,10 @@ from segmenter.flowfile import parse_record
 from segmenter.graph.io import load_graph
 from segmenter.model import DnsAnswer, Flow, Inventory, Transport
 from segmenter.monitor.alerts import AlertKind, Side, Sighting, Windows, alert_document, dumps
-from segmenter.monitor.follow import Chunk, Follower, Poll
+from segmenter.monitor.follow import Follower, Poll
 from segmenter.monitor.inputs import Watched, watch_inventory, watch_policies
 from segmenter.monitor.judge import Judge, Judgement, PlanView
+from segmenter.monitor.records import Chunk
 from segmenter.monitor.review import review_folder, write_hygiene, write_proposal
 from segmenter.monitor.state import AlertSink, StateDir
 from segmenter.planner import load_plan
