@@ -228,6 +228,12 @@ def read_flow_file(path: str, stream: IO[bytes] | None = None) -> FlowFile:
         raise CaptureError("not a flow file (not UTF-8 text)", path=path) from exc
     except OSError as exc:
         raise CaptureError(f"cannot read: {exc.strerror or exc}", path=path) from exc
+    return parse_flow_lines(lines, path)
+
+
+def parse_flow_lines(lines: Sequence[str], path: str) -> FlowFile:
+    """A flow file from its lines (a file's, or a header and lines appended after it); errors
+    name ``path`` and the line."""
     if not lines:
         raise CaptureError("empty file, not a flow file", path=path)
     header = _json_object(lines[0], path, 1)

@@ -39,7 +39,7 @@ class _RawSource:
     compression, then the rest. Remembers an I/O error, so that it is not taken for damaged
     compressed data (bzip2's and gzip's decompressors raise ``OSError`` for those too)."""
 
-    def __init__(self, raw: io.FileIO) -> None:
+    def __init__(self, raw: io.FileIO | io.BytesIO) -> None:
         self.raw = raw
         self.ahead = b""
         self.io_error: OSError | None = None
@@ -340,6 +340,8 @@ class Opened:
     compression: str | None  # "gzip", "zstd", "xz", "bzip2" or None
     size: int  # bytes on disk; 0 for a pipe
     held: _Held | None = field(default=None, compare=False, repr=False)
+    # The content itself, held in memory (:func:`in_memory`), read in place of the file.
+    data: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def gzipped(self) -> bool:
@@ -358,6 +360,8 @@ class Opened:
                 raise CaptureError("a pipe or device can be read only once", path=self.path)
             self.held.stream = None
             return stream
+        if self.data is not None:
+            return Stream(_RawSource(io.BytesIO(self.data)), None)
         stream, _st = _open_stream(self.path)
         return stream
 
@@ -424,3 +428,16 @@ def open_head(path: str) -> Opened:
     stream.replay = head
     stream.given = 0
     return Opened(path, head, name, 0, _Held(stream))
+
+
+def in_memory(path: str, data: bytes) -> Opened:
+    """Content already read, uncompressed (a run of lines appended to a growing file after its
+    header, standard input read in parts), to be read as a file of that content: ``path``
+    names it in messages."""
+    return Opened(path, data[:HEAD_BYTES], None, len(data), data=data)
+
+
+def is_compressed(head: bytes) -> bool:
+    """Whether a file starting with ``head`` (its raw bytes) is of a compression read here or
+    recognised: such a file cannot be read by parts from an offset."""
+    return compression_of(head[:MAGIC_BYTES]) is not None

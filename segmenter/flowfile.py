@@ -358,3 +358,26 @@ class _RecordReader:
             cnames=tuple(c.lower().rstrip(".") for c in cnames),
             ts=self.time(data, "ts"),
         )
+
+
+_STREAM_READER = _RecordReader()
+
+
+def parse_record(data: Mapping[str, Any]) -> Flow | DnsAnswer | None:
+    """One record of a flow file, already parsed as JSON (a stream's, record by record): a
+    :class:`Flow`, a :class:`DnsAnswer`, or None for a record type this version does not know.
+
+    Raises:
+        InputError: a malformed record (the message says which field).
+    """
+    kind = data.get("record")
+    try:
+        if kind == "flow":
+            return _STREAM_READER.flow(data)
+        if kind == "dns":
+            return _STREAM_READER.dns(data)
+    except _Bad as exc:
+        raise InputError(str(exc)) from None
+    if isinstance(kind, str):
+        return None
+    raise InputError('"record" must be "flow" or "dns"')

@@ -4,7 +4,7 @@ back through others. docs/design.md draws the same order.
 
     capture (standalone) | base -> model and formats -> sources (cluster) -> graph -> planner
     -> policy IR -> dialects -> evaluator -> targets -> analysis -> views -> pipeline
-    -> notebook and facade -> cli
+    -> monitor -> notebook and facade -> cli
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("analysis", ("segmenter.analysis", "segmenter.apply")),
     ("views", ("segmenter.views",)),
     ("pipeline", ("segmenter.pipeline", "segmenter.synthetic")),
+    ("monitor", ("segmenter.monitor",)),
     ("notebook and facade", ("segmenter.notebook", "segmenter")),
     ("cli", ("segmenter.cli",)),
 )

@@ -382,9 +382,19 @@ def _sniff(head: bytes) -> bool:
             and "protocol" in names)
 
 
+def _header(head: bytes) -> int:
+    """Followed by parts: the field-naming first line, where the file has one."""
+    end = head.find(b"\n")
+    if end < 0:
+        return 0
+    tokens = head[:end].decode("utf-8", errors="ignore").split()
+    return end + 1 if tokens and _is_header(tokens) else 0
+
+
 AWS_VPC = SourceFormat(
     name=NAME,
     title="AWS VPC / Transit Gateway flow log",
     sniff=_sniff,
     read=_read,
+    header=_header,
 )

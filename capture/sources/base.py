@@ -17,6 +17,12 @@ An input is read once, as a stream: ``read`` takes its content from ``opened.ope
 whole of it, decompressed, from the first byte) and never by its path, so that pipes, FIFOs and
 ``/dev/stdin`` read as files do (``capture.stream``); ``first_time`` looks only at
 ``opened.head`` or, for a regular file (``opened.seekable``), may open it once more.
+
+Following a growing file (``segmenter monitor``): a format whose records are whole lines says
+how long the file's header is (``header``); a follower then reads each appended run of whole
+lines alone, as the header followed by those lines, handed over in memory
+(``capture.stream.in_memory``). A format without ``header`` (captures, one-document JSON files)
+is read again whole.
 """
 
 from __future__ import annotations
@@ -75,6 +81,14 @@ class SourceFormat:
             captures fold in time order, found without consuming a stream read once; None for
             record sources.
         packets: a packet source (folds into ``sink.table``) rather than a record source.
+        header: for following a growing file: ``header(head)`` is the length in bytes of the
+            header at the start of a file whose first bytes are ``head`` -- what must precede
+            a run of whole lines appended later for that run to be read alone (0: none) -- or
+            None when this file cannot be read by parts. None (the default): never by parts;
+            a follower reads the whole file again.
+        knows_tls: the records tell TLS from plaintext (``tls: false`` means the start of
+            the payload was looked at and held no TLS ClientHello), as packet captures and
+            Zeek's protocol analysis do; flow logs see no payload.
     """
 
     name: str
@@ -83,6 +97,8 @@ class SourceFormat:
     read: Callable[[Opened, Sink, ReadOptions], None]
     first_time: Callable[[Opened], int | None] | None = None
     packets: bool = False
+    header: Callable[[bytes], int | None] | None = None
+    knows_tls: bool = False
 
     def __str__(self) -> str:
         return self.name

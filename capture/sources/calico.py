@@ -40,6 +40,7 @@ from capture.sources.recordfold import (
     epoch_seconds,
     head_objects,
     json_lines,
+    lines_stand_alone,
 )
 
 NAME = "calico"
@@ -488,4 +489,5 @@ CALICO = SourceFormat(
     title="Calico Enterprise / Cloud flow log (flows.log)",
     sniff=_sniff,
     read=_read,
+    header=lines_stand_alone,
 )

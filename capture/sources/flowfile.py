@@ -1,5 +1,8 @@
 """Flow files (``flows.jsonl``, docs/flow-format.md): the capture agent's output, or an earlier
-``ingest``. Their records are connections already; they are kept as they are."""
+``ingest``. Their records are connections already; they are kept as they are.
+
+Followed by parts: the header is the first line. Whether a record's ``tls: false`` means
+plaintext depends on where the record came from (its ``sources``), not on this format."""
 
 from __future__ import annotations
 
@@ -27,6 +30,11 @@ def _sniff(head: bytes) -> bool:
     return isinstance(header, dict) and header.get("format") == FORMAT
 
 
+def _header(head: bytes) -> int | None:
+    end = head.find(b"\n")
+    return end + 1 if end >= 0 else None
+
+
 def _read(opened: Opened, sink: Sink, options: ReadOptions) -> None:
     with io.BufferedReader(opened.open()) as stream:
         flow_file = read_flow_file(opened.path, stream)
@@ -43,4 +51,5 @@ FLOWS = SourceFormat(
     title="segmenter flow file",
     sniff=_sniff,
     read=_read,
+    header=_header,
 )

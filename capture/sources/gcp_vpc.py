@@ -48,6 +48,7 @@ from capture.sources.reading import (
     Addresses,
     count,
     first_json_value,
+    head_text,
     iso_time,
     json_values,
     line_error,
@@ -222,9 +223,16 @@ def _sniff(head: bytes) -> bool:
     return payload is not None and isinstance(payload.get("connection"), dict)
 
 
+def _header(head: bytes) -> int | None:
+    """Followed by parts: one LogEntry a line has no header; one JSON array cannot be read by
+    parts."""
+    return None if head_text(head).lstrip().startswith("[") else 0
+
+
 GCP_VPC = SourceFormat(
     name=NAME,
     title="Google Cloud VPC flow log (Cloud Logging export)",
     sniff=_sniff,
     read=_read,
+    header=_header,
 )

@@ -216,9 +216,16 @@ def _read(opened: Opened, sink: Sink, options: ReadOptions) -> None:
     read_records(opened, sink, NAME, WHAT, _parse, prefix=b"data:")
 
 
+def _header(head: bytes) -> int | None:
+    # Whisker's list response is one JSON document, read again whole; Goldmane's stream is
+    # JSON lines (or server-sent events), each line alone.
+    return None if _WHISKER_LIST.match(head) else 0
+
+
 GOLDMANE = SourceFormat(
     name=NAME,
     title="Calico OSS Goldmane / Whisker flows",
     sniff=_sniff,
     read=_read,
+    header=_header,
 )

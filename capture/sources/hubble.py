@@ -37,6 +37,7 @@ from capture.sources.recordfold import (
     epoch_seconds,
     head_objects,
     json_lines,
+    lines_stand_alone,
     rfc3339_ns,
 )
 
@@ -638,4 +639,5 @@ HUBBLE = SourceFormat(
     title="Hubble flow log (hubble observe -o json / jsonpb, Hubble exporter)",
     sniff=_sniff,
     read=_read,
+    header=lines_stand_alone,
 )

@@ -30,6 +30,7 @@ PCAP = SourceFormat(
     read=_read,
     first_time=_first_time,
     packets=True,
+    knows_tls=True,
 )
 
 PCAPNG = SourceFormat(
@@ -39,4 +40,5 @@ PCAPNG = SourceFormat(
     read=_read,
     first_time=_first_time,
     packets=True,
+    knows_tls=True,
 )

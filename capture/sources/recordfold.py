@@ -70,6 +70,11 @@ def json_lines(opened: Opened, sink: Sink, *, what: str,
             path=path, record=cut[0], unit="line")) + "; using the lines before it")
 
 
+def lines_stand_alone(head: bytes) -> int:
+    """``SourceFormat.header`` of JSON Lines: no header, every line read alone (0)."""
+    return 0
+
+
 def _not_json(path: str, number: int, line: bytes, exc: Exception, *, what: str) -> CaptureError:
     shown = line[:40].decode("utf-8", "replace").strip()
     return CaptureError(f"not a {what} record: not JSON ({exc}): {shown!r}", path=path,

@@ -385,9 +385,25 @@ def _sniff(head: bytes) -> bool:
     return False
 
 
+def _header(head: bytes) -> int:
+    """Followed by parts: the TSV form's leading ``#`` directive lines (``#separator`` ...
+    ``#types``); the JSON form has none."""
+    end = 0
+    while head.startswith(b"#", end):
+        newline = head.find(b"\n", end)
+        if newline < 0:
+            break
+        end = newline + 1
+    return end
+
+
+# Zeek's protocol analysis reads the payload: ``service`` names ssl when it saw a TLS
+# handshake, so a connection without it was not TLS (as far as Zeek could tell).
 ZEEK = SourceFormat(
     name=NAME,
     title="Zeek conn.log",
     sniff=_sniff,
     read=_read,
+    header=_header,
+    knows_tls=True,
 )

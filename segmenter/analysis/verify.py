@@ -3,10 +3,13 @@
 Each flow is evaluated as the CNI sees it: the server side after Service DNAT (the backend pod and
 its ``targetPort``), every backend pod of a Service when the capture saw the ClusterIP. A flow is
 allowed only when the client's egress and the server's ingress both allow it.
+:class:`FlowChecker` is that evaluation for one flow at a time (``verify_flows`` over a file,
+``segmenter monitor`` over a stream).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +77,35 @@ class EndpointFinder:
         for pod in inventory.pods:
             self.by_owner.setdefault(pod.owner, []).append(pod)
 
+    def add_dns(self, answer: DnsAnswer) -> bool:
+        """Learn the names of a DNS answer seen later (a stream); True when it named an
+        address anew."""
+        changed = False
+        for address in answer.answers:
+            known = self.dns_names.get(address, ())
+            if answer.name not in known:
+                self.dns_names[address] = tuple(sorted((*known, answer.name)))
+                changed = True
+        return changed
+
+    def stable(self, ip: str, node_id: str) -> tuple[float, float] | None:
+        """The times over which :meth:`endpoints` gives the same answer for ``ip`` as
+        ``node_id``, whatever the time within them; None when it may change from one instant
+        to the next (several pods held ``ip``; the workload's pods do not overlap)."""
+        held = self.by_ip.get(ip, ())
+        if len(held) > 1:
+            return None
+        if held and held[0].owner.id == node_id:
+            return (-math.inf, math.inf)  # the one pod that ever held the address
+        parsed = NodeId.parse(node_id) if node_id else None
+        if parsed is not None and parsed.workload is not None:
+            pods = self.by_owner.get(parsed.workload, [])
+            if pods:
+                lo = max((p.start for p in pods if p.start is not None), default=-math.inf)
+                hi = min((p.end for p in pods if p.end is not None), default=math.inf)
+                return (lo, hi) if lo <= hi else None
+        return (-math.inf, math.inf)
+
     def pod_at(self, ip: str, ts: float) -> Pod | None:
         pods = self.by_ip.get(ip)
         if not pods:
@@ -111,6 +143,82 @@ class EndpointFinder:
                              dns_names=self.dns_names.get(ip, ()), kube_apiserver=apiserver)]
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One connection judged at one time: the graph nodes of both ends, the port as the server
+    pod sees it, the verdict, and the times over which the same addresses give the same answer
+    (``stable``: (from, to); None when the answer depends on the exact time: an address that
+    several pods held, a workload whose pods came and went)."""
+
+    client: str
+    server: str
+    port: int | None
+    verdict: Verdict
+    stable: tuple[float, float] | None
+
+
+class FlowChecker:
+    """The per-flow evaluation of :func:`verify_flows`, kept for a stream of flows (``segmenter
+    monitor``): both ends resolved at the flow's time (the server after Service DNAT), every
+    (client pod, server pod) pair checked, the first denying pair deciding."""
+
+    def __init__(self, inventory: Inventory, engine: PolicyEngine,
+                 dns: Iterable[DnsAnswer] = ()):
+        self.engine = engine
+        self.resolver = Resolver(inventory)
+        self.finder = EndpointFinder(inventory, dns)
+
+    @classmethod
+    def for_manifests(cls, inventory: Inventory, manifests: Sequence[Mapping[str, Any]], *,
+                      enforcement: str = "kubernetes",
+                      dns: Iterable[DnsAnswer] = ()) -> FlowChecker:
+        namespaces = {ns.name: ns.labels for ns in inventory.namespaces}
+        engine = PolicyEngine.from_manifests(manifests, namespaces=namespaces,
+                                             enforcement=enforcement)
+        return cls(inventory, engine, dns)
+
+    def evaluate(self, client_ip: str, server_ip: str, server_port: int | None,
+                 transport: Transport, ts: float) -> Evaluation:
+        """Judge a connection from ``client_ip`` to ``server_ip:server_port`` at ``ts``."""
+        resolver, finder = self.resolver, self.finder
+        client = resolver.resolve(client_ip, None, transport, ts)
+        server = resolver.resolve(server_ip, server_port, transport, ts)
+        sources = finder.endpoints(client_ip, client.node_id, ts)
+        if server.how == "nodelocal-dns":
+            # NodeLocal DNSCache answers on the node itself, without DNAT to a DNS pod: the
+            # CNI sees the link-local (or kube-dns ClusterIP) address (tricky case 18).
+            targets = [EvalEndpoint(ip=server_ip, name=f"node-local DNS {server_ip}")]
+            server_stable: tuple[float, float] | None = (-math.inf, math.inf)
+        else:
+            targets = finder.endpoints(server_ip, server.node_id, ts)
+            server_stable = finder.stable(server_ip, server.node_id)
+        port = server.port if transport is not Transport.ICMP else None
+        verdict: Verdict | None = None
+        for src in sources:
+            for dst in targets:
+                verdict = self.engine.check(src, dst, transport, port)
+                if not verdict.allowed:
+                    break
+            if verdict is not None and not verdict.allowed:
+                break
+        assert verdict is not None
+        stable: tuple[float, float] | None = None
+        client_stable = finder.stable(client_ip, client.node_id)
+        if (client_stable is not None and server_stable is not None
+                and not resolver.depends_on_time(client_ip, None, transport)
+                and not resolver.depends_on_time(server_ip, server_port, transport)):
+            lo = max(client_stable[0], server_stable[0])
+            hi = min(client_stable[1], server_stable[1])
+            stable = (lo, hi) if lo <= hi else None
+        return Evaluation(client.node_id, server.node_id, port, verdict, stable)
+
+    def check(self, flow: Flow) -> FlowVerdict:
+        """One observed flow, evaluated at its first packet."""
+        e = self.evaluate(flow.client, flow.server, flow.server_port, flow.transport,
+                          flow.first_seen)
+        return FlowVerdict(flow, e.client, e.server, e.port, e.verdict)
+
+
 def verify_flows(flows: Iterable[Flow], inventory: Inventory,
                  manifests: Sequence[Mapping[str, Any]], *,
                  enforcement: str = "kubernetes",
@@ -130,9 +238,8 @@ def verify_flows(flows: Iterable[Flow], inventory: Inventory,
         InventoryError: traffic to a Service's or pod's address that the inventory lacks.
     """
     answers = tuple(dns)
-    namespaces = {ns.name: ns.labels for ns in inventory.namespaces}
     resolver = Resolver(inventory)
-    resolved = []
+    kept = []
     unexplained = UnexplainedAddresses()
     for flow in flows:
         client = resolver.resolve(flow.client, None, flow.transport, flow.first_seen)
@@ -142,33 +249,12 @@ def verify_flows(flows: Iterable[Flow], inventory: Inventory,
             continue
         if Resolution.EXTERNAL in (client.how, server.how):
             unexplained.note(flow, client, server)
-        resolved.append((flow, client, server))
+        kept.append(flow)
     check_inventory(unexplained.uses(), inventory, cluster_ranges(inventory, answers, networks),
                     answers)
-    engine = PolicyEngine.from_manifests(manifests, namespaces=namespaces,
-                                         enforcement=enforcement)
-    finder = EndpointFinder(inventory, answers)
-    results = []
-    for flow, client, server in resolved:
-        sources = finder.endpoints(flow.client, client.node_id, flow.first_seen)
-        if server.how == "nodelocal-dns":
-            # NodeLocal DNSCache answers on the node itself, without DNAT to a DNS pod: the
-            # CNI sees the link-local (or kube-dns ClusterIP) address (tricky case 18).
-            targets = [EvalEndpoint(ip=flow.server, name=f"node-local DNS {flow.server}")]
-        else:
-            targets = finder.endpoints(flow.server, server.node_id, flow.first_seen)
-        port = server.port if flow.transport is not Transport.ICMP else None
-        verdict: Verdict | None = None
-        for src in sources:
-            for dst in targets:
-                verdict = engine.check(src, dst, flow.transport, port)
-                if not verdict.allowed:
-                    break
-            if verdict is not None and not verdict.allowed:
-                break
-        assert verdict is not None
-        results.append(FlowVerdict(flow, client.node_id, server.node_id, port, verdict))
-    return results
+    checker = FlowChecker.for_manifests(inventory, manifests, enforcement=enforcement,
+                                        dns=answers)
+    return [checker.check(flow) for flow in kept]
 
 
 @dataclass(frozen=True)

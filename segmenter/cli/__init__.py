@@ -12,11 +12,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from segmenter.cli import checks, collect, deploy, stages, verify
+from segmenter.cli import checks, collect, deploy, monitor, stages, verify
 from segmenter.cli.common import EXIT_ERROR
 from segmenter.errors import SegmenterError
 
-COMMAND_GROUPS = (stages, verify, checks, deploy, collect)
+COMMAND_GROUPS = (stages, verify, checks, deploy, collect, monitor)
 
 
 def build_parser() -> argparse.ArgumentParser:

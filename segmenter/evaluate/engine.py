@@ -719,16 +719,17 @@ class PolicyEngine:
             return Decision(True, None, None, f"not isolated for {direction}")
         passed: str | None = None
         logged: list[str] = []
+        on_way: list[str] = []  # Pass and Log rules that matched
         for tier, pols in applicable:
             outcome: tuple[Action, CompiledPolicy, str] | None = None
             for pol in pols:
                 for rule in pol.rules(direction):
                     if not rule.matches(src, dst, proto, port):
                         continue
-                    name = (rule.path if isinstance(rule, CiliumRule)
-                            else f"{direction}[{rule.index}]")
+                    name = rule_name(rule, direction)
                     if rule.action is Action.LOG:
                         logged.append(f"{pol.display} {name}")
+                        on_way.append(f"{pol.display} {name}")
                         continue
                     outcome = (rule.action, pol, name)
                     break
@@ -739,27 +740,50 @@ class PolicyEngine:
                 if tier.default_action is Action.PASS:
                     passed = f"the end of tier {tier.name} (defaultAction Pass)"
                     continue
-                return self._no_match(direction, tier, pols, note)
+                return self._no_match(direction, tier, pols, note, tuple(on_way))
             action, pol, name = outcome
             if action is Action.ALLOW:
-                return Decision(True, pol.display, name, f"allowed by rule {name}{note}")
+                return Decision(True, pol.display, name, f"allowed by rule {name}{note}",
+                                tuple(on_way))
             if action is Action.DENY:
-                return Decision(False, pol.display, name, f"denied by rule {name}{note}")
+                return Decision(False, pol.display, name, f"denied by rule {name}{note}",
+                                tuple(on_way))
             passed = f"{pol.display} {name}"
+            on_way.append(passed)
         note = f"; logged by {', '.join(logged)}" if logged else ""
         if self.enforcement == "cilium":
             return Decision(True, None, None, f"no deny matched and no selecting rule enables "
-                                              f"default deny for {direction}")
+                                              f"default deny for {direction}", tuple(on_way))
         default = f"profile kns.{local.namespace}" if self.calico else "the Kubernetes default"
         return Decision(True, None, None, f"passed by {passed}, no later tier decided: allowed "
-                                          f"by {default}{note}")
+                                          f"by {default}{note}", tuple(on_way))
 
     def _no_match(self, direction: Direction, tier: Tier, pols: tuple[CompiledPolicy, ...],
-                  note: str) -> Decision:
+                  note: str, on_way: tuple[str, ...] = ()) -> Decision:
         if not self.calico:
             names = ", ".join(p.display.split(" ", 1)[1] for p in pols[:3])
             more = f" and {len(pols) - 3} more" if len(pols) > 3 else ""
             return Decision(False, pols[0].display, None,
-                            f"isolated for {direction} by {names}{more}; no rule allows it")
+                            f"isolated for {direction} by {names}{more}; no rule allows it",
+                            on_way)
         return Decision(False, pols[-1].display, None,
-                        f"no rule matched (end of tier {tier.name}){note}")
+                        f"no rule matched (end of tier {tier.name}){note}", on_way)
+
+    def rules_in_force(self) -> list[tuple[str, str | None]]:
+        """Every (policy, rule) in evaluation order, named as decisions name them
+        (``ingress[2]``, a Cilium rule's path); (policy, None) for a policy without rules (a
+        default deny: it decides by isolating)."""
+        out: list[tuple[str, str | None]] = []
+        for policy in self.policies:
+            names = [rule_name(rule, direction) for direction in (Direction.INGRESS,
+                                                                  Direction.EGRESS)
+                     for rule in policy.rules(direction)]
+            out.extend((policy.display, name) for name in dict.fromkeys(names))
+            if not names:
+                out.append((policy.display, None))
+        return list(dict.fromkeys(out))
+
+
+def rule_name(rule: Any, direction: Direction) -> str:
+    """How decisions name a rule: ``ingress[2]``, or a Cilium rule's path."""
+    return rule.path if isinstance(rule, CiliumRule) else f"{direction}[{rule.index}]"

@@ -80,6 +80,9 @@ class Decision:
     policy: str | None
     rule: str | None
     reason: str
+    # Rules that matched on the way without deciding (Calico Pass and Log), as
+    # ``"<policy> <rule>"``: what a rule-hygiene review counts as used besides the decider.
+    matched: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

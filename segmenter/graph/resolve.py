@@ -239,6 +239,14 @@ class Resolver:
             self._pod_results[(target, port)] = result
         return result
 
+    def depends_on_time(self, ip: str, port: int | None, transport: Transport) -> bool:
+        """Whether what ``ip:port`` resolves to depends on the time (an IP several workloads
+        held over time)."""
+        hit = self._cache.get((ip, port, transport))
+        if hit is None:
+            hit = self._classify(ip, port, transport)
+        return type(hit) is not Resolved
+
     def _classify(self, ip: str, port: int | None, transport: Transport) -> Resolved | _TimedPods:
         if ":" in ip:  # IPv6: the inventory holds compressed forms
             try:
