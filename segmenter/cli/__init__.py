@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from segmenter.cli import checks, collect, deploy, monitor, stages, verify
 from segmenter.cli.common import EXIT_ERROR
@@ -26,10 +27,23 @@ def build_parser() -> argparse.ArgumentParser:
                     "sensitive data stores, compiled to each target's policies (Kubernetes "
                     "NetworkPolicy, Calico v3, ...).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="print the version and the commit it was built from, and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in COMMAND_GROUPS:
         group.register(sub)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: looked up only when asked (it may run git)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from segmenter.version import build_info
+
+        print(f"segmenter {build_info().describe()}")
+        parser.exit()
 
 
 class _OneLine(logging.Formatter):
