@@ -53,7 +53,9 @@ class _OneLine(logging.Formatter):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(given)
+    args.command_line = ("segmenter", *given)  # as typed: the report states it
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLine())
     for name in ("segmenter", "capture"):
