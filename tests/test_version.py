@@ -68,6 +68,8 @@ def test_an_installed_wheel_knows_its_commit_without_git(tmp_path: Path) -> None
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(site)
         recorded = json.loads(archive.read(f"segmenter/{BUILD_INFO}"))
+        # The report's semantics note travels with the package (it is printed in every report).
+        assert "segmenter/views/report/semantics.md" in archive.namelist()
     assert recorded["commit"] == git_commit(REPO)[0]  # type: ignore[index]
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env["PYTHONPATH"] = str(site)

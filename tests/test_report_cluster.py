@@ -1,0 +1,210 @@
+"""``report --cluster``: the policies in force, the API groups the cluster serves and who may
+change the policies, read through the REAL ``kubernetes`` client from a loopback API server
+(tests/fake_apiserver.py) that answers with the demo's compiled NetworkPolicies (turned into a
+``NetworkPolicyList`` here, with the fields the API server adds) and the RBAC objects of
+``tests/fixtures/rbac/`` (see its README); and the who-may-change analysis on its own."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from segmenter import pipeline
+from segmenter.analysis.rbac import CLUSTER_WIDE, Grant, aggregated_rules, policy_writers
+from segmenter.cli import main
+from segmenter.cluster.rbac import RbacObjects
+from segmenter.evaluate import load_manifests
+from segmenter.views.report.appendix import policies_text
+from tests.fake_apiserver import FakeApiServer, kubeconfig
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "sample"
+INVENTORY = str(SAMPLE / "shop-inventory.json")
+RBAC = Path(__file__).parent / "fixtures" / "rbac"
+NP_PATH = "/apis/networking.k8s.io/v1/networkpolicies"
+RBAC_PATH = "/apis/rbac.authorization.k8s.io/v1"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "output"
+    pipeline.run([str(SAMPLE / "shop.pcapng")], [INVENTORY], out,
+                 config=str(SAMPLE / "segmenter.yaml"))
+    return out
+
+
+def _as_served(doc: dict[str, Any], number: int) -> dict[str, Any]:
+    """A compiled policy as a list item of the API server: no kind / apiVersion, and the
+    metadata the server adds."""
+    item = {k: v for k, v in doc.items() if k not in ("kind", "apiVersion")}
+    item["metadata"] = {**doc["metadata"], "uid": f"0d7c1f52-0000-4000-8000-{number:012d}",
+                        "resourceVersion": str(9000 + number), "generation": 1,
+                        "creationTimestamp": "2026-11-30T12:00:00Z",
+                        "managedFields": [{"manager": "kubectl", "operation": "Apply"}]}
+    return item
+
+
+class _Cluster(FakeApiServer):
+    FIXTURES = RBAC
+
+    def __init__(self, policies: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.policies = {"kind": "NetworkPolicyList", "apiVersion": "networking.k8s.io/v1",
+                         "metadata": {"resourceVersion": "9100"},
+                         "items": [_as_served(d, i) for i, d in enumerate(policies)]}
+
+    def route(self, path: str, query: dict[str, list[str]]) -> tuple[int, str]:
+        if path == NP_PATH:
+            return 200, json.dumps(self.policies)
+        if path == "/apis":
+            return 200, self.read("apis")
+        if path == f"{RBAC_PATH}/clusterroles":
+            return self.paged("clusterroles-page-1", "clusterroles-page-2", query)
+        for name in ("roles", "rolebindings", "clusterrolebindings"):
+            if path == f"{RBAC_PATH}/{name}":
+                return 200, self.read(name)
+        return 404, self.read("status-404")
+
+
+@pytest.fixture
+def cluster(demo: Path) -> Iterator[_Cluster]:
+    with _Cluster(load_manifests([str(demo / "kubernetes")])) as server:
+        yield server
+
+
+def _argv(demo: Path, config: str, out: Path) -> list[str]:
+    return ["report", "--graph", str(demo / "graph.json"), "--plan", str(demo / "plan.json"),
+            "--cluster", "--kubeconfig", config, "--enforcement", "kubernetes",
+            "--flows", str(demo / "flows.jsonl"), "--inventory", INVENTORY,
+            "--config", str(SAMPLE / "segmenter.yaml"), "--generated-at", "2026-12-01",
+            "-o", str(out)]
+
+
+def _section(markdown: str, title: str) -> str:
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^<a id=\"[^\"]+\"></a>\n## |\Z)",
+                      markdown, re.MULTILINE | re.DOTALL)
+    assert match, f"no section {title!r}"
+    return match.group(1)
+
+
+def test_the_report_reads_the_cluster_as_it_is(demo: Path, tmp_path: Path, cluster: _Cluster,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r"
+    config = kubeconfig(tmp_path, cluster.url)
+    assert main(_argv(demo, config, out)) == 0
+    printed = capsys.readouterr().out
+    assert "(kubernetes enforcement)" in printed
+    md = (out / "report.md").read_text()
+    # The policies in force, judged as the files are: the same evidence.
+    assert "All 61 observed flows are allowed under kubernetes enforcement" in md
+    assert "No path into or out of the restricted zone is allowed beyond the plan." in md
+    # Digested as the appendix prints them (the server's bookkeeping left out).
+    served = load_manifests([str(demo / "kubernetes")])
+    about = _section(md, "About this report")
+    digest = hashlib.sha256(policies_text(
+        [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", **_as_served(d, i)}
+         for i, d in enumerate(served)]).encode()).hexdigest()
+    assert f"| policies | cluster {cluster.url} | - | {digest} |" in about
+    appendix = _section(md, "Appendix A: the policies evaluated")
+    assert "managedFields" not in appendix and "resourceVersion" not in appendix
+    assert appendix.count("```yaml") == len(served)
+    # The API groups it serves, and who may change the policies.
+    state = _section(md, "The cluster as it is")
+    assert "API groups served by the cluster at" in state
+    assert "`networking.k8s.io/v1`" in state and "rbac.authorization" not in state.split(
+        "API groups served", 1)[1].split("\n", 1)[0]
+    rows = [line for line in state.splitlines() if line.startswith("| ")]
+    subjects = {row.split(" | ")[0].strip("| ⚠️") for row in rows[1:]}  # past the header
+    assert {"Group system:masters", "Group netsec", "Group payments-ops", "User bob",
+            "ServiceAccount payments/deployer", "User dora",
+            "ServiceAccount kube-system/calico-kube-controllers"} <= subjects
+    for absent in ("Group shop-ops", "User alice", "Group system:authenticated", "User erin"):
+        assert absent not in subjects, absent
+    assert "Subjects that may grant themselves these rights" in state and "`User carol`" in state
+    # Each request went to the server the kubeconfig names, with its token.
+    asked = {p.rstrip("/") for p, _, _ in cluster.requests}
+    assert asked >= {NP_PATH, "/apis", f"{RBAC_PATH}/roles", f"{RBAC_PATH}/clusterroles"}
+    assert all(auth == "Bearer test-token" for _, _, auth in cluster.requests)
+
+
+def test_missing_rbac_permission_is_one_line_and_writes_nothing(
+        demo: Path, tmp_path: Path, cluster: _Cluster,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    cluster.overrides[f"{RBAC_PATH}/clusterrolebindings"] = (
+        403, "status-403-clusterrolebindings")
+    out = tmp_path / "r"
+    assert main(_argv(demo, kubeconfig(tmp_path, cluster.url), out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0] == (f"segmenter: error: forbidden: needs list on clusterrolebindings."
+                      f"rbac.authorization.k8s.io at {cluster.url} to say who may change the "
+                      "policies (see docs/rbac-report.yaml)")
+    assert not out.exists()
+
+
+def test_policies_or_cluster_not_both(demo: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    argv = _argv(demo, "unused", tmp_path / "r")
+    assert main([*argv, "--policies", str(demo / "kubernetes")]) == 2
+    assert "give --policies or --cluster, not both" in capsys.readouterr().err
+    argv.remove("--cluster")
+    assert main(argv) == 2
+    assert "give --policies DIR (one target's folder) or --cluster" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Who may change the policies, on its own
+
+
+def _objects() -> RbacObjects:
+    def items(*names: str) -> tuple[dict[str, Any], ...]:
+        return tuple(i for n in names for i in json.loads((RBAC / f"{n}.json").read_text())[
+            "items"])
+
+    return RbacObjects(items("roles"), items("clusterroles-page-1", "clusterroles-page-2"),
+                       items("rolebindings"), items("clusterrolebindings"))
+
+
+def test_aggregated_roles_hold_their_selected_roles_rules_to_a_fixed_point() -> None:
+    rules = aggregated_rules(_objects().cluster_roles)
+    editor = rules["netpol-editor"][0]
+    assert rules["netpol-admin"] == [editor]  # its own rules are null: filled here
+    assert editor in rules["ops-admin"]  # ops-admin -> netpol-admin-ops -> netpol-editor
+
+
+def test_who_may_change_the_policies_in_the_restricted_namespace() -> None:
+    grants = policy_writers(_objects(), ["payments"])
+    by_subject: dict[str, list[Grant]] = {}
+    for grant in grants:
+        by_subject.setdefault(grant.subject, []).append(grant)
+    masters = by_subject["Group system:masters"][0]
+    assert (masters.scope, masters.verbs) == (CLUSTER_WIDE, (
+        "create", "update", "patch", "delete", "deletecollection"))
+    assert "tiers.projectcalico.org" in masters.resources  # "*" covers every group's kinds
+    assert by_subject["Group netsec"][0].resources == ("globalnetworkpolicies.projectcalico.org",
+                                                       "tiers.projectcalico.org")
+    ops = by_subject["Group payments-ops"][0]
+    assert (ops.scope, ops.verbs, ops.binding, ops.role) == (
+        "payments", ("create", "delete"), "RoleBinding payments/ops", "Role payments/netpol-ops")
+    deployer = by_subject["ServiceAccount payments/deployer"][0]
+    assert deployer.role == "ClusterRole ops-admin" and "patch" in deployer.verbs
+    bob = by_subject["User bob"][0]
+    assert (bob.names, bob.verbs) == (("default-deny",), ("update", "delete"))  # never create
+    dora = by_subject["User dora"][0]
+    assert dora.verbs == ("deletecollection",)
+    assert dora.resources == ("ciliumnetworkpolicies.cilium.io",)  # not the clusterwide kind
+    crd = by_subject["ServiceAccount kube-system/calico-kube-controllers"][0]
+    assert crd.resources == ("globalnetworkpolicies.crd.projectcalico.org",
+                             "networkpolicies.crd.projectcalico.org")
+    # A RoleBinding of a ClusterRole with cluster-scoped kinds only grants nothing; read-only,
+    # status-only and other namespaces' bindings are not changes here.
+    for absent in ("User alice", "Group system:authenticated", "User erin", "Group shop-ops"):
+        assert absent not in by_subject, absent
+    assert grants == sorted(grants, key=lambda g: (g.scope != CLUSTER_WIDE, g.scope, g.subject,
+                                                   g.binding, g.names))
