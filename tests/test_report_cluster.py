@@ -133,18 +133,23 @@ def test_the_report_reads_the_cluster_as_it_is(demo: Path, tmp_path: Path, clust
     assert all(auth == "Bearer test-token" for _, _, auth in cluster.requests)
 
 
-def test_missing_rbac_permission_is_one_line_and_writes_nothing(
-        demo: Path, tmp_path: Path, cluster: _Cluster,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    cluster.overrides[f"{RBAC_PATH}/clusterrolebindings"] = (
-        403, "status-403-clusterrolebindings")
+@pytest.mark.parametrize(("resource", "status", "says"), [
+    ("clusterrolebindings", 403, "forbidden: needs list on clusterrolebindings."
+     "rbac.authorization.k8s.io at {url} to say who may change the policies (see "
+     "docs/rbac-report.yaml)"),
+    ("roles", 404, "the cluster at {url} does not serve roles.rbac.authorization.k8s.io: who "
+     "may change the policies cannot be read"),
+])
+def test_rbac_that_cannot_be_read_is_one_line_and_writes_nothing(
+        demo: Path, tmp_path: Path, cluster: _Cluster, capsys: pytest.CaptureFixture[str],
+        resource: str, status: int, says: str) -> None:
+    """Never an empty list of who may change the policies."""
+    fixture = "status-403-clusterrolebindings" if status == 403 else "status-404"
+    cluster.overrides[f"{RBAC_PATH}/{resource}"] = (status, fixture)
     out = tmp_path / "r"
     assert main(_argv(demo, kubeconfig(tmp_path, cluster.url), out)) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    assert err[0] == (f"segmenter: error: forbidden: needs list on clusterrolebindings."
-                      f"rbac.authorization.k8s.io at {cluster.url} to say who may change the "
-                      "policies (see docs/rbac-report.yaml)")
+    assert err == [f"segmenter: error: {says.format(url=cluster.url)}"]
     assert not out.exists()
 
 

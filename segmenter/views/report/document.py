@@ -297,4 +297,5 @@ def html_fragment(blocks: Sequence[Block]) -> str:
     return f'{style}<div class="sg-report">{inner}</div>'
 
 
-_BLANK_COLUMNS = frozenset({"Justification", "Approver", "Mitigation"})
+_BLANK_COLUMNS = frozenset({"Justification", "Approver", "Date", "Ticket", "Register entry",
+                            "Mitigation"})
