@@ -55,8 +55,8 @@ from segmenter.analysis.diff.normalize import (
     normalize,
 )
 from segmenter.documents import At, load_json, parse_json, parse_yaml, read_text
-from segmenter.errors import InputError, SegmenterError
-from segmenter.fileio import atomic_write_json, atomic_write_text
+from segmenter.errors import InputError, OutputError, SegmenterError
+from segmenter.fileio import atomic_write_json, atomic_write_text, ensure_folder
 from segmenter.k8s import PolicyKind
 from segmenter.targets import CALICO_GROUP, all_kinds, kind_of
 
@@ -483,13 +483,16 @@ def _dump(docs: Sequence[Mapping[str, Any]]) -> str:
 
 def _new_backup_folder(base: Path, now: datetime) -> Path:
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    base.mkdir(parents=True, exist_ok=True)
+    ensure_folder(base)
     for n in range(1, 1000):
         folder = base / (stamp if n == 1 else f"{stamp}-{n}")
         try:
             folder.mkdir()
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise OutputError(f"cannot create a backup folder: {exc.strerror or exc}",
+                              path=str(folder)) from None
         return folder
     raise ApplyError(f"cannot create a backup folder under {base}")
 

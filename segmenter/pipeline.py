@@ -210,13 +210,13 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     express leaves no new file beside the flow file. ``draw(graph, plan, path, title)`` draws
     the zone map (the views layer supplies it).
     """
-    from segmenter.fileio import atomic_write_json
+    from segmenter.fileio import atomic_write_json, ensure_folder
     from segmenter.planner import plan_to_dict
 
     folder = Path(out)
     configuration = read_config(config, sensitive)
     inventory = read_inventory(inventory_paths)
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_folder(folder)
     flows_path = str(folder / "flows.jsonl")
     ingested = ingest(sources, flows_path, progress=progress)
     traffic = read_traffic([flows_path])
