@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -23,8 +24,8 @@ CLUSTER: Final = "<cluster>"  # the --cluster side of a diff
 
 
 def _rejected(docs: PolicyDocs) -> None:
-    for problem in docs.rejected:
-        print(f"rejected {problem}", file=sys.stderr)
+    for problem in docs.rejected:  # a warning: held back if bad input stops the command later
+        logging.getLogger("segmenter.cli").warning("rejected %s", problem)
 
 
 def _parse_port(text: str) -> tuple[Transport, int | None]:
@@ -217,7 +218,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from segmenter.views.report.build import build_report, write_report
 
     graph = load_graph(args.graph)
-    plan = load_plan(args.plan)
+    plan = load_plan(args.plan, graph=graph)
     inventory = pipeline.read_inventory(args.inventory) if args.inventory else None
     flows = pipeline.read_traffic(args.flows).flows if args.flows else None
     sources: dict[str, list[str]] = {"graph": [args.graph], "plan": [args.plan],

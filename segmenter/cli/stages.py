@@ -20,7 +20,9 @@ from segmenter.targets import get_target, target_names
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     result = pipeline.ingest(args.captures, args.output, progress=sys.stderr.isatty())
-    print(f"wrote {args.output}: {result.line()}")
+    # With -o -, standard output is the flow file and nothing else.
+    print(f"wrote {args.output}: {result.line()}",
+          file=sys.stderr if args.output == "-" else sys.stdout)
     return EXIT_OK
 
 
@@ -104,7 +106,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from segmenter.planner import load_plan
 
     graph = load_graph(args.graph)
-    result = load_plan(args.plan)
+    result = load_plan(args.plan, graph=graph)
     inventory = pipeline.read_inventory(args.inventory)
     chosen = [get_target(name) for name in (args.dialect or target_names())]
     out_dirs = {t.name: str(Path(args.output) / t.name) if len(chosen) > 1 else args.output
@@ -125,7 +127,8 @@ def cmd_draw(args: argparse.Namespace) -> int:
     from segmenter.planner import load_plan
     from segmenter.views.viz.draw import save_zone_map
 
-    save_zone_map(load_graph(args.graph), load_plan(args.plan), args.output)
+    graph = load_graph(args.graph)
+    save_zone_map(graph, load_plan(args.plan, graph=graph), args.output)
     print(f"wrote {args.output}")
     return EXIT_OK
 
@@ -228,7 +231,7 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="directory to write")
     _watch_window(p, required=True)
     options.cluster(p)
-    p.set_defaults(func=cmd_watch, live=True, watch=True, dumps=[])
+    p.set_defaults(func=cmd_watch, live=True, watch=True, dumps=[], live_log=True)
 
     p = sub.add_parser("graph", help="resolve flows to workloads and build the graph")
     p.add_argument("--flows", nargs="+", required=True)
@@ -280,7 +283,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("capture", help="live capture agent: sniff an interface into flow files "
                        "(no payload kept)")
     add_capture_arguments(p)
-    p.set_defaults(func=cmd_capture)
+    p.set_defaults(func=cmd_capture, live_log=True)
 
 
 __all__ = ["register"]
