@@ -52,6 +52,49 @@ def ensure_folder(path: str | os.PathLike[str]) -> Path:
     return folder
 
 
+def _check_parents(path: Path) -> None:
+    """The nearest existing ancestor of ``path`` is a folder (nothing in the way of making
+    the rest); dangling links among the parents are refused."""
+    for parent in path.parents:
+        if parent.is_symlink() and not parent.exists():
+            raise OutputError(f"a symbolic link to {os.readlink(parent)}, which does not "
+                              "exist, where a folder goes", path=str(parent))
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError("exists and is not a folder", path=str(parent))
+            return
+
+
+def check_output_file(path: str | os.PathLike[str]) -> None:
+    """Fail early, before a long computation, when ``path`` cannot be written as a file."""
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError("is a folder: give a file name", path=str(target))
+    _check_parents(target)
+
+
+def check_output_folder(path: str | os.PathLike[str], *,
+                        owned: Callable[[Path], bool] | None = None) -> None:
+    """Fail early when ``path`` cannot be replaced as a folder (see :func:`replace_folder`)."""
+    target = Path(path)
+    if target.is_symlink() and not target.exists():
+        raise OutputError(f"a symbolic link to {os.readlink(target)}, which does not exist, "
+                          "where a folder goes", path=str(target))
+    if target.exists() and not target.is_dir():
+        raise OutputError("exists and is not a folder", path=str(target))
+    if owned is not None and target.is_dir():
+        _check_owned(target, owned, path)
+    _check_parents(target.resolve() if target.is_symlink() else target)
+
+
+def _check_owned(target: Path, owned: Callable[[Path], bool],
+                 shown: str | os.PathLike[str]) -> None:
+    for entry in sorted(target.iterdir()):
+        if not owned(entry):
+            raise OutputError(f"holds {entry.name}, which this command did not write: give an "
+                              "empty or a new folder", path=os.fspath(shown))
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     target = Path(path)
     if target.is_dir():
@@ -117,10 +160,7 @@ def replace_folder(folder: str | os.PathLike[str], fill: Callable[[Path], None],
     if target.exists() and not target.is_dir():
         raise OutputError("exists and is not a folder", path=str(folder))
     if owned is not None and target.is_dir():
-        for entry in sorted(target.iterdir()):
-            if not owned(entry):
-                raise OutputError(f"holds {entry.name}, which this command did not write: give "
-                                  "an empty or a new folder", path=str(folder))
+        _check_owned(target, owned, folder)
     ensure_folder(target.parent)
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

@@ -64,7 +64,7 @@ class _HeldWarnings(logging.Handler):
         else:
             self.out.handle(record)
 
-    def release(self) -> None:
+    def show(self) -> None:
         for record in self.held:
             self.out.handle(record)
         self.held.clear()
@@ -90,13 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"segmenter: error: {exc.one_line()}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        held.release()
+        held.show()
         print("segmenter: interrupted", file=sys.stderr)
         return 130
     except BaseException:
-        held.release()  # a bug: everything that led to it
+        held.show()  # a bug: everything that led to it
         raise
-    held.release()
+    held.show()
     return code
 
 

@@ -14,7 +14,7 @@ from segmenter import pipeline
 from segmenter.cli import options
 from segmenter.cli.common import EXIT_DENIED, EXIT_OK
 from segmenter.errors import InputError
-from segmenter.fileio import atomic_write_json
+from segmenter.fileio import atomic_write_json, check_output_file, check_output_folder
 from segmenter.targets import get_target, target_names
 
 
@@ -31,6 +31,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
     if args.watch:
         return cmd_watch(args)
+    check_output_file(args.output)
     if args.live:
         inventory = pipeline.live_inventory(context=args.context, kubeconfig=args.kubeconfig)
     else:
@@ -64,6 +65,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from segmenter.graph.io import graph_to_gexf, graph_to_graphml, save_graph
     from segmenter.graph.stats import format_stats, graph_stats
 
+    if args.output:
+        check_output_file(args.output)
     inventory = pipeline.read_inventory(args.inventory)
     graph = pipeline.make_graph(pipeline.read_traffic(args.flows), inventory)
     if args.output:
@@ -87,6 +90,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from segmenter.planner import plan, plan_to_dict, summary_lines
     from segmenter.policy.dns import dns_pods
 
+    check_output_file(args.output)
     config = pipeline.read_config(args.config, args.sensitive)
     graph = load_graph(args.graph)
     dns_nodes = None
@@ -105,12 +109,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from segmenter.graph.io import load_graph
     from segmenter.planner import load_plan
 
-    graph = load_graph(args.graph)
-    result = load_plan(args.plan, graph=graph)
-    inventory = pipeline.read_inventory(args.inventory)
     chosen = [get_target(name) for name in (args.dialect or target_names())]
     out_dirs = {t.name: str(Path(args.output) / t.name) if len(chosen) > 1 else args.output
                 for t in chosen}
+    for folder in out_dirs.values():
+        check_output_folder(folder)
+    graph = load_graph(args.graph)
+    result = load_plan(args.plan, graph=graph)
+    inventory = pipeline.read_inventory(args.inventory)
     options_ = pipeline.read_config(args.config).compile if args.config else None
     policy_set = pipeline.compile_policies(graph, result, inventory, options_)
     outputs = pipeline.emit(policy_set, chosen, best_effort=args.best_effort, staged=args.staged)
@@ -127,6 +133,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
     from segmenter.planner import load_plan
     from segmenter.views.viz.draw import save_zone_map
 
+    check_output_file(args.output)
     graph = load_graph(args.graph)
     save_zone_map(graph, load_plan(args.plan, graph=graph), args.output)
     print(f"wrote {args.output}")
@@ -140,6 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     def draw(graph: Any, plan: Any, path: Path, title: str) -> None:
         save_zone_map(graph, plan, path, title=title)
 
+    check_output_folder(args.output)
     result = pipeline.run(args.captures, args.inventory, args.output, config=args.config,
                           sensitive=args.sensitive, best_effort=args.best_effort,
                           staged=args.staged, progress=sys.stderr.isatty(), draw=draw)

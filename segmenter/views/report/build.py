@@ -97,6 +97,13 @@ def build_report(graph: nx.DiGraph, plan: Plan, policies: PolicySource, *,
 REPORT_FILES: Final = ("report.md", "report.html")
 
 
+def report_file(entry: Path) -> bool:
+    """A file a report writes (its Markdown, its HTML, its pictures): what a report folder may
+    hold before it is replaced."""
+    return entry.is_file() and not entry.is_symlink() and (
+        entry.name in REPORT_FILES or entry.suffix == ".png")
+
+
 def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
     """Write ``report.md``, its PNGs and ``report.html`` into ``out_dir``, the folder swapped
     in whole: a failure leaves the previous report as it was, never a mix of two runs.
@@ -116,10 +123,6 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
         (staging / "report.md").write_text(render_markdown(report), encoding="utf-8")
         (staging / "report.html").write_text(render_html(report), encoding="utf-8")
 
-    def owned(entry: Path) -> bool:
-        return entry.is_file() and not entry.is_symlink() and (
-            entry.name in REPORT_FILES or entry.suffix == ".png")
-
-    replace_folder(out_dir, fill, owned=owned)
+    replace_folder(out_dir, fill, owned=report_file)
     out = Path(out_dir)
     return {name: out / name for name in names}
