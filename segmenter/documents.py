@@ -52,6 +52,9 @@ _MAX_INT_BITS: Final = math.ceil(MAX_INT_DIGITS * math.log2(10))
 ALIAS_NODES_FLOOR: Final = 100_000
 _ALIAS_NODES_HARD: Final = 10**8
 _SIZE_CAP: Final = 10**15  # sizes saturate here: a chain of aliases doubles at every step
+# Epoch seconds a timestamp can be written for: RFC 3339 has four year digits (0001 to 9999).
+MIN_EPOCH: Final = -62135596800.0  # 0001-01-01T00:00:00Z
+MAX_EPOCH: Final = 253402300799.0  # 9999-12-31T23:59:59Z
 
 T = TypeVar("T")
 
@@ -581,6 +584,16 @@ a number
     def number_or_none(self) -> float | None:
         return None if self.value is None else self.number()
 
+    def epoch(self) -> float:
+        """Epoch seconds of a moment that can be written as a timestamp (years 1 to 9999)."""
+        seconds = self.number()
+        if not MIN_EPOCH <= seconds <= MAX_EPOCH:
+            self.fail(f"must be epoch seconds of a year from 1 to 9999, not {self.value}")
+        return seconds
+
+    def epoch_or_none(self) -> float | None:
+        return None if self.value is None else self.epoch()
+
     def flag(self) -> bool:
         if type(self.value) is not bool:
             self._must("true or false")
@@ -618,7 +631,9 @@ def _short(value: Any) -> str:
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_EPOCH",
     "MAX_INT_DIGITS",
+    "MIN_EPOCH",
     "At",
     "decode_utf8",
     "iter_yaml",

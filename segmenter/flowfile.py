@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from segmenter.documents import decode_utf8, parse_json
+from segmenter.documents import MAX_EPOCH, MIN_EPOCH, decode_utf8, parse_json
 from segmenter.errors import InputError, type_name
 from segmenter.model import (
     DirectionBasis,
@@ -41,7 +41,6 @@ _ENDPOINT_KEYS: Final = frozenset({*_ENDPOINT_STRINGS, "labels", "names"})
 _PORTED: Final = frozenset({Transport.TCP, Transport.UDP, Transport.SCTP})
 _TRANSPORTS: Final = {t.value: t for t in Transport} | {t.value.lower(): t for t in Transport}
 _MAX_COUNT: Final = 2**63  # counters are 64-bit where flow records come from
-_MAX_EPOCH: Final = 253402300799.0  # 9999-12-31T23:59:59Z
 
 
 @dataclass(frozen=True)
@@ -246,9 +245,8 @@ class _RecordReader:
             seconds = float(value)
         except OverflowError:
             seconds = math.inf
-        # Beyond year 9999 no timestamp can be written (RFC 3339 has four year digits).
-        if not -_MAX_EPOCH <= seconds <= _MAX_EPOCH:
-            raise _Bad(f'"{key}" must be epoch seconds before year 10000, not {value}')
+        if not MIN_EPOCH <= seconds <= MAX_EPOCH:
+            raise _Bad(f'"{key}" must be epoch seconds of a year from 1 to 9999, not {value}')
         return seconds
 
     @staticmethod

@@ -523,7 +523,7 @@ def _crossing(c: At) -> Crossing:
         c.need("client").text(), c.need("server").text(), c.need("protocol").text(),
         c.key("port").integer_or_none(0, 65535), c.need("client_zone").choice(_ZONE_NAMES),
         c.need("server_zone").choice(_ZONE_NAMES), c.need("flows").integer(0),
-        c.key("first_seen").number_or_none(), c.key("last_seen").number_or_none(),
+        c.key("first_seen").epoch_or_none(), c.key("last_seen").epoch_or_none(),
         c.need("tls").flag())
 
 

@@ -193,6 +193,7 @@ def test_plan_of_another_graph_is_refused(run_dir: Path, tmp_path: Path) -> None
      "must be a number"),
     (lambda g: g["edges"][0]["ports"][0].__setitem__("protocol", "TCPX"), "must be one of"),
     (lambda g: g["edges"][0].__setitem__("flows", -1), "must be an integer from 0"),
+    (lambda g: g["edges"][0]["ports"][0].__setitem__("last_seen", 1e300), "year from 1 to 9999"),
     (lambda g: g["edges"].append(dict(g["edges"][0])), "a second edge"),
 ])
 def test_graph_with_wrong_attribute_types_fails_at_load(run_dir: Path, tmp_path: Path,
@@ -283,7 +284,7 @@ def test_flow_file_errors(tmp_path: Path, run_dir: Path) -> None:
             (json.dumps({**second, "packets_to_server": 1}).encode()[:-1]
              + b', "resets": ' + b"1" * 5000 + b"}\n", "(line 2): an integer of more than"),
             (json.dumps({**second, "first_seen": 1e300, "last_seen": 1e300}).encode() + b"\n",
-             "before year 10000"),
+             "of a year from 1 to 9999"),
             (b'{"record": "flow", "client": "10.0.0.1\xff"}\n', "at offset")):
         flows.write_bytes(lines[0] + line + b"".join(lines[2:]))
         one_line_error(cli("graph", "--flows", str(flows), "--inventory", INVENTORY, "-o",

@@ -187,7 +187,7 @@ def _shown(value: Any) -> str:
 
 
 def _pod(d: At) -> Pod:
-    start, end = d.key("start").number_or_none(), d.key("end").number_or_none()
+    start, end = d.key("start").epoch_or_none(), d.key("end").epoch_or_none()
     return Pod(
         namespace=d.need("namespace").text(),
         name=d.need("name").text(),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from segmenter.documents import MAX_EPOCH, MIN_EPOCH
 from segmenter.errors import type_name
 from segmenter.model import ContainerPort, ServicePort, Transport
 
@@ -22,9 +23,6 @@ DROPPED_ANNOTATIONS: Final = frozenset({"kubectl.kubernetes.io/last-applied-conf
 WATCH_ANNOTATION_PREFIX: Final = "watch.segmenter.io/"
 IP_ASSIGNED_ANNOTATION: Final = WATCH_ANNOTATION_PREFIX + "ip-assigned-at"
 DELETED_ANNOTATION: Final = WATCH_ANNOTATION_PREFIX + "deleted-at"
-
-
-MAX_EPOCH: Final = 253402300799  # 9999-12-31T23:59:59Z: the last RFC 3339 second
 
 
 class BadRecord(Exception):
@@ -125,8 +123,8 @@ def parse_timestamp(value: Any, where: str) -> float | None:
     if isinstance(value, bool):
         raise BadRecord(f"{where} must be a timestamp, not a boolean")
     if isinstance(value, (int, float)):
-        if not -MAX_EPOCH <= value <= MAX_EPOCH:
-            raise BadRecord(f"{where}: {value} is not epoch seconds before year 10000")
+        if not MIN_EPOCH <= value <= MAX_EPOCH:
+            raise BadRecord(f"{where}: {value} is not epoch seconds of a year from 1 to 9999")
         return float(value)
     if isinstance(value, datetime):  # YAML loaders turn unquoted timestamps into datetimes
         return epoch(value)

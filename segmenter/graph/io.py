@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
-import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any, Final
 
 import networkx as nx
 
-from segmenter.documents import At, load_json
+from segmenter.documents import MAX_EPOCH, MIN_EPOCH, At, load_json
 from segmenter.fileio import atomic_write_text, dump_json
 from segmenter.model import NodeId, NodeKind, Transport
 
@@ -181,7 +180,8 @@ _NODE_ATTRS: Final[dict[str, _Check]] = {
     "cidrs": (False, lambda _: False, _cidrs),
     "aggregation": (False, lambda v: type(v) is str, At.text),
 }
-_TIMES: Final[_Check] = (True, lambda v: type(v) is float and math.isfinite(v), At.number)
+_TIMES: Final[_Check] = (True, lambda v: type(v) is float and MIN_EPOCH <= v <= MAX_EPOCH,
+                         At.epoch)
 _COUNT: Final[_Check] = (True, lambda v: type(v) is int and 0 <= v < 2**63, _count)
 _EDGE_ATTRS: Final[dict[str, _Check]] = {
     "ports": (True, lambda v: type(v) is list, At.items),
