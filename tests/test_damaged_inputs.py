@@ -1,12 +1,14 @@
 """Every loader of a structured file, fed damaged documents through the command that reads it
-(Hypothesis): truncations, type swaps at any path, deep nesting, huge integers, bytes that are
-not UTF-8, YAML alias bombs and self-referencing aliases.
+(Hypothesis): truncations, type swaps and removals at any path, deep nesting, huge integers,
+bytes that are not UTF-8, YAML alias bombs and self-referencing aliases.
 
 Whatever the damage, the command never shows a traceback: it either still accepts the
 document (a truncation at a line end, a swap in a field nothing reads) or exits 2 with exactly
 one line on stderr and writes nothing. Damage that no valid document survives (bad UTF-8, deep
 nesting, huge integers, alias bombs) must be refused.
 
+Damage kinds: truncate, swap (a value at a random path replaced by a value of another type),
+drop (a key or an element removed), deep, huge-int, bad-utf8, alias-bomb and self-alias (YAML).
 The valid documents come from ``segmenter run`` on the bundled sample, the sample's inventory
 and ``segmenter.yaml``, and a backup manifest written here in the format ``apply`` writes.
 """
@@ -34,8 +36,8 @@ from tests.conftest import REPO
 SAMPLE = REPO / "sample"
 INVENTORY = str(SAMPLE / "shop-inventory.json")
 MARK = "__SEGMENTER_DAMAGE__"
-SWAPS: tuple[Any, ...] = (5, -1, 1.5, "x", "", None, True, [], {}, [None], {"a": [1]},
-                          "10.0.0.300", 70000)
+SWAPS: tuple[Any, ...] = (5, -1, 1.5, 1e308, "x", "", "TCP", None, True, [], {}, [None],
+                          {"a": [1]}, "10.0.0.300", 70000, 2**64)
 # Damage no valid document survives: the command must refuse it.
 MUST_FAIL = frozenset({"bad-utf8", "deep", "huge-int", "alias-bomb", "self-alias"})
 
@@ -140,6 +142,16 @@ def _replace(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
     return doc
 
 
+def _drop(doc: Any, path: tuple[Any, ...]) -> Any:
+    if not path:
+        return None
+    node = doc
+    for step in path[:-1]:
+        node = node[step]
+    del node[path[-1]]
+    return doc
+
+
 def _load(text: str, fmt: str) -> Any:
     if fmt == "yaml":
         return yaml.load(text, Loader=yaml.CSafeLoader)
@@ -172,6 +184,8 @@ def damage_document(text: str, fmt: str, kind: str, rng: random.Random) -> bytes
     path = rng.choice(_paths(doc))
     if kind == "swap":
         return _dump(_replace(doc, path, rng.choice(SWAPS)), fmt).encode()
+    if kind == "drop":  # a key or an element missing
+        return _dump(_drop(doc, path), fmt).encode()
     if kind == "deep":
         depth = rng.choice([150, 3000])
         payload = "[" * depth + "]" * depth
@@ -197,7 +211,7 @@ def damage(loader: Loader, kind: str, seed: int) -> bytes:
 
 
 def kinds(fmt: str) -> list[str]:
-    every = ["truncate", "swap", "deep", "huge-int", "bad-utf8"]
+    every = ["truncate", "swap", "drop", "deep", "huge-int", "bad-utf8"]
     return [*every, "alias-bomb", "self-alias"] if fmt == "yaml" else every
 
 
@@ -216,7 +230,7 @@ LOADER_FORMATS = {"flows": "jsonl", "dump-json": "json", "dump-yaml": "yaml",
                   "inventory-cache": "json", "config": "yaml", "graph": "json", "plan": "json",
                   "policy": "yaml", "backup-manifest": "json"}
 # How many places to damage, per kind: where the damage lands matters for swaps and cuts.
-EXAMPLES = {"truncate": 3, "swap": 5, "deep": 1, "huge-int": 1, "bad-utf8": 1,
+EXAMPLES = {"truncate": 3, "swap": 5, "drop": 3, "deep": 1, "huge-int": 1, "bad-utf8": 1,
             "alias-bomb": 1, "self-alias": 1}
 
 

@@ -66,8 +66,9 @@ def graph_from_dict(data: Any, *, path: str | None = None) -> nx.DiGraph:
         ids.add(_check_node(node, ids))
     pairs: set[tuple[str, str]] = set()
     for edge in doc.key("edges").items():
-        if not isinstance(edge.value, dict) or edge.value.get("source") not in ids \
-                or edge.value.get("target") not in ids:
+        ends = (edge.value.get("source"), edge.value.get("target")) if isinstance(
+            edge.value, dict) else (None, None)
+        if not all(isinstance(end, str) and end in ids for end in ends):
             edge.fail("edge whose source or target is not a node")
         pair = (edge.value["source"], edge.value["target"])
         if pair in pairs:
@@ -189,7 +190,7 @@ _EDGE_ATTRS: Final[dict[str, _Check]] = {
     "first_seen": _TIMES, "last_seen": _TIMES,
 }
 _PORT_ATTRS: Final[dict[str, _Check]] = {
-    "protocol": (True, lambda v: v in _TRANSPORTS, _transport),
+    "protocol": (True, lambda v: isinstance(v, str) and v in _TRANSPORTS, _transport),
     "port": (False, lambda v: v is None or (type(v) is int and 0 <= v <= 65535), _port),
     "flows": _COUNT, "packets": _COUNT, "bytes": _COUNT,
     "first_seen": _TIMES, "last_seen": _TIMES,
