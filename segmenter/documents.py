@@ -41,6 +41,7 @@ import yaml
 from yaml import events as ev
 
 from segmenter.errors import InputError, type_name
+from segmenter.gcpause import no_gc
 
 MAX_DEPTH: Final = 100
 MAX_INT_DIGITS: Final = 4300  # CPython's default sys.get_int_max_str_digits()
@@ -126,7 +127,8 @@ def parse_json(text: str, *, path: str | None, record: str | None = None) -> Any
         return record or line_column(text, index)
 
     try:
-        data = json.loads(text, parse_constant=_no_constant)
+        with no_gc():  # millions of new objects and no cycles: see segmenter.gcpause
+            data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         at = f" (column {exc.colno})" if record else ""
         raise InputError(f"malformed JSON: {exc.msg}{at}", path=path,
@@ -144,7 +146,8 @@ def parse_json(text: str, *, path: str | None, record: str | None = None) -> Any
         raise InputError(f"an integer of more than {MAX_INT_DIGITS:,} digits",
                          path=path, record=where(found.start())) from None
     if text.count("[") + text.count("{") > MAX_DEPTH:
-        _check_depth(data, path=path, record=record)
+        with no_gc():
+            _check_depth(data, path=path, record=record)
     return data
 
 
@@ -299,7 +302,9 @@ class _Reader:
             event = get()
             if type(event) is ev.StreamEndEvent:
                 return
-            yield self.document(get)
+            with no_gc():
+                document = self.document(get)
+            yield document
 
     def document(self, get: Any) -> Any:
         anchors: dict[str, tuple[Any, int, int]] = {}  # anchor -> (value, size, height)

@@ -14,7 +14,13 @@ from segmenter import pipeline
 from segmenter.cli import options
 from segmenter.cli.common import EXIT_DENIED, EXIT_OK
 from segmenter.errors import InputError
-from segmenter.fileio import atomic_write_json, check_output_file, check_output_folder
+from segmenter.fileio import (
+    atomic_write_json,
+    atomic_write_text,
+    check_output_file,
+    check_output_folder,
+    dump_json_rows,
+)
 from segmenter.targets import get_target, target_names
 
 
@@ -36,7 +42,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
         inventory = pipeline.live_inventory(context=args.context, kubeconfig=args.kubeconfig)
     else:
         inventory = pipeline.read_inventory(args.dumps)
-    atomic_write_json(args.output, inventory_to_dict(inventory))
+    atomic_write_text(args.output, dump_json_rows(inventory_to_dict(inventory)))
     print(f"wrote {args.output}: {len(inventory.namespaces)} namespaces, "
           f"{len(inventory.workloads)} workloads, {len(inventory.pods)} pods, "
           f"{len(inventory.services)} services")

@@ -41,6 +41,7 @@ from segmenter.cluster.fields import (
 )
 from segmenter.documents import iter_yaml, parse_json, read_text
 from segmenter.errors import InputError, type_name
+from segmenter.gcpause import no_gc
 from segmenter.k8s import NAMESPACE_NAME_LABEL, SERVICE_NAME_LABEL
 from segmenter.model import (
     EndpointSlice,
@@ -660,6 +661,11 @@ def load_inventory(paths: Sequence[str]) -> Inventory:
         paths = [str(paths)]
     if not paths:
         raise InputError("no inventory file given")
+    with no_gc():  # a large dump is millions of small objects and no cycles
+        return _load_inventory(paths)
+
+
+def _load_inventory(paths: Sequence[str]) -> Inventory:
     builder = _Builder()
     caches: list[tuple[str, Inventory]] = []
     for path in paths:
@@ -673,6 +679,7 @@ def load_inventory(paths: Sequence[str]) -> Inventory:
             continue
         builder.sources.append(str(path))
         _add_all(builder, _iter_objects(docs), str(path))
+        del docs  # one file's documents at a time
     if caches:
         if len(caches) > 1 or builder.sources:
             raise InputError(
