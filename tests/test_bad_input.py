@@ -189,6 +189,7 @@ def test_plan_of_another_graph_is_refused(run_dir: Path, tmp_path: Path) -> None
     (lambda g: g["nodes"][-1].__setitem__("namespace", "elsewhere"), "as the node id"),
     (lambda g: g["nodes"][0].__setitem__("addresses", ["not-an-ip"]), "is not an IP address"),
     (lambda g: g["edges"][0]["ports"][0].__setitem__("port", "http"), "must be an integer"),
+    (lambda g: g["edges"][0]["ports"][0].__setitem__("port", None), "entry needs its port"),
     (lambda g: g["edges"][0]["ports"][0].__setitem__("first_seen", "yesterday"),
      "must be a number"),
     (lambda g: g["edges"][0]["ports"][0].__setitem__("protocol", "TCPX"), "must be one of"),

@@ -77,6 +77,9 @@ def graph_from_dict(data: Any, *, path: str | None = None) -> nx.DiGraph:
         _check_attrs(edge, _EDGE_ATTRS)
         for entry in edge.key("ports").items():
             _check_attrs(entry, _PORT_ATTRS)
+            if entry.value.get("port") is None and entry.value["protocol"] in _PORTED:
+                # A missing port would be compiled as "every port" of the protocol.
+                entry.fail(f"a {entry.value['protocol']} entry needs its port")
     return nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
 
 
@@ -160,6 +163,7 @@ def _is_ips(value: Any) -> bool:
 
 
 _TRANSPORTS: Final = {t.value: t for t in Transport}
+_PORTED: Final = frozenset({Transport.TCP.value, Transport.UDP.value, Transport.SCTP.value})
 # attribute -> (required, a fast test of the raw value, the check that names what is wrong)
 _Check = tuple[bool, Callable[[Any], bool], Callable[[At], Any]]
 _NODE_ATTRS: Final[dict[str, _Check]] = {
