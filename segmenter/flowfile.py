@@ -9,14 +9,15 @@ from __future__ import annotations
 import gzip
 import io
 import ipaddress
-import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
+from segmenter.documents import MAX_EPOCH, MIN_EPOCH, decode_utf8, parse_json
 from segmenter.errors import InputError, type_name
 from segmenter.model import (
     DirectionBasis,
@@ -39,6 +40,7 @@ _ENDPOINT_STRINGS: Final = ("namespace", "pod", "workload_kind", "workload_name"
 _ENDPOINT_KEYS: Final = frozenset({*_ENDPOINT_STRINGS, "labels", "names"})
 _PORTED: Final = frozenset({Transport.TCP, Transport.UDP, Transport.SCTP})
 _TRANSPORTS: Final = {t.value: t for t in Transport} | {t.value.lower(): t for t in Transport}
+_MAX_COUNT: Final = 2**63  # counters are 64-bit where flow records come from
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,10 @@ class _Bad(Exception):
     pass
 
 
-def _open(path: str) -> IO[str]:
+def _open(path: str) -> io.BufferedIOBase:
     if path.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rb")
+    return open(path, "rb")
 
 
 def read_flow_file(path: str | Path) -> Traffic:
@@ -70,15 +72,16 @@ def read_flow_file(path: str | Path) -> Traffic:
     header: dict[str, Any] | None = None
     reader = _RecordReader()
     lineno = 0
+    offset = 0  # of the line in the (uncompressed) file, for a byte that is not UTF-8
     try:
         with _open(path) as handle:
-            for lineno, line in enumerate(handle, start=1):  # noqa: B007 - reported on error
+            for lineno, raw in enumerate(handle, start=1):
+                record = f"line {lineno}"
+                line = decode_utf8(raw, path=path, offset=offset, record=record)
+                offset += len(raw)
                 if not line.strip():
                     continue
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise _Bad(f"malformed JSON: {exc.msg} (column {exc.colno})") from None
+                data = parse_json(line, path=path, record=record)
                 if not isinstance(data, dict):
                     raise _Bad(f"expected a JSON object, got {type_name(data)}")
                 if header is None:
@@ -97,7 +100,9 @@ def read_flow_file(path: str | Path) -> Traffic:
         raise InputError(str(exc), path=path, record=f"line {lineno}") from None
     except FileNotFoundError:
         raise InputError("no such file", path=path) from None
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+    except IsADirectoryError:
+        raise InputError("is a directory, expected a flow file", path=path) from None
+    except (OSError, EOFError) as exc:
         raise InputError(f"cannot read: {exc}", path=path, record=f"line {lineno}") from None
     if header is None:
         raise InputError("empty file: expected a segmenter-flows header on line 1", path=path)
@@ -192,6 +197,14 @@ def _check_header(data: dict[str, Any]) -> dict[str, Any]:
     stats = data.get("stats", {})
     if not isinstance(stats, dict):
         raise _Bad('"stats" must be an object')
+    for key in ("packets", "flows"):
+        if stats.get(key) is not None:
+            _RecordReader.count(stats, key, "stats.")
+    skipped = stats.get("skipped") or {}
+    if not isinstance(skipped, dict):
+        raise _Bad('"stats.skipped" must be an object of counts')
+    for reason in skipped:
+        _RecordReader.count(skipped, reason, "stats.skipped.")
     return data
 
 
@@ -216,10 +229,11 @@ class _RecordReader:
         return canonical
 
     @staticmethod
-    def count(data: Mapping[str, Any], key: str) -> int:
+    def count(data: Mapping[str, Any], key: str, where: str = "") -> int:
         value = data.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise _Bad(f'"{key}" must be a non-negative integer, not {value!r}')
+        if type(value) is not int or not 0 <= value < _MAX_COUNT:
+            shown = value if type(value) is int else type_name(value)
+            raise _Bad(f'"{where}{key}" must be a non-negative integer below 2**63, not {shown}')
         return value
 
     @staticmethod
@@ -227,7 +241,13 @@ class _RecordReader:
         value = data.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _Bad(f'"{key}" must be a number (epoch seconds), not {type_name(value)}')
-        return float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+        if not MIN_EPOCH <= seconds <= MAX_EPOCH:
+            raise _Bad(f'"{key}" must be epoch seconds of a year from 1 to 9999, not {value}')
+        return seconds
 
     @staticmethod
     def flag(data: Mapping[str, Any], key: str) -> bool:

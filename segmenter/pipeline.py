@@ -455,7 +455,7 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     one of its paths that it did not write, or that changed since, is refused before anything
     is written (:func:`check_run_folder`), unless ``force``.
     """
-    from segmenter.fileio import atomic_write_json
+    from segmenter.fileio import atomic_write_json, ensure_folder
     from segmenter.planner import plan_to_dict
 
     folder = Path(out)
@@ -468,7 +468,7 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     if not force:
         check_run_folder(folder, targets)
         recorded = _read_run_manifest(folder) if folder.is_dir() else {}
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_folder(folder)
     flows_path = str(folder / "flows.jsonl")
     ingested = ingest(sources, flows_path, progress=progress)
     _record_run(folder, recorded, [Path(flows_path)])

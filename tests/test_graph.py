@@ -255,8 +255,8 @@ def test_save_load_round_trip_is_byte_identical(tmp_path: Path, graph: nx.DiGrap
         ),
         ('{"nodes": [{"id": "a"}], "edges": [], "directed": true}', "kind must be one of"),
         (
-            '{"nodes": [{"id": "a", "kind": "node"}], "edges": [{"source": "a", "target": "b"}],'
-            ' "directed": true}',
+            '{"nodes": [{"id": "node:a", "kind": "node"}], "edges": [{"source": "node:a", '
+            '"target": "b"}], "directed": true}',
             "edge whose source or target is not a node",
         ),
     ],

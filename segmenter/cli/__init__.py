@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from segmenter.cli import checks, collect, deploy, monitor, stages, verify
 from segmenter.cli.common import EXIT_ERROR
@@ -19,8 +20,18 @@ from segmenter.errors import SegmenterError
 COMMAND_GROUPS = (stages, verify, checks, deploy, collect, monitor)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are bad input like any other: one line on stderr, exit 2 (the usage is one
+    ``-h`` away). Subcommand parsers are of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("segmenter").strip()
+        where = f"{command}: " if command else ""
+        self.exit(EXIT_ERROR, f"segmenter: error: {where}{message} (see {self.prog} -h)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="segmenter",
         description="Plan Kubernetes micro-segmentation from observed traffic: zones around "
                     "sensitive data stores, compiled to each target's policies (Kubernetes "
@@ -37,24 +48,56 @@ class _OneLine(logging.Formatter):
         return f"segmenter: {record.levelname.lower()}: {record.getMessage()}"
 
 
+class _HeldWarnings(logging.Handler):
+    """Holds warnings until the command ends: they are shown when it went on, and dropped when
+    it stops on bad input, whose error must be the last and only line on stderr. Progress
+    (info, with -v) goes out at once."""
+
+    def __init__(self, out: logging.Handler):
+        super().__init__()
+        self.out = out
+        self.held: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            self.held.append(record)
+        else:
+            self.out.handle(record)
+
+    def show(self) -> None:
+        for record in self.held:
+            self.out.handle(record)
+        self.held.clear()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLine())
+    held = _HeldWarnings(handler)
+    # Long-running commands (the capture agent, watches) report as they go.
+    live = getattr(args, "live_log", False) or getattr(args, "watch", False)
     for name in ("segmenter", "capture"):
         log = logging.getLogger(name)
-        log.handlers[:] = [handler]
+        log.handlers[:] = [handler if live else held]
         log.setLevel(logging.INFO if args.verbose else logging.WARNING)
         log.propagate = False
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
     except SegmenterError as exc:
+        held.held.clear()
         print(f"segmenter: error: {exc.one_line()}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
+        held.show()
         print("segmenter: interrupted", file=sys.stderr)
         return 130
+    except BaseException:
+        held.show()  # a bug: everything that led to it
+        raise
+    held.show()
+    return code
 
 
 __all__ = ["build_parser", "main"]

@@ -136,12 +136,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from segmenter.fileio import check_output_folder
     from segmenter.graph.io import load_graph
     from segmenter.planner import load_plan
-    from segmenter.views.report.build import build_report, write_report
+    from segmenter.views.report.build import build_report, report_file, write_report
 
+    check_output_folder(args.output, owned=report_file)  # before the long part
     graph = load_graph(args.graph)
-    plan = load_plan(args.plan)
+    plan = load_plan(args.plan, graph=graph)
     inventory = pipeline.read_inventory(args.inventory) if args.inventory else None
     traffic = pipeline.read_traffic(args.flows) if args.flows else None
     sources: dict[str, list[str]] = {"graph": [args.graph], "plan": [args.plan],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Final
 
 import networkx as nx
 
@@ -111,18 +112,35 @@ def build_report(graph: nx.DiGraph, plan: Plan, policies: PolicySource, *,
     return report
 
 
-def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``report.md``, its PNGs and ``report.html`` into ``out_dir``, atomically each."""
-    from segmenter.fileio import atomic_write_bytes, atomic_write_text
+REPORT_FILES: Final = ("report.md", "report.html")
 
+
+def report_file(entry: Path) -> bool:
+    """A file a report writes (its Markdown, its HTML, its pictures): what a report folder may
+    hold before it is replaced."""
+    return entry.is_file() and not entry.is_symlink() and (
+        entry.name in REPORT_FILES or entry.suffix == ".png")
+
+
+def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``report.md``, its PNGs and ``report.html`` into ``out_dir``, the folder swapped
+    in whole: a failure leaves the previous report as it was, never a mix of two runs.
+
+    Raises:
+        OutputError: the folder cannot be written, or holds files a report does not write
+            (it is replaced whole, so they would be lost).
+    """
+    from segmenter.fileio import replace_folder
+
+    images = report.images()
+    names = [image.name for image in images] + list(REPORT_FILES)
+
+    def fill(staging: Path) -> None:
+        for image in images:
+            (staging / image.name).write_bytes(image.data)
+        (staging / "report.md").write_text(render_markdown(report), encoding="utf-8")
+        (staging / "report.html").write_text(render_html(report), encoding="utf-8")
+
+    replace_folder(out_dir, fill, owned=report_file)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for image in report.images():
-        atomic_write_bytes(out / image.name, image.data)
-        written[image.name] = out / image.name
-    atomic_write_text(out / "report.md", render_markdown(report))
-    atomic_write_text(out / "report.html", render_html(report))
-    written["report.md"] = out / "report.md"
-    written["report.html"] = out / "report.html"
-    return written
+    return {name: out / name for name in names}
