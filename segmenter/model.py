@@ -401,11 +401,16 @@ class EndpointIdentity:
 
 @dataclass(frozen=True)
 class Flow:
-    """One observed conversation, client -> server, read from a flow file record."""
+    """One observed conversation, client -> server, read from a flow file record.
+
+    ``client`` or ``server`` is None when a flow-log source gave no address for that end
+    (Calico OSS Goldmane, aggregated Calico flow logs): its ``*_endpoint`` then names it, and
+    :mod:`segmenter.graph.identity` resolves it.
+    """
 
     transport: Transport
-    client: str
-    server: str
+    client: str | None
+    server: str | None
     client_port: int | None
     server_port: int | None
     first_seen: float
@@ -424,7 +429,8 @@ class Flow:
     server_endpoint: EndpointIdentity | None = None
     verdict: FlowVerdict | None = None  # None: seen on the wire (forwarded)
     sampled: bool = False  # counts are estimates from sampled records
-    sources: tuple[str, ...] = ()  # the source formats that saw it
+    sources: tuple[str, ...] = ()  # the source formats that saw it; () for captures
+    policies: tuple[str, ...] = ()  # what the source says decided it: evidence only
 
     @property
     def packets(self) -> int:

@@ -26,6 +26,8 @@ from segmenter.dialects.base import Output
 from segmenter.errors import InputError, UnsupportedError
 from segmenter.flowfile import Traffic, read_flow_files
 from segmenter.graph.build import build_graph
+from segmenter.graph.derive import DerivedInventory, derive_inventory
+from segmenter.graph.identity import FlowEnds
 from segmenter.graph.io import save_graph
 from segmenter.model import Flow, Inventory
 from segmenter.planner import Plan, plan
@@ -94,8 +96,28 @@ def live_inventory(*, context: str | None = None, kubeconfig: str | None = None)
     return read_live(context=context, kubeconfig=kubeconfig)
 
 
-def make_graph(traffic: Traffic, inventory: Inventory) -> nx.DiGraph:
-    """Resolve flows to workloads: one node per entity, one edge per client -> server."""
+def inventory_from_records(traffic: Traffic) -> DerivedInventory:
+    """The inventory the flow records describe (their ends' namespaces, pods, labels,
+    workloads, nodes), with notes on what it lacks; for traffic whose every record carries
+    identities (Hubble, Calico, GKE flow logs) when no inventory is given.
+
+    Raises:
+        InputError: a flow has an end its record does not identify.
+    """
+    return derive_inventory(traffic.flows)
+
+
+def make_graph(traffic: Traffic,
+               inventory: Inventory | DerivedInventory | None = None) -> nx.DiGraph:
+    """Resolve flows to workloads: one node per entity, one edge per client -> server.
+
+    Without ``inventory``, one is built from the records (:func:`inventory_from_records`).
+    """
+    if inventory is None:
+        inventory = inventory_from_records(traffic)
+    if isinstance(inventory, DerivedInventory):
+        return build_graph(traffic.flows, inventory.inventory, dns=traffic.dns,
+                           ends=FlowEnds(inventory.inventory, notes=inventory.notes))
     return build_graph(traffic.flows, inventory, dns=traffic.dns)
 
 
@@ -197,9 +219,18 @@ class RunResult:
     files: dict[str, int]  # target -> policy files written
     notes: list[str]
     verdicts: dict[str, list[FlowVerdict]] = field(default_factory=dict)
+    inventory: Inventory | None = None  # the inventory used (built from the records or not)
+
+    @property
+    def not_replayed(self) -> int:
+        """Flows the self-check did not replay: not forwarded, or with an end no workload
+        matches (see the graph's ``blocked`` and ``identity``)."""
+        replayed = max((len(v) for v in self.verdicts.values()), default=0)
+        return len(self.traffic.flows) - replayed
 
 
-def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.PathLike[str], *,
+def run(sources: Sequence[str], inventory_paths: Sequence[str] | None,
+        out: str | os.PathLike[str], *,
         config: str | None = None, sensitive: Sequence[str] = (), best_effort: bool = False,
         staged: bool = False, progress: bool = False,
         draw: Callable[[nx.DiGraph, Plan, Path, str], Any] | None = None) -> RunResult:
@@ -207,20 +238,28 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     self-check of every observed flow under every target's enforcement.
 
     Every input is read and checked before anything is written; a plan that a target cannot
-    express leaves no new file beside the flow file. ``draw(graph, plan, path, title)`` draws
-    the zone map (the views layer supplies it).
+    express leaves no new file beside the flow file. Without ``inventory_paths``, the inventory
+    is built from the flow records (:func:`inventory_from_records`: every record must carry
+    identities). ``draw(graph, plan, path, title)`` draws the zone map (the views layer
+    supplies it).
     """
     from segmenter.fileio import atomic_write_json
     from segmenter.planner import plan_to_dict
 
     folder = Path(out)
     configuration = read_config(config, sensitive)
-    inventory = read_inventory(inventory_paths)
+    given = read_inventory(inventory_paths) if inventory_paths else None
     folder.mkdir(parents=True, exist_ok=True)
     flows_path = str(folder / "flows.jsonl")
     ingested = ingest(sources, flows_path, progress=progress)
     traffic = read_traffic([flows_path])
-    graph = make_graph(traffic, inventory)
+    if given is None:
+        derived = inventory_from_records(traffic)
+        inventory = derived.inventory
+        graph = make_graph(traffic, derived)
+    else:
+        inventory = given
+        graph = make_graph(traffic, given)
     result = make_plan(graph, configuration)
     targets = list(TARGETS.values())
     out_dirs = {t.name: str(folder / t.name) for t in targets}
@@ -238,7 +277,8 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
         verdicts[target.name] = verify(traffic, inventory, written, target)
         files[target.name] = sum(1 for f in Path(out_dirs[target.name]).rglob("*.yaml")
                                  if f.name != "kustomization.yaml")
-    return RunResult(ingested, graph, result, traffic, out_dirs, files, notes, verdicts)
+    return RunResult(ingested, graph, result, traffic, out_dirs, files, notes, verdicts,
+                     inventory)
 
 
 __all__ = [
@@ -249,6 +289,7 @@ __all__ = [
     "diff",
     "emit",
     "ingest",
+    "inventory_from_records",
     "live_inventory",
     "make_graph",
     "make_plan",

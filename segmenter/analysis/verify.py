@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from segmenter.evaluate import EvalEndpoint, PolicyEngine, Verdict
-from segmenter.graph.resolve import Resolver
+from segmenter.graph.identity import FlowEnds
 from segmenter.model import (
     DnsAnswer,
     Flow,
@@ -82,13 +82,18 @@ class EndpointFinder:
 
     @staticmethod
     def of_pod(pod: Pod) -> EvalEndpoint:
-        return EvalEndpoint(ip=pod.ips[0] if pod.ips else "", namespace=pod.namespace,
+        # A pod known only by name (a flow log that aggregates addresses away) gets a
+        # placeholder that is no address, unique to it: two such pods are not one endpoint.
+        return EvalEndpoint(ip=pod.ips[0] if pod.ips else f"pod:{pod.namespace}/{pod.name}",
+                            namespace=pod.namespace,
                             labels=pod.labels, host_network=pod.host_network, node=pod.node,
                             ports=pod.ports, service_account=pod.service_account,
                             name=f"{pod.owner.id} ({pod.name})")
 
-    def endpoints(self, ip: str, node_id: str, ts: float) -> list[EvalEndpoint]:
-        pod = self.pod_at(ip, ts)
+    def endpoints(self, ip: str | None, node_id: str, ts: float) -> list[EvalEndpoint]:
+        """The endpoints to evaluate for a flow end; [] when an end without an address (a
+        flow log that names it) has none the inventory knows."""
+        pod = self.pod_at(ip, ts) if ip is not None else None
         if pod is not None and pod.owner.id == node_id:
             return [self.of_pod(pod)]
         parsed = NodeId.parse(node_id) if node_id else None
@@ -103,6 +108,11 @@ class EndpointFinder:
             return [EvalEndpoint(ip=address, namespace=None, labels=Labels(), name=node_id,
                                  kube_apiserver=True)
                     for address in self.apiserver]
+        if ip is None:
+            node = parsed.node_name if parsed is not None else None
+            return [EvalEndpoint(ip=address, namespace=None, labels=Labels(), node=node,
+                                 name=node_id)
+                    for n in self.inventory.nodes if n.name == node for address in n.addresses]
         return [EvalEndpoint(ip=ip, namespace=None, labels=Labels(),
                              node=self.node_of_ip.get(ip), name=node_id,
                              dns_names=self.dns_names.get(ip, ()), kube_apiserver=apiserver)]
@@ -111,27 +121,41 @@ class EndpointFinder:
 def verify_flows(flows: Iterable[Flow], inventory: Inventory,
                  manifests: Sequence[Mapping[str, Any]], *,
                  enforcement: str = "kubernetes",
-                 dns: Iterable[DnsAnswer] = ()) -> list[FlowVerdict]:
-    """Evaluate every flow; the first denying backend decides a Service flow's verdict.
-    ``dns``: the traffic's DNS answers, by which external addresses are known (see
-    :class:`EndpointFinder`)."""
+                 dns: Iterable[DnsAnswer] = (), ends: FlowEnds | None = None,
+                 ) -> list[FlowVerdict]:
+    """Evaluate every flow that went through; the first denying backend decides a Service
+    flow's verdict. ``dns``: the traffic's DNS answers, by which external addresses are known
+    (see :class:`EndpointFinder`). ``ends`` places flow ends as the graph did (by default over
+    ``inventory``).
+
+    Flows a flow log says were dropped (or audited, or errors) are evidence of what the
+    policies in force block, not traffic to allow: they are not replayed. Nor are flows with
+    an end that no workload matches (:class:`~segmenter.graph.identity.FlowEnds` reports them),
+    or without an endpoint the inventory can evaluate.
+    """
     namespaces = {ns.name: ns.labels for ns in inventory.namespaces}
     engine = PolicyEngine.from_manifests(manifests, namespaces=namespaces,
                                          enforcement=enforcement)
-    resolver = Resolver(inventory)
+    if ends is None:
+        ends = FlowEnds(inventory)
     finder = EndpointFinder(inventory, dns)
     results = []
     for flow in flows:
-        client = resolver.resolve(flow.client, None, flow.transport, flow.first_seen)
-        server = resolver.resolve(flow.server, flow.server_port, flow.transport,
-                                  flow.first_seen)
+        if not flow.forwarded:
+            continue
+        pair = ends.resolve(flow)
+        if pair is None:
+            continue
+        client, server = pair
         sources = finder.endpoints(flow.client, client.node_id, flow.first_seen)
-        if server.how == "nodelocal-dns":
+        if server.how == "nodelocal-dns" and flow.server is not None:
             # NodeLocal DNSCache answers on the node itself, without DNAT to a DNS pod: the
             # CNI sees the link-local (or kube-dns ClusterIP) address (tricky case 18).
             targets = [EvalEndpoint(ip=flow.server, name=f"node-local DNS {flow.server}")]
         else:
             targets = finder.endpoints(flow.server, server.node_id, flow.first_seen)
+        if not sources or not targets:
+            continue
         port = server.port if flow.transport is not Transport.ICMP else None
         verdict: Verdict | None = None
         for src in sources:
