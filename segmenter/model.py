@@ -398,6 +398,15 @@ class EndpointIdentity:
     names: tuple[str, ...] = ()
     service: str | None = None
 
+    def __hash__(self) -> int:
+        # Cached, as for Labels: the graph looks ends up per flow, by the million.
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.namespace, self.pod, self.workload_kind, self.workload_name,
+                           self.labels, self.node, self.entity, self.names, self.service))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
 
 @dataclass(frozen=True)
 class Flow:

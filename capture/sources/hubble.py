@@ -429,7 +429,9 @@ class HubbleFold:
     def records(self) -> list[Record]:
         idents = self.ident_list
         shared: dict[tuple[Any, ...], dict[str, Any]] = {}
-        out = [_flow_record(key, conn, idents, shared) for key, conn in self.conns.items()]
+        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+        out = [_flow_record(key, conn, idents, shared, merged)
+               for key, conn in self.conns.items()]
         out.extend({"record": "dns", "client": client, "server": server, "name": name,
                     "answers": list(answers), "cnames": list(cnames), "ts": epoch_seconds(t)}
                    for (client, server, name, answers, cnames), t in self.dns.items())
@@ -534,7 +536,8 @@ def _shared(endpoint: dict[str, Any], shared: dict[tuple[Any, ...], dict[str, An
 
 
 def _flow_record(key: ConnKey, conn: Conn, idents: list[Ident],
-                 shared: dict[tuple[Any, ...], dict[str, Any]]) -> Record:
+                 shared: dict[tuple[Any, ...], dict[str, Any]],
+                 merged_ends: dict[tuple[Any, ...], dict[str, Any]]) -> Record:
     proto, a_addr, a_port, b_addr, b_port = key
     if conn.rank_a != conn.rank_b:
         a_client = conn.rank_a > conn.rank_b  # the strongest evidence decides
@@ -567,17 +570,25 @@ def _flow_record(key: ConnKey, conn: Conn, idents: list[Ident],
     syn = bits & (_SYN_A if a_client else _SYN_B)
     synack = bits & (_SYNACK_B if a_client else _SYNACK_A)
     names, services = conn.names, conn.services
-    eps: list[set[Ident]] = [set(), set()]
+    numbers: list[set[int]] = [set(), set()]
     for quick, (number, _local) in conn.seen.items():
-        eps[quick[0]].add(idents[number])
+        numbers[quick[0]].add(number)
     nodes: list[set[str]] = [set(), set()]
     for end, node in conn.nodes or ():
         nodes[end].add(node)
-    ends = [_merge_endpoint(eps[i], nodes[i],
-                            names[i] if names else None,
-                            # the Service is the one the client addressed: the server end's
-                            min(services[i]) if services and services[i] and i == s else None)
-            for i in (0, 1)]
+    ends = []
+    for i in (0, 1):
+        # The Service is the one the client addressed: the server end's.
+        service = min(services[i]) if services and services[i] and i == s else None
+        end_names = names[i] if names else None
+        # Many connections share an end: merge its identities once (by what they are made of).
+        memo_key = (frozenset(numbers[i]), frozenset(nodes[i]),
+                    frozenset(end_names) if end_names else None, service)
+        merged = merged_ends.get(memo_key)
+        if merged is None:
+            merged = merged_ends[memo_key] = _shared(_merge_endpoint(
+                {idents[n] for n in numbers[i]}, nodes[i], end_names, service), shared)
+        ends.append(merged)
     record: Record = {
         "record": "flow",
         "proto": proto,
@@ -603,9 +614,9 @@ def _flow_record(key: ConnKey, conn: Conn, idents: list[Ident],
     if verdict is not None:
         record["verdict"] = verdict
     if ends[c]:
-        record["client_endpoint"] = _shared(ends[c], shared)
+        record["client_endpoint"] = ends[c]
     if ends[s]:
-        record["server_endpoint"] = _shared(ends[s], shared)
+        record["server_endpoint"] = ends[s]
     if conn.policies:
         record["policies"] = sorted(conn.policies)
     return record

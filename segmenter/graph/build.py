@@ -9,6 +9,7 @@ post-DNAT port) aggregates. Saved by :mod:`segmenter.graph.io`; summarised by
 from __future__ import annotations
 
 import bisect
+import functools
 import gc
 import ipaddress
 import logging
@@ -246,6 +247,7 @@ _CAPTURE: Final = ("capture",)
 _ADDRESSED: Final = frozenset({Resolution.NODE, Resolution.APISERVER, Resolution.EXTERNAL})
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _canonical_ip(text: str) -> str | None:
     try:
         return str(ipaddress.ip_address(text.strip()))
