@@ -148,6 +148,7 @@ class TableView:
 def top_talkers(graph: nx.DiGraph, n: int = 15) -> TableView:
     """The ``n`` edges with the most flows: client, server, ports, flows, bytes, TLS."""
     from segmenter.graph.labels import display_label
+    from segmenter.graph.stats import count_text
 
     edges = sorted(graph.edges(data=True), key=lambda e: (-int(e[2].get("flows", 0)), e[0],
                                                           e[1]))[:n]
@@ -157,11 +158,22 @@ def top_talkers(graph: nx.DiGraph, n: int = 15) -> TableView:
                           f"{p['protocol']}/{p['port']}" for p in d.get("ports", []))
         tls = {bool(p.get("tls")) for p in d.get("ports", [])}
         rows.append((display_label(graph, u, with_namespace=True),
-                     display_label(graph, v, with_namespace=True), ports, d.get("flows", 0),
+                     display_label(graph, v, with_namespace=True), ports,
+                     count_text(int(d.get("flows", 0)), d),
                      f"{int(d.get('bytes', 0)):,}", "yes" if tls == {True} else
                      ("no" if tls == {False} else "some")))
     return TableView(("Client", "Server", "Ports", "Flows", "Bytes", "TLS"), rows,
                      f"Top {len(rows)} of {graph.number_of_edges()} edges by flows")
+
+
+def _crossing_flows(graph: nx.DiGraph | None, crossing: Any) -> str:
+    """A crossing's flow count, ``~n`` when a sampled source counted it."""
+    from segmenter.graph.stats import count_text, entry_of
+
+    if graph is None:
+        return str(crossing.flows)
+    entry = entry_of(graph, crossing.client, crossing.server, crossing.protocol, crossing.port)
+    return count_text(crossing.flows, entry)
 
 
 def plan_html(plan: Plan, graph: nx.DiGraph | None = None) -> str:
@@ -191,7 +203,8 @@ def plan_html(plan: Plan, graph: nx.DiGraph | None = None) -> str:
             blocks.append(Table(
                 ("Client", "Server", "Port", "Flows", "TLS"),
                 tuple((c.client, c.server, c.protocol if c.port is None else
-                       f"{c.protocol}/{c.port}", str(c.flows), "yes" if c.tls else "no")
+                       f"{c.protocol}/{c.port}", _crossing_flows(graph, c),
+                       "yes" if c.tls else "no")
                       for c in boundary),
                 tuple("" if c.tls else "warn" for c in boundary),
                 f"flows across the restricted boundary ({len(boundary)})"))

@@ -30,6 +30,7 @@ import networkx as nx
 from segmenter.config import DATA_CLASS_KEY, Config
 from segmenter.errors import InputError, PlanError
 from segmenter.gcpause import no_gc
+from segmenter.graph.stats import count_text
 from segmenter.model import Labels, is_workload_id
 
 
@@ -405,7 +406,8 @@ def _scope(graph: nx.DiGraph, config: Config, data_class: str, restricted: dict[
             ports = ", ".join(_port_text(p) for p in data.get("ports", []))
             verb = f"connects to {node}" if incoming else f"is called by {node}"
             zone_name[peer] = Zone.CONNECTED
-            zone[peer] = ZoneMember(peer, f"{verb} ({ports}; {data.get('flows', 0)} flows)")
+            count = count_text(int(data.get("flows", 0)), data)
+            zone[peer] = ZoneMember(peer, f"{verb} ({ports}; {count} flows)")
     for node in graph.nodes:
         if node not in zone_name:
             zone_name[node] = Zone.GENERAL

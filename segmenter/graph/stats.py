@@ -174,6 +174,23 @@ def format_stats(stats: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def count_text(count: int, data: Mapping[str, Any]) -> str:
+    """A flow count of a graph edge or port entry as people read it: ``~12`` when a sampled
+    source counted it (an estimate, never shown as exact)."""
+    return f"~{count}" if data.get("sampled") else str(count)
+
+
+def entry_of(graph: nx.DiGraph, client: str, server: str, protocol: str,
+             port: int | None) -> Mapping[str, Any]:
+    """The ``ports`` entry of an edge for (protocol, port); {} when there is none."""
+    if not graph.has_edge(client, server):
+        return {}
+    for entry in graph.edges[client, server].get("ports", ()):
+        if entry.get("protocol") == protocol and entry.get("port") == port:
+            return dict(entry)
+    return {}
+
+
 def record_lines(identity: Mapping[str, Any] | None,
                  blocked: list[dict[str, Any]]) -> list[str]:
     """What flow records said that the graph does not show as edges: disagreements between

@@ -15,6 +15,7 @@ import networkx as nx
 
 from segmenter.compliance import CATALOG, FRAMEWORK_TITLES, Framework
 from segmenter.evaluate.engine import PolicyEngine
+from segmenter.graph.stats import count_text, entry_of
 from segmenter.model import Flow, Inventory, NodeId, NodeKind, is_workload_id
 from segmenter.planner import ClassScope, Plan, Zone
 from segmenter.views.report.document import Block, Bullets, Heading, Image, Para, Table, _slug
@@ -279,7 +280,9 @@ def register_section(ctx: ReportContext, blocks: list[Block], findings: list[str
                                 f"{_port(c.protocol, c.port)} would be denied")
             rows.append((f"{_name(ctx.graph, c.client)} ({c.client_zone})",
                          f"{_name(ctx.graph, c.server)} ({c.server_zone})",
-                         _port(c.protocol, c.port), "yes" if c.tls else "no", str(c.flows),
+                         _port(c.protocol, c.port), "yes" if c.tls else "no",
+                         count_text(c.flows, entry_of(ctx.graph, c.client, c.server,
+                                                      c.protocol, c.port)),
                          _span(c.first_seen, c.last_seen), allowed_by, "", ""))
             marks.append(mark)
         blocks.append(Heading(3, f"{scope.title} (`{scope.data_class}`): "
@@ -310,7 +313,8 @@ def encryption_section(ctx: ReportContext, blocks: list[Block], findings: list[s
                               if Zone.RESTRICTED in (s.zone_of(u), s.zone_of(v))})
             rows.append((_name(ctx.graph, u), _name(ctx.graph, v),
                          _port(str(p.get("protocol")), p.get("port")), ", ".join(classes),
-                         str(p.get("flows", 0)), _span(p.get("first_seen"), p.get("last_seen")),
+                         count_text(int(p.get("flows", 0)), p),
+                         _span(p.get("first_seen"), p.get("last_seen")),
                          ""))
     if not restricted:
         blocks.append(Para("No restricted zone: nothing is in scope.", "info"))
