@@ -264,3 +264,15 @@ def test_sources_and_sampling_reach_the_edges(tmp_path: Path) -> None:
     assert entry["sources"] == ["capture", "hubble", "zeek"]
     assert entry["sampled"] is True
     assert entry["flows"] == 3  # one connection, seen by three sources: three flow records
+
+
+def test_every_registered_source_of_connections_is_in_the_property(tmp_path: Path) -> None:
+    """A source added to capture.sources.SOURCES must be rendered here too (docs/design.md,
+    "Adding a traffic source"): the packet formats are the pcap, and flow files are records
+    already."""
+    from capture.sources import SOURCES
+
+    rendered = set(_renderings([Case("TCP", 0, 2, 50000, 8080, BASE)], tmp_path))
+    registered = {s.name for s in SOURCES if not s.packets} - {"flows"}
+    assert registered <= rendered, registered - rendered
+    assert "pcap" in rendered
