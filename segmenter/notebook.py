@@ -74,12 +74,14 @@ def repo_path(*parts: str) -> Path:
 
 def load_capture(paths: str | Path | Sequence[str | Path], *,
                  workdir: str | Path | None = None) -> Traffic:
-    """Flows from pcap/pcapng captures (ingested into ``workdir``/flows.jsonl, a temporary
-    folder by default) or from flow files (``.jsonl``, ``.jsonl.gz``) as they are."""
+    """Flows from captures and flow logs (any format ``ingest`` reads, found by content;
+    ingested into ``workdir``/flows.jsonl, a temporary folder by default) or from flow files
+    (``.jsonl``, ``.jsonl.gz``) as they are."""
     from segmenter.pipeline import ingest, read_traffic
 
     items = [str(paths)] if isinstance(paths, str | Path) else [str(p) for p in paths]
-    captures = [p for p in items if p.lower().endswith(_CAPTURE_SUFFIXES)]
+    captures = [p for p in items if p.lower().endswith(_CAPTURE_SUFFIXES)
+                or not _is_flow_file(p)]
     flow_files = [p for p in items if p not in captures]
     if captures:
         folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="segmenter-"))
@@ -87,6 +89,18 @@ def load_capture(paths: str | Path | Sequence[str | Path], *,
         ingest(captures, str(target))
         flow_files.append(str(target))
     return read_traffic(flow_files)
+
+
+def _is_flow_file(path: str) -> bool:
+    """Whether ``path`` is a segmenter flow file (by content); anything else is ingested,
+    which names the formats it reads when it is none of them."""
+    from capture.errors import CaptureError
+    from capture.sources import detect
+
+    try:
+        return detect(path)[1].name == "flows"
+    except CaptureError:
+        return False
 
 
 def render_yaml(policy_set: PolicySet, dialect: str = "kubernetes") -> str:
@@ -404,16 +418,25 @@ class Study:
 
     @classmethod
     def open(cls, captures: str | Path | Sequence[str | Path],
-             inventory: str | Path | Sequence[str | Path], *, config: str | Path | None = None,
-             sensitive: Sequence[str] = (), workdir: str | Path | None = None) -> Study:
-        """Load captures (or flow files) and the inventory, build the graph and plan it."""
+             inventory: str | Path | Sequence[str | Path] | None = None, *,
+             config: str | Path | None = None, sensitive: Sequence[str] = (),
+             workdir: str | Path | None = None) -> Study:
+        """Load captures, flow logs (or flow files) and the inventory, build the graph and
+        plan it. Without ``inventory``, it is built from the flow records (Hubble, Calico:
+        every record must say who its ends are); the graph's ``identity`` says what it
+        lacks."""
         from segmenter import pipeline
 
         flows = load_capture(captures, workdir=workdir)
-        inv_paths = [str(inventory)] if isinstance(inventory, str | Path) else [
-            str(p) for p in inventory]
-        inv = pipeline.read_inventory(inv_paths)
-        graph = pipeline.make_graph(flows, inv)
+        if inventory is None:
+            derived = pipeline.inventory_from_records(flows)
+            inv, inv_paths = derived.inventory, list(derived.inventory.sources)
+            graph = pipeline.make_graph(flows, derived)
+        else:
+            inv_paths = [str(inventory)] if isinstance(inventory, str | Path) else [
+                str(p) for p in inventory]
+            inv = pipeline.read_inventory(inv_paths)
+            graph = pipeline.make_graph(flows, inv)
         cfg = pipeline.read_config(str(config) if config else None, sensitive)
         plan = pipeline.make_plan(graph, cfg)
         capture_list = [str(captures)] if isinstance(captures, str | Path) else [

@@ -441,3 +441,17 @@ def test_graph_without_inventory_refuses_records_without_identity(
     assert main(["graph", "--flows", str(path), "--stats"]) == 2
     err = capsys.readouterr().err
     assert "give --inventory" in err and "\n" not in err.strip()
+
+
+def test_a_notebook_study_opens_flow_logs_without_an_inventory(tmp_path: Path) -> None:
+    from segmenter.notebook import Study
+    from tests.capture.flowlog_build import API as H_API
+    from tests.capture.flowlog_build import DB as H_DB
+    from tests.capture.flowlog_build import tcp_connection, write_lines
+
+    log = write_lines(tmp_path / "events.log", tcp_connection(H_API, H_DB, 40002, 5432))
+    study = Study.open(log, sensitive=["pci=payments/app=db"], workdir=tmp_path)
+    assert edges(study.graph) == {(API, DB, "TCP", 5432)}
+    assert study.graph.graph["identity"]["inventory"] == "records"
+    results = study.verify().results
+    assert len(results) == 1 and results[0].allowed
