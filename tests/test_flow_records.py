@@ -239,6 +239,21 @@ def test_disagreements_are_reported_with_counts_and_examples_and_the_inventory_d
            f"(pod), the inventory {WEB} (namespace; 3 flows)" in text
 
 
+def test_a_host_network_pod_at_its_node_address_agrees_and_an_unknown_node_address_not() -> None:
+    b = cluster()
+    b.workload("kube-system", "proxy", {"k8s-app": "proxy"}, host_network=True)
+    inventory = b.inventory()
+    proxy = next(p for p in inventory.pods if p.name == "proxy-0")
+    flows = [flow(proxy.ips[0], IP["api-0"],
+                  client_endpoint=ep(namespace="kube-system", pod="proxy-0")),
+             flow("10.0.2.1", IP["api-0"], client_endpoint=ep(entity="host", node="n1"))]
+    graph = build_graph(flows, inventory)
+    assert ("node:worker-1", API, "TCP", 8080) in edges(graph)
+    disagree = graph.graph["identity"]["disagreements"]
+    assert disagree["by_kind"] == {"node address unknown to the inventory": 1}
+    assert disagree["examples"][0]["inventory"] == "external:10.0.2.1"
+
+
 def test_names_and_services_from_the_records_reach_the_graph() -> None:
     flows = [flow(IP["web-0"], "52.1.2.3", 443,
                   server_endpoint=ep(entity="world", names=("api.stripe.com",))),

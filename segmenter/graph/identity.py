@@ -121,6 +121,9 @@ class IdentityIndex:
                 self._known.add(pod.owner)
                 self._workloads[(pod.owner.namespace, pod.owner.name)].append(pod.owner)
         self._nodes = {n.name for n in inventory.nodes}
+        # Workloads whose pods use the node's network: their address is their node's.
+        self.host_network = {p.owner.id for p in inventory.pods if p.host_network} | {
+            w.ref.id for w in inventory.workloads if w.host_network}
         self._cache: dict[EndpointIdentity, _Verdict] = {}
 
     def verdict(self, endpoint: EndpointIdentity) -> _Verdict:
@@ -326,8 +329,13 @@ class FlowEnds:
         parsed = NodeId.parse(resolved.node_id)
         if resolved.how.dnat and endpoint.entity == "world" and not endpoint.pod:
             return None  # a Service address seen before translation has no identity of its own
+        expected = verdict.node_id or verdict.claimed
+        if parsed.kind is NodeKind.NODE and expected in self.index.host_network:
+            return None  # a hostNetwork pod: the inventory gives its address to its node
         if verdict.kinds and parsed.kind not in verdict.kinds:
             if NodeKind.WORKLOAD not in verdict.kinds:
+                if NodeKind.NODE in verdict.kinds and parsed.kind is NodeKind.EXTERNAL:
+                    return "node address unknown to the inventory"
                 return "entity"
             if parsed.kind is NodeKind.EXTERNAL:
                 return "address unknown to the inventory"
@@ -335,7 +343,6 @@ class FlowEnds:
         if verdict.namespace and parsed.workload is not None \
                 and parsed.workload.namespace != verdict.namespace:
             return "namespace"
-        expected = verdict.node_id or verdict.claimed
         if expected is not None and expected != resolved.node_id \
                 and parsed.kind is NodeKind.WORKLOAD:
             return "workload"
