@@ -28,6 +28,9 @@ from capture.errors import CaptureError
 from capture.table import FlowTable
 
 HEAD_BYTES = 65536  # how much of a file (after decompression) the sniffers see
+# How much a reader of text or JSON lines asks of the file at once: with the default 8 KiB,
+# splitting a gigabyte into lines costs several times more (benchmarks/ingest_flowlogs.py).
+READ_BUFFER = 1 << 16
 GZIP_MAGIC = b"\x1f\x8b"
 
 Record = dict[str, Any]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import io
 import ipaddress
 import json
 import re
@@ -23,7 +24,7 @@ from socket import AF_INET, inet_pton
 from typing import IO, Any
 
 from capture.errors import CaptureError
-from capture.sources.base import Opened, Sink
+from capture.sources.base import READ_BUFFER, Opened, Sink
 
 CHUNK = 1 << 20  # bytes read at a time by the JSON stream
 _DAMAGE = (EOFError, OSError, zlib.error)
@@ -37,11 +38,12 @@ def line_error(opened: Opened, line: int | None, message: str) -> CaptureError:
 
 def _open(opened: Opened) -> IO[bytes]:
     try:
-        raw = open(opened.path, "rb")  # noqa: SIM115 - closed by the callers' with blocks
+        # Closed by the callers' with blocks.
+        raw = open(opened.path, "rb", buffering=READ_BUFFER)  # noqa: SIM115
     except OSError as exc:
         raise CaptureError(f"cannot read: {exc.strerror or exc}", path=opened.path) from exc
     if opened.gzipped:
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), READ_BUFFER)
     return raw
 
 

@@ -64,10 +64,8 @@ EXAMPLES: Final = 5
 RECORDS_SOURCE: Final = "(flow records)"
 
 
-def describe(endpoint: EndpointIdentity | None, address: str | None = None) -> str:
+def describe(endpoint: EndpointIdentity) -> str:
     """What a record says of an end, for people: ``shop/web-7d4f9c-* (pod)``, ``world``."""
-    if endpoint is None:
-        return address or "?"
     parts = []
     if endpoint.workload_kind and endpoint.workload_name:
         where = f"{endpoint.namespace}/" if endpoint.namespace else ""
@@ -80,8 +78,7 @@ def describe(endpoint: EndpointIdentity | None, address: str | None = None) -> s
         parts.append(endpoint.entity)
     if endpoint.node and not parts:
         parts.append(f"node {endpoint.node}")
-    text = ", ".join(parts) or "an end with no name"
-    return f"{text} at {address}" if address else text
+    return ", ".join(parts) or "an end with no name"
 
 
 @dataclass(frozen=True)
@@ -120,7 +117,6 @@ class IdentityIndex:
             if pod.owner not in self._known:
                 self._known.add(pod.owner)
                 self._workloads[(pod.owner.namespace, pod.owner.name)].append(pod.owner)
-        self._nodes = {n.name for n in inventory.nodes}
         # Workloads whose pods use the node's network: their address is their node's.
         self.host_network = {p.owner.id for p in inventory.pods if p.host_network} | {
             w.ref.id for w in inventory.workloads if w.host_network}
