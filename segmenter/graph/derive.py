@@ -112,6 +112,9 @@ class _PodSeen:
     node: str | None = None
     start: float = math.inf
     end: float = -math.inf
+    # The endpoint objects already folded in (a pod is the end of many flows, its records
+    # repeat one object: its labels and workload are looked at once).
+    endpoints: set[EndpointIdentity] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -193,16 +196,21 @@ class _Builder:
                 self.unowned[key] += 1
                 return
             seen = self.pods[key] = _PodSeen(owner)
-        elif (owner := record_workload(ep)) is not None and owner != seen.owner:
-            self.conflicts.add((f"{ep.namespace}/{ep.pod}", seen.owner.id, owner.id))
-        pairs = set(ep.labels.items)
-        seen.labels = pairs if seen.labels is None else seen.labels & pairs
+        if ep not in seen.endpoints:
+            seen.endpoints.add(ep)
+            owner = record_workload(ep) or workload_by_pod_name(ep)
+            if owner is not None and owner != seen.owner:
+                self.conflicts.add((f"{ep.namespace}/{ep.pod}", seen.owner.id, owner.id))
+            pairs = set(ep.labels.items)
+            seen.labels = pairs if seen.labels is None else seen.labels & pairs
+            if ep.node and (seen.node is None or ep.node < seen.node):
+                seen.node = ep.node  # the least, whatever the order of the records
         if address is not None:
             seen.ips.add(address)
-        if ep.node and seen.node is None:
-            seen.node = ep.node
-        seen.start = min(seen.start, flow.first_seen)
-        seen.end = max(seen.end, flow.last_seen)
+        if flow.first_seen < seen.start:  # noqa: PLR1730 - min() is slower, once per end
+            seen.start = flow.first_seen
+        if flow.last_seen > seen.end:  # noqa: PLR1730
+            seen.end = flow.last_seen
 
     def build(self) -> DerivedInventory:
         pods = []

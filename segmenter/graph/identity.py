@@ -247,6 +247,7 @@ class FlowEnds:
         self._disagree: dict[tuple[str, str, str, str, str], _Tally] = {}
         self._unresolved: dict[tuple[str, str, str], _Tally] = {}
         self.names: dict[str, set[str]] = defaultdict(set)  # external node -> record DNS names
+        self._placed: dict[tuple[EndpointIdentity, str, int | None], Resolved | str] = {}
 
     # -- resolving ---------------------------------------------------------------------------
 
@@ -283,11 +284,20 @@ class FlowEnds:
             self.unaddressed += 1
         endpoint = flow.client_endpoint if side == "client" else flow.server_endpoint
         assert endpoint is not None  # the reader refuses an address-less end without one
+        key = (endpoint, side, port)
+        found = self._placed.get(key)
+        if found is None:
+            found = self._placed[key] = self._place(endpoint, side, port)
+        if isinstance(found, str):
+            self._count(self._unresolved, (side, describe(endpoint), found), flow)
+            return None
+        return found
+
+    def _place(self, endpoint: EndpointIdentity, side: str, port: int | None) -> Resolved | str:
+        """The node an identity names, or why none."""
         verdict = self.index.verdict(endpoint)
         if verdict.node_id is None:
-            self._count(self._unresolved, (side, describe(endpoint),
-                                           verdict.problem or "no node"), flow)
-            return None
+            return verdict.problem or "no node"
         parsed = NodeId.parse(verdict.node_id)
         how = {NodeKind.WORKLOAD: Resolution.POD, NodeKind.NODE: Resolution.NODE,
                NodeKind.APISERVER: Resolution.APISERVER}.get(parsed.kind, Resolution.EXTERNAL)
