@@ -142,6 +142,8 @@ class HubbleFold:
         # is the node's own host); and the last object seen per (identity, pod, ID).
         self.idents: dict[tuple[Any, ...], tuple[int, bool]] = {}
         self.quick: dict[tuple[Any, Any, Any], tuple[Any, tuple[int, bool]]] = {}
+        # (address, pod name, identity, ID, labels, fields) -> what _ident said (see _end)
+        self.ends: dict[tuple[Any, ...], tuple[int, bool]] = {}
         self.node_names: dict[Any, str] = {}
         self.vantages: dict[tuple[str, int, str], int] = {}
         self.interned: dict[tuple[Any, ...], tuple[Any, ...]] = {}
@@ -321,8 +323,8 @@ class HubbleFold:
             (_ONE_RESET if reset else 0)
 
         s, d = (0, 1) if src_is_a else (1, 0)
-        src_local = self._end(conn, s, s_ep)
-        dst_local = self._end(conn, d, d_ep)
+        src_local = self._end(conn, s, s_ep, src)
+        dst_local = self._end(conn, d, d_ep, dst)
         if (src_local or dst_local) and node:
             nodes = conn.nodes
             if nodes is None:
@@ -337,21 +339,29 @@ class HubbleFold:
             self._dns(dns, l7, reply=reply, src=src, dst=dst, t=t)
         return None
 
-    def _end(self, conn: Conn, side: int, ep: Any) -> bool:
+    def _end(self, conn: Conn, side: int, ep: Any, address: str) -> bool:
         """Record what ``ep`` says of end ``side`` of ``conn``; whether it is local to the node
         that saw the event.
 
         The address of an end is fixed within a connection, so its endpoint objects differ
         only by where they were seen (``ID``) and by what an exporter's field mask left out:
         an object with the same security identity (Cilium's identity *is* the label set),
-        ``ID``, number of labels and of fields as one seen before says nothing new."""
+        ``ID``, number of labels and of fields as one seen before says nothing new. The same
+        holds across connections for the same address and pod name (a pod is the end of many
+        connections): such an object is looked at once per ingest."""
         if not ep:
             return False
         labels = ep.get("labels")
-        quick = (side, ep.get("identity"), ep.get("ID"), len(labels) if labels else 0, len(ep))
+        identity, endpoint_id, count, fields = (ep.get("identity"), ep.get("ID"),
+                                                len(labels) if labels else 0, len(ep))
+        quick = (side, identity, endpoint_id, count, fields)
         known = conn.seen.get(quick)
         if known is None:
-            known = conn.seen[self._intern(quick)] = self._ident(ep)
+            key = (address, ep.get("pod_name"), identity, endpoint_id, count, fields)
+            known = self.ends.get(key)
+            if known is None:
+                known = self.ends[key] = self._ident(ep)
+            conn.seen[self._intern(quick)] = known
         return known[1]
 
     def _intern(self, key: tuple[Any, ...]) -> tuple[Any, ...]:
