@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from capture_pcapbuild import ether, handshake_flow, timed, udp, write_pcap
 from flowlog_build import Pod as HubblePod
 from flowlog_build import Reserved, calico_record, goldmane_flow, tcp_connection, udp_exchange
@@ -38,6 +39,7 @@ from flowlog_render import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from capture.errors import CaptureError
 from capture.ingest import ingest
 from segmenter.flowfile import read_flow_file
 from segmenter.graph.build import build_graph
@@ -276,3 +278,37 @@ def test_every_registered_source_of_connections_is_in_the_property(tmp_path: Pat
     registered = {s.name for s in SOURCES if not s.packets} - {"flows"}
     assert registered <= rendered, registered - rendered
     assert "pcap" in rendered
+
+
+FLOW_CORPUS = (Path(__file__).resolve().parents[2] / "../shared/corpora/flows").resolve()
+CORPUS_FILES = sorted(
+    [*FLOW_CORPUS.glob("hubble-otel/*.json"), *FLOW_CORPUS.glob("aws-vpc/*.log"),
+     *FLOW_CORPUS.glob("azure/*.log"), *FLOW_CORPUS.glob("zeek/*.log")])
+
+
+@pytest.mark.skipif(not CORPUS_FILES, reason=f"flow-log corpus not found at {FLOW_CORPUS}")
+def test_the_planner_reads_what_the_sources_make_of_the_real_flow_logs(tmp_path: Path) -> None:
+    """Every real flow log of the corpus that its source reads gives a flow file the planner
+    reads, and a graph: from Hubble's records alone (their identities), from the others against
+    an empty inventory (every address external), nothing raised and nothing unaccounted."""
+    read = 0
+    for path in CORPUS_FILES:
+        out = tmp_path / f"{path.parent.name}-{path.name}.jsonl"
+        try:
+            ingest([str(path)], str(out))
+        except CaptureError:
+            continue  # a file its source refuses, with its reasons (the sources' own tests)
+        traffic = read_flow_file(out)
+        read += 1
+        if path.parent.name == "hubble-otel":
+            graph = make_graph(traffic)
+            identity = graph.graph["identity"]
+            placed = sum(d["flows"] for _, _, d in graph.edges(data=True))
+            blocked = sum(b["flows"] for b in graph.graph.get("blocked", ()))
+            assert placed + blocked + identity["unresolved"]["flows"] == len(traffic.flows), path
+        else:
+            graph = build_graph(traffic.flows, Inventory(), traffic.dns)
+            assert all(not f.client_endpoint for f in traffic.flows)
+            kinds = {a.get("kind") for _, a in graph.nodes(data=True)}
+            assert kinds <= {"external"}, (path, kinds)
+    assert read >= 15
