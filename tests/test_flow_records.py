@@ -470,3 +470,14 @@ def test_a_notebook_study_opens_flow_logs_without_an_inventory(tmp_path: Path) -
     assert study.graph.graph["identity"]["inventory"] == "records"
     results = study.verify().results
     assert len(results) == 1 and results[0].allowed
+
+
+def test_the_learning_curve_of_flows_takes_address_less_ends_and_leaves_out_drops() -> None:
+    from segmenter.views.viz.learning import learning_curve
+
+    named = ep(namespace="shop", pod="web-7d9f8c6b5-*")
+    flows = [flow(None, None, client_endpoint=named, server_endpoint=named),
+             flow(IP["web-0"], IP["api-0"]),
+             flow(IP["web-0"], IP["db-0"], 5432, verdict=FlowVerdict.DROPPED)]
+    curve = learning_curve(flows)
+    assert sorted(k[:2] for k in curve.keys) == [("", ""), (IP["web-0"], IP["api-0"])]
