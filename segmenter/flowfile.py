@@ -359,10 +359,11 @@ class _RecordReader:
         # Interned: a flow log's million records name a few hundred ends. An object equal to
         # one read before (same keys in the same order, same values) is that one.
         try:
-            labels = value.get("labels")
-            names = value.get("names")
+            get = value.get
+            labels, names = get("labels"), get("names")
             cache_key = (tuple(value.items()) if labels is None and names is None else
-                         (tuple(value), *(value.get(k) for k in _ENDPOINT_STRINGS),
+                         (tuple(value), get("namespace"), get("pod"), get("workload_kind"),
+                          get("workload_name"), get("node"), get("entity"), get("service"),
                           None if labels is None else tuple(labels.items()),
                           None if names is None else tuple(names)))
             known = self._endpoints.get(cache_key)
