@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from segmenter.documents import MAX_EPOCH, MIN_EPOCH, decode_utf8, parse_json
+from segmenter.documents import MAX_EPOCH, MIN_EPOCH, parse_json_line
 from segmenter.errors import InputError, type_name
 from segmenter.model import (
     DirectionBasis,
@@ -77,11 +77,11 @@ def read_flow_file(path: str | Path) -> Traffic:
         with _open(path) as handle:
             for lineno, raw in enumerate(handle, start=1):
                 record = f"line {lineno}"
-                line = decode_utf8(raw, path=path, offset=offset, record=record)
-                offset += len(raw)
-                if not line.strip():
+                if not raw.strip():
+                    offset += len(raw)
                     continue
-                data = parse_json(line, path=path, record=record)
+                data = parse_json_line(raw, path=path, offset=offset, record=record)
+                offset += len(raw)
                 if not isinstance(data, dict):
                     raise _Bad(f"expected a JSON object, got {type_name(data)}")
                 if header is None:
@@ -129,9 +129,9 @@ def read_flow_files(paths: Sequence[str | Path]) -> Traffic:
         key=lambda f: (
             f.first_seen,
             f.transport.value,
-            f.client,
+            f.client or "",
             -1 if f.client_port is None else f.client_port,
-            f.server,
+            f.server or "",
             -1 if f.server_port is None else f.server_port,
         ),
     )
@@ -208,11 +208,17 @@ def _check_header(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _names_an_end(endpoint: EndpointIdentity) -> bool:
+    return any((endpoint.namespace, endpoint.pod, endpoint.workload_name, endpoint.entity))
+
+
 class _RecordReader:
     """Validates records; caches the canonical form of each address (they repeat a lot)."""
 
     def __init__(self) -> None:
         self._ips: dict[str, str] = {}
+        self._tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._endpoints: dict[tuple[Any, ...], EndpointIdentity] = {}
 
     def ip(self, data: Mapping[str, Any], key: str) -> str:
         value = data.get(key)
@@ -256,11 +262,24 @@ class _RecordReader:
             raise _Bad(f'"{key}" must be true or false, not {type_name(value)}')
         return value
 
+    def end(self, data: Mapping[str, Any], key: str,
+            endpoint: EndpointIdentity | None) -> str | None:
+        """An end's address; null only when its ``*_endpoint`` names the end (version 2: flow
+        logs that aggregate endpoints to names, Calico Goldmane and aggregated flows.log)."""
+        if data.get(key) is None and endpoint is not None and _names_an_end(endpoint):
+            return None
+        if data.get(key) is None and key in data:
+            raise _Bad(f'"{key}" is null, but "{key}_endpoint" does not name the end (it needs '
+                       "a namespace, pod, workload_name or entity)")
+        return self.ip(data, key)
+
     @staticmethod
     def port(data: Mapping[str, Any], key: str, transport: Transport) -> int | None:
         value = data.get(key)
         if value is None:
-            if transport in _PORTED:
+            # A client's (ephemeral) port may be unknown: flow logs aggregate over it (Calico,
+            # Goldmane). The server's port is what a rule allows: required.
+            if transport in _PORTED and key != "client_port":
                 raise _Bad(f'"{key}" is required for {transport.value}')
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
@@ -291,10 +310,12 @@ class _RecordReader:
             not isinstance(outer, list) or not all(isinstance(o, str) for o in outer)
         ):
             raise _Bad('"outer" must be a list of addresses or null')
+        client_endpoint = self.endpoint(data, "client_endpoint")
+        server_endpoint = self.endpoint(data, "server_endpoint")
         return Flow(
             transport=transport,
-            client=self.ip(data, "client"),
-            server=self.ip(data, "server"),
+            client=self.end(data, "client", client_endpoint),
+            server=self.end(data, "server", server_endpoint),
             client_port=self.port(data, "client_port", transport),
             server_port=self.port(data, "server_port", transport),
             first_seen=first_seen,
@@ -308,19 +329,31 @@ class _RecordReader:
             resets=self.count(data, "resets"),
             tls=self.flag(data, "tls"),
             sni=sni,
-            client_endpoint=self.endpoint(data, "client_endpoint"),
-            server_endpoint=self.endpoint(data, "server_endpoint"),
+            client_endpoint=client_endpoint,
+            server_endpoint=server_endpoint,
             verdict=self.verdict(data),
             sampled=self.flag(data, "sampled"),
             sources=self.strings(data, "sources"),
+            policies=self.strings(data, "policies"),
         )
 
-    @staticmethod
-    def strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
-        value = data.get(key, [])
+    def strings(self, data: Mapping[str, Any], key: str) -> tuple[str, ...]:
+        value = data.get(key)
+        if not value:
+            if value is None or value == []:
+                return ()
+            raise _Bad(f'"{key}" must be a list of strings')
+        # Interned: a million records share a handful of source and policy lists.
+        try:
+            known = self._tuples.get(tuple(value))
+        except TypeError:  # unhashable items: refused below
+            known = None
+        if known is not None and type(value) is list:
+            return known
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise _Bad(f'"{key}" must be a list of strings')
-        return tuple(value)
+        found = tuple(value)
+        return self._tuples.setdefault(found, found)
 
     @staticmethod
     def verdict(data: Mapping[str, Any]) -> FlowVerdict | None:
@@ -336,6 +369,27 @@ class _RecordReader:
         value = data.get(key)
         if value is None:
             return None
+        # Interned: a flow log's million records name a few hundred ends. An object equal to
+        # one read before (same keys in the same order, same values) is that one.
+        try:
+            get = value.get
+            labels, names = get("labels"), get("names")
+            cache_key = (tuple(value.items()) if labels is None and names is None else
+                         (tuple(value), get("namespace"), get("pod"), get("workload_kind"),
+                          get("workload_name"), get("node"), get("entity"), get("service"),
+                          None if labels is None else tuple(labels.items()),
+                          None if names is None else tuple(names)))
+            known = self._endpoints.get(cache_key)
+        except (AttributeError, TypeError):  # not an object, or unhashable: checked below
+            cache_key, known = None, None
+        if known is not None:
+            return known
+        found = self._endpoint(value, key)
+        if cache_key is not None:
+            self._endpoints[cache_key] = found
+        return found
+
+    def _endpoint(self, value: Any, key: str) -> EndpointIdentity:
         if not isinstance(value, dict):
             raise _Bad(f'"{key}" must be an object or null, not {type_name(value)}')
         unknown = set(value) - _ENDPOINT_KEYS

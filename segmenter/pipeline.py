@@ -36,6 +36,8 @@ from segmenter.dialects.base import Output
 from segmenter.errors import InputError, UnsupportedError
 from segmenter.flowfile import Traffic, read_flow_files
 from segmenter.graph.build import build_graph
+from segmenter.graph.derive import DerivedInventory, derive_inventory
+from segmenter.graph.identity import FlowEnds
 from segmenter.graph.io import save_graph
 from segmenter.model import Flow, Inventory
 from segmenter.planner import Plan, plan
@@ -106,14 +108,33 @@ def live_inventory(*, context: str | None = None, kubeconfig: str | None = None)
     return read_live(context=context, kubeconfig=kubeconfig)
 
 
-def make_graph(traffic: Traffic, inventory: Inventory,
+def inventory_from_records(traffic: Traffic) -> DerivedInventory:
+    """The inventory the flow records describe (their ends' namespaces, pods, labels,
+    workloads, nodes), with notes on what it lacks; for traffic whose every record carries
+    identities (Hubble, Calico, GKE flow logs) when no inventory is given.
+
+    Raises:
+        InputError: a flow has an end its record does not identify.
+    """
+    return derive_inventory(traffic.flows)
+
+
+def make_graph(traffic: Traffic, inventory: Inventory | DerivedInventory | None = None,
                networks: ClusterNetworks | None = None) -> nx.DiGraph:
     """Resolve flows to workloads: one node per entity, one edge per client -> server.
+
+    Without ``inventory``, one is built from the records (:func:`inventory_from_records`).
 
     Raises:
         InventoryError: traffic to Service or pod addresses the inventory does not explain
             (``networks``: the ranges ``segmenter.yaml`` declares).
     """
+    if inventory is None:
+        inventory = inventory_from_records(traffic)
+    if isinstance(inventory, DerivedInventory):
+        return build_graph(traffic.flows, inventory.inventory, dns=traffic.dns,
+                           networks=networks,
+                           ends=FlowEnds(inventory.inventory, notes=inventory.notes))
     return build_graph(traffic.flows, inventory, dns=traffic.dns, networks=networks)
 
 
@@ -433,9 +454,18 @@ class RunResult:
     files: dict[str, int]  # target -> policy files written
     notes: list[str]
     verdicts: dict[str, list[FlowVerdict]] = field(default_factory=dict)
+    inventory: Inventory | None = None  # the inventory used (built from the records or not)
+
+    @property
+    def not_replayed(self) -> int:
+        """Flows the self-check did not replay: not forwarded, or with an end no workload
+        matches (see the graph's ``blocked`` and ``identity``)."""
+        replayed = max((len(v) for v in self.verdicts.values()), default=0)
+        return len(self.traffic.flows) - replayed
 
 
-def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.PathLike[str], *,
+def run(sources: Sequence[str], inventory_paths: Sequence[str] | None,
+        out: str | os.PathLike[str], *,
         config: str | None = None, sensitive: Sequence[str] = (), best_effort: bool = False,
         staged: bool = False, progress: bool = False, force: bool = False,
         draw: Callable[[nx.DiGraph, Plan, Path, str], Any] | None = None,
@@ -448,8 +478,10 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     ``dialects``: the targets to write (:func:`choose_targets`: every one by default, ``auto``
     for those the cluster enforces); ``options``: writer options over the config's.
     Every input is read and checked before anything is written; a plan that a target cannot
-    express leaves no new file beside the flow file. ``draw(graph, plan, path, title)`` draws
-    the zone map (the views layer supplies it).
+    express leaves no new file beside the flow file. Without ``inventory_paths``, the inventory
+    is built from the flow records (:func:`inventory_from_records`: every record must carry
+    identities). ``draw(graph, plan, path, title)`` draws the zone map (the views layer
+    supplies it).
 
     What it writes is recorded in ``out``/.segmenter-run.json (paths and SHA-256); a file at
     one of its paths that it did not write, or that changed since, is refused before anything
@@ -460,9 +492,11 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
 
     folder = Path(out)
     configuration = read_config(config, sensitive)
-    inventory = read_inventory(inventory_paths)
-    targets, chosen = choose_targets(dialects, inventory, live=detect_live, context=context,
-                                     kubeconfig=kubeconfig)
+    given = read_inventory(inventory_paths) if inventory_paths else None
+    # --dialect auto reads the CNI from the inventory given (an inventory built from the
+    # records shows none: auto then needs the cluster, or fails).
+    targets, chosen = choose_targets(dialects, given or Inventory(), live=detect_live,
+                                     context=context, kubeconfig=kubeconfig)
     writers = writer_options(configuration, options)
     recorded: dict[str, str] = {}
     if not force:
@@ -473,7 +507,13 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     ingested = ingest(sources, flows_path, progress=progress)
     _record_run(folder, recorded, [Path(flows_path)])
     traffic = read_traffic([flows_path])
-    graph = make_graph(traffic, inventory, configuration.cluster)
+    if given is None:
+        derived = inventory_from_records(traffic)
+        inventory = derived.inventory
+        graph = make_graph(traffic, derived, configuration.cluster)
+    else:
+        inventory = given
+        graph = make_graph(traffic, given, configuration.cluster)
     result = make_plan(graph, configuration)
     out_dirs = {t.name: str(folder / t.name) for t in targets}
     policy_set = compile_policies(graph, result, inventory, configuration.compile)
@@ -500,7 +540,8 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
                      for n in policy_notes(traffic, inventory, written, configuration.cluster))
         files[target.name] = sum(1 for f in Path(out_dirs[target.name]).rglob("*.yaml")
                                  if f.name != "kustomization.yaml")
-    return RunResult(ingested, graph, result, traffic, out_dirs, files, notes, verdicts)
+    return RunResult(ingested, graph, result, traffic, out_dirs, files, notes, verdicts,
+                     inventory)
 
 
 __all__ = [
@@ -518,6 +559,7 @@ __all__ = [
     "enforcement_for",
     "flow_findings",
     "ingest",
+    "inventory_from_records",
     "left_out_note",
     "live_inventory",
     "make_graph",

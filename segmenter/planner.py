@@ -33,6 +33,7 @@ from segmenter.documents import At, load_json
 from segmenter.errors import InputError, PlanError
 from segmenter.gcpause import no_gc
 from segmenter.graph.declared import DECLARED, DeclaredFlow, apply_declared, resolve_declared
+from segmenter.graph.stats import count_text
 from segmenter.model import Labels, is_workload_id
 
 
@@ -441,7 +442,8 @@ def _scope(graph: nx.DiGraph, config: Config, data_class: str, restricted: dict[
                                if p.get(DECLARED)})
             why = f"; declared: {'; '.join(declared)}" if declared else ""
             zone_name[peer] = Zone.CONNECTED
-            zone[peer] = ZoneMember(peer, f"{verb} ({ports}; {data.get('flows', 0)} flows{why})")
+            count = count_text(int(data.get("flows", 0)), data)
+            zone[peer] = ZoneMember(peer, f"{verb} ({ports}; {count} flows{why})")
     for node in graph.nodes:
         if node not in zone_name:
             zone_name[node] = Zone.GENERAL

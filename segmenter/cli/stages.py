@@ -72,7 +72,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
     if args.output:
         check_output_file(args.output)
-    inventory = pipeline.read_inventory(args.inventory)
+    inventory = pipeline.read_inventory(args.inventory) if args.inventory else None
     networks = pipeline.read_config(args.config).cluster if args.config else None
     graph = pipeline.make_graph(pipeline.read_traffic(args.flows), inventory, networks)
     if args.output:
@@ -152,6 +152,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from segmenter.graph.stats import record_lines
     from segmenter.planner import summary_lines
     from segmenter.views.viz.draw import save_zone_map
 
@@ -169,6 +170,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"segmenter run: {result.ingest.line()}")
     print(f"graph: {result.graph.number_of_nodes()} nodes, {result.graph.number_of_edges()} "
           f"edges -> {out / 'graph.json'}, {out / 'graph.png'}")
+    for line in record_lines(result.graph.graph.get("identity"),
+                             result.graph.graph.get("blocked") or []):
+        print(line)
     print("\n".join(summary_lines(result.plan)))
     for name, count in result.files.items():
         print(f"{name}: {count} policy files in {result.out_dirs[name]}")
@@ -178,7 +182,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name, verdicts in result.verdicts.items():
         denied = [r for r in verdicts if not r.allowed]
         print(f"verify ({name} enforcement): {len(verdicts) - len(denied)}/{len(verdicts)} "
-              "observed flows allowed")
+              "observed flows allowed"
+              + (f" ({result.not_replayed} not replayed: not let through by the policies in "
+                 "force, or unresolved)" if result.not_replayed else ""))
         for r in denied:
             failed = True
             print(f"  DENIED {r.client} -> {r.server} {r.flow.transport}/{r.port}")
@@ -257,7 +263,9 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("graph", help="resolve flows to workloads and build the graph")
     p.add_argument("--flows", nargs="+", required=True)
-    p.add_argument("--inventory", nargs="+", required=True)
+    p.add_argument("--inventory", nargs="+",
+                   help="kubectl dumps or the inventory file; without it, the inventory is "
+                        "built from the flow records, which must all carry identities")
     p.add_argument("--config", help="segmenter.yaml (the cluster's Service and pod ranges)")
     p.add_argument("-o", "--output",
                    help="graph.json (node-link); .graphml or .gexf (Gephi) by suffix")
@@ -303,7 +311,10 @@ def register(sub: Any) -> None:
                     "denied, 2 bad input.")
     p.add_argument("captures", nargs="+", metavar="CAPTURE",
                    help="pcap/pcapng captures, flow files, flow logs (found by content)")
-    p.add_argument("--inventory", nargs="+", required=True, metavar="DUMP")
+    p.add_argument("--inventory", nargs="+", metavar="DUMP",
+                   help="kubectl dumps or the inventory file; without it, the inventory is "
+                        "built from the flow records (Hubble, Calico, GKE flow logs), which "
+                        "must all carry identities")
     options.sensitive(p)
     p.add_argument("--config", help="segmenter.yaml")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR")

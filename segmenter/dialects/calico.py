@@ -27,7 +27,13 @@ import hashlib
 import re
 from typing import Any
 
-from segmenter.dialects.base import MANAGED_BY, Dialect, Manifest, policy_annotations
+from segmenter.dialects.base import (
+    MANAGED_BY,
+    Dialect,
+    Manifest,
+    evidence_sources,
+    policy_annotations,
+)
 from segmenter.dialects.kubernetes import timestamp
 from segmenter.model import Labels
 from segmenter.policy.ir import (
@@ -155,7 +161,13 @@ class Calico(Dialect):
         annotations: dict[str, str] = {}
         ev = rule.evidence
         if ev.flows:
-            annotations["segmenter.io/flows"] = str(ev.flows)
+            # A sampled source's count is an estimate: never written as an exact number.
+            annotations["segmenter.io/flows"] = f"~{ev.flows}" if ev.sampled else str(ev.flows)
+        sources = evidence_sources(ev)
+        if sources:
+            annotations["segmenter.io/sources"] = sources
+            if ev.sampled:
+                annotations["segmenter.io/sampled"] = "true"
         if ev.first_seen is not None:
             annotations["segmenter.io/first-seen"] = str(timestamp(ev.first_seen))
             annotations["segmenter.io/last-seen"] = str(timestamp(ev.last_seen))

@@ -61,6 +61,11 @@ def graph_from_dict(data: Any, *, path: str | None = None) -> nx.DiGraph:
         if type(version) is not int or version > GRAPH_VERSION:
             attrs.key("version").fail(f"graph version {version!r} is newer than this reader "
                                       f"(version {GRAPH_VERSION})")
+        for entry in attrs.key("blocked").items():
+            _check_attrs(entry, _BLOCKED_ATTRS)
+        identity = attrs.key("identity")
+        if identity.value is not None:
+            _check_attrs(identity, _IDENTITY_ATTRS)
     ids: set[str] = set()
     for node in doc.key("nodes").items():
         ids.add(_check_node(node, ids))
@@ -201,6 +206,29 @@ _PORT_ATTRS: Final[dict[str, _Check]] = {
     "tls": (True, lambda v: type(v) is bool, At.flag),
     "via_service": (False, lambda v: v is None or type(v) is str, _text_or_none),
     "via_addresses": (False, _is_ips, _ips),
+    "sources": (False, _is_texts, At.texts),
+    "sampled": (False, lambda v: type(v) is bool, At.flag),
+}
+# The graph attribute ``blocked`` (graph.blocked): flows the policies in force did not let
+# through, shown by ``graph --stats``, ``run`` and the notebook.
+_BLOCKED_ATTRS: Final[dict[str, _Check]] = {
+    "client": (True, lambda v: type(v) is str, At.text),
+    "server": (True, lambda v: type(v) is str, At.text),
+    "protocol": (True, lambda v: isinstance(v, str) and v in _TRANSPORTS, _transport),
+    "port": (False, lambda v: v is None or (type(v) is int and 0 <= v <= 65535), _port),
+    "verdict": (True, lambda v: type(v) is str, At.text),
+    "flows": _COUNT,
+    "first_seen": _TIMES, "last_seen": _TIMES,
+    "sources": (True, _is_texts, At.texts),
+    "policies": (True, _is_texts, At.texts),
+    "sampled": (False, lambda v: type(v) is bool, At.flag),
+}
+# The graph attribute ``identity`` (graph.identity): the counts ``graph --stats`` adds up.
+_IDENTITY_ATTRS: Final[dict[str, _Check]] = {
+    "identified_ends": (False, lambda v: type(v) is int and 0 <= v < 2**63, _count),
+    "checked_ends": (False, lambda v: type(v) is int and 0 <= v < 2**63, _count),
+    "addressless_ends": (False, lambda v: type(v) is int and 0 <= v < 2**63, _count),
+    "notes": (False, _is_texts, At.texts),
 }
 
 

@@ -16,6 +16,7 @@ import networkx as nx
 from segmenter.analysis.findings import Finding, FindingKind
 from segmenter.compliance import CATALOG, FRAMEWORK_TITLES, Framework
 from segmenter.evaluate.engine import PolicyEngine
+from segmenter.graph.stats import count_text, entry_of
 from segmenter.model import DnsAnswer, Flow, Inventory, NodeId, NodeKind, is_workload_id
 from segmenter.planner import ClassScope, Plan, Zone
 from segmenter.views.report.document import Block, Bullets, Heading, Image, Para, Table, _slug
@@ -293,7 +294,9 @@ def register_section(ctx: ReportContext, blocks: list[Block], findings: list[Fin
             rows.append((f"{_name(ctx.graph, c.client)} ({c.client_zone})",
                          f"{_name(ctx.graph, c.server)} ({c.server_zone})",
                          _port(c.protocol, c.port), "yes" if c.tls else "no",
-                         str(c.flows) if c.flows or not c.declared else "declared",
+                         count_text(c.flows, entry_of(ctx.graph, c.client, c.server,
+                                                      c.protocol, c.port))
+                         if c.flows or not c.declared else "declared",
                          seen, allowed_by, decl.justification if decl else "",
                          decl.approved_by if decl else ""))
             marks.append(mark)
@@ -361,7 +364,8 @@ def encryption_section(ctx: ReportContext, blocks: list[Block], findings: list[F
                               if Zone.RESTRICTED in (s.zone_of(u), s.zone_of(v))})
             rows.append((_name(ctx.graph, u), _name(ctx.graph, v),
                          _port(str(p.get("protocol")), p.get("port")), ", ".join(classes),
-                         str(p.get("flows", 0)), _span(p.get("first_seen"), p.get("last_seen")),
+                         count_text(int(p.get("flows", 0)), p),
+                         _span(p.get("first_seen"), p.get("last_seen")),
                          ""))
     if not restricted:
         blocks.append(Para("No restricted zone: nothing is in scope.", "info"))
