@@ -59,12 +59,16 @@ class IngestResult:
     dns: int
     sources: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+    records: int = 0  # flow-log and flow-file records read
 
     def line(self) -> str:
-        """``N packets read, M skipped (reason n, ...), K flows written``."""
+        """``N packets read, M skipped (reason n, ...), K flows written`` (``records`` for flow
+        logs and flow files)."""
+        from capture.ingest import read_counts
+
         skipped = sum(self.skipped.values())
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items()))
-        return (f"{self.packets} packets read, {skipped} skipped"
+        return (f"{read_counts(self.packets, self.records)} read, {skipped} skipped"
                 + (f" ({reasons})" if reasons else "") + f", {self.flows} flows written")
 
 
@@ -82,10 +86,12 @@ def ingest(sources: Sequence[str], out: str, *, progress: bool = False) -> Inges
         stats = capture_ingest(list(sources), out, progress=progress)
     except CaptureError as exc:
         raise InputError(str(exc)) from exc
+    except BrokenPipeError:
+        raise  # the reader of standard output went away: the CLI ends quietly
     except OSError as exc:
         raise InputError(f"{exc.strerror or exc}", path=getattr(exc, "filename", None)) from exc
     return IngestResult(stats.packets, dict(stats.skipped), stats.flows, stats.dns,
-                        stats.sources, stats.warnings)
+                        stats.sources, stats.warnings, stats.records)
 
 
 def read_traffic(paths: Sequence[str]) -> Traffic:
