@@ -356,11 +356,16 @@ def diff(old: PolicyDocs, new: PolicyDocs, *, inventory: Inventory | None = None
          flows: Sequence[Flow] = (), target: Target | None = None,
          max_workloads: int = 200) -> tuple[StructuralDiff, SemanticDiff | None]:
     """Objects that change between two policy sets and, with an inventory, the connections and
-    observed flows that change verdict under ``target``'s enforcement."""
+    observed flows that change verdict under ``target``'s enforcement (by default the one the
+    sides are written for: :func:`enforcement_for`, which refuses to guess).
+
+    Raises:
+        InputError: no ``target`` and none the sides tell (Kubernetes NetworkPolicies alone).
+    """
     structural = diff_policies(old.manifests, new.manifests)
     semantic = None
     if inventory is not None:
-        chosen = target or get_target("kubernetes")
+        chosen = target or enforcement_for([old, new], sides=True).target
         semantic = semantic_diff(list(old.manifests), list(new.manifests), inventory, flows,
                                  chosen.name, max_workloads=max_workloads,
                                  focus_namespaces=structural.touched_namespaces())
