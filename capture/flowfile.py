@@ -74,9 +74,9 @@ def sort_key(rec: Mapping[str, Any]) -> tuple[Any, ...]:
             0,
             float(rec.get("first_seen") or 0.0),
             str(rec.get("proto")),
-            str(rec.get("client")),
+            str(rec.get("client") or ""),  # null (an end named, not addressed) sorts first
             _port(rec.get("client_port")),
-            str(rec.get("server")),
+            str(rec.get("server") or ""),
             _port(rec.get("server_port")),
         )
     if kind == "dns":

@@ -49,8 +49,9 @@ def load_inventory(paths: Sequence[str]) -> Inventory:
     return read_inventory(list(paths))
 
 
-def build_graph(flows: Traffic, inventory: Inventory) -> nx.DiGraph:
-    """Resolve flows to workloads; one node per entity, one edge per client -> server."""
+def build_graph(flows: Traffic, inventory: Inventory | None = None) -> nx.DiGraph:
+    """Resolve flows to workloads; one node per entity, one edge per client -> server.
+    Without ``inventory``, one is built from the flow records' identities."""
     from segmenter.pipeline import make_graph
 
     return make_graph(flows, inventory)

@@ -35,7 +35,6 @@ Nothing here has been run against a real cluster.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -55,8 +54,9 @@ from segmenter.analysis.diff.normalize import (
     ObjectKey,
     normalize,
 )
-from segmenter.errors import InputError, SegmenterError
-from segmenter.fileio import atomic_write_json, atomic_write_text
+from segmenter.documents import At, load_json, parse_json, parse_yaml, read_text
+from segmenter.errors import InputError, OutputError, SegmenterError
+from segmenter.fileio import atomic_write_json, atomic_write_text, ensure_folder
 from segmenter.k8s import PolicyKind
 from segmenter.targets import CALICO_GROUP, all_kinds, kind_of
 
@@ -206,18 +206,11 @@ class SourceDir:
 
 
 def _documents(path: Path) -> list[Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", path=str(path)) from None
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-            return data if isinstance(data, list) else [data]
-        return list(yaml.safe_load_all(text))
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise InputError(f"not valid YAML/JSON: {str(exc).splitlines()[0]}",
-                         path=str(path)) from None
+    text = read_text(path)
+    if path.suffix.lower() == ".json":
+        data = parse_json(text, path=str(path))
+        return data if isinstance(data, list) else [data]
+    return parse_yaml(text, path=str(path))
 
 
 def _expand(docs: Iterable[Any]) -> list[dict[str, Any]]:
@@ -490,13 +483,16 @@ def _dump(docs: Sequence[Mapping[str, Any]]) -> str:
 
 def _new_backup_folder(base: Path, now: datetime) -> Path:
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    base.mkdir(parents=True, exist_ok=True)
+    ensure_folder(base)
     for n in range(1, 1000):
         folder = base / (stamp if n == 1 else f"{stamp}-{n}")
         try:
             folder.mkdir()
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise OutputError(f"cannot create a backup folder: {exc.strerror or exc}",
+                              path=str(folder)) from None
         return folder
     raise ApplyError(f"cannot create a backup folder under {base}")
 
@@ -599,10 +595,10 @@ def _write_backup(folder: Path, src: SourceDir, selected: Sequence[SourceObject]
                                                         if step.namespace else "")
         atomic_write_text(folder / "saved" / f"{stem}.yaml", completed.stdout)
         try:
-            objects = _expand(yaml.safe_load_all(completed.stdout))
-        except yaml.YAMLError as exc:
+            objects = _expand(parse_yaml(completed.stdout, path=None))
+        except InputError as exc:
             raise ApplyError(f"step {step.name!r}: the output is not YAML: "
-                             f"{str(exc).splitlines()[0]}") from None
+                             f"{exc.one_line()}") from None
         by_key = {ObjectKey.of(normalize(o)): o for o in objects if kind_of(o) == step.kind}
         keys = sorted(by_key)
         existing.update(keys)
@@ -662,19 +658,33 @@ def _write_backup(folder: Path, src: SourceDir, selected: Sequence[SourceObject]
 
 
 def read_backup_manifest(backup: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``manifest.json`` of a backup folder, every field rollback reads checked."""
     path = Path(backup) / MANIFEST
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"not a segmenter backup (no {MANIFEST})", path=str(backup)) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", path=str(path)) from None
-    if not isinstance(data, dict) or data.get("format") != BACKUP_FORMAT:
-        raise InputError(f"not a {BACKUP_FORMAT} manifest", path=str(path))
-    if data.get("version") != BACKUP_VERSION:
-        raise InputError(f"backup version {data.get('version')!r} is not supported",
-                         path=str(path))
-    return data
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"not a segmenter backup (no {MANIFEST})", path=str(backup))
+    doc = At(load_json(path), str(path))
+    if doc.mapping().get("format") != BACKUP_FORMAT:
+        doc.fail(f"not a {BACKUP_FORMAT} manifest")
+    if doc.value.get("version") != BACKUP_VERSION:
+        doc.key("version").fail(f"backup version {doc.value.get('version')!r} is not supported")
+    doc.key("context").text_or_none()
+    doc.key("kubeconfig").text_or_none()
+    tools = {"kubectl": "kubectl", "calicoctl": "calicoctl"}
+    for entry in doc.key("saved").items():
+        restore = entry.key("restore").text_or_none()
+        if restore is not None and (Path(restore).is_absolute() or ".." in Path(restore).parts):
+            entry.key("restore").fail("must be a path inside the backup folder")
+        entry.need("resource").text()
+        entry.key("namespace").text_or_none()
+        entry.need("tool").choice(tools)
+    for item in doc.key("created_by_apply").items():
+        for key in ("group", "kind", "resource", "name"):
+            if key != "group" and not item.need(key).text():
+                item.key(key).fail("must not be empty")
+        item.key("group").text_or_none()
+        item.key("namespace").text_or_none()
+        item.need("tool").choice(tools)
+    return doc.mapping()
 
 
 def plan_rollback(

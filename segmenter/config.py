@@ -59,10 +59,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from segmenter.compliance import BUILTIN_CLASSES
-from segmenter.errors import InputError, PlanError
+from segmenter.documents import At, load_yaml
+from segmenter.errors import InputError, PlanError, type_name
 from segmenter.k8s import SYSTEM_NAMESPACES, is_dns1123_label, is_label_key, is_label_value
 from segmenter.model import Labels, NodeId, NodeKind, Transport
 
@@ -314,18 +313,10 @@ def load_config(path: str | None, extra: tuple[SensitiveDecl, ...] = ()) -> Conf
     if path is None:
         config = Config()
     else:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"cannot read config: {exc.strerror or exc}", path=path) from exc
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}" if mark is not None else None
-            raise InputError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path=path,
-                             record=where) from exc
-        config = _parse_config(raw or {}, path)
+        documents = [d for d in load_yaml(path) if d is not None]
+        if len(documents) > 1:
+            raise InputError("expected one YAML document, found several", path=path)
+        config = _parse_config(At(documents[0] if documents else {}, path), path)
     classes = dict(config.classes)
     for decl in extra:
         _check_class(decl.data_class, classes, path=None, record=decl.source)
@@ -361,69 +352,54 @@ def _check_class(name: str, classes: dict[str, dict[str, str]], *, path: str | N
                         "`classes:`)", path=path, record=record)
 
 
-def _parse_config(raw: Any, path: str) -> Config:
-    if not isinstance(raw, dict):
-        raise PlanError("the config must be a map", path=path)
+def _parse_config(doc: At, path: str) -> Config:
     known_keys = {"version", "classes", "sensitive", "exclude_namespaces", "compile", "cluster",
                   "declared_flows", "entry_points", "justifications"}
-    for key in raw:
+    for key, value in doc.entries():
         if key not in known_keys:
-            raise PlanError(f"unknown key {key!r} (known: {', '.join(sorted(known_keys))})",
-                            path=path, record=str(key))
-    if raw.get("version", 1) != 1:
-        raise PlanError(f"unsupported config version {raw.get('version')!r}", path=path,
-                        record="version")
+            value.fail(f"unknown key (known: {', '.join(sorted(known_keys))})")
+    version = doc.key("version")
+    if version.value is not None and (type(version.value) is not int or version.value != 1):
+        version.fail(f"unsupported config version {_shown(version.value)}")
     classes = dict(BUILTIN_CLASSES)
-    for name, options in (raw.get("classes") or {}).items():
-        record = f"classes.{name}"
-        if not isinstance(name, str) or not is_dns1123_label(name):
-            raise PlanError("class names are lowercase letters, digits and '-'", path=path,
-                            record=record)
-        if options is not None and not isinstance(options, dict):
-            raise PlanError("class options must be a map", path=path, record=record)
+    for name, options in doc.key("classes").entries():
+        if not is_dns1123_label(name):
+            options.fail("class names are lowercase letters, digits and '-'")
         merged = dict(classes.get(name, {"title": name, "framework": name}))
-        merged.update({str(k): str(v) for k, v in (options or {}).items()})
+        for key, value in options.entries():
+            if key not in ("title", "framework"):
+                value.fail("unknown key (known: framework, title)")
+            merged[key] = value.text()
         classes[name] = merged
     decls = []
-    entries = raw.get("sensitive") or []
-    if not isinstance(entries, list):
-        raise PlanError("`sensitive` must be a list", path=path, record="sensitive")
-    for index, entry in enumerate(entries):
-        record = f"sensitive[{index}]"
-        if not isinstance(entry, dict):
-            raise PlanError("each entry must be a map", path=path, record=record)
-        unknown = set(entry) - {"class", "namespace", "selector", "role", "reason"}
-        if unknown:
-            raise PlanError(f"unknown key(s) {', '.join(sorted(unknown))}", path=path,
-                            record=record)
-        data_class = entry.get("class")
-        if not isinstance(data_class, str):
-            raise PlanError("`class` is required", path=path, record=record)
+    for entry in doc.key("sensitive").items():
+        record = entry.where
+        for key, value in entry.entries():
+            if key not in {"class", "namespace", "selector", "role", "reason"}:
+                value.fail("unknown key (known: class, namespace, reason, role, selector)")
+        data_class = entry.need("class").text()
         _check_class(data_class, classes, path=path, record=record)
-        role = entry.get("role", "store")
+        role = entry.key("role").text_or_none() or "store"
         if role not in {"store", "processor"}:
-            raise PlanError(f"role must be store or processor, not {role!r}", path=path,
-                            record=record)
-        namespace = entry.get("namespace")
-        if namespace is not None and (not isinstance(namespace, str)
-                                      or not is_dns1123_label(namespace)):
-            raise PlanError(f"invalid namespace {namespace!r}", path=path, record=record)
-        selector = _check_labels(entry.get("selector"), path=path, record=record)
+            entry.key("role").fail(f"role must be store or processor, not {role!r}")
+        namespace = entry.key("namespace").text_or_none()
+        if namespace is not None and not is_dns1123_label(namespace):
+            entry.key("namespace").fail(f"invalid namespace {namespace!r}")
+        selector = _check_labels(entry.key("selector").value, path=path, record=record)
         decls.append(SensitiveDecl(data_class, selector, namespace, role,
-                                   str(entry.get("reason") or f"declared in {Path(path).name}"),
+                                   entry.key("reason").text_or_none()
+                                   or f"declared in {Path(path).name}",
                                    f"{Path(path).name} {record}"))
-    exclude = raw.get("exclude_namespaces", list(SYSTEM_NAMESPACES))
-    if not isinstance(exclude, list) or not all(isinstance(n, str) for n in exclude):
-        raise PlanError("`exclude_namespaces` must be a list of names", path=path,
-                        record="exclude_namespaces")
-    cluster = _parse_cluster(raw.get("cluster"), path)
-    options = dataclasses.replace(
-        _parse_compile(raw.get("compile"), path),
-        entry_points=_parse_entry_points(raw.get("entry_points"), path),
+    exclude = doc.key("exclude_namespaces")
+    excluded = exclude.texts() if exclude.value is not None else SYSTEM_NAMESPACES
+    cluster = _parse_cluster(doc.key("cluster").value, path)
+    compile_options = dataclasses.replace(
+        _parse_compile(doc.key("compile").value, path),
+        entry_points=_parse_entry_points(doc.key("entry_points").value, path),
         cluster=cluster, path=path)
-    return Config(tuple(decls), classes, tuple(sorted(exclude)), path, options, cluster,
-                  _parse_declared_flows(raw.get("declared_flows"), path),
-                  _parse_justifications(raw.get("justifications"), path))
+    return Config(tuple(decls), classes, tuple(sorted(excluded)), path, compile_options, cluster,
+                  _parse_declared_flows(doc.key("declared_flows").value, path),
+                  _parse_justifications(doc.key("justifications").value, path))
 
 
 def _parse_cluster(raw: Any, path: str) -> ClusterNetworks:
@@ -465,6 +441,10 @@ def _parse_cluster(raw: Any, path: str) -> ClusterNetworks:
                            tuple(str(n) for n in lists["pod_cidrs"]), where)
 
 
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, str | int | float | bool) else type_name(value)
+
+
 def _parse_compile(raw: Any, path: str) -> CompileOptions:
     if raw is None:
         return CompileOptions()
@@ -503,7 +483,11 @@ def _parse_compile(raw: Any, path: str) -> CompileOptions:
                             record=record)
         net = _network(entry["cidr"], path, record)
         excepts = []
-        for item in entry.get("except") or []:
+        raw_excepts = entry.get("except") or []
+        if not isinstance(raw_excepts, list):
+            raise PlanError(f"must be a list, not {type_name(raw_excepts)}", path=path,
+                            record=f"{record}.except")
+        for item in raw_excepts:
             sub = _network(item, path, record)
             # NetworkPolicy rejects an except that is not a strict subset of cidr.
             if sub.version != net.version or not sub.subnet_of(net) or sub == net:  # type: ignore[arg-type]
@@ -547,8 +531,11 @@ def _choice(kind: type[_Choice], value: Any, path: str, record: str) -> _Choice:
 
 
 def _network(value: Any, path: str, record: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if not isinstance(value, str):
+        raise PlanError(f"expected a CIDR block such as 10.0.0.0/8, not {type_name(value)}",
+                        path=path, record=record)
     try:
-        return ipaddress.ip_network(str(value), strict=True)
+        return ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
         raise PlanError(f"invalid CIDR: {exc}", path=path, record=record) from exc
 

@@ -38,6 +38,11 @@ class InputError(SegmenterError):
     """A file that is missing, unreadable or malformed."""
 
 
+class OutputError(SegmenterError):
+    """A file or folder that cannot be written (a folder where a file goes, a read-only or
+    full disk...); what was there before is left as it was."""
+
+
 class InventoryError(SegmenterError):
     """Kubernetes metadata that cannot be read or reached."""
 

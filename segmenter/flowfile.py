@@ -9,14 +9,15 @@ from __future__ import annotations
 import gzip
 import io
 import ipaddress
-import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
+from segmenter.documents import MAX_EPOCH, MIN_EPOCH, parse_json_line
 from segmenter.errors import InputError, type_name
 from segmenter.model import (
     DirectionBasis,
@@ -39,6 +40,7 @@ _ENDPOINT_STRINGS: Final = ("namespace", "pod", "workload_kind", "workload_name"
 _ENDPOINT_KEYS: Final = frozenset({*_ENDPOINT_STRINGS, "labels", "names"})
 _PORTED: Final = frozenset({Transport.TCP, Transport.UDP, Transport.SCTP})
 _TRANSPORTS: Final = {t.value: t for t in Transport} | {t.value.lower(): t for t in Transport}
+_MAX_COUNT: Final = 2**63  # counters are 64-bit where flow records come from
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,10 @@ class _Bad(Exception):
     pass
 
 
-def _open(path: str) -> IO[str]:
+def _open(path: str) -> io.BufferedIOBase:
     if path.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rb")
+    return open(path, "rb")
 
 
 def read_flow_file(path: str | Path) -> Traffic:
@@ -70,15 +72,16 @@ def read_flow_file(path: str | Path) -> Traffic:
     header: dict[str, Any] | None = None
     reader = _RecordReader()
     lineno = 0
+    offset = 0  # of the line in the (uncompressed) file, for a byte that is not UTF-8
     try:
         with _open(path) as handle:
-            for lineno, line in enumerate(handle, start=1):  # noqa: B007 - reported on error
-                if not line.strip():
+            for lineno, raw in enumerate(handle, start=1):
+                record = f"line {lineno}"
+                if not raw.strip():
+                    offset += len(raw)
                     continue
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise _Bad(f"malformed JSON: {exc.msg} (column {exc.colno})") from None
+                data = parse_json_line(raw, path=path, offset=offset, record=record)
+                offset += len(raw)
                 if not isinstance(data, dict):
                     raise _Bad(f"expected a JSON object, got {type_name(data)}")
                 if header is None:
@@ -97,7 +100,9 @@ def read_flow_file(path: str | Path) -> Traffic:
         raise InputError(str(exc), path=path, record=f"line {lineno}") from None
     except FileNotFoundError:
         raise InputError("no such file", path=path) from None
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+    except IsADirectoryError:
+        raise InputError("is a directory, expected a flow file", path=path) from None
+    except (OSError, EOFError) as exc:
         raise InputError(f"cannot read: {exc}", path=path, record=f"line {lineno}") from None
     if header is None:
         raise InputError("empty file: expected a segmenter-flows header on line 1", path=path)
@@ -131,9 +136,9 @@ def merge_traffic(files: Sequence[Traffic]) -> Traffic:
         key=lambda f: (
             f.first_seen,
             f.transport.value,
-            f.client,
+            f.client or "",
             -1 if f.client_port is None else f.client_port,
-            f.server,
+            f.server or "",
             -1 if f.server_port is None else f.server_port,
         ),
     )
@@ -199,7 +204,19 @@ def _check_header(data: dict[str, Any]) -> dict[str, Any]:
     stats = data.get("stats", {})
     if not isinstance(stats, dict):
         raise _Bad('"stats" must be an object')
+    for key in ("packets", "flows"):
+        if stats.get(key) is not None:
+            _RecordReader.count(stats, key, "stats.")
+    skipped = stats.get("skipped") or {}
+    if not isinstance(skipped, dict):
+        raise _Bad('"stats.skipped" must be an object of counts')
+    for reason in skipped:
+        _RecordReader.count(skipped, reason, "stats.skipped.")
     return data
+
+
+def _names_an_end(endpoint: EndpointIdentity) -> bool:
+    return any((endpoint.namespace, endpoint.pod, endpoint.workload_name, endpoint.entity))
 
 
 class _RecordReader:
@@ -207,6 +224,8 @@ class _RecordReader:
 
     def __init__(self) -> None:
         self._ips: dict[str, str] = {}
+        self._tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._endpoints: dict[tuple[Any, ...], EndpointIdentity] = {}
 
     def ip(self, data: Mapping[str, Any], key: str) -> str:
         value = data.get(key)
@@ -223,10 +242,11 @@ class _RecordReader:
         return canonical
 
     @staticmethod
-    def count(data: Mapping[str, Any], key: str) -> int:
+    def count(data: Mapping[str, Any], key: str, where: str = "") -> int:
         value = data.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise _Bad(f'"{key}" must be a non-negative integer, not {value!r}')
+        if type(value) is not int or not 0 <= value < _MAX_COUNT:
+            shown = value if type(value) is int else type_name(value)
+            raise _Bad(f'"{where}{key}" must be a non-negative integer below 2**63, not {shown}')
         return value
 
     @staticmethod
@@ -234,7 +254,13 @@ class _RecordReader:
         value = data.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _Bad(f'"{key}" must be a number (epoch seconds), not {type_name(value)}')
-        return float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+        if not MIN_EPOCH <= seconds <= MAX_EPOCH:
+            raise _Bad(f'"{key}" must be epoch seconds of a year from 1 to 9999, not {value}')
+        return seconds
 
     @staticmethod
     def flag(data: Mapping[str, Any], key: str) -> bool:
@@ -243,11 +269,24 @@ class _RecordReader:
             raise _Bad(f'"{key}" must be true or false, not {type_name(value)}')
         return value
 
+    def end(self, data: Mapping[str, Any], key: str,
+            endpoint: EndpointIdentity | None) -> str | None:
+        """An end's address; null only when its ``*_endpoint`` names the end (version 2: flow
+        logs that aggregate endpoints to names, Calico Goldmane and aggregated flows.log)."""
+        if data.get(key) is None and endpoint is not None and _names_an_end(endpoint):
+            return None
+        if data.get(key) is None and key in data:
+            raise _Bad(f'"{key}" is null, but "{key}_endpoint" does not name the end (it needs '
+                       "a namespace, pod, workload_name or entity)")
+        return self.ip(data, key)
+
     @staticmethod
     def port(data: Mapping[str, Any], key: str, transport: Transport) -> int | None:
         value = data.get(key)
         if value is None:
-            if transport in _PORTED:
+            # A client's (ephemeral) port may be unknown: flow logs aggregate over it (Calico,
+            # Goldmane). The server's port is what a rule allows: required.
+            if transport in _PORTED and key != "client_port":
                 raise _Bad(f'"{key}" is required for {transport.value}')
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
@@ -278,10 +317,12 @@ class _RecordReader:
             not isinstance(outer, list) or not all(isinstance(o, str) for o in outer)
         ):
             raise _Bad('"outer" must be a list of addresses or null')
+        client_endpoint = self.endpoint(data, "client_endpoint")
+        server_endpoint = self.endpoint(data, "server_endpoint")
         return Flow(
             transport=transport,
-            client=self.ip(data, "client"),
-            server=self.ip(data, "server"),
+            client=self.end(data, "client", client_endpoint),
+            server=self.end(data, "server", server_endpoint),
             client_port=self.port(data, "client_port", transport),
             server_port=self.port(data, "server_port", transport),
             first_seen=first_seen,
@@ -295,19 +336,31 @@ class _RecordReader:
             resets=self.count(data, "resets"),
             tls=self.flag(data, "tls"),
             sni=sni,
-            client_endpoint=self.endpoint(data, "client_endpoint"),
-            server_endpoint=self.endpoint(data, "server_endpoint"),
+            client_endpoint=client_endpoint,
+            server_endpoint=server_endpoint,
             verdict=self.verdict(data),
             sampled=self.flag(data, "sampled"),
             sources=self.strings(data, "sources"),
+            policies=self.strings(data, "policies"),
         )
 
-    @staticmethod
-    def strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
-        value = data.get(key, [])
+    def strings(self, data: Mapping[str, Any], key: str) -> tuple[str, ...]:
+        value = data.get(key)
+        if not value:
+            if value is None or value == []:
+                return ()
+            raise _Bad(f'"{key}" must be a list of strings')
+        # Interned: a million records share a handful of source and policy lists.
+        try:
+            known = self._tuples.get(tuple(value))
+        except TypeError:  # unhashable items: refused below
+            known = None
+        if known is not None and type(value) is list:
+            return known
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise _Bad(f'"{key}" must be a list of strings')
-        return tuple(value)
+        found = tuple(value)
+        return self._tuples.setdefault(found, found)
 
     @staticmethod
     def verdict(data: Mapping[str, Any]) -> FlowVerdict | None:
@@ -323,6 +376,27 @@ class _RecordReader:
         value = data.get(key)
         if value is None:
             return None
+        # Interned: a flow log's million records name a few hundred ends. An object equal to
+        # one read before (same keys in the same order, same values) is that one.
+        try:
+            get = value.get
+            labels, names = get("labels"), get("names")
+            cache_key = (tuple(value.items()) if labels is None and names is None else
+                         (tuple(value), get("namespace"), get("pod"), get("workload_kind"),
+                          get("workload_name"), get("node"), get("entity"), get("service"),
+                          None if labels is None else tuple(labels.items()),
+                          None if names is None else tuple(names)))
+            known = self._endpoints.get(cache_key)
+        except (AttributeError, TypeError):  # not an object, or unhashable: checked below
+            cache_key, known = None, None
+        if known is not None:
+            return known
+        found = self._endpoint(value, key)
+        if cache_key is not None:
+            self._endpoints[cache_key] = found
+        return found
+
+    def _endpoint(self, value: Any, key: str) -> EndpointIdentity:
         if not isinstance(value, dict):
             raise _Bad(f'"{key}" must be an object or null, not {type_name(value)}')
         unknown = set(value) - _ENDPOINT_KEYS

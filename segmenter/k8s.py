@@ -35,6 +35,11 @@ VOLATILE_LABEL_KEYS: Final = frozenset(
         "batch.kubernetes.io/job-completion-index",
     }
 )
+# The characters of the hashes and random suffixes controllers put in generated names (a
+# Deployment's ReplicaSet ``<deployment>-<pod-template-hash>``, pods ``<generateName><5 chars>``):
+# rand.SafeEncodeString's alphabet, no vowels and no 0, 1, 3 (apimachinery pkg/util/rand).
+GENERATED_NAME_ALPHABET: Final = "bcdfghjklmnpqrstvwxz2456789"
+
 # Labels that are stable across pods but change on upgrades: avoid them in selectors.
 UNSTABLE_LABEL_KEYS: Final = frozenset(
     {

@@ -405,14 +405,28 @@ class EndpointIdentity:
     names: tuple[str, ...] = ()
     service: str | None = None
 
+    def __hash__(self) -> int:
+        # Cached, as for Labels: the graph looks ends up per flow, by the million.
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.namespace, self.pod, self.workload_kind, self.workload_name,
+                           self.labels, self.node, self.entity, self.names, self.service))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
 
 @dataclass(frozen=True)
 class Flow:
-    """One observed conversation, client -> server, read from a flow file record."""
+    """One observed conversation, client -> server, read from a flow file record.
+
+    ``client`` or ``server`` is None when a flow-log source gave no address for that end
+    (Calico OSS Goldmane, aggregated Calico flow logs): its ``*_endpoint`` then names it, and
+    :mod:`segmenter.graph.identity` resolves it.
+    """
 
     transport: Transport
-    client: str
-    server: str
+    client: str | None
+    server: str | None
     client_port: int | None
     server_port: int | None
     first_seen: float
@@ -431,7 +445,8 @@ class Flow:
     server_endpoint: EndpointIdentity | None = None
     verdict: FlowVerdict | None = None  # None: seen on the wire (forwarded)
     sampled: bool = False  # counts are estimates from sampled records
-    sources: tuple[str, ...] = ()  # the source formats that saw it
+    sources: tuple[str, ...] = ()  # the source formats that saw it; () for captures
+    policies: tuple[str, ...] = ()  # what the source says decided it: evidence only
 
     @property
     def packets(self) -> int:

@@ -74,12 +74,14 @@ def repo_path(*parts: str) -> Path:
 
 def load_capture(paths: str | Path | Sequence[str | Path], *,
                  workdir: str | Path | None = None) -> Traffic:
-    """Flows from pcap/pcapng captures (ingested into ``workdir``/flows.jsonl, a temporary
-    folder by default) or from flow files (``.jsonl``, ``.jsonl.gz``) as they are."""
+    """Flows from captures and flow logs (any format ``ingest`` reads, found by content;
+    ingested into ``workdir``/flows.jsonl, a temporary folder by default) or from flow files
+    (``.jsonl``, ``.jsonl.gz``) as they are."""
     from segmenter.pipeline import ingest, read_traffic
 
     items = [str(paths)] if isinstance(paths, str | Path) else [str(p) for p in paths]
-    captures = [p for p in items if p.lower().endswith(_CAPTURE_SUFFIXES)]
+    captures = [p for p in items if p.lower().endswith(_CAPTURE_SUFFIXES)
+                or not _is_flow_file(p)]
     flow_files = [p for p in items if p not in captures]
     if captures:
         folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="segmenter-"))
@@ -87,6 +89,18 @@ def load_capture(paths: str | Path | Sequence[str | Path], *,
         ingest(captures, str(target))
         flow_files.append(str(target))
     return read_traffic(flow_files)
+
+
+def _is_flow_file(path: str) -> bool:
+    """Whether ``path`` is a segmenter flow file (by content); anything else is ingested,
+    which names the formats it reads when it is none of them."""
+    from capture.errors import CaptureError
+    from capture.sources import detect
+
+    try:
+        return detect(path)[1].name == "flows"
+    except CaptureError:
+        return False
 
 
 def render_yaml(policy_set: PolicySet, dialect: str = "kubernetes", **options: bool) -> str:
@@ -149,6 +163,7 @@ class TableView:
 def top_talkers(graph: nx.DiGraph, n: int = 15) -> TableView:
     """The ``n`` edges with the most flows: client, server, ports, flows, bytes, TLS."""
     from segmenter.graph.labels import display_label
+    from segmenter.graph.stats import count_text
 
     edges = sorted(graph.edges(data=True), key=lambda e: (-int(e[2].get("flows", 0)), e[0],
                                                           e[1]))[:n]
@@ -158,11 +173,22 @@ def top_talkers(graph: nx.DiGraph, n: int = 15) -> TableView:
                           f"{p['protocol']}/{p['port']}" for p in d.get("ports", []))
         tls = {bool(p.get("tls")) for p in d.get("ports", [])}
         rows.append((display_label(graph, u, with_namespace=True),
-                     display_label(graph, v, with_namespace=True), ports, d.get("flows", 0),
+                     display_label(graph, v, with_namespace=True), ports,
+                     count_text(int(d.get("flows", 0)), d),
                      f"{int(d.get('bytes', 0)):,}", "yes" if tls == {True} else
                      ("no" if tls == {False} else "some")))
     return TableView(("Client", "Server", "Ports", "Flows", "Bytes", "TLS"), rows,
                      f"Top {len(rows)} of {graph.number_of_edges()} edges by flows")
+
+
+def _crossing_flows(graph: nx.DiGraph | None, crossing: Any) -> str:
+    """A crossing's flow count, ``~n`` when a sampled source counted it."""
+    from segmenter.graph.stats import count_text, entry_of
+
+    if graph is None:
+        return str(crossing.flows)
+    entry = entry_of(graph, crossing.client, crossing.server, crossing.protocol, crossing.port)
+    return count_text(crossing.flows, entry)
 
 
 def plan_html(plan: Plan, graph: nx.DiGraph | None = None) -> str:
@@ -193,7 +219,7 @@ def plan_html(plan: Plan, graph: nx.DiGraph | None = None) -> str:
                 ("Client", "Server", "Port", "Flows", "TLS"),
                 tuple((c.client, c.server, c.protocol if c.port is None else
                        f"{c.protocol}/{c.port}",
-                       str(c.flows) if c.flows or not c.declared else "declared",
+                       _crossing_flows(graph, c) if c.flows or not c.declared else "declared",
                        "yes" if c.tls else "no")
                       for c in boundary),
                 tuple("" if c.tls or (c.declared and not c.flows) else "warn" for c in boundary),
@@ -401,17 +427,26 @@ class Study:
 
     @classmethod
     def open(cls, captures: str | Path | Sequence[str | Path],
-             inventory: str | Path | Sequence[str | Path], *, config: str | Path | None = None,
-             sensitive: Sequence[str] = (), workdir: str | Path | None = None) -> Study:
-        """Load captures (or flow files) and the inventory, build the graph and plan it."""
+             inventory: str | Path | Sequence[str | Path] | None = None, *,
+             config: str | Path | None = None, sensitive: Sequence[str] = (),
+             workdir: str | Path | None = None) -> Study:
+        """Load captures, flow logs (or flow files) and the inventory, build the graph and
+        plan it. Without ``inventory``, it is built from the flow records (Hubble, Calico:
+        every record must say who its ends are); the graph's ``identity`` says what it
+        lacks."""
         from segmenter import pipeline
 
         flows = load_capture(captures, workdir=workdir)
-        inv_paths = [str(inventory)] if isinstance(inventory, str | Path) else [
-            str(p) for p in inventory]
-        inv = pipeline.read_inventory(inv_paths)
         cfg = pipeline.read_config(str(config) if config else None, sensitive)
-        graph = pipeline.make_graph(flows, inv, cfg.cluster)
+        if inventory is None:
+            derived = pipeline.inventory_from_records(flows)
+            inv, inv_paths = derived.inventory, list(derived.inventory.sources)
+            graph = pipeline.make_graph(flows, derived, cfg.cluster)
+        else:
+            inv_paths = [str(inventory)] if isinstance(inventory, str | Path) else [
+                str(p) for p in inventory]
+            inv = pipeline.read_inventory(inv_paths)
+            graph = pipeline.make_graph(flows, inv, cfg.cluster)
         plan = pipeline.make_plan(graph, cfg)
         capture_list = [str(captures)] if isinstance(captures, str | Path) else [
             str(c) for c in captures]

@@ -36,6 +36,8 @@ from segmenter.dialects.base import Output
 from segmenter.errors import InputError, UnsupportedError
 from segmenter.flowfile import Traffic, read_flow_files
 from segmenter.graph.build import build_graph
+from segmenter.graph.derive import DerivedInventory, derive_inventory
+from segmenter.graph.identity import FlowEnds
 from segmenter.graph.io import save_graph
 from segmenter.model import Flow, Inventory
 from segmenter.planner import Plan, plan
@@ -57,12 +59,16 @@ class IngestResult:
     dns: int
     sources: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+    records: int = 0  # flow-log and flow-file records read
 
     def line(self) -> str:
-        """``N packets read, M skipped (reason n, ...), K flows written``."""
+        """``N packets read, M skipped (reason n, ...), K flows written`` (``records`` for flow
+        logs and flow files)."""
+        from capture.ingest import read_counts
+
         skipped = sum(self.skipped.values())
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items()))
-        return (f"{self.packets} packets read, {skipped} skipped"
+        return (f"{read_counts(self.packets, self.records)} read, {skipped} skipped"
                 + (f" ({reasons})" if reasons else "") + f", {self.flows} flows written")
 
 
@@ -80,10 +86,12 @@ def ingest(sources: Sequence[str], out: str, *, progress: bool = False) -> Inges
         stats = capture_ingest(list(sources), out, progress=progress)
     except CaptureError as exc:
         raise InputError(str(exc)) from exc
+    except BrokenPipeError:
+        raise  # the reader of standard output went away: the CLI ends quietly
     except OSError as exc:
         raise InputError(f"{exc.strerror or exc}", path=getattr(exc, "filename", None)) from exc
     return IngestResult(stats.packets, dict(stats.skipped), stats.flows, stats.dns,
-                        stats.sources, stats.warnings)
+                        stats.sources, stats.warnings, stats.records)
 
 
 def read_traffic(paths: Sequence[str]) -> Traffic:
@@ -115,14 +123,33 @@ def live_inventory(*, context: str | None = None, kubeconfig: str | None = None)
     return read_live(context=context, kubeconfig=kubeconfig)
 
 
-def make_graph(traffic: Traffic, inventory: Inventory,
+def inventory_from_records(traffic: Traffic) -> DerivedInventory:
+    """The inventory the flow records describe (their ends' namespaces, pods, labels,
+    workloads, nodes), with notes on what it lacks; for traffic whose every record carries
+    identities (Hubble, Calico, GKE flow logs) when no inventory is given.
+
+    Raises:
+        InputError: a flow has an end its record does not identify.
+    """
+    return derive_inventory(traffic.flows)
+
+
+def make_graph(traffic: Traffic, inventory: Inventory | DerivedInventory | None = None,
                networks: ClusterNetworks | None = None) -> nx.DiGraph:
     """Resolve flows to workloads: one node per entity, one edge per client -> server.
+
+    Without ``inventory``, one is built from the records (:func:`inventory_from_records`).
 
     Raises:
         InventoryError: traffic to Service or pod addresses the inventory does not explain
             (``networks``: the ranges ``segmenter.yaml`` declares).
     """
+    if inventory is None:
+        inventory = inventory_from_records(traffic)
+    if isinstance(inventory, DerivedInventory):
+        return build_graph(traffic.flows, inventory.inventory, dns=traffic.dns,
+                           networks=networks,
+                           ends=FlowEnds(inventory.inventory, notes=inventory.notes))
     return build_graph(traffic.flows, inventory, dns=traffic.dns, networks=networks)
 
 
@@ -351,11 +378,16 @@ def diff(old: PolicyDocs, new: PolicyDocs, *, inventory: Inventory | None = None
          flows: Sequence[Flow] = (), target: Target | None = None,
          max_workloads: int = 200) -> tuple[StructuralDiff, SemanticDiff | None]:
     """Objects that change between two policy sets and, with an inventory, the connections and
-    observed flows that change verdict under ``target``'s enforcement."""
+    observed flows that change verdict under ``target``'s enforcement (by default the one the
+    sides are written for: :func:`enforcement_for`, which refuses to guess).
+
+    Raises:
+        InputError: no ``target`` and none the sides tell (Kubernetes NetworkPolicies alone).
+    """
     structural = diff_policies(old.manifests, new.manifests)
     semantic = None
     if inventory is not None:
-        chosen = target or get_target("kubernetes")
+        chosen = target or enforcement_for([old, new], sides=True).target
         semantic = semantic_diff(list(old.manifests), list(new.manifests), inventory, flows,
                                  chosen.name, max_workloads=max_workloads,
                                  focus_namespaces=structural.touched_namespaces())
@@ -455,9 +487,18 @@ class RunResult:
     files: dict[str, int]  # target -> policy files written
     notes: list[str]
     verdicts: dict[str, list[FlowVerdict]] = field(default_factory=dict)
+    inventory: Inventory | None = None  # the inventory used (built from the records or not)
+
+    @property
+    def not_replayed(self) -> int:
+        """Flows the self-check did not replay: not forwarded, or with an end no workload
+        matches (see the graph's ``blocked`` and ``identity``)."""
+        replayed = max((len(v) for v in self.verdicts.values()), default=0)
+        return len(self.traffic.flows) - replayed
 
 
-def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.PathLike[str], *,
+def run(sources: Sequence[str], inventory_paths: Sequence[str] | None,
+        out: str | os.PathLike[str], *,
         config: str | None = None, sensitive: Sequence[str] = (), best_effort: bool = False,
         staged: bool = False, progress: bool = False, force: bool = False,
         draw: Callable[[nx.DiGraph, Plan, Path, str], Any] | None = None,
@@ -470,32 +511,42 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
     ``dialects``: the targets to write (:func:`choose_targets`: every one by default, ``auto``
     for those the cluster enforces); ``options``: writer options over the config's.
     Every input is read and checked before anything is written; a plan that a target cannot
-    express leaves no new file beside the flow file. ``draw(graph, plan, path, title)`` draws
-    the zone map (the views layer supplies it).
+    express leaves no new file beside the flow file. Without ``inventory_paths``, the inventory
+    is built from the flow records (:func:`inventory_from_records`: every record must carry
+    identities). ``draw(graph, plan, path, title)`` draws the zone map (the views layer
+    supplies it).
 
     What it writes is recorded in ``out``/.segmenter-run.json (paths and SHA-256); a file at
     one of its paths that it did not write, or that changed since, is refused before anything
     is written (:func:`check_run_folder`), unless ``force``.
     """
-    from segmenter.fileio import atomic_write_json
+    from segmenter.fileio import atomic_write_json, ensure_folder
     from segmenter.planner import plan_to_dict
 
     folder = Path(out)
     configuration = read_config(config, sensitive)
-    inventory = read_inventory(inventory_paths)
-    targets, chosen = choose_targets(dialects, inventory, live=detect_live, context=context,
-                                     kubeconfig=kubeconfig)
+    given = read_inventory(inventory_paths) if inventory_paths else None
+    # --dialect auto reads the CNI from the inventory given (an inventory built from the
+    # records shows none: auto then needs the cluster, or fails).
+    targets, chosen = choose_targets(dialects, given or Inventory(), live=detect_live,
+                                     context=context, kubeconfig=kubeconfig)
     writers = writer_options(configuration, options)
     recorded: dict[str, str] = {}
     if not force:
         check_run_folder(folder, targets)
         recorded = _read_run_manifest(folder) if folder.is_dir() else {}
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_folder(folder)
     flows_path = str(folder / "flows.jsonl")
     ingested = ingest(sources, flows_path, progress=progress)
     _record_run(folder, recorded, [Path(flows_path)])
     traffic = read_traffic([flows_path])
-    graph = make_graph(traffic, inventory, configuration.cluster)
+    if given is None:
+        derived = inventory_from_records(traffic)
+        inventory = derived.inventory
+        graph = make_graph(traffic, derived, configuration.cluster)
+    else:
+        inventory = given
+        graph = make_graph(traffic, given, configuration.cluster)
     result = make_plan(graph, configuration)
     out_dirs = {t.name: str(folder / t.name) for t in targets}
     policy_set = compile_policies(graph, result, inventory, configuration.compile)
@@ -522,7 +573,8 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str], out: str | os.Pa
                      for n in policy_notes(traffic, inventory, written, configuration.cluster))
         files[target.name] = sum(1 for f in Path(out_dirs[target.name]).rglob("*.yaml")
                                  if f.name != "kustomization.yaml")
-    return RunResult(ingested, graph, result, traffic, out_dirs, files, notes, verdicts)
+    return RunResult(ingested, graph, result, traffic, out_dirs, files, notes, verdicts,
+                     inventory)
 
 
 __all__ = [
@@ -540,6 +592,7 @@ __all__ = [
     "enforcement_for",
     "flow_findings",
     "ingest",
+    "inventory_from_records",
     "left_out_note",
     "live_inventory",
     "make_graph",

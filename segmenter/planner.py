@@ -20,20 +20,20 @@ more. A declared flow into or out of a restricted zone needs a justification and
 from __future__ import annotations
 
 import enum
-import json
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any, Final
 
 import networkx as nx
 
 from segmenter.config import DATA_CLASS_KEY, Config
+from segmenter.documents import At, load_json
 from segmenter.errors import InputError, PlanError
 from segmenter.gcpause import no_gc
 from segmenter.graph.declared import DECLARED, DeclaredFlow, apply_declared, resolve_declared
+from segmenter.graph.stats import count_text
 from segmenter.model import Labels, is_workload_id
 
 
@@ -48,6 +48,8 @@ class Zone(enum.StrEnum):
 
 
 ZONES: Final = tuple(Zone)
+PLAN_FORMAT: Final = "segmenter-plan"
+PLAN_VERSION: Final = 1
 # Left to right the way traffic usually flows towards the data (how views lay zones out).
 ZONE_FLOW_ORDER: Final = (Zone.EXTERNAL, Zone.GENERAL, Zone.CONNECTED, Zone.RESTRICTED,
                           Zone.INFRASTRUCTURE)
@@ -440,7 +442,8 @@ def _scope(graph: nx.DiGraph, config: Config, data_class: str, restricted: dict[
                                if p.get(DECLARED)})
             why = f"; declared: {'; '.join(declared)}" if declared else ""
             zone_name[peer] = Zone.CONNECTED
-            zone[peer] = ZoneMember(peer, f"{verb} ({ports}; {data.get('flows', 0)} flows{why})")
+            count = count_text(int(data.get("flows", 0)), data)
+            zone[peer] = ZoneMember(peer, f"{verb} ({ports}; {count} flows{why})")
     for node in graph.nodes:
         if node not in zone_name:
             zone_name[node] = Zone.GENERAL
@@ -472,8 +475,8 @@ def _port_text(port: dict[str, Any]) -> str:
 def plan_to_dict(result: Plan) -> dict[str, Any]:
     """The JSON form of a plan (``plan.json``)."""
     return {
-        "format": "segmenter-plan",
-        "version": 1,
+        "format": PLAN_FORMAT,
+        "version": PLAN_VERSION,
         "policed": list(result.policed),
         "excluded_namespaces": list(result.excluded_namespaces),
         "notes": list(result.notes),
@@ -509,52 +512,109 @@ def plan_to_dict(result: Plan) -> dict[str, Any]:
     }
 
 
-def load_plan(path: str) -> Plan:
-    """Read a ``plan.json`` written by ``segmenter plan`` or ``run``."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("no such file", path=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON: {exc.msg}", path=path,
-                         record=f"line {exc.lineno}") from None
-    return plan_from_dict(data, path=path)
+def load_plan(path: str, *, graph: nx.DiGraph | None = None) -> Plan:
+    """Read a ``plan.json`` written by ``segmenter plan`` or ``run``; with ``graph``, check that
+    the plan was made from it (every node it names is in the graph, policed ones workloads)."""
+    result = plan_from_dict(load_json(path), path=path)
+    if graph is not None:
+        check_plan_matches(result, graph, path=path)
+    return result
 
 
 def plan_from_dict(data: Any, *, path: str | None = None) -> Plan:
-    """Read ``plan.json`` back."""
-    if not isinstance(data, dict):
-        raise PlanError("not a segmenter plan (format segmenter-plan, version 1)", path=path)
-    if data.get("format") != "segmenter-plan" or data.get("version") != 1:
-        raise PlanError("not a segmenter plan (format segmenter-plan, version 1)", path=path)
-    try:
-        scopes = []
-        for name, scope in sorted(data["classes"].items()):
-            zones = tuple(
-                (zone, tuple(ZoneMember(m["node"], m["reason"]) for m in scope["zones"].get(zone,
-                                                                                       [])))
-                for zone in ZONES
-            )
-            crossings = tuple(
-                Crossing(c["client"], c["server"], c["protocol"], c["port"],
-                         Zone(c["client_zone"]), Zone(c["server_zone"]), c["flows"],
-                         c["first_seen"], c["last_seen"], c["tls"], c.get("declared") or "")
-                for c in scope["crossings"]
-            )
-            reductions = tuple(
-                Reduction(tuple((a, b) for a, b in r["cut"]), tuple(r["leaves"]), r["note"])
-                for r in scope.get("scope_reduction", []))
-            scopes.append(ClassScope(name, scope["title"], scope["framework"], zones, crossings,
-                                     reductions))
-        return Plan(tuple(scopes), tuple(data["policed"]), tuple(data["excluded_namespaces"]),
-                    tuple(data.get("notes", [])),
-                    tuple(ZoneMember(m["node"], m["reason"])
-                          for m in data.get("suggestions", [])),
-                    tuple(DeclaredFlow.from_dict(f) for f in data.get("declared_flows", [])))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PlanError(f"malformed plan: missing or bad field {exc}", path=path) from exc
+    """Read ``plan.json`` back; InputError naming the field of anything malformed."""
+    doc = At(data, path)
+    doc.mapping()
+    if data.get("format") != PLAN_FORMAT or data.get("version") != PLAN_VERSION:
+        doc.fail(f"not a segmenter plan (format {PLAN_FORMAT}, version {PLAN_VERSION})")
+    scopes = []
+    for name, scope in sorted(doc.need("classes").entries()):
+        zones_at = scope.need("zones")
+        for zone_name, members in zones_at.entries():
+            if zone_name not in _ZONE_NAMES:
+                members.fail(f"unknown zone (known: {', '.join(_ZONE_NAMES)})")
+        zones = tuple((zone, _members(zones_at.key(zone.value))) for zone in ZONES)
+        crossings = tuple(_crossing(c) for c in scope.need("crossings").items())
+        reductions = tuple(
+            Reduction(tuple(_cut(f) for f in r.need("cut").items()), r.need("leaves").texts(),
+                      r.key("note").text_or_none() or "")
+            for r in scope.key("scope_reduction").items())
+        scopes.append(ClassScope(name, scope.need("title").text(),
+                                 scope.need("framework").text(), zones, crossings, reductions))
+    return Plan(tuple(scopes), doc.need("policed").texts(),
+                doc.need("excluded_namespaces").texts(), doc.key("notes").texts(),
+                _members(doc.key("suggestions")),
+                tuple(_declared(f) for f in doc.key("declared_flows").items()))
+
+
+_ZONE_NAMES: Final = {z.value: z for z in ZONES}
+
+
+def _members(at: At) -> tuple[ZoneMember, ...]:
+    return tuple(ZoneMember(m.need("node").text(), m.need("reason").text()) for m in at.items())
+
+
+def _cut(at: At) -> tuple[str, str]:
+    pair = at.texts()
+    if len(pair) != 2:
+        at.fail("must be a [client, server] pair")
+    return pair[0], pair[1]
+
+
+def _crossing(c: At) -> Crossing:
+    return Crossing(
+        c.need("client").text(), c.need("server").text(), c.need("protocol").text(),
+        c.key("port").integer_or_none(0, 65535), c.need("client_zone").choice(_ZONE_NAMES),
+        c.need("server_zone").choice(_ZONE_NAMES), c.need("flows").integer(0),
+        c.key("first_seen").epoch_or_none(), c.key("last_seen").epoch_or_none(),
+        c.need("tls").flag(), c.key("declared").text_or_none() or "")
+
+
+def _declared(f: At) -> DeclaredFlow:
+    return DeclaredFlow(
+        f.need("client").text(), f.need("server").text(), f.need("protocol").text(),
+        f.key("port").integer_or_none(0, 65535), f.need("reason").text(),
+        f.key("justification").text_or_none() or "", f.key("approved_by").text_or_none() or "",
+        f.key("source").text_or_none() or "")
+
+
+def check_plan_matches(result: Plan, graph: nx.DiGraph, *, path: str | None) -> None:
+    """InputError unless every node ``result`` names is a node of ``graph`` (and every policed
+    one a workload): a plan made from another graph would be compiled or drawn wrongly."""
+    # Address blocks that only declared flows name are added to the graph with them
+    # (graph.declared.apply_declared), not kept in the graph file.
+    declared = {n for flow in result.declared for n in (flow.client, flow.server)}
+
+    def known(node: str) -> bool:
+        return node in graph or node in declared
+
+    def missing(node: str, record: str) -> InputError:
+        return InputError(f"{node!r} is not a node of the graph (a plan made from another "
+                          "graph?)", path=path, record=record)
+
+    for node in result.policed:
+        if node not in graph:
+            raise missing(node, "policed")
+        if graph.nodes[node].get("kind") != "workload":
+            raise InputError(f"policed node {node!r} is not a workload", path=path,
+                             record="policed")
+    for member in result.suggestions:
+        if not known(member.node):
+            raise missing(member.node, "suggestions")
+    for scope in result.classes:
+        where = f"classes.{scope.data_class}"
+        for zone, members in scope.zones:
+            for member in members:
+                if not known(member.node):
+                    raise missing(member.node, f"{where}.zones.{zone}")
+        for crossing in scope.crossings:
+            for node in (crossing.client, crossing.server):
+                if not known(node):
+                    raise missing(node, f"{where}.crossings")
+        for reduction in scope.reductions:
+            for node in (*(n for cut in reduction.flows for n in cut), *reduction.leaves):
+                if not known(node):
+                    raise missing(node, f"{where}.scope_reduction")
 
 
 def summary_lines(result: Plan) -> list[str]:

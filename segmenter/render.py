@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from segmenter.fileio import replace_folder
 
 # One Kubernetes object as plain data: what dialects emit and YAML holds.
 Manifest = dict[str, Any]
@@ -180,14 +180,17 @@ def write_tree(folder: str | os.PathLike[str], files: dict[str, list[Manifest]],
                with_kustomization: bool = True, extra: dict[str, str] | None = None) -> list[str]:
     """Replace ``folder`` with exactly ``files`` (rendered), atomically as a whole.
 
-    The tree is built in a temporary sibling folder and swapped in with renames, so a failure
-    leaves the previous folder untouched and no stale policy files survive a new run.
+    The tree is built in a temporary sibling folder and swapped in with renames
+    (:func:`~segmenter.fileio.replace_folder`), so a failure leaves the previous folder
+    untouched and no stale policy files survive a new run.
+
+    Raises:
+        OutputError: the folder cannot be written (a file or a dangling link in its place, a
+            read-only or full disk).
     """
-    target = Path(folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    written = []
-    try:
+    written: list[str] = []
+
+    def fill(staging: Path) -> None:
         for rel, manifests in sorted(files.items()):
             path = staging / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,18 +201,6 @@ def write_tree(folder: str | os.PathLike[str], files: dict[str, list[Manifest]],
                                                         encoding="utf-8")
         for rel, text in sorted((extra or {}).items()):
             (staging / rel).write_text(text, encoding="utf-8")
-        for path in [staging, *staging.rglob("*")]:
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        old = None
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{os.getpid()}"
-            if old.exists():
-                shutil.rmtree(old)
-            target.rename(old)
-        staging.rename(target)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    replace_folder(folder, fill)
     return written

@@ -104,7 +104,7 @@ def test_sensitive_argument_unknown_class() -> None:
     ("sensitive:\n- class: pci\n", "selector must be"),
     ("sensitive:\n- class: pci\n  selector: {app: db}\n  role: owner\n", "role must be"),
     ("colour: blue\n", "unknown key"),
-    ("sensitive: [\n", "not valid YAML"),
+    ("sensitive: [\n", "malformed YAML"),
 ])
 def test_bad_config(tmp_path, text: str, message: str) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "segmenter.yaml"

@@ -133,7 +133,7 @@ def test_the_report_reads_the_cluster_as_it_is(demo: Path, tmp_path: Path, clust
     assert all(auth == "Bearer test-token" for _, _, auth in cluster.requests)
 
 
-@pytest.mark.parametrize(("resource", "status", "says"), [
+@pytest.mark.parametrize("case", [
     ("clusterrolebindings", 403, "forbidden: needs list on clusterrolebindings."
      "rbac.authorization.k8s.io at {url} to say who may change the policies (see "
      "docs/rbac-report.yaml)"),
@@ -142,8 +142,9 @@ def test_the_report_reads_the_cluster_as_it_is(demo: Path, tmp_path: Path, clust
 ])
 def test_rbac_that_cannot_be_read_is_one_line_and_writes_nothing(
         demo: Path, tmp_path: Path, cluster: _Cluster, capsys: pytest.CaptureFixture[str],
-        resource: str, status: int, says: str) -> None:
+        case: tuple[str, int, str]) -> None:
     """Never an empty list of who may change the policies."""
+    resource, status, says = case
     fixture = "status-403-clusterrolebindings" if status == 403 else "status-404"
     cluster.overrides[f"{RBAC_PATH}/{resource}"] = (status, fixture)
     out = tmp_path / "r"

@@ -143,6 +143,8 @@ class HubbleFold:
         # is the node's own host); and the last object seen per (identity, pod, ID).
         self.idents: dict[tuple[Any, ...], tuple[int, bool]] = {}
         self.quick: dict[tuple[Any, Any, Any], tuple[Any, tuple[int, bool]]] = {}
+        # (address, pod name, identity, ID, labels, fields) -> what _ident said (see _end)
+        self.ends: dict[tuple[Any, ...], tuple[int, bool]] = {}
         self.node_names: dict[Any, str] = {}
         self.vantages: dict[tuple[str, int, str], int] = {}
         self.interned: dict[tuple[Any, ...], tuple[Any, ...]] = {}
@@ -322,8 +324,8 @@ class HubbleFold:
             (_ONE_RESET if reset else 0)
 
         s, d = (0, 1) if src_is_a else (1, 0)
-        src_local = self._end(conn, s, s_ep)
-        dst_local = self._end(conn, d, d_ep)
+        src_local = self._end(conn, s, s_ep, src)
+        dst_local = self._end(conn, d, d_ep, dst)
         if (src_local or dst_local) and node:
             nodes = conn.nodes
             if nodes is None:
@@ -338,21 +340,29 @@ class HubbleFold:
             self._dns(dns, l7, reply=reply, src=src, dst=dst, t=t)
         return None
 
-    def _end(self, conn: Conn, side: int, ep: Any) -> bool:
+    def _end(self, conn: Conn, side: int, ep: Any, address: str) -> bool:
         """Record what ``ep`` says of end ``side`` of ``conn``; whether it is local to the node
         that saw the event.
 
         The address of an end is fixed within a connection, so its endpoint objects differ
         only by where they were seen (``ID``) and by what an exporter's field mask left out:
         an object with the same security identity (Cilium's identity *is* the label set),
-        ``ID``, number of labels and of fields as one seen before says nothing new."""
+        ``ID``, number of labels and of fields as one seen before says nothing new. The same
+        holds across connections for the same address and pod name (a pod is the end of many
+        connections): such an object is looked at once per ingest."""
         if not ep:
             return False
         labels = ep.get("labels")
-        quick = (side, ep.get("identity"), ep.get("ID"), len(labels) if labels else 0, len(ep))
+        identity, endpoint_id, count, fields = (ep.get("identity"), ep.get("ID"),
+                                                len(labels) if labels else 0, len(ep))
+        quick = (side, identity, endpoint_id, count, fields)
         known = conn.seen.get(quick)
         if known is None:
-            known = conn.seen[self._intern(quick)] = self._ident(ep)
+            key = (address, ep.get("pod_name"), identity, endpoint_id, count, fields)
+            known = self.ends.get(key)
+            if known is None:
+                known = self.ends[key] = self._ident(ep)
+            conn.seen[self._intern(quick)] = known
         return known[1]
 
     def _intern(self, key: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -430,7 +440,9 @@ class HubbleFold:
     def records(self) -> list[Record]:
         idents = self.ident_list
         shared: dict[tuple[Any, ...], dict[str, Any]] = {}
-        out = [_flow_record(key, conn, idents, shared) for key, conn in self.conns.items()]
+        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+        out = [_flow_record(key, conn, idents, shared, merged)
+               for key, conn in self.conns.items()]
         out.extend({"record": "dns", "client": client, "server": server, "name": name,
                     "answers": list(answers), "cnames": list(cnames), "ts": epoch_seconds(t)}
                    for (client, server, name, answers, cnames), t in self.dns.items())
@@ -535,7 +547,8 @@ def _shared(endpoint: dict[str, Any], shared: dict[tuple[Any, ...], dict[str, An
 
 
 def _flow_record(key: ConnKey, conn: Conn, idents: list[Ident],
-                 shared: dict[tuple[Any, ...], dict[str, Any]]) -> Record:
+                 shared: dict[tuple[Any, ...], dict[str, Any]],
+                 merged_ends: dict[tuple[Any, ...], dict[str, Any]]) -> Record:
     proto, a_addr, a_port, b_addr, b_port = key
     if conn.rank_a != conn.rank_b:
         a_client = conn.rank_a > conn.rank_b  # the strongest evidence decides
@@ -568,17 +581,25 @@ def _flow_record(key: ConnKey, conn: Conn, idents: list[Ident],
     syn = bits & (_SYN_A if a_client else _SYN_B)
     synack = bits & (_SYNACK_B if a_client else _SYNACK_A)
     names, services = conn.names, conn.services
-    eps: list[set[Ident]] = [set(), set()]
+    numbers: list[set[int]] = [set(), set()]
     for quick, (number, _local) in conn.seen.items():
-        eps[quick[0]].add(idents[number])
+        numbers[quick[0]].add(number)
     nodes: list[set[str]] = [set(), set()]
     for end, node in conn.nodes or ():
         nodes[end].add(node)
-    ends = [_merge_endpoint(eps[i], nodes[i],
-                            names[i] if names else None,
-                            # the Service is the one the client addressed: the server end's
-                            min(services[i]) if services and services[i] and i == s else None)
-            for i in (0, 1)]
+    ends = []
+    for i in (0, 1):
+        # The Service is the one the client addressed: the server end's.
+        service = min(services[i]) if services and services[i] and i == s else None
+        end_names = names[i] if names else None
+        # Many connections share an end: merge its identities once (by what they are made of).
+        memo_key = (frozenset(numbers[i]), frozenset(nodes[i]),
+                    frozenset(end_names) if end_names else None, service)
+        merged = merged_ends.get(memo_key)
+        if merged is None:
+            merged = merged_ends[memo_key] = _shared(_merge_endpoint(
+                {idents[n] for n in numbers[i]}, nodes[i], end_names, service), shared)
+        ends.append(merged)
     record: Record = {
         "record": "flow",
         "proto": proto,
@@ -604,9 +625,9 @@ def _flow_record(key: ConnKey, conn: Conn, idents: list[Ident],
     if verdict is not None:
         record["verdict"] = verdict
     if ends[c]:
-        record["client_endpoint"] = _shared(ends[c], shared)
+        record["client_endpoint"] = ends[c]
     if ends[s]:
-        record["server_endpoint"] = _shared(ends[s], shared)
+        record["server_endpoint"] = ends[s]
     if conn.policies:
         record["policies"] = sorted(conn.policies)
     return record

@@ -36,7 +36,8 @@ def shows_node_local_dns(flows: Iterable[Flow], inventory: Inventory) -> bool:
     """Whether any flow went to NodeLocal DNSCache (its link-local address, port 53)."""
     resolver = Resolver(inventory)
     return any(resolver.resolve(f.server, f.server_port, f.transport, f.first_seen).how
-               is Resolution.NODELOCAL_DNS for f in flows if f.server_port == 53)
+               is Resolution.NODELOCAL_DNS for f in flows
+               if f.server_port == 53 and f.server is not None)
 
 
 def cluster_ip_notes(manifests: Sequence[Mapping[str, Any]], inventory: Inventory,

@@ -445,7 +445,7 @@ def check_from_flows(plan: Plan, inventory: Inventory, manifests: Sequence[Mappi
     externals: dict[str, str] = {}
     for v in verdicts:
         for node_id, address in ((v.client, v.flow.client), (v.server, v.flow.server)):
-            if _kind(node_id) is NodeKind.EXTERNAL:
+            if address is not None and _kind(node_id) is NodeKind.EXTERNAL:
                 externals.setdefault(node_id, address)
     dns_servers, dns_ports = _dns(inventory)
     planned = Planned(((v.client, v.server, str(v.flow.transport), v.port) for v in verdicts),

@@ -64,7 +64,7 @@ def probe_ports(manifests: Iterable[Mapping[str, Any]], inventory: Inventory,
                 if not isinstance(rule, Mapping):
                     continue
                 if k8s_shaped:
-                    for port in rule.get("ports") or []:
+                    for port in _list(rule.get("ports")):
                         if not isinstance(port, Mapping):
                             continue
                         transport = _transport_of(port.get("protocol"), Transport.TCP)
@@ -86,7 +86,7 @@ def probe_ports(manifests: Iterable[Mapping[str, Any]], inventory: Inventory,
                 if not isinstance(destination, Mapping):
                     continue
                 for key in ("ports", "notPorts"):
-                    for raw in destination.get(key) or []:
+                    for raw in _list(destination.get(key)):
                         value = port_number(raw)
                         if isinstance(value, int):
                             if transport is not None:
@@ -98,6 +98,11 @@ def probe_ports(manifests: Iterable[Mapping[str, Any]], inventory: Inventory,
                         elif isinstance(value, str):
                             found |= _named(value, transport, container_ports)
     return sorted(found, key=probe_key)
+
+
+def _list(value: Any) -> list[Any]:
+    """A list field of a manifest of a kind nothing validated (any value may be there)."""
+    return value if isinstance(value, list) else []
 
 
 def probe_key(probe: tuple[Transport | str, int | None]) -> tuple[str, int]:

@@ -16,8 +16,9 @@ from typing import Any
 
 from segmenter.config import ClusterNetworks
 from segmenter.evaluate import EvalEndpoint, PolicyEngine, Verdict
+from segmenter.graph.identity import FlowEnds
 from segmenter.graph.ranges import UnexplainedAddresses, check_inventory, cluster_ranges
-from segmenter.graph.resolve import Resolver
+from segmenter.graph.resolve import Resolved
 from segmenter.model import (
     DnsAnswer,
     Flow,
@@ -117,13 +118,18 @@ class EndpointFinder:
 
     @staticmethod
     def of_pod(pod: Pod) -> EvalEndpoint:
-        return EvalEndpoint(ip=pod.ips[0] if pod.ips else "", namespace=pod.namespace,
+        # A pod known only by name (a flow log that aggregates addresses away) gets a
+        # placeholder that is no address, unique to it: two such pods are not one endpoint.
+        return EvalEndpoint(ip=pod.ips[0] if pod.ips else f"pod:{pod.namespace}/{pod.name}",
+                            namespace=pod.namespace,
                             labels=pod.labels, host_network=pod.host_network, node=pod.node,
                             ports=pod.ports, service_account=pod.service_account,
                             name=f"{pod.owner.id} ({pod.name})")
 
-    def endpoints(self, ip: str, node_id: str, ts: float) -> list[EvalEndpoint]:
-        pod = self.pod_at(ip, ts)
+    def endpoints(self, ip: str | None, node_id: str, ts: float) -> list[EvalEndpoint]:
+        """The endpoints to evaluate for a flow end; [] when an end without an address (a
+        flow log that names it) has none the inventory knows."""
+        pod = self.pod_at(ip, ts) if ip is not None else None
         if pod is not None and pod.owner.id == node_id:
             return [self.of_pod(pod)]
         parsed = NodeId.parse(node_id) if node_id else None
@@ -138,6 +144,11 @@ class EndpointFinder:
             return [EvalEndpoint(ip=address, namespace=None, labels=Labels(), name=node_id,
                                  kube_apiserver=True)
                     for address in self.apiserver]
+        if ip is None:
+            node = parsed.node_name if parsed is not None else None
+            return [EvalEndpoint(ip=address, namespace=None, labels=Labels(), node=node,
+                                 name=node_id)
+                    for n in self.inventory.nodes if n.name == node for address in n.addresses]
         return [EvalEndpoint(ip=ip, namespace=None, labels=Labels(),
                              node=self.node_of_ip.get(ip), name=node_id,
                              dns_names=self.dns_names.get(ip, ()), kube_apiserver=apiserver)]
@@ -160,22 +171,44 @@ class Evaluation:
 class FlowChecker:
     """The per-flow evaluation of :func:`verify_flows`, kept for a stream of flows (``segmenter
     monitor``): both ends resolved at the flow's time (the server after Service DNAT), every
-    (client pod, server pod) pair checked, the first denying pair deciding."""
+    (client pod, server pod) pair checked, the first denying pair deciding. ``ends`` places
+    flow ends as the graph did (by address, or by the identities a flow record carries)."""
 
     def __init__(self, inventory: Inventory, engine: PolicyEngine,
-                 dns: Iterable[DnsAnswer] = ()):
+                 dns: Iterable[DnsAnswer] = (), ends: FlowEnds | None = None):
         self.engine = engine
-        self.resolver = Resolver(inventory)
+        self.ends = ends if ends is not None else FlowEnds(inventory)
+        self.resolver = self.ends.resolver
         self.finder = EndpointFinder(inventory, dns)
 
     @classmethod
     def for_manifests(cls, inventory: Inventory, manifests: Sequence[Mapping[str, Any]], *,
-                      enforcement: str = "kubernetes",
-                      dns: Iterable[DnsAnswer] = ()) -> FlowChecker:
+                      enforcement: str = "kubernetes", dns: Iterable[DnsAnswer] = (),
+                      ends: FlowEnds | None = None) -> FlowChecker:
         namespaces = {ns.name: ns.labels for ns in inventory.namespaces}
         engine = PolicyEngine.from_manifests(manifests, namespaces=namespaces,
                                              enforcement=enforcement)
-        return cls(inventory, engine, dns)
+        return cls(inventory, engine, dns, ends)
+
+    def _targets(self, server_ip: str | None, server: Resolved,
+                 ts: float) -> list[EvalEndpoint]:
+        if server.how == "nodelocal-dns" and server_ip is not None:
+            # NodeLocal DNSCache answers on the node itself, without DNAT to a DNS pod: the
+            # CNI sees the link-local (or kube-dns ClusterIP) address (tricky case 18).
+            return [EvalEndpoint(ip=server_ip, name=f"node-local DNS {server_ip}")]
+        return self.finder.endpoints(server_ip, server.node_id, ts)
+
+    def _decide(self, sources: Sequence[EvalEndpoint], targets: Sequence[EvalEndpoint],
+                transport: Transport, port: int | None) -> Verdict:
+        """The first denying (client pod, server pod) pair's verdict, else the last allowing."""
+        verdict: Verdict | None = None
+        for src in sources:
+            for dst in targets:
+                verdict = self.engine.check(src, dst, transport, port)
+                if not verdict.allowed:
+                    return verdict
+        assert verdict is not None
+        return verdict
 
     def evaluate(self, client_ip: str, server_ip: str, server_port: int | None,
                  transport: Transport, ts: float) -> Evaluation:
@@ -184,24 +217,11 @@ class FlowChecker:
         client = resolver.resolve(client_ip, None, transport, ts)
         server = resolver.resolve(server_ip, server_port, transport, ts)
         sources = finder.endpoints(client_ip, client.node_id, ts)
-        if server.how == "nodelocal-dns":
-            # NodeLocal DNSCache answers on the node itself, without DNAT to a DNS pod: the
-            # CNI sees the link-local (or kube-dns ClusterIP) address (tricky case 18).
-            targets = [EvalEndpoint(ip=server_ip, name=f"node-local DNS {server_ip}")]
-            server_stable: tuple[float, float] | None = (-math.inf, math.inf)
-        else:
-            targets = finder.endpoints(server_ip, server.node_id, ts)
-            server_stable = finder.stable(server_ip, server.node_id)
+        targets = self._targets(server_ip, server, ts)
+        server_stable = ((-math.inf, math.inf) if server.how == "nodelocal-dns"
+                         else finder.stable(server_ip, server.node_id))
         port = server.port if transport is not Transport.ICMP else None
-        verdict: Verdict | None = None
-        for src in sources:
-            for dst in targets:
-                verdict = self.engine.check(src, dst, transport, port)
-                if not verdict.allowed:
-                    break
-            if verdict is not None and not verdict.allowed:
-                break
-        assert verdict is not None
+        verdict = self._decide(sources, targets, transport, port)
         stable: tuple[float, float] | None = None
         client_stable = finder.stable(client_ip, client.node_id)
         if (client_stable is not None and server_stable is not None
@@ -212,49 +232,70 @@ class FlowChecker:
             stable = (lo, hi) if lo <= hi else None
         return Evaluation(client.node_id, server.node_id, port, verdict, stable)
 
-    def check(self, flow: Flow) -> FlowVerdict:
-        """One observed flow, evaluated at its first packet."""
-        e = self.evaluate(flow.client, flow.server, flow.server_port, flow.transport,
-                          flow.first_seen)
-        return FlowVerdict(flow, e.client, e.server, e.port, e.verdict)
+    def judge(self, flow: Flow, client: Resolved, server: Resolved) -> FlowVerdict | None:
+        """One observed flow whose ends are placed, evaluated at its first packet; None when an
+        end has no endpoint the inventory can evaluate."""
+        sources = self.finder.endpoints(flow.client, client.node_id, flow.first_seen)
+        targets = self._targets(flow.server, server, flow.first_seen)
+        if not sources or not targets:
+            return None
+        port = server.port if flow.transport is not Transport.ICMP else None
+        verdict = self._decide(sources, targets, flow.transport, port)
+        return FlowVerdict(flow, client.node_id, server.node_id, port, verdict)
 
 
 def verify_flows(flows: Iterable[Flow], inventory: Inventory,
                  manifests: Sequence[Mapping[str, Any]], *,
                  enforcement: str = "kubernetes",
                  dns: Iterable[DnsAnswer] = (),
-                 networks: ClusterNetworks | None = None) -> list[FlowVerdict]:
-    """Evaluate every flow; the first denying backend decides a Service flow's verdict.
-    ``dns``: the traffic's DNS answers, by which external addresses are known (see
-    :class:`EndpointFinder`).
+                 networks: ClusterNetworks | None = None,
+                 ends: FlowEnds | None = None) -> list[FlowVerdict]:
+    """Evaluate every flow that went through; the first denying backend decides a Service
+    flow's verdict. ``dns``: the traffic's DNS answers, by which external addresses are known
+    (see :class:`EndpointFinder`). ``ends`` places flow ends as the graph did (by default over
+    ``inventory``).
 
     Flows are replayed as the dataplane sees them, so the inventory must explain them first
     (:func:`segmenter.graph.ranges.check_inventory`, with ``networks`` declared in
     ``segmenter.yaml``): a flow to a ClusterIP the inventory cannot DNAT is an error, never
-    an "external" address that an ipBlock of the ClusterIP would allow. Flows with a loopback,
-    link-local, multicast or broadcast end are left out (no policy names such a peer).
+    an "external" address that an ipBlock of the ClusterIP would allow.
+
+    Not replayed: flows a flow log says were dropped (or audited, or errors), which are
+    evidence of what the policies in force block, not traffic to allow; flows with a loopback,
+    link-local, multicast or broadcast end (no policy names such a peer); flows with an end
+    that no workload matches (:class:`~segmenter.graph.identity.FlowEnds` reports them), or
+    without an endpoint the inventory can evaluate. Callers count ``len(result)``.
 
     Raises:
         InventoryError: traffic to a Service's or pod's address that the inventory lacks.
     """
     answers = tuple(dns)
-    resolver = Resolver(inventory)
-    kept = []
+    if ends is None:
+        ends = FlowEnds(inventory)
+    placed = []
     unexplained = UnexplainedAddresses()
     for flow in flows:
-        client = resolver.resolve(flow.client, None, flow.transport, flow.first_seen)
-        server = resolver.resolve(flow.server, flow.server_port, flow.transport,
-                                  flow.first_seen)
+        if not flow.forwarded:
+            continue
+        pair = ends.resolve(flow)
+        if pair is None:
+            continue
+        client, server = pair
         if Resolution.SPECIAL in (client.how, server.how):
             continue
         if Resolution.EXTERNAL in (client.how, server.how):
             unexplained.note(flow, client, server)
-        kept.append(flow)
+        placed.append((flow, client, server))
     check_inventory(unexplained.uses(), inventory, cluster_ranges(inventory, answers, networks),
                     answers)
     checker = FlowChecker.for_manifests(inventory, manifests, enforcement=enforcement,
-                                        dns=answers)
-    return [checker.check(flow) for flow in kept]
+                                        dns=answers, ends=ends)
+    results = []
+    for flow, client, server in placed:
+        verdict = checker.judge(flow, client, server)
+        if verdict is not None:
+            results.append(verdict)
+    return results
 
 
 @dataclass(frozen=True)

@@ -142,10 +142,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from segmenter.fileio import check_output_folder
     from segmenter.graph.io import load_graph
     from segmenter.planner import load_plan
     from segmenter.views.report.appendix import policies_text
-    from segmenter.views.report.build import build_report, write_report
+    from segmenter.views.report.build import build_report, report_file, write_report
     from segmenter.views.report.provenance import provenance, text_input
 
     if args.policies and args.cluster:
@@ -158,8 +159,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         if available_renderer(args.pdf) is None:  # before the work, not after it
             wanted = "a PDF renderer" if args.pdf == "auto" else args.pdf
             raise PdfError(f"--pdf needs {wanted}: {INSTALL_HINT}")
+    check_output_folder(args.output, owned=report_file)  # before the long part
     graph = load_graph(args.graph)
-    plan = load_plan(args.plan)
+    plan = load_plan(args.plan, graph=graph)
     config = pipeline.read_config(args.config) if args.config else None
     inventory = pipeline.read_inventory(args.inventory) if args.inventory else None
     traffic, parts = pipeline.read_traffic_files(args.flows) if args.flows else (None, [])

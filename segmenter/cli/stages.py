@@ -14,12 +14,20 @@ from segmenter import pipeline
 from segmenter.cli import options
 from segmenter.cli.common import EXIT_DENIED, EXIT_OK
 from segmenter.errors import InputError
-from segmenter.fileio import atomic_write_json
+from segmenter.fileio import (
+    atomic_write_json,
+    atomic_write_text,
+    check_output_file,
+    check_output_folder,
+    dump_json_rows,
+)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     result = pipeline.ingest(args.captures, args.output, progress=sys.stderr.isatty())
-    print(f"wrote {args.output}: {result.line()}")
+    # With -o -, standard output is the flow file and nothing else.
+    print(f"wrote {args.output}: {result.line()}",
+          file=sys.stderr if args.output == "-" else sys.stdout)
     return EXIT_OK
 
 
@@ -28,11 +36,12 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
     if args.watch:
         return cmd_watch(args)
+    check_output_file(args.output)
     if args.live:
         inventory = pipeline.live_inventory(context=args.context, kubeconfig=args.kubeconfig)
     else:
         inventory = pipeline.read_inventory(args.dumps)
-    atomic_write_json(args.output, inventory_to_dict(inventory))
+    atomic_write_text(args.output, dump_json_rows(inventory_to_dict(inventory)))
     print(f"wrote {args.output}: {len(inventory.namespaces)} namespaces, "
           f"{len(inventory.workloads)} workloads, {len(inventory.pods)} pods, "
           f"{len(inventory.services)} services")
@@ -61,7 +70,9 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from segmenter.graph.io import graph_to_gexf, graph_to_graphml, save_graph
     from segmenter.graph.stats import format_stats, graph_stats
 
-    inventory = pipeline.read_inventory(args.inventory)
+    if args.output:
+        check_output_file(args.output)
+    inventory = pipeline.read_inventory(args.inventory) if args.inventory else None
     networks = pipeline.read_config(args.config).cluster if args.config else None
     graph = pipeline.make_graph(pipeline.read_traffic(args.flows), inventory, networks)
     if args.output:
@@ -85,6 +96,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from segmenter.planner import plan, plan_to_dict, summary_lines
     from segmenter.policy.dns import dns_pods
 
+    check_output_file(args.output)
     config = pipeline.read_config(args.config, args.sensitive)
     graph = load_graph(args.graph)
     dns_nodes = None
@@ -103,16 +115,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from segmenter.graph.io import load_graph
     from segmenter.planner import load_plan
 
-    graph = load_graph(args.graph)
-    result = load_plan(args.plan)
     inventory = pipeline.read_inventory(args.inventory)
     configuration = pipeline.read_config(args.config) if args.config else None
     chosen, how = pipeline.choose_targets(args.dialect or (), inventory,
                                           live=args.detect_from_cluster, context=args.context,
                                           kubeconfig=args.kubeconfig)
-    writers = pipeline.writer_options(configuration, options.target_flags(args))
     out_dirs = {t.name: str(Path(args.output) / t.name) if len(chosen) > 1 else args.output
                 for t in chosen}
+    for folder in out_dirs.values():
+        check_output_folder(folder)
+    graph = load_graph(args.graph)
+    result = load_plan(args.plan, graph=graph)
+    writers = pipeline.writer_options(configuration, options.target_flags(args))
     policy_set = pipeline.compile_policies(graph, result, inventory,
                                            configuration.compile if configuration else None)
     outputs = pipeline.emit(policy_set, chosen, best_effort=args.best_effort, staged=args.staged,
@@ -130,18 +144,22 @@ def cmd_draw(args: argparse.Namespace) -> int:
     from segmenter.planner import load_plan
     from segmenter.views.viz.draw import save_zone_map
 
-    save_zone_map(load_graph(args.graph), load_plan(args.plan), args.output)
+    check_output_file(args.output)
+    graph = load_graph(args.graph)
+    save_zone_map(graph, load_plan(args.plan, graph=graph), args.output)
     print(f"wrote {args.output}")
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from segmenter.graph.stats import record_lines
     from segmenter.planner import summary_lines
     from segmenter.views.viz.draw import save_zone_map
 
     def draw(graph: Any, plan: Any, path: Path, title: str) -> None:
         save_zone_map(graph, plan, path, title=title)
 
+    check_output_folder(args.output)
     result = pipeline.run(args.captures, args.inventory, args.output, config=args.config,
                           sensitive=args.sensitive, best_effort=args.best_effort,
                           staged=args.staged, progress=sys.stderr.isatty(), force=args.force,
@@ -152,6 +170,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"segmenter run: {result.ingest.line()}")
     print(f"graph: {result.graph.number_of_nodes()} nodes, {result.graph.number_of_edges()} "
           f"edges -> {out / 'graph.json'}, {out / 'graph.png'}")
+    for line in record_lines(result.graph.graph.get("identity"),
+                             result.graph.graph.get("blocked") or []):
+        print(line)
     print("\n".join(summary_lines(result.plan)))
     for name, count in result.files.items():
         print(f"{name}: {count} policy files in {result.out_dirs[name]}")
@@ -161,7 +182,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name, verdicts in result.verdicts.items():
         denied = [r for r in verdicts if not r.allowed]
         print(f"verify ({name} enforcement): {len(verdicts) - len(denied)}/{len(verdicts)} "
-              "observed flows allowed")
+              "observed flows allowed"
+              + (f" ({result.not_replayed} not replayed: not let through by the policies in "
+                 "force, or unresolved)" if result.not_replayed else ""))
         for r in denied:
             failed = True
             print(f"  DENIED {r.client} -> {r.server} {r.flow.transport}/{r.port}")
@@ -236,11 +259,13 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="directory to write")
     _watch_window(p, required=True)
     options.cluster(p)
-    p.set_defaults(func=cmd_watch, live=True, watch=True, dumps=[])
+    p.set_defaults(func=cmd_watch, live=True, watch=True, dumps=[], live_log=True)
 
     p = sub.add_parser("graph", help="resolve flows to workloads and build the graph")
     p.add_argument("--flows", nargs="+", required=True)
-    p.add_argument("--inventory", nargs="+", required=True)
+    p.add_argument("--inventory", nargs="+",
+                   help="kubectl dumps or the inventory file; without it, the inventory is "
+                        "built from the flow records, which must all carry identities")
     p.add_argument("--config", help="segmenter.yaml (the cluster's Service and pod ranges)")
     p.add_argument("-o", "--output",
                    help="graph.json (node-link); .graphml or .gexf (Gephi) by suffix")
@@ -286,7 +311,10 @@ def register(sub: Any) -> None:
                     "denied, 2 bad input.")
     p.add_argument("captures", nargs="+", metavar="CAPTURE",
                    help="pcap/pcapng captures, flow files, flow logs (found by content)")
-    p.add_argument("--inventory", nargs="+", required=True, metavar="DUMP")
+    p.add_argument("--inventory", nargs="+", metavar="DUMP",
+                   help="kubectl dumps or the inventory file; without it, the inventory is "
+                        "built from the flow records (Hubble, Calico, GKE flow logs), which "
+                        "must all carry identities")
     options.sensitive(p)
     p.add_argument("--config", help="segmenter.yaml")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
@@ -301,7 +329,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("capture", help="live capture agent: sniff an interface into flow files "
                        "(no payload kept)")
     add_capture_arguments(p)
-    p.set_defaults(func=cmd_capture)
+    p.set_defaults(func=cmd_capture, live_log=True)
 
 
 __all__ = ["register"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 from typing import Any
 
 from segmenter import pipeline
@@ -40,8 +40,8 @@ an observed flow denied, a restricted workload not isolated or reachable beyond 
 
 
 def _rejected(docs: PolicyDocs) -> None:
-    for problem in docs.rejected:
-        print(f"rejected {problem}", file=sys.stderr)
+    for problem in docs.rejected:  # a warning: held back if bad input stops the command later
+        logging.getLogger("segmenter.cli").warning("rejected %s", problem)
 
 
 def _zone_of(plan_path: str | None) -> tuple[Any, dict[str, str]]:

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
-from segmenter.errors import InputError
+from segmenter.documents import At
+from segmenter.errors import type_name
 from segmenter.model import (
     ContainerPort,
     EndpointSlice,
@@ -126,120 +127,151 @@ def inventory_to_dict(inventory: Inventory) -> dict[str, Any]:
 
 
 def inventory_from_dict(data: Mapping[str, Any], *, path: str | None = None) -> Inventory:
-    """Rebuild an Inventory from :func:`inventory_to_dict` output; InputError when malformed."""
-    if data.get("format") != CACHE_FORMAT:
-        raise InputError(f"not a {CACHE_FORMAT} file", path=path)
+    """Rebuild an Inventory from :func:`inventory_to_dict` output; InputError naming the field of
+    anything malformed."""
+    doc = At(data, path)
+    if doc.mapping().get("format") != CACHE_FORMAT:
+        doc.fail(f"not a {CACHE_FORMAT} file")
     version = data.get("version")
-    if version != CACHE_VERSION:
-        raise InputError(
-            f"inventory cache version {version!r} is not supported (this reader knows "
-            f"{CACHE_VERSION})",
-            path=path,
-        )
-    section = "?"
-    index = 0
-    try:
-
-        def ref(d: Mapping[str, Any]) -> WorkloadRef:
-            return WorkloadRef(str(d["namespace"]), str(d["kind"]), str(d["name"]))
-
-        def sp(d: Mapping[str, Any]) -> ServicePort:
-            return ServicePort(
-                port=int(d["port"]),
-                protocol=Transport.parse(d.get("protocol") or "TCP"),
-                target_port=d.get("target_port"),
-                name=d.get("name"),
-                node_port=d.get("node_port"),
-            )
-
-        def items(name: str) -> Iterator[Mapping[str, Any]]:
-            nonlocal section, index
-            section = name
-            for index, item in enumerate(data.get(name) or []):  # noqa: B007
-                yield item
-
-        namespaces = tuple(
-            Namespace(d["name"], Labels.of(d.get("labels")), Labels.of(d.get("annotations")))
-            for d in items("namespaces")
-        )
-        nodes = tuple(
-            Node(d["name"], tuple(d.get("addresses") or ()), Labels.of(d.get("labels")),
-                 tuple(str(ipaddress.ip_network(c)) for c in d.get("pod_cidrs") or ()))
-            for d in items("nodes")
-        )
-        workloads = tuple(
-            Workload(
-                ref=ref(d["ref"]),
-                labels=Labels.of(d.get("labels")),
-                annotations=Labels.of(d.get("annotations")),
-                template_labels=Labels.of(d.get("template_labels")),
-                host_network=bool(d.get("host_network", False)),
-            )
-            for d in items("workloads")
-        )
-        pods = tuple(
-            Pod(
-                namespace=d["namespace"],
-                name=d["name"],
-                labels=Labels.of(d.get("labels")),
-                ips=tuple(d.get("ips") or ()),
-                owner=ref(d["owner"]),
-                node=d.get("node"),
-                host_network=bool(d.get("host_network", False)),
-                ports=tuple(
-                    ContainerPort(
-                        int(c["port"]), Transport.parse(c.get("protocol") or "TCP"), c.get("name")
-                    )
-                    for c in d.get("ports") or ()
-                ),
-                annotations=Labels.of(d.get("annotations")),
-                service_account=d.get("service_account"),
-                start=d.get("start"),
-                end=d.get("end"),
-                images=tuple(d.get("images") or ()),
-            )
-            for d in items("pods")
-        )
-        services = tuple(
-            Service(
-                namespace=d["namespace"],
-                name=d["name"],
-                type=d.get("type") or "ClusterIP",
-                cluster_ips=tuple(d.get("cluster_ips") or ()),
-                external_ips=tuple(d.get("external_ips") or ()),
-                selector=Labels.of(d.get("selector")),
-                ports=tuple(sp(p) for p in d.get("ports") or ()),
-                labels=Labels.of(d.get("labels")),
-                load_balancer_ips=tuple(d.get("load_balancer_ips") or ()),
-            )
-            for d in items("services")
-        )
-        slices = tuple(
-            EndpointSlice(
-                namespace=d["namespace"],
-                name=d["name"],
-                service=d.get("service"),
-                endpoints=tuple(
-                    SliceEndpoint(tuple(e.get("addresses") or ()), e.get("pod"), e.get("node"))
-                    for e in d.get("endpoints") or ()
-                ),
-                ports=tuple(sp(p) for p in d.get("ports") or ()),
-            )
-            for d in items("endpoint_slices")
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InputError(
-            f"malformed inventory cache: {type(exc).__name__}: {exc}",
-            path=path,
-            record=f"{section}[{index}]",
-        ) from None
+    if version != CACHE_VERSION or type(version) is not int:
+        doc.key("version").fail(
+            f"inventory cache version {_shown(version)} is not supported (this reader knows "
+            f"{CACHE_VERSION})")
     return Inventory(
-        namespaces=namespaces,
-        nodes=nodes,
-        workloads=workloads,
-        pods=pods,
-        services=services,
-        endpoint_slices=slices,
-        sources=tuple(str(s) for s in data.get("sources") or ()),
+        namespaces=tuple(
+            Namespace(d.need("name").text(), _labels(d, "labels"), _labels(d, "annotations"))
+            for d in doc.key("namespaces").items()),
+        nodes=tuple(
+            Node(d.need("name").text(), _ips(d.key("addresses")), _labels(d, "labels"),
+                 _cidrs(d.key("pod_cidrs")))
+            for d in doc.key("nodes").items()),
+        workloads=tuple(
+            Workload(
+                ref=_ref(d.need("ref")),
+                labels=_labels(d, "labels"),
+                annotations=_labels(d, "annotations"),
+                template_labels=_labels(d, "template_labels"),
+                host_network=_flag(d, "host_network"),
+            )
+            for d in doc.key("workloads").items()),
+        pods=tuple(_pod(d) for d in doc.key("pods").items()),
+        services=tuple(
+            Service(
+                namespace=d.need("namespace").text(),
+                name=d.need("name").text(),
+                type=d.key("type").text_or_none() or "ClusterIP",
+                cluster_ips=_ips(d.key("cluster_ips")),
+                external_ips=_ips(d.key("external_ips")),
+                selector=_labels(d, "selector"),
+                ports=tuple(_service_port(p) for p in d.key("ports").items()),
+                labels=_labels(d, "labels"),
+                load_balancer_ips=_ips(d.key("load_balancer_ips")),
+            )
+            for d in doc.key("services").items()),
+        endpoint_slices=tuple(
+            EndpointSlice(
+                namespace=d.need("namespace").text(),
+                name=d.need("name").text(),
+                service=d.key("service").text_or_none(),
+                endpoints=tuple(
+                    SliceEndpoint(_ips(e.key("addresses")), e.key("pod").text_or_none(),
+                                  e.key("node").text_or_none())
+                    for e in d.key("endpoints").items()),
+                ports=tuple(_service_port(p) for p in d.key("ports").items()),
+            )
+            for d in doc.key("endpoint_slices").items()),
+        sources=doc.key("sources").texts(),
     )
 
+
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, str | int | float | bool) else type_name(value)
+
+
+def _pod(d: At) -> Pod:
+    start, end = d.key("start").epoch_or_none(), d.key("end").epoch_or_none()
+    return Pod(
+        namespace=d.need("namespace").text(),
+        name=d.need("name").text(),
+        labels=_labels(d, "labels"),
+        ips=_ips(d.key("ips")),
+        owner=_ref(d.need("owner")),
+        node=d.key("node").text_or_none(),
+        host_network=_flag(d, "host_network"),
+        ports=tuple(
+            ContainerPort(c.need("port").integer(0, 65535), _transport(c.key("protocol")),
+                          c.key("name").text_or_none())
+            for c in d.key("ports").items()),
+        annotations=_labels(d, "annotations"),
+        service_account=d.key("service_account").text_or_none(),
+        start=start,
+        end=end,
+        images=d.key("images").texts(),
+    )
+
+
+def _ref(d: At) -> WorkloadRef:
+    return WorkloadRef(d.need("namespace").text(), d.need("kind").text(), d.need("name").text())
+
+
+def _labels(d: At, key: str) -> Labels:
+    return Labels.of(d.key(key).text_map())
+
+
+def _flag(d: At, key: str) -> bool:
+    found = d.key(key)
+    return False if found.value is None else found.flag()
+
+
+def _transport(at: At) -> Transport:
+    if at.value is None:
+        return Transport.TCP
+    try:
+        return Transport.parse(at.text())
+    except ValueError:
+        at.fail(f"unknown protocol {at.value!r}")
+
+
+def _service_port(d: At) -> ServicePort:
+    target = d.key("target_port")
+    target_port: int | str | None = None
+    if target.value is not None:
+        target_port = (target.integer(0, 65535) if type(target.value) is int
+                       else target.text())
+    return ServicePort(
+        port=d.need("port").integer(0, 65535),
+        protocol=_transport(d.key("protocol")),
+        target_port=target_port,
+        name=d.key("name").text_or_none(),
+        node_port=d.key("node_port").integer_or_none(0, 65535),
+    )
+
+
+def _cidrs(at: At) -> tuple[str, ...]:
+    """Address blocks, in their canonical text."""
+    out = []
+    for text in at.texts():
+        try:
+            out.append(str(ipaddress.ip_network(text)))
+        except ValueError:
+            at.fail(f"{text!r} is not an address block (CIDR)")
+    return tuple(out)
+
+
+_CANONICAL: dict[str, str] = {}
+
+
+def _ips(at: At) -> tuple[str, ...]:
+    """IP addresses, in their canonical text (the inventory's own form)."""
+    out = []
+    for text in at.texts():
+        canonical = _CANONICAL.get(text)
+        if canonical is None:
+            try:
+                canonical = str(ipaddress.ip_address(text))
+            except ValueError:
+                at.fail(f"{text!r} is not an IP address")
+            if len(_CANONICAL) < 1_000_000:
+                _CANONICAL[text] = canonical
+        out.append(canonical)
+    return tuple(out)

@@ -22,7 +22,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from segmenter.errors import InventoryError
+from segmenter.documents import decode_utf8, parse_json
+from segmenter.errors import InputError, InventoryError
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def status_message(exc: Any) -> str:
     if body:
         try:
             status = json.loads(body)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             return ""
         if isinstance(status, Mapping) and isinstance(status.get("message"), str):
             return str(status["message"])
@@ -141,11 +142,13 @@ def decode_response(response: Any, api_client: Any, *, host: str, what: str) -> 
     connection goes back to the pool), already a mapping, or a model object -- unchecked.
     ``what`` names the call in the error (``list pods``)."""
     if isinstance(getattr(response, "data", None), bytes):
-        try:
-            return json.loads(response.data)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        try:  # the reading layer's bounds: depth, integer size, UTF-8
+            return parse_json(decode_utf8(response.data, path=host), path=host)
+        except InputError as exc:
+            syntax = exc.message.startswith(("malformed JSON", "not UTF-8"))
             raise InventoryError(
-                f"the API server at {host} sent a malformed response to {what} (not JSON)"
+                f"the API server at {host} sent a malformed response to {what} "
+                f"({'not JSON' if syntax else exc.message})"
             ) from None
         finally:
             release = getattr(response, "release_conn", None)

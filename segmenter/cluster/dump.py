@@ -14,7 +14,6 @@ interval during which each pod held its IP.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections import Counter, defaultdict
@@ -22,8 +21,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
-
-import yaml
 
 from segmenter.cluster.cache import CACHE_FORMAT, inventory_from_dict
 from segmenter.cluster.fields import (
@@ -47,7 +44,9 @@ from segmenter.cluster.fields import (
     parse_timestamp,
     service_ports,
 )
+from segmenter.documents import iter_yaml, parse_json, read_text
 from segmenter.errors import InputError, type_name
+from segmenter.gcpause import no_gc
 from segmenter.k8s import NAMESPACE_NAME_LABEL, SERVICE_NAME_LABEL
 from segmenter.model import (
     EndpointSlice,
@@ -596,33 +595,15 @@ def _pod_sort_key(pod: Pod) -> tuple[str, str, float, tuple[str, ...]]:
 
 
 def _read_documents(path: str) -> list[Any]:
-    """Parse a JSON or YAML file into its documents; raise InputError on a syntax error."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such file", path=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", path=path) from None
+    """Parse a JSON or YAML file into its documents; InputError naming the place of a syntax
+    error, a byte that is not UTF-8, too deep a nesting, an alias bomb..."""
+    text = read_text(path)
     stripped = text.lstrip()
     if not stripped:
         raise InputError("empty file, expected a Kubernetes object or List", path=path)
     if stripped[0] in "{[":
-        try:
-            return [json.loads(text)]
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                f"malformed JSON: {exc.msg}",
-                path=path,
-                record=f"line {exc.lineno} column {exc.colno}",
-            ) from None
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        documents = [doc for doc in yaml.load_all(text, Loader=loader) if doc is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        record = f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else None
-        raise InputError(f"malformed YAML: {problem}", path=path, record=record) from None
+        return [parse_json(text, path=path)]
+    documents = [doc for doc in iter_yaml(text, path=path) if doc is not None]
     if not text.endswith("\n"):
         # kubectl and YAML dumpers end files with a newline; a YAML stream cut short can still
         # parse, its last object silently missing fields (a pod without its status and IP).
@@ -732,6 +713,11 @@ def load_inventory(paths: Sequence[str]) -> Inventory:
         paths = [str(paths)]
     if not paths:
         raise InputError("no inventory file given")
+    with no_gc():  # a large dump is millions of small objects and no cycles
+        return _load_inventory(paths)
+
+
+def _load_inventory(paths: Sequence[str]) -> Inventory:
     builder = _Builder()
     caches: list[tuple[str, Inventory]] = []
     for path in paths:
@@ -745,6 +731,7 @@ def load_inventory(paths: Sequence[str]) -> Inventory:
             continue
         builder.sources.append(str(path))
         _add_all(builder, _iter_objects(docs), str(path))
+        del docs  # one file's documents at a time
     if caches:
         if len(caches) > 1 or builder.sources:
             raise InputError(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from segmenter.documents import MAX_EPOCH, MIN_EPOCH
 from segmenter.errors import type_name
 from segmenter.model import ContainerPort, ServicePort, Transport
 
@@ -67,12 +68,16 @@ def get_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
     return value
 
 
-def get_int(obj: Mapping[str, Any], key: str, where: str) -> int | None:
+def get_int(obj: Mapping[str, Any], key: str, where: str, low: int = 0,
+            high: int = 65535) -> int | None:
+    """An integer in ``low``..``high`` (a port number by default)."""
     value = obj.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRecord(f"{where}{key} must be an integer, not {type_name(value)}")
+    if not low <= value <= high:
+        raise BadRecord(f"{where}{key} must be from {low} to {high}, not {value}")
     return value
 
 
@@ -129,6 +134,8 @@ def parse_timestamp(value: Any, where: str) -> float | None:
     if isinstance(value, bool):
         raise BadRecord(f"{where} must be a timestamp, not a boolean")
     if isinstance(value, (int, float)):
+        if not MIN_EPOCH <= value <= MAX_EPOCH:
+            raise BadRecord(f"{where}: {value} is not epoch seconds of a year from 1 to 9999")
         return float(value)
     if isinstance(value, datetime):  # YAML loaders turn unquoted timestamps into datetimes
         return epoch(value)
@@ -256,9 +263,13 @@ def target_port(value: Any, where: str) -> int | str | None:
     if isinstance(value, bool):
         raise BadRecord(f"{where}targetPort must be a number or a port name")
     if isinstance(value, int):
+        if not 1 <= value <= 65535:
+            raise BadRecord(f"{where}targetPort must be from 1 to 65535, not {value}")
         return value
     if isinstance(value, str):
-        return int(value) if value.isdigit() else value
+        if value.isascii() and value.isdigit():
+            return target_port(int(value), where) if len(value) <= 5 else target_port(0, where)
+        return value
     raise BadRecord(f"{where}targetPort must be a number or a port name, not {type_name(value)}")
 
 

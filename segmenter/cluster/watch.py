@@ -50,7 +50,7 @@ from typing import IO, Any, Final
 
 from segmenter.cluster.fields import DELETED_ANNOTATION, IP_ASSIGNED_ANNOTATION
 from segmenter.errors import InputError, InventoryError
-from segmenter.fileio import atomic_write_text, dump_json
+from segmenter.fileio import atomic_write_text, dump_json, ensure_folder
 
 logger = logging.getLogger(__name__)
 
@@ -264,8 +264,8 @@ class WatchRecorder:
 
     def _open(self) -> None:
         self.check()
+        ensure_folder(self.directory)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
             self._log = (self.directory / EVENTS_FILE).open("x", encoding="utf-8", buffering=1)
         except OSError as exc:
             raise InputError(

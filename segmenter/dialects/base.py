@@ -8,13 +8,35 @@ the reasons are returned as ``dropped`` so the caller can say what was left out.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from segmenter.errors import UnsupportedError
 from segmenter.gcpause import no_gc
-from segmenter.policy.ir import Policy, PolicySet
+from segmenter.policy.ir import Evidence, Policy, PolicySet
 from segmenter.render import Manifest
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "segmenter"}
+# Sources of packet captures (the graph's "capture" and the capture formats' names).
+CAPTURE_SOURCES: Final = frozenset({"capture", "pcap", "pcapng"})
+
+
+def flow_count(ev: Evidence) -> str:
+    """``3 flows``; ``~3 flows (sampled)`` when a sampled source counted them (an estimate)."""
+    text = f"{ev.flows} flow{'' if ev.flows == 1 else 's'}"
+    return f"~{text} (sampled)" if ev.sampled else text
+
+
+def evidence_sources(ev: Evidence) -> str | None:
+    """The sources that saw a rule's flows, ``capture, hubble``, when any is not a packet
+    capture; None for capture-only evidence.
+
+    A capture is the default evidence: naming it on every rule would say nothing and change
+    every policy written from captures. A flow log is evidence of another kind (aggregated,
+    sampled, reported by the dataplane), which whoever reviews the rule needs to know.
+    """
+    if not ev.sources or CAPTURE_SOURCES.issuperset(ev.sources):
+        return None
+    return ", ".join(ev.sources)
 
 
 def policy_annotations(policy: Policy) -> dict[str, str]:
@@ -54,6 +76,13 @@ class Dialect:
 
     def note(self, message: str) -> None:
         self._notes.append(message)
+
+    def put_file(self, files: dict[str, list[Manifest]], key: str, manifest: Manifest) -> None:
+        """Put ``manifest`` alone in the file ``key``; a second policy for the same file (names
+        that collide once made file-safe) cannot be expressed."""
+        if key in files:
+            self.unsupported(f"two policies would both be written as {key}")
+        files[key] = [manifest]
 
     def emit(self, policy_set: PolicySet) -> Output:
         self._unsupported.clear()

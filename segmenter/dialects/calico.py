@@ -27,7 +27,13 @@ import hashlib
 import re
 from typing import Any
 
-from segmenter.dialects.base import MANAGED_BY, Dialect, Manifest, policy_annotations
+from segmenter.dialects.base import (
+    MANAGED_BY,
+    Dialect,
+    Manifest,
+    evidence_sources,
+    policy_annotations,
+)
 from segmenter.dialects.kubernetes import timestamp
 from segmenter.model import Labels
 from segmenter.policy.ir import (
@@ -89,9 +95,9 @@ class Calico(Dialect):
                 "spec": {"order": _number(tier.order)},
             }]
         for guard in policy_set.guardrails:
-            self._put(files, f"10-guardrails/{guard.name}.yaml", self.policy(guard))
+            self.put_file(files, f"10-guardrails/{guard.name}.yaml", self.policy(guard))
         for policy in policy_set.policies:
-            self._put(files, f"20-{policy.namespace}/{policy.name}.yaml", self.policy(policy))
+            self.put_file(files, f"20-{policy.namespace}/{policy.name}.yaml", self.policy(policy))
         if self._sets:
             files["05-globalnetworksets.yaml"] = [self._sets[k] for k in sorted(self._sets)]
         named = sorted(k for k, v in self._sets.items() if v["spec"].get("allowedEgressDomains"))
@@ -101,11 +107,6 @@ class Calico(Dialect):
                       "what the names resolve to; guardrail Pass rules keep matching the "
                       f"observed addresses only: {', '.join(named)}")
         return files
-
-    def _put(self, files: dict[str, list[Manifest]], key: str, manifest: Manifest) -> None:
-        if key in files:
-            self.unsupported(f"two policies would both be written as {key}")
-        files[key] = [manifest]
 
     def policy(self, policy: Policy) -> Manifest:
         cluster = policy.namespace is None
@@ -155,7 +156,13 @@ class Calico(Dialect):
         annotations: dict[str, str] = {}
         ev = rule.evidence
         if ev.flows:
-            annotations["segmenter.io/flows"] = str(ev.flows)
+            # A sampled source's count is an estimate: never written as an exact number.
+            annotations["segmenter.io/flows"] = f"~{ev.flows}" if ev.sampled else str(ev.flows)
+        sources = evidence_sources(ev)
+        if sources:
+            annotations["segmenter.io/sources"] = sources
+            if ev.sampled:
+                annotations["segmenter.io/sampled"] = "true"
         if ev.first_seen is not None:
             annotations["segmenter.io/first-seen"] = str(timestamp(ev.first_seen))
             annotations["segmenter.io/last-seen"] = str(timestamp(ev.last_seen))

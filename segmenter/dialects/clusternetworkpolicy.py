@@ -78,7 +78,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segmenter.dialects.base import MANAGED_BY, Dialect, Manifest, policy_annotations
-from segmenter.dialects.kubernetes import NAMESPACE_NAME_LABEL, Kubernetes, timestamp
+from segmenter.dialects.kubernetes import NAMESPACE_NAME_LABEL, Kubernetes, evidence_text
 from segmenter.model import Transport
 from segmenter.policy.ir import (
     Action,
@@ -543,12 +543,7 @@ def _evidence(rules: list[_Emitted]) -> list[str]:
     out = []
     for rule in rules:
         for source in rule.sources:
-            ev = source.evidence
-            text = f"{rule.body['name']}: {ev.flows} flow{'' if ev.flows == 1 else 's'}"
-            if ev.first_seen is not None:
-                text += f", {timestamp(ev.first_seen)} to {timestamp(ev.last_seen)}"
-            if ev.reason:
-                text += f"; {ev.reason}"
+            text = f"{rule.body['name']}: {evidence_text(source.evidence)}"
             if text not in out:
                 out.append(text)
     return out

@@ -12,10 +12,27 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from segmenter.dialects.base import MANAGED_BY, Dialect, Manifest, policy_annotations
+from segmenter.dialects.base import (
+    MANAGED_BY,
+    Dialect,
+    Manifest,
+    evidence_sources,
+    flow_count,
+    policy_annotations,
+)
 from segmenter.k8s import NAMESPACE_NAME_LABEL
 from segmenter.model import Transport
-from segmenter.policy.ir import Action, CidrPeer, Peer, PodPeer, Policy, PolicySet, Port, Rule
+from segmenter.policy.ir import (
+    Action,
+    CidrPeer,
+    Evidence,
+    Peer,
+    PodPeer,
+    Policy,
+    PolicySet,
+    Port,
+    Rule,
+)
 
 _K8S_PROTOCOLS = {Transport.TCP, Transport.UDP, Transport.SCTP}
 
@@ -38,17 +55,23 @@ def _second(value: int) -> str:
 
 
 def evidence_lines(rules: tuple[Rule, ...], direction: str) -> list[str]:
-    """One line per rule: ``ingress[0]: 12 flows, 2026-...Z to 2026-...Z; observed from ...``."""
-    out = []
-    for index, rule in enumerate(rules):
-        ev = rule.evidence
-        text = f"{direction}[{index}]: {ev.flows} flow{'' if ev.flows == 1 else 's'}"
-        if ev.first_seen is not None:
-            text += f", {timestamp(ev.first_seen)} to {timestamp(ev.last_seen)}"
-        if ev.reason:
-            text += f"; {ev.reason}"
-        out.append(text)
-    return out
+    """One line per rule: ``ingress[0]: 12 flows, 2026-...Z to 2026-...Z; observed from ...``
+    (``(hubble, capture)`` after it when a flow log saw them)."""
+    return [f"{direction}[{index}]: {evidence_text(rule.evidence)}"
+            for index, rule in enumerate(rules)]
+
+
+def evidence_text(ev: Evidence) -> str:
+    """``12 flows, <first> to <last>; observed from ... (hubble, capture)``."""
+    text = flow_count(ev)
+    if ev.first_seen is not None:
+        text += f", {timestamp(ev.first_seen)} to {timestamp(ev.last_seen)}"
+    if ev.reason:
+        text += f"; {ev.reason}"
+    sources = evidence_sources(ev)
+    if sources:
+        text += f" ({sources})"
+    return text
 
 
 class Kubernetes(Dialect):

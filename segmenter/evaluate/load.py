@@ -9,14 +9,14 @@ the list. Errors name the file and the 1-based document number.
 
 from __future__ import annotations
 
-import json
+import errno
 import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from segmenter.documents import iter_yaml, parse_json, read_text
 from segmenter.errors import InputError
 
 __all__ = ["MANIFEST_SUFFIXES", "iter_manifests", "load_manifests"]
@@ -26,28 +26,52 @@ logger = logging.getLogger(__name__)
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _SKIPPED_NAMES = ("kustomization.yaml", "kustomization.yml", "kustomization.json")
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _files(paths: Sequence[str]) -> list[Path]:
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             found = sorted(
-                (f for f in path.rglob("*")
-                 if f.is_file() and f.suffix.lower() in MANIFEST_SUFFIXES),
+                (f for f in path.rglob("*") if f.suffix.lower() in MANIFEST_SUFFIXES
+                 and f.name.lower() not in _SKIPPED_NAMES and _is_manifest_file(f)),
                 key=lambda f: f.relative_to(path).as_posix(),
             )
-            out.extend(f for f in found if f.name.lower() not in _SKIPPED_NAMES)
-        elif path.is_file():
+            out.extend(found)
+        elif path.exists():
             if path.name.lower() in _SKIPPED_NAMES:
                 logger.info("skipping %s: a kustomization is not a manifest", path)
                 continue
-            out.append(path)
+            out.append(path)  # a file, or a pipe given by name (/dev/stdin)
         else:
+            _check_link(path)
             raise InputError("no such file or directory", path=str(path))
     return out
+
+
+def _is_manifest_file(path: Path) -> bool:
+    """True for a regular file (or a link to one) in a folder; a folder named ``*.yaml`` is
+    walked, not read. A broken or looping link, or a pipe or device, is an error: a policy
+    the folder was meant to hold would be left out without a word."""
+    if path.is_dir():
+        return False
+    _check_link(path)
+    if not path.is_file():
+        raise InputError("not a regular file (a pipe, socket or device in a policy folder)",
+                         path=str(path))
+    return True
+
+
+def _check_link(path: Path) -> None:
+    if not path.is_symlink():
+        return
+    try:
+        path.stat()
+    except FileNotFoundError:
+        raise InputError(f"broken symbolic link (to {os.readlink(path)})", path=str(path)) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError("symbolic link loop", path=str(path)) from None
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=str(path)) from None
 
 
 def _expand(doc: Mapping[str, Any], path: str, number: int) -> Iterator[dict[str, Any]]:
@@ -71,23 +95,13 @@ def _expand(doc: Mapping[str, Any], path: str, number: int) -> Iterator[dict[str
     yield dict(doc)
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason})", path=str(path)) from exc
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from exc
-
-
 def _documents(path: Path) -> Iterator[tuple[int, Any]]:
-    text = _read(path)
+    text = read_text(path)
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-                             path=str(path), record="document 1") from exc
+            data = parse_json(text, path=str(path))
+        except InputError as exc:
+            raise _in_document(exc, 1) from None
         if isinstance(data, list):
             yield from ((i + 1, d) for i, d in enumerate(data))
         else:
@@ -95,14 +109,15 @@ def _documents(path: Path) -> Iterator[tuple[int, Any]]:
         return
     number = 0
     try:
-        for number, data in enumerate(yaml.load_all(text, Loader=_Loader), start=1):
+        for number, data in enumerate(iter_yaml(text, path=str(path)), start=1):
             yield number, data
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"invalid YAML{where}: {problem}", path=str(path),
-                         record=f"document {number + 1}") from exc
+    except InputError as exc:
+        raise _in_document(exc, number + 1) from None
+
+
+def _in_document(exc: InputError, number: int) -> InputError:
+    where = f"document {number}" + (f", {exc.record}" if exc.record else "")
+    return InputError(exc.message, path=exc.path, record=where)
 
 
 def iter_manifests(paths: Sequence[str]) -> Iterator[tuple[str, int, dict[str, Any]]]:

@@ -113,8 +113,12 @@ def validate_manifest(doc: Any) -> list[str]:
             v.netset(doc)
         elif kind == "Tier":
             v.tier(doc)
+        else:
+            v.metadata_shape(doc)
     elif group == "policy.networking.k8s.io" and kind == "ClusterNetworkPolicy":
         v.cluster_network_policy(doc)
+    else:
+        v.metadata_shape(doc)
     return v.problems
 
 
@@ -122,6 +126,11 @@ def _calico_shaped(doc: Mapping[str, Any]) -> bool:
     spec = doc.get("spec") or {}
     return isinstance(spec, Mapping) and "podSelector" not in spec and any(
         k in spec for k in ("selector", "order", "tier", "types"))
+
+
+def _one_of(value: Any, choices: set[str]) -> bool:
+    """``value in choices`` for any document value (a list or a map is in no set of names)."""
+    return isinstance(value, str) and value in choices
 
 
 def _is_list(value: Any) -> bool:
@@ -164,9 +173,22 @@ class _Validator:
         return [(f"{path}[{i}]", item) for i, item in enumerate(value)]
 
     def metadata(self, doc: Mapping[str, Any]) -> Mapping[str, Any]:
-        meta = self.mapping("metadata", doc.get("metadata")) or {}
+        meta = self.metadata_shape(doc)
         if not meta.get("name"):
             self.error("metadata.name", "required")
+        return meta
+
+    def metadata_shape(self, doc: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Of any object: what every reader of manifests takes for granted."""
+        meta = self.mapping("metadata", doc.get("metadata")) or {}
+        for key in ("name", "namespace"):
+            if meta.get(key) is not None and not isinstance(meta[key], str):
+                self.error(f"metadata.{key}", "must be a string")
+        for key in ("labels", "annotations"):
+            values = self.mapping(f"metadata.{key}", meta.get(key)) or {}
+            for name, value in values.items():
+                if not isinstance(value, str):
+                    self.error(f"metadata.{key}.{name}", "must be a string")
         return meta
 
     # ----------------------------------------------------------------------------------------
@@ -267,7 +289,7 @@ class _Validator:
             return
         self.unknown(path, entry, _K8S_PORT)
         proto = entry.get("protocol")
-        if proto is not None and proto not in _K8S_PROTOCOLS:
+        if proto is not None and not _one_of(proto, _K8S_PROTOCOLS):
             self.error(f"{path}.protocol", f"unsupported value {proto!r}: must be TCP, UDP or "
                                            f"SCTP")
         port = entry.get("port")
@@ -300,7 +322,7 @@ class _Validator:
 
     def staged_action(self, spec: Mapping[str, Any]) -> None:
         action = spec.get("stagedAction")
-        if action is not None and action not in _STAGED_ACTIONS:
+        if action is not None and not _one_of(action, _STAGED_ACTIONS):
             self.error("spec.stagedAction", f"unknown value {action!r}: must be one of "
                                             f"{', '.join(sorted(_STAGED_ACTIONS))}")
 
@@ -400,7 +422,7 @@ class _Validator:
         action = rule.get("action")
         if action is None:
             self.error(f"{path}.action", "required")
-        elif action not in _CALICO_ACTIONS:
+        elif not _one_of(action, _CALICO_ACTIONS):
             self.error(f"{path}.action", f"unknown action {action!r}: must be Allow, Deny, Log "
                                          f"or Pass")
         proto_names: list[str] = []
@@ -464,7 +486,7 @@ class _Validator:
             if proto is None:
                 self.error(f"{path}.{key}", "requires protocol to be set (TCP, UDP, SCTP or "
                                             "UDPLite)")
-            elif proto not in _PORT_PROTOCOLS:
+            elif not _one_of(proto, _PORT_PROTOCOLS):
                 self.error(f"{path}.{key}", f"ports are only valid with TCP, UDP, SCTP or "
                                             f"UDPLite, not {proto}")
             for ppath, port in self.items(f"{path}.{key}", ports):

@@ -9,6 +9,7 @@ post-DNAT port) aggregates. Saved by :mod:`segmenter.graph.io`; summarised by
 from __future__ import annotations
 
 import bisect
+import functools
 import gc
 import ipaddress
 import logging
@@ -22,6 +23,8 @@ import networkx as nx
 from segmenter.cluster.dns import DNS_PORT
 from segmenter.config import ClusterNetworks
 from segmenter.graph.addresses import address_class, link_local_service
+from segmenter.graph.blocked import BlockedFlows
+from segmenter.graph.identity import FlowEnds
 from segmenter.graph.io import GRAPH_FORMAT, GRAPH_VERSION
 from segmenter.graph.ranges import (
     AddressUse,
@@ -33,6 +36,7 @@ from segmenter.graph.resolve import Resolver, is_private
 from segmenter.model import (
     DnsAnswer,
     Flow,
+    FlowVerdict,
     Inventory,
     Labels,
     NodeId,
@@ -57,6 +61,7 @@ def build_graph(
     resolver: Resolver | None = None,
     named_sets: bool = True,
     networks: ClusterNetworks | None = None,
+    ends: FlowEnds | None = None,
 ) -> nx.DiGraph:
     """Build the communication graph of ``flows`` against ``inventory``.
 
@@ -71,11 +76,19 @@ def build_graph(
     the inventory should explain (``networks``: the ranges declared in ``segmenter.yaml``;
     :mod:`segmenter.graph.ranges`).
 
+    Flows that were not forwarded (a flow log's ``dropped``, ``audit``, ``error``) are no edge:
+    they are kept in the graph's ``blocked`` attribute. The identities flow records carry are
+    used and cross-checked by ``ends`` (:class:`~segmenter.graph.identity.FlowEnds`; one over
+    ``inventory`` by default), whose report is the graph's ``identity`` attribute.
+
     Raises:
         InventoryError: traffic to a Service's or pod's address that the inventory lacks.
     """
     if resolver is None:
-        resolver = Resolver(inventory)
+        resolver = ends.resolver if ends is not None else Resolver(inventory)
+    if ends is None:
+        ends = FlowEnds(inventory, resolver)
+    blocked = BlockedFlows()
     answers = tuple(dns)
     namer = _NamedSets(answers) if named_sets else None
     # The loop allocates a few small objects per flow; with a million Flow objects alive, the
@@ -83,7 +96,8 @@ def build_graph(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        acc, seen_addresses, unexplained, special = _aggregate(flows, resolver, namer)
+        acc, seen_addresses, unexplained, special = _aggregate(flows, resolver, namer, ends,
+                                                               blocked)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -92,6 +106,10 @@ def build_graph(
     graph = nx.DiGraph(format=GRAPH_FORMAT, version=GRAPH_VERSION)
     if special:
         graph.graph["special_addresses"] = special
+    if ends.used:
+        graph.graph["identity"] = ends.report()
+    if blocked:
+        graph.graph["blocked"] = blocked.entries()
     _add_workload_nodes(graph, inventory)
 
     dns_names: dict[str, set[str]] = defaultdict(set)
@@ -108,20 +126,23 @@ def build_graph(
     for (src, dst, transport, port), slot in acc.items():
         via = slot[6] or ()
         services = sorted({name for name, _ in via if name is not None})
-        edges[(src, dst)].append(
-            {
-                "protocol": transport.value,
-                "port": port,
-                "flows": slot[0],
-                "packets": slot[1],
-                "bytes": slot[2],
-                "first_seen": float(slot[3]),
-                "last_seen": float(slot[4]),
-                "tls": slot[5],
-                "via_service": services[0] if services else None,
-                "via_addresses": sorted({a for _, a in via if a is not None}, key=_ip_sort_key),
-            }
-        )
+        entry = {
+            "protocol": transport.value,
+            "port": port,
+            "flows": slot[0],
+            "packets": slot[1],
+            "bytes": slot[2],
+            "first_seen": float(slot[3]),
+            "last_seen": float(slot[4]),
+            "tls": slot[5],
+            "via_service": services[0] if services else None,
+            "via_addresses": sorted({a for _, a in via if a is not None}, key=_ip_sort_key),
+            # Flows of captures (and flow files of version 1) name no source: "capture".
+            "sources": sorted({s for seen in slot[7] for s in (seen or _CAPTURE)}),
+        }
+        if slot[8]:
+            entry["sampled"] = True  # the counts are estimates
+        edges[(src, dst)].append(entry)
 
     endpoints = sorted({n for pair in edges for n in pair})
     for node_id in endpoints:
@@ -149,7 +170,7 @@ def build_graph(
             )
         elif parsed.address is not None:
             ip = parsed.address
-            names = sorted(dns_names.get(ip, ()))
+            names = sorted(dns_names.get(ip, set()) | ends.names.get(node_id, set()))
             service = link_local_service(ip, DNS_PORT if ip in dns_servers else None)
             graph.add_node(
                 node_id,
@@ -178,15 +199,18 @@ def build_graph(
 
 
 def _aggregate(
-    flows: Iterable[Flow], resolver: Resolver, namer: _NamedSets | None = None
+    flows: Iterable[Flow], resolver: Resolver, namer: _NamedSets | None, ends: FlowEnds,
+    blocked: BlockedFlows,
 ) -> tuple[_Slots, dict[str, set[str]], list[AddressUse], dict[str, Any]]:
     """Resolve both ends of every flow and sum them per (client, server, transport, port).
 
-    A slot is ``[flows, packets, bytes, first, last, tls, {(via service, address)} or None]``:
-    a list with literal indexes, because this loop runs once per flow and dominates the build.
-    Also returns the addresses seen for each node, apiserver and external node; how the
-    addresses that resolved external were used (for :func:`~segmenter.graph.ranges.
-    check_inventory`); and the flows left out for a special address, per address class.
+    A slot is ``[flows, packets, bytes, first, last, tls, {(via service, address)} or None,
+    {sources tuples}, sampled]``: a list with literal indexes, because this loop runs once per
+    flow and dominates the build. Also returns the addresses seen for each node, apiserver and
+    external node; how the addresses that resolved external were used (for
+    :func:`~segmenter.graph.ranges.check_inventory`); and the flows left out for a special
+    address, per address class. A flow whose record carries identities or a verdict goes
+    through ``ends``; one that was not forwarded goes to ``blocked`` instead.
     """
     resolve = resolver.resolve
     name_for = namer.name_for if namer is not None and namer.sets else None
@@ -195,25 +219,39 @@ def _aggregate(
     external = UnexplainedAddresses()
     special: dict[str, list[Any]] = {}
     count = 0
+    forwarded = FlowVerdict.FORWARDED
     for flow in flows:
         count += 1
         transport = flow.transport
         ts = flow.first_seen
         last = flow.last_seen
-        client = resolve(flow.client, None, transport, ts)
-        server = resolve(flow.server, flow.server_port, transport, ts)
+        client_ip, server_ip = flow.client, flow.server
+        if (client_ip is None or server_ip is None or flow.client_endpoint is not None
+                or flow.server_endpoint is not None):
+            pair = ends.resolve(flow)
+            if pair is None:
+                continue  # an end without an address that no workload matches: reported
+            client, server = pair
+            ends.check(flow, client, server)
+        else:
+            client = resolve(client_ip, None, transport, ts)
+            server = resolve(server_ip, flow.server_port, transport, ts)
         if client.how is Resolution.SPECIAL or server.how is Resolution.SPECIAL:
             _count_special(special, flow, client.how, server.how)
+            continue
+        if flow.verdict is not None and flow.verdict is not forwarded:
+            blocked.add(flow, client, server)
             continue
         if server.how is Resolution.EXTERNAL or client.how is Resolution.EXTERNAL:
             external.note(flow, client, server)
         server_id = server.node_id
-        if name_for is not None and server.how is Resolution.EXTERNAL:
-            server_id = name_for(flow.client, flow.server, ts) or server_id
+        if name_for is not None and server.how is Resolution.EXTERNAL and client_ip is not None \
+                and server_ip is not None:
+            server_id = name_for(client_ip, server_ip, ts) or server_id
         key = (client.node_id, server_id, transport, server.port)
         slot = acc.get(key)
         if slot is None:
-            slot = acc[key] = [0, 0, 0, ts, last, False, None]
+            slot = acc[key] = [0, 0, 0, ts, last, False, None, set(), False]
         else:
             if ts < slot[3]:  # noqa: PLR1730 - min() is markedly slower here
                 slot[3] = ts
@@ -224,16 +262,19 @@ def _aggregate(
         slot[2] += flow.bytes_to_server + flow.bytes_to_client
         if flow.tls:
             slot[5] = True
+        slot[7].add(flow.sources)
+        if flow.sampled:
+            slot[8] = True
         how = server.how
-        if how is not Resolution.POD:
+        if how is not Resolution.POD or server.via_service is not None:
             if how.dnat or server.via_service is not None:
                 if slot[6] is None:
                     slot[6] = set()
-                slot[6].add((server.via_service, flow.server if how.dnat else None))
-            if how in _ADDRESSED:
-                seen_addresses[server_id].add(flow.server)
-        if client.how in _ADDRESSED:
-            seen_addresses[client.node_id].add(flow.client)
+                slot[6].add((server.via_service, server_ip if how.dnat else None))
+            if how in _ADDRESSED and server_ip is not None:
+                seen_addresses[server_id].add(server_ip)
+        if client.how in _ADDRESSED and client_ip is not None:
+            seen_addresses[client.node_id].add(client_ip)
     logger.info("graph: %d flows aggregated into %d (edge, port) entries", count, len(acc))
     uses = external.uses()
     left_out: dict[str, Any] = {}
@@ -252,7 +293,7 @@ def _count_special(special: dict[str, list[Any]], flow: Flow, client_how: Resolu
     special.setdefault("", [0, set()])[0] += 1
     classes: dict[str, set[str]] = {}
     for address, how in ((flow.client, client_how), (flow.server, server_how)):
-        if how is Resolution.SPECIAL:
+        if how is Resolution.SPECIAL and address is not None:
             canonical = _canonical_ip(address) or address
             found = address_class(canonical)
             classes.setdefault(str(found or "special"), set()).add(canonical)
@@ -262,11 +303,13 @@ def _count_special(special: dict[str, list[Any]], flow: Flow, client_how: Resolu
         slot[1].update(addresses)
 
 
+_CAPTURE: Final = ("capture",)
 # Resolutions whose node keeps the addresses it was seen at.
 _ADDRESSED: Final = frozenset({Resolution.NODE, Resolution.APISERVER, Resolution.EXTERNAL,
                                Resolution.LINK_LOCAL_SERVICE})
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _canonical_ip(text: str) -> str | None:
     try:
         return str(ipaddress.ip_address(text.strip()))
@@ -407,7 +450,7 @@ def _workload_attrs(wl: Workload, pods: list[Pod]) -> dict[str, Any]:
 
 
 def _edge_totals(ports: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
+    totals = {
         "ports": ports,
         "flows": sum(p["flows"] for p in ports),
         "packets": sum(p["packets"] for p in ports),
@@ -415,6 +458,9 @@ def _edge_totals(ports: list[dict[str, Any]]) -> dict[str, Any]:
         "first_seen": min(p["first_seen"] for p in ports),
         "last_seen": max(p["last_seen"] for p in ports),
     }
+    if any(p.get("sampled") for p in ports):
+        totals["sampled"] = True
+    return totals
 
 
 def _port_sort_key(entry: Mapping[str, Any]) -> tuple[str, int]:

@@ -191,9 +191,10 @@ class UnexplainedAddresses:
         self._seen: dict[str, list[Any]] = {}
 
     def note(self, flow: Flow, client: Resolved, server: Resolved) -> None:
-        """Count the external end(s) of one resolved flow."""
+        """Count the external end(s) of one resolved flow (an end a flow record names without
+        an address is no address to explain)."""
         port = "" if server.port is None else f":{server.port}"
-        if server.how is Resolution.EXTERNAL:
+        if server.how is Resolution.EXTERNAL and flow.server is not None:
             slot = self._seen.get(flow.server)
             if slot is None:
                 slot = self._seen[flow.server] = [
@@ -201,7 +202,7 @@ class UnexplainedAddresses:
             slot[0] += 1
             if server.port == DNS_PORT and client.how is Resolution.POD:
                 slot[2] = True
-        if client.how is Resolution.EXTERNAL:
+        if client.how is Resolution.EXTERNAL and flow.client is not None:
             slot = self._seen.get(flow.client)
             if slot is None:
                 slot = self._seen[flow.client] = [

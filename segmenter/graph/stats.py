@@ -12,8 +12,10 @@ from typing import Any, Final
 import networkx as nx
 
 from segmenter.graph.addresses import special_summary
+from segmenter.graph.blocked import blocked_lines
 
 LEARNING_BUCKET: Final = 3600.0
+EXAMPLES: Final = 5
 
 
 def graph_stats(graph: nx.DiGraph, *, top: int = 10) -> dict[str, Any]:
@@ -37,7 +39,8 @@ def graph_stats(graph: nx.DiGraph, *, top: int = 10) -> dict[str, Any]:
     protocols: Counter[str] = Counter()
     firsts: list[float] = []
     lasts: list[float] = []
-    flows = packets = volume = entries = 0
+    by_source: Counter[str] = Counter()
+    flows = packets = volume = entries = sampled = 0
     for src, dst, attrs in graph.edges(data=True):
         flows += attrs.get("flows", 0)
         packets += attrs.get("packets", 0)
@@ -45,6 +48,9 @@ def graph_stats(graph: nx.DiGraph, *, top: int = 10) -> dict[str, Any]:
         for entry in attrs.get("ports", []):
             entries += 1
             protocols[entry.get("protocol", "?")] += entry.get("flows", 0)
+            sampled += bool(entry.get("sampled"))
+            for source in entry.get("sources", ()):
+                by_source[source] += 1
             if isinstance(entry.get("first_seen"), int | float):
                 firsts.append(float(entry["first_seen"]))
             if isinstance(entry.get("last_seen"), int | float):
@@ -70,6 +76,12 @@ def graph_stats(graph: nx.DiGraph, *, top: int = 10) -> dict[str, Any]:
         "packets": packets,
         "bytes": volume,
         "flows_by_protocol": dict(sorted(protocols.items())),
+        # Entries whose counts are estimates (a sampled source saw them), and the (protocol,
+        # port) entries each source saw.
+        "sampled_port_entries": sampled,
+        "port_entries_by_source": dict(sorted(by_source.items())),
+        "identity": graph.graph.get("identity"),
+        "blocked": graph.graph.get("blocked") or [],
         "top_talkers": [
             {
                 "node": n,
@@ -125,11 +137,22 @@ def format_stats(stats: Mapping[str, Any]) -> str:
         f"{_n(stats.get('port_entries', 0), '(protocol, port) entry', '(protocol, port) entries')}"
     )
     protocols = ", ".join(f"{k} {v}" for k, v in stats.get("flows_by_protocol", {}).items())
+    sampled = int(stats.get("sampled_port_entries") or 0)
     lines.append(
-        f"flows: {stats.get('flows', 0)}"
+        ("flows: about " if sampled else "flows: ") + str(stats.get("flows", 0))
         + (f" ({protocols})" if protocols else "")
         + f", {_n(stats.get('packets', 0), 'packet')}, {_size(stats.get('bytes', 0))}"
     )
+    if sampled:
+        lines.append(
+            f"  {_n(sampled, '(protocol, port) entry', '(protocol, port) entries')} of "
+            f"{stats.get('port_entries', 0)} come from sampled sources: their flow, packet and "
+            "byte counts are estimates, not exact")
+    by_source = stats.get("port_entries_by_source") or {}
+    if set(by_source) - {"capture"}:
+        lines.append("sources: " + ", ".join(
+            f"{name} {_n(count, 'entry', 'entries')}" for name, count in by_source.items()))
+    lines.extend(record_lines(stats.get("identity"), stats.get("blocked") or []))
     window, learning = stats.get("window"), stats.get("learning")
     if window and learning:
         start, end = float(window["start"]), float(window["end"])
@@ -161,6 +184,62 @@ def format_stats(stats: Mapping[str, Any]) -> str:
                 f"{_n(t['peers'], 'peer'):>10}"
             )
     return "\n".join(lines) + "\n"
+
+
+def count_text(count: int, data: Mapping[str, Any]) -> str:
+    """A flow count of a graph edge or port entry as people read it: ``~12`` when a sampled
+    source counted it (an estimate, never shown as exact)."""
+    return f"~{count}" if data.get("sampled") else str(count)
+
+
+def entry_of(graph: nx.DiGraph, client: str, server: str, protocol: str,
+             port: int | None) -> Mapping[str, Any]:
+    """The ``ports`` entry of an edge for (protocol, port); {} when there is none."""
+    if not graph.has_edge(client, server):
+        return {}
+    for entry in graph.edges[client, server].get("ports", ()):
+        if entry.get("protocol") == protocol and entry.get("port") == port:
+            return dict(entry)
+    return {}
+
+
+def record_lines(identity: Mapping[str, Any] | None,
+                 blocked: list[dict[str, Any]]) -> list[str]:
+    """What flow records said that the graph does not show as edges: disagreements between
+    their identities and the inventory, ends that could not be placed, what an inventory
+    built from the records lacks, and the flows the policies in force did not let through.
+    For ``graph --stats`` and ``run``."""
+    lines: list[str] = []
+    if identity:
+        lines.extend(str(note) for note in identity.get("notes") or ())
+        checked = int(identity.get("checked_ends") or 0)
+        disagree = identity.get("disagreements") or {}
+        count = int(disagree.get("ends") or 0)
+        if checked:
+            kinds = ", ".join(f"{k} {v}" for k, v in (disagree.get("by_kind") or {}).items())
+            lines.append(
+                f"identity: {_n(checked, 'flow end')} carried an identity that was checked "
+                f"against the inventory; {count} disagree" + (f" ({kinds})" if kinds else "")
+                + (":" if count else ""))
+            for ex in disagree.get("examples") or ():
+                lines.append(
+                    f"  {ex['side']} {ex['address']} at {_utc(float(ex['first_seen']))}: the "
+                    f"records say {ex['record']}, the inventory {ex['inventory']} "
+                    f"({ex['kind']}; {_n(int(ex['flows']), 'flow')})")
+            if count:
+                lines.append("  the graph follows the inventory (as the policies and their "
+                             "replay do): check that it was taken during the capture window")
+        unresolved = identity.get("unresolved") or {}
+        left = int(unresolved.get("flows") or 0)
+        if left:
+            lines.append(
+                f"unresolved: {_n(left, 'flow')} left out of the graph: an end that no "
+                "workload matches (or several do); nothing is guessed:")
+            for ex in unresolved.get("examples") or ():
+                lines.append(f"  {ex['side']} {ex['record']}: {ex['reason']} "
+                             f"({_n(int(ex['flows']), 'flow')})")
+    lines.extend(blocked_lines(blocked))
+    return lines
 
 
 def _verdict(seconds: float, quiet: float, learning: Mapping[str, Any], bucket: float) -> str:

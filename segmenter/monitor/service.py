@@ -350,6 +350,8 @@ class Monitor:
         parsed = self._parse(rec, chunk)
         if not isinstance(parsed, Flow):
             return False
+        assert parsed.client is not None
+        assert parsed.server is not None
         if agent:
             key = (chunk.origin, parsed.transport.value, parsed.client,
                    str(parsed.client_port), parsed.server, str(parsed.server_port),
@@ -375,6 +377,8 @@ class Monitor:
         if j is None:
             assert self._pending is not None
             parsed, j = self._pending
+            assert parsed.client is not None
+            assert parsed.server is not None
             client, server, port = parsed.client, parsed.server, parsed.server_port
             protocol = parsed.transport.value
             first, last = parsed.first_seen, parsed.last_seen
@@ -408,7 +412,14 @@ class Monitor:
         """The record checked; a bad one is the run's error with ``--once``, else logged and
         skipped (None)."""
         try:
-            return parse_record(rec)
+            parsed = parse_record(rec)
+            if isinstance(parsed, Flow) and (parsed.client is None or parsed.server is None):
+                # Fail closed: a connection the monitor cannot place is not let through
+                # unjudged. Address-less records (Calico OSS Goldmane) are placed by identity
+                # in the graph, not here.
+                raise InputError("a flow with an end that has no address: the monitor judges "
+                                 "connections by address (follow a source that records them)")
+            return parsed
         except InputError as exc:
             where = f"{chunk.path}: a {chunk.format.name} record: {exc.message}"
             if self.options.once:

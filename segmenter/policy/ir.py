@@ -86,6 +86,10 @@ class Evidence:
     last_seen: float | None = None
     reason: str = ""
     requirements: tuple[str, ...] = ()
+    # The traffic sources that saw those flows (graph port entries' ``sources``: ``capture``,
+    # ``hubble``, ...), and whether a sampled one did: then ``flows`` is an estimate.
+    sources: tuple[str, ...] = ()
+    sampled: bool = False
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,8 @@ class _RuleAcc:
     first: float | None = None
     last: float | None = None
     reasons: set[str] = field(default_factory=set)
+    sources: set[str] = field(default_factory=set)
+    sampled: bool = False
 
     def add(self, port: Port, flows: int, first: float | None, last: float | None,
             reason: str) -> None:
@@ -321,11 +323,15 @@ class Lowering:
                 item.add(self.port(entry), int(entry.get("flows", 0)), entry.get("first_seen"),
                          entry.get("last_seen"),
                          _provenance(entry, way, other) if DECLARED in entry else observed)
+                item.sources.update(entry.get("sources") or ())
+                item.sampled = item.sampled or bool(entry.get("sampled"))
             for peer in self.peers(other, scope):
                 target = acc[peer]
+                target.sources |= item.sources
+                target.sampled = target.sampled or item.sampled
                 if not target.ports:
                     acc[peer] = _RuleAcc(set(item.ports), item.flows, item.first, item.last,
-                                         set(item.reasons))
+                                         set(item.reasons), target.sources, target.sampled)
                     continue
                 target.ports.update(item.ports)
                 target.reasons.update(item.reasons)
@@ -414,7 +420,8 @@ def _rules(acc: dict[Peer, _RuleAcc], action: Action, requirements: tuple[str, .
         ports = fold_port_ranges(item.ports) if port_ranges else item.ports
         rules.append(Rule(action, (peer,), tuple(sorted(ports, key=_port_key)),
                           Evidence(item.flows, item.first, item.last,
-                                   "; ".join(sorted(item.reasons)), requirements)))
+                                   "; ".join(sorted(item.reasons)), requirements,
+                                   tuple(sorted(item.sources)), item.sampled)))
     return tuple(rules)
 
 

@@ -190,6 +190,28 @@ def tcp_connection(client: End, server: End, sport: int, dport: int, *, t: float
     return events
 
 
+def udp_exchange(client: End, server: End, sport: int, dport: int, *,
+                 t: float = 0.0) -> list[dict[str, Any]]:
+    """A UDP request and its answer as Hubble writes them: at the client's node the egress
+    policy verdict and trace, at the server's node the ingress trace, and the answer
+    (``is_reply``) at both nodes."""
+    cnode, snode = node_of(client), node_of(server)
+    events = [
+        flow(t, cnode, client, server, udp(sport, dport), etype=5, direction="EGRESS",
+             reply=False),
+        flow(t, cnode, client, server, udp(sport, dport), direction="EGRESS", reply=False,
+             point="TO_STACK"),
+    ]
+    if snode:
+        events.append(flow(t + 0.001, snode, client, server, udp(sport, dport),
+                           direction="INGRESS", reply=False, point="TO_ENDPOINT"))
+    for n in dict.fromkeys(x for x in (snode, cnode) if x):
+        events.append(flow(t + 0.002, n, server, client, udp(dport, sport),
+                           direction="INGRESS" if n == snode else "EGRESS", reply=True,
+                           point="TO_ENDPOINT"))
+    return events
+
+
 def dns_lookup(client: Pod, server: Pod, sport: int, name: str, answers: list[str], *,
                t: float = 0.0) -> list[dict[str, Any]]:
     """A lookup through Cilium's DNS proxy: its L7 request and response records and the

@@ -70,13 +70,13 @@ def test_bad_yaml_names_file_and_document(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         load_manifests([str(f)])
     assert info.value.path == str(f)
-    assert info.value.record == "document 2"
-    assert "invalid YAML at line" in str(info.value)
+    assert info.value.record == "document 2, line 7 column 1"
+    assert "malformed YAML" in str(info.value)
 
 
 def test_bad_json(tmp_path: Path) -> None:
     f = write(tmp_path / "bad.json", "{nope}")
-    with pytest.raises(InputError, match="invalid JSON at line 1"):
+    with pytest.raises(InputError, match=r"\(document 1, line 1 column 2\): malformed JSON"):
         load_manifests([str(f)])
 
 

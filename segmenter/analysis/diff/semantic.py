@@ -208,7 +208,7 @@ def semantic_diff(
         for b, a in zip(before, after, strict=True):
             flow_probes.add((b.flow.transport, b.port))
             for node_id, address in ((b.client, b.flow.client), (b.server, b.flow.server)):
-                if NodeId.parse(node_id).kind is NodeKind.EXTERNAL:
+                if address is not None and NodeId.parse(node_id).kind is NodeKind.EXTERNAL:
                     observed.setdefault(node_id, address)
             if b.allowed == a.allowed:
                 continue

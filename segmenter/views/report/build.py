@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Final
 
 import networkx as nx
 
@@ -133,53 +134,52 @@ def build_report(graph: nx.DiGraph, plan: Plan, policies: PolicySource | PolicyD
     return report
 
 
+REPORT_FILES: Final = ("report.md", "report.html", "report.pdf", SUMS_FILE)
+
+
+def report_file(entry: Path) -> bool:
+    """A file a report writes (its Markdown, HTML and PDF, its pictures, the digests of them
+    all): what a report folder may hold before it is replaced."""
+    return entry.is_file() and not entry.is_symlink() and (
+        entry.name in REPORT_FILES or entry.suffix == ".png")
+
+
 def write_report(report: Report, out_dir: str | Path, *, pdf: str | None = None
                  ) -> dict[str, Path]:
     """Write ``report.md``, its PNGs, ``report.html`` (and ``report.pdf`` with ``pdf``, the
-    renderer: ``auto``, ``chromium``, ``weasyprint``) into ``out_dir``, each atomically, then
-    ``SHA256SUMS`` of them all. The PDF is made before anything is written, so that a renderer
-    that fails leaves the folder as it was.
+    renderer: ``auto``, ``chromium``, ``weasyprint``) and ``SHA256SUMS`` of them all into
+    ``out_dir``, the folder swapped in whole: a failure (a renderer that fails too) leaves the
+    previous report as it was, never a mix of two runs, and a PDF an earlier run wrote does
+    not outlive a report written without one.
 
     Raises:
         PdfError: ``pdf`` asked for and no renderer available, or it failed.
+        OutputError: the folder cannot be written, or holds files a report does not write
+            (it is replaced whole, so they would be lost).
     """
     import hashlib
 
-    from segmenter.fileio import atomic_write_bytes
+    from segmenter.fileio import replace_folder
 
-    files: dict[str, bytes] = {image.name: image.data for image in report.images()}
-    files["report.md"] = render_markdown(report).encode("utf-8")
-    page = render_html(report)
-    files["report.html"] = page.encode("utf-8")
-    if pdf is not None:
-        from segmenter.views.report.pdf import render_pdf
+    names: list[str] = []
 
-        files["report.pdf"], _ = render_pdf(page, renderer=pdf)
+    def fill(staging: Path) -> None:
+        # Rendered into the staging folder, so that a failure of any step (the disk, the
+        # PDF renderer) is reported as the folder's and leaves the previous report whole.
+        files: dict[str, bytes] = {image.name: image.data for image in report.images()}
+        files["report.md"] = render_markdown(report).encode("utf-8")
+        page = render_html(report)
+        files["report.html"] = page.encode("utf-8")
+        if pdf is not None:
+            from segmenter.views.report.pdf import render_pdf
+
+            files["report.pdf"], _ = render_pdf(page, renderer=pdf)
+        digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+        files[SUMS_FILE] = sums_text(digests).encode("ascii")
+        for name, data in sorted(files.items()):
+            (staging / name).write_bytes(data)
+        names.extend(sorted(files))
+
+    replace_folder(out_dir, fill, owned=report_file)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _drop_stale_pdf(out, "report.pdf" in files)
-    written = {}
-    for name, data in sorted(files.items()):
-        atomic_write_bytes(out / name, data)
-        written[name] = out / name
-    digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-    atomic_write_bytes(out / SUMS_FILE, sums_text(digests).encode("ascii"))
-    written[SUMS_FILE] = out / SUMS_FILE
-    return written
-
-
-def _drop_stale_pdf(out: Path, writing: bool) -> None:
-    """A report.pdf an earlier run wrote (listed in its SHA256SUMS, unchanged) would sit beside
-    a newer report without one: remove it. Anything else is left alone."""
-    old = out / "report.pdf"
-    sums = out / SUMS_FILE
-    if writing or not old.is_file() or not sums.is_file():
-        return
-    from segmenter.views.report.provenance import file_sha256
-
-    try:
-        listed = sums.read_text(encoding="ascii").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return
-    if f"{file_sha256(old)}  report.pdf" in listed:
-        old.unlink()
+    return {name: out / name for name in names}

@@ -144,8 +144,9 @@ def node_coverage(files: Sequence[tuple[SourceCoverage, Traffic]], inventory: In
             seen_by[node].add(f"capture agent ({cover.path})")
         for flow in traffic.flows:
             touched = set(agents)
-            for address in (flow.client, flow.server):
-                touched |= owner.get(_canonical(address), set())
+            for end in (flow.client, flow.server):
+                if end is not None:  # a flow-log end with no address
+                    touched |= owner.get(_canonical(end), set())
             named = _endpoint_nodes(flow)
             for node in named - agents:
                 seen_by[node].add(f"flow-log records ({cover.path})")

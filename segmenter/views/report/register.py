@@ -16,6 +16,7 @@ import networkx as nx
 
 from segmenter.analysis.findings import Finding, FindingKind
 from segmenter.config import Config, FlowEnd
+from segmenter.graph.stats import count_text, entry_of
 from segmenter.model import Labels, NodeId
 from segmenter.planner import Crossing, Plan, Zone
 from segmenter.views.report.document import Block, Heading, Para, Table, _slug
@@ -154,7 +155,9 @@ def register_section(ctx: ReportContext, blocks: list[Block], findings: list[Fin
             rows.append((f"{_name(ctx.graph, c.client)} ({c.client_zone})",
                          f"{_name(ctx.graph, c.server)} ({c.server_zone})",
                          _port(c.protocol, c.port), "yes" if c.tls else "no",
-                         str(c.flows) if c.flows or not c.declared else "declared",
+                         count_text(c.flows, entry_of(ctx.graph, c.client, c.server,
+                                                      c.protocol, c.port))
+                         if c.flows or not c.declared else "declared",
                          seen, allowed_by, *_columns(found)))
             marks.append(mark)
         blocks.append(Heading(3, f"{scope.title} (`{scope.data_class}`): "

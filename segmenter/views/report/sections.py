@@ -17,6 +17,7 @@ from segmenter.compliance import CATALOG, FRAMEWORK_TITLES, Framework
 from segmenter.config import Config
 from segmenter.evaluate.engine import PolicyEngine
 from segmenter.flowfile import Traffic
+from segmenter.graph.stats import count_text
 from segmenter.model import DnsAnswer, Flow, Inventory, NodeId, NodeKind, is_workload_id
 from segmenter.planner import ClassScope, Plan, Zone
 from segmenter.views.report.document import Block, Bullets, Heading, Image, Para, Table, _slug
@@ -273,7 +274,8 @@ def encryption_section(ctx: ReportContext, blocks: list[Block], findings: list[F
                               if Zone.RESTRICTED in (s.zone_of(u), s.zone_of(v))})
             rows.append((_name(ctx.graph, u), _name(ctx.graph, v),
                          _port(str(p.get("protocol")), p.get("port")), ", ".join(classes),
-                         str(p.get("flows", 0)), _span(p.get("first_seen"), p.get("last_seen")),
+                         count_text(int(p.get("flows", 0)), p),
+                         _span(p.get("first_seen"), p.get("last_seen")),
                          ""))
     if not restricted:
         blocks.append(Para("No restricted zone: nothing is in scope.", "info"))

@@ -76,7 +76,10 @@ def learning_curve(source: nx.DiGraph | Iterable[Flow], plan: Plan | None = None
                 end = max(end, float(last if last is not None else first))
     else:
         for flow in source:
-            key = (flow.client, flow.server, str(flow.transport), flow.server_port)
+            if not flow.forwarded:
+                continue  # evidence of what the policies in force block, not traffic to learn
+            # An end a flow log names without an address (Goldmane) counts as one address.
+            key = (flow.client or "", flow.server or "", str(flow.transport), flow.server_port)
             keys[key] = min(keys.get(key, math.inf), flow.first_seen)
             start = min(start, flow.first_seen)
             end = max(end, flow.last_seen)
