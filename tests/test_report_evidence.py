@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -594,6 +595,44 @@ def test_pdf_is_rendered_and_reads_as_the_report(demo: Path, tmp_path: Path,
     assert main(_report_args(demo, out)) == 0
     assert not (out / "report.pdf").exists()
     assert "report.pdf" not in (out / "SHA256SUMS").read_text()
+
+
+def test_pdf_is_byte_identical_for_the_same_inputs_and_time(
+        demo: Path, tmp_path: Path, written: dict[str, Any]) -> None:
+    """The renderer stamps the clock's time; the report stamps its generation time instead, so
+    a second run at another moment gives the same bytes, dated as the report."""
+    from pypdf import PdfReader
+
+    if not (written["out"] / "report.pdf").exists():
+        pytest.skip("no PDF renderer: apt-get install chromium, or pip install "
+                    "'segmenter[pdf]' (make test installs Chromium)")
+    out = tmp_path / "r"
+    assert main([*_report_args(demo, out), "--pdf"]) == 0
+    first = (out / "report.pdf").read_bytes()
+    time.sleep(1.1)  # the renderer's clock has moved on to another second
+    assert main([*_report_args(demo, out), "--pdf"]) == 0
+    assert (out / "report.pdf").read_bytes() == first
+    info = PdfReader(str(out / "report.pdf")).metadata
+    assert info is not None
+    assert info.creation_date == info.modification_date == datetime.fromisoformat(WHEN)
+
+
+@pytest.mark.parametrize(("written_as", "stamped"), [
+    (b"(D:20261207233901+00'00')", b"(D:20261201083000+00'00')"),
+    (b"(D:20261207233901Z)", b"(D:20261201083000Z)"),
+    (b"(D:20261207233901+00'00)", b"(D:20261201083000+00'00)"),
+    (b"(D:20261207233901)", b"(D:20261201083000)"),
+    (b"(D:2026)", b"(D:2026)"),  # no form of the time has its length: left as it was
+])
+def test_pdf_dates_are_set_in_place(written_as: bytes, stamped: bytes) -> None:
+    from segmenter.views.report.pdf import stamp_dates
+
+    when = datetime.fromisoformat("2026-12-01T09:30:00+01:00")
+    pdf = b"%PDF-1.4\n1 0 obj\n<</Title (t)\n/CreationDate " + written_as + b"\n/ModDate " \
+        + written_as + b">>\nendobj\n"
+    done = stamp_dates(pdf, when)
+    assert done == pdf.replace(written_as, stamped)
+    assert len(done) == len(pdf)  # the cross-reference offsets stay right
 
 
 def test_pdf_without_a_renderer_is_one_line_and_writes_nothing(

@@ -158,6 +158,7 @@ def write_report(report: Report, out_dir: str | Path, *, pdf: str | None = None
             (it is replaced whole, so they would be lost).
     """
     import hashlib
+    from datetime import datetime
 
     from segmenter.fileio import replace_folder
 
@@ -173,7 +174,10 @@ def write_report(report: Report, out_dir: str | Path, *, pdf: str | None = None
         if pdf is not None:
             from segmenter.views.report.pdf import render_pdf
 
-            files["report.pdf"], _ = render_pdf(page, renderer=pdf)
+            # Dated as the report is: the same inputs and time give the same PDF.
+            prov = report.evidence.get("provenance")
+            created = datetime.fromisoformat(prov.generated_at) if prov else None
+            files["report.pdf"], _ = render_pdf(page, renderer=pdf, created=created)
         digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
         files[SUMS_FILE] = sums_text(digests).encode("ascii")
         for name, data in sorted(files.items()):
