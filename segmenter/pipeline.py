@@ -277,15 +277,16 @@ def policies_to_judge(paths: Sequence[str] = (), *, cluster: bool = False,
 
 def cluster_facts(*, context: str | None = None, kubeconfig: str | None = None) -> Any:
     """What the evidence report records of a live cluster besides its policies: the policy
-    API groups it serves and its RBAC objects (:class:`segmenter.views.report.cluster.
-    ClusterFacts`)."""
-    from segmenter.cluster.cni import served_api_groups
+    API groups it serves, its RBAC objects and the policy engines it runs
+    (:class:`segmenter.views.report.cluster.ClusterFacts`)."""
+    from segmenter.cluster.cni import live_engines, served_api_groups
     from segmenter.cluster.rbac import read_rbac
     from segmenter.views.report.cluster import ClusterFacts, served_policy_groups
 
     rbac = read_rbac(context=context, kubeconfig=kubeconfig)
     groups = served_api_groups(context=context, kubeconfig=kubeconfig)
-    return ClusterFacts(rbac.host, served_policy_groups(groups), rbac)
+    engines = live_engines(context=context, kubeconfig=kubeconfig)
+    return ClusterFacts(rbac.host, served_policy_groups(groups), rbac, engines)
 
 
 def verify(traffic: Traffic, inventory: Inventory, policies: PolicyDocs,

@@ -1,8 +1,11 @@
-"""``report --cluster``: the policies in force, the API groups the cluster serves and who may
-change the policies, read through the REAL ``kubernetes`` client from a loopback API server
-(tests/fake_apiserver.py) that answers with the demo's compiled NetworkPolicies (turned into a
-``NetworkPolicyList`` here, with the fields the API server adds) and the RBAC objects of
-``tests/fixtures/rbac/`` (see its README); and the who-may-change analysis on its own."""
+"""``report --cluster``: the policies in force, the API groups the cluster serves, the policy
+engine it runs and who may change the policies, read through the REAL ``kubernetes`` client
+from a loopback API server (tests/fake_apiserver.py) that answers with the demo's compiled
+NetworkPolicies (turned into a ``NetworkPolicyList`` here, with the fields the API server adds),
+the sample inventory's DaemonSets, Deployments, ReplicaSets and pods plus a Calico agent (turned
+into ``<Kind>List``s here, items without ``kind``, as the API server lists them) and the RBAC
+objects of ``tests/fixtures/rbac/`` (see its README); and the who-may-change analysis on its
+own."""
 
 from __future__ import annotations
 
@@ -50,18 +53,56 @@ def _as_served(doc: dict[str, Any], number: int) -> dict[str, Any]:
     return item
 
 
+# Workload lists the engine is recognised from: path -> (kind, apiVersion of the list).
+WORKLOAD_PATHS = {"/apis/apps/v1/daemonsets": ("DaemonSet", "apps/v1"),
+                  "/apis/apps/v1/deployments": ("Deployment", "apps/v1"),
+                  "/apis/apps/v1/replicasets": ("ReplicaSet", "apps/v1"),
+                  "/api/v1/pods": ("Pod", "v1")}
+
+
+def _calico_agent() -> list[dict[str, Any]]:
+    """A calico-node DaemonSet and its pod, labelled and imaged as Calico's upstream manifest
+    has them (projectcalico/calico charts/calico/templates/calico-node.yaml), in the API
+    server's form."""
+    labels = {"k8s-app": "calico-node"}
+    container = {"name": "calico-node", "image": "docker.io/calico/node:v3.29.1"}
+    daemonset = {"kind": "DaemonSet", "apiVersion": "apps/v1", "metadata": {
+        "name": "calico-node", "namespace": "kube-system", "uid": "5b1e0c4a-calico-ds",
+        "labels": labels}, "spec": {"selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels}, "spec": {"hostNetwork": True,
+                                                     "containers": [container]}}}}
+    pod = {"kind": "Pod", "apiVersion": "v1", "metadata": {
+        "name": "calico-node-7xk2p", "namespace": "kube-system", "uid": "5b1e0c4a-calico-pod",
+        "labels": labels, "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
+                                               "name": "calico-node",
+                                               "uid": "5b1e0c4a-calico-ds",
+                                               "controller": True}]},
+        "spec": {"hostNetwork": True, "nodeName": "worker-1", "containers": [container]},
+        "status": {"phase": "Running", "podIP": "10.0.0.11", "podIPs": [{"ip": "10.0.0.11"}]}}
+    return [daemonset, pod]
+
+
 class _Cluster(FakeApiServer):
     FIXTURES = RBAC
 
-    def __init__(self, policies: list[dict[str, Any]]) -> None:
+    def __init__(self, policies: list[dict[str, Any]], workloads: list[dict[str, Any]]) -> None:
         super().__init__()
         self.policies = {"kind": "NetworkPolicyList", "apiVersion": "networking.k8s.io/v1",
                          "metadata": {"resourceVersion": "9100"},
                          "items": [_as_served(d, i) for i, d in enumerate(policies)]}
+        self.workloads = workloads
+
+    def _listed(self, kind: str, api_version: str) -> str:
+        items = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")}
+                 for o in self.workloads if o.get("kind") == kind]
+        return json.dumps({"kind": f"{kind}List", "apiVersion": api_version,
+                           "metadata": {"resourceVersion": "9200"}, "items": items})
 
     def route(self, path: str, query: dict[str, list[str]]) -> tuple[int, str]:
         if path == NP_PATH:
             return 200, json.dumps(self.policies)
+        if path in WORKLOAD_PATHS:
+            return 200, self._listed(*WORKLOAD_PATHS[path])
         if path == "/apis":
             return 200, self.read("apis")
         if path == f"{RBAC_PATH}/clusterroles":
@@ -72,9 +113,15 @@ class _Cluster(FakeApiServer):
         return 404, self.read("status-404")
 
 
+def _sample_workloads() -> list[dict[str, Any]]:
+    """The sample inventory's objects (it shows no policy engine)."""
+    return list(json.loads(Path(INVENTORY).read_text())["items"])
+
+
 @pytest.fixture
 def cluster(demo: Path) -> Iterator[_Cluster]:
-    with _Cluster(load_manifests([str(demo / "kubernetes")])) as server:
+    with _Cluster(load_manifests([str(demo / "kubernetes")]),
+                  [*_sample_workloads(), *_calico_agent()]) as server:
         yield server
 
 
@@ -114,8 +161,16 @@ def test_the_report_reads_the_cluster_as_it_is(demo: Path, tmp_path: Path, clust
     appendix = _section(md, "Appendix A: the policies evaluated")
     assert "managedFields" not in appendix and "resourceVersion" not in appendix
     assert appendix.count("```yaml") == len(served)
-    # The API groups it serves, and who may change the policies.
+    # The API groups it serves, the engine it runs (not in the inventory file: read from the
+    # cluster), and who may change the policies.
     state = _section(md, "The cluster as it is")
+    assert (f"Recognised by the engine's agent (its labels or image) among the workloads the "
+            f"cluster at `{cluster.url}` runs now.") in state
+    assert ("| Calico | DaemonSet kube-system/calico-node (k8s-app=calico-node, image "
+            "docker.io/calico/node:v3.29.1) | networking.k8s.io, projectcalico.org | yes |"
+            ) in state
+    assert "Calico evaluates its tiers in order before the Kubernetes NetworkPolicies" in state
+    assert "enforcement-unverified" not in printed and "not-enforced" not in printed
     assert "API groups served by the cluster at" in state
     assert "`networking.k8s.io/v1`" in state and "rbac.authorization" not in state.split(
         "API groups served", 1)[1].split("\n", 1)[0]
@@ -129,8 +184,43 @@ def test_the_report_reads_the_cluster_as_it_is(demo: Path, tmp_path: Path, clust
     assert "Subjects that may grant themselves these rights" in state and "`User carol`" in state
     # Each request went to the server the kubeconfig names, with its token.
     asked = {p.rstrip("/") for p, _, _ in cluster.requests}
-    assert asked >= {NP_PATH, "/apis", f"{RBAC_PATH}/roles", f"{RBAC_PATH}/clusterroles"}
+    assert asked >= {NP_PATH, "/apis", f"{RBAC_PATH}/roles", f"{RBAC_PATH}/clusterroles",
+                     *WORKLOAD_PATHS}
     assert all(auth == "Bearer test-token" for _, _, auth in cluster.requests)
+
+
+def test_a_cluster_without_a_known_engine_is_unverified_whatever_the_inventory_says(
+        demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The engine is the cluster's, not the inventory file's: an inventory that shows Calico
+    does not make up for a cluster that runs none (and the finding gates at medium)."""
+    dump = json.loads(Path(INVENTORY).read_text())
+    dump["items"] += _calico_agent()
+    inventory = tmp_path / "inventory-with-calico.json"
+    inventory.write_text(json.dumps(dump))
+    with _Cluster(load_manifests([str(demo / "kubernetes")]), _sample_workloads()) as server:
+        argv = _argv(demo, kubeconfig(tmp_path, server.url), tmp_path / "r")
+        argv[argv.index(INVENTORY)] = str(inventory)
+        assert main(argv) == 0
+        printed = capsys.readouterr().out
+        assert (f"finding: [medium] enforcement-unverified: nothing shows that these policies "
+                f"are enforced: the cluster runs no policy engine segmenter recognises") in printed
+        assert main([*argv, "--fail-on", "medium"]) == 1
+    state = _section((tmp_path / "r" / "report.md").read_text(), "The cluster as it is")
+    assert "Not verified: the cluster runs no policy engine segmenter recognises" in state
+    assert "| Calico |" not in state
+
+
+def test_workloads_that_cannot_be_read_are_one_line_and_write_nothing(
+        demo: Path, tmp_path: Path, cluster: _Cluster,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Never a report that says no engine was found because the pods could not be listed."""
+    cluster.overrides["/api/v1/pods"] = (403, "status-403-pods")
+    out = tmp_path / "r"
+    assert main(_argv(demo, kubeconfig(tmp_path, cluster.url), out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"segmenter: error: forbidden: needs list on pods at {cluster.url}")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("case", [

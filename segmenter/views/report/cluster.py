@@ -1,8 +1,9 @@
 """The report's section on the cluster as it is: the policy engine (CNI) found and whether it
 enforces the policies judged (and Calico's tiers), and who may change the policies.
 
-The engine is recognised from the inventory (:mod:`segmenter.cluster.cni`: its agent's
-workload); with ``report --cluster``, the API groups the cluster serves are recorded too. The
+The engine is recognised from its agent's workload (:mod:`segmenter.cluster.cni`): with
+``report --cluster``, among the workloads the cluster runs now, and the API groups it serves are
+recorded too; else in the inventory. The
 policies judged are enforced when a recognised engine implements every API group of their
 documents. Engines recognised, none of which implements them: ``not-enforced`` (high: the
 policies would not hold). No engine recognised (or no inventory to recognise it from):
@@ -22,7 +23,7 @@ from segmenter.analysis.rbac import (
     policy_resources,
     policy_writers,
 )
-from segmenter.cluster.cni import CALICO_GROUP, recognise_engines
+from segmenter.cluster.cni import CALICO_GROUP, EngineFinding, recognise_engines
 from segmenter.cluster.rbac import RBAC_READ_HINT, RbacObjects
 from segmenter.k8s import api_group
 from segmenter.model import NodeId
@@ -34,11 +35,13 @@ from segmenter.views.report.sections import ReportContext
 @dataclass(frozen=True)
 class ClusterFacts:
     """What ``report --cluster`` read besides the policies: the server, the API groups it
-    serves, and its RBAC objects."""
+    serves, its RBAC objects, and the policy engines among the workloads it runs (None: not
+    read)."""
 
     host: str
     served_groups: tuple[str, ...] = ()
     rbac: RbacObjects | None = None
+    engines: tuple[EngineFinding, ...] | None = None
 
 
 def restricted_namespaces(ctx: ReportContext) -> list[str]:
@@ -62,13 +65,19 @@ def _engine(ctx: ReportContext, blocks: list[Block], findings: list[Finding],
             cluster: ClusterFacts | None) -> None:
     blocks.append(Heading(3, "Policy engine", "cluster-cni"))
     needed = sorted({api_group(doc) for doc in ctx.manifests if api_group(doc)})
-    engines = recognise_engines(ctx.inventory) if ctx.inventory is not None else ()
+    live = cluster is not None and cluster.engines is not None
+    if cluster is not None and cluster.engines is not None:
+        engines = cluster.engines
+        where = f"among the workloads the cluster at `{cluster.host}` runs now"
+    else:
+        engines = recognise_engines(ctx.inventory) if ctx.inventory is not None else ()
+        where = "in the inventory"
     blocks.append(Para(
         f"The policies judged here are of the API group(s) {', '.join(needed) or 'none'}: "
         "they hold only where the cluster's policy engine (its CNI, or an agent beside it) "
         "implements them. A CNI that accepts NetworkPolicy objects without enforcing them "
-        "(flannel alone, for instance) is not a control. Recognised from the inventory by the "
-        "engine's agent (its labels or image)."))
+        "(flannel alone, for instance) is not a control. Recognised by the engine's agent (its "
+        f"labels or image) {where}."))
     if cluster is not None:
         blocks.append(Para(f"API groups served by the cluster at `{cluster.host}`: "
                            + (", ".join(f"`{g}`" for g in cluster.served_groups) or "none")
@@ -98,9 +107,9 @@ def _engine(ctx: ReportContext, blocks: list[Block], findings: list[Finding],
                 "(which sit in its `default` tier)" + (f"; tiers among these policies: "
                 f"{', '.join(f'`{t}`' for t in tiers)}" if tiers else "") + "."))
         return
-    why = ("no inventory was given" if ctx.inventory is None else
-           "the inventory shows no policy engine segmenter recognises (Calico, Cilium, "
-           "kube-network-policies)")
+    known = "no policy engine segmenter recognises (Calico, Cilium, kube-network-policies)"
+    why = (f"the cluster runs {known}" if live else "no inventory was given"
+           if ctx.inventory is None else f"the inventory shows {known}")
     findings.append(Finding.of(
         FindingKind.ENFORCEMENT_UNVERIFIED, "policy engine",
         f"nothing shows that these policies are enforced: {why}; record the CNI and that it "
