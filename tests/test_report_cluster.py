@@ -202,8 +202,8 @@ def test_a_cluster_without_a_known_engine_is_unverified_whatever_the_inventory_s
         argv[argv.index(INVENTORY)] = str(inventory)
         assert main(argv) == 0
         printed = capsys.readouterr().out
-        assert (f"finding: [medium] enforcement-unverified: nothing shows that these policies "
-                f"are enforced: the cluster runs no policy engine segmenter recognises") in printed
+        assert ("finding: [medium] enforcement-unverified: nothing shows that these policies "
+                "are enforced: the cluster runs no policy engine segmenter recognises") in printed
         assert main([*argv, "--fail-on", "medium"]) == 1
     state = _section((tmp_path / "r" / "report.md").read_text(), "The cluster as it is")
     assert "Not verified: the cluster runs no policy engine segmenter recognises" in state
