@@ -749,3 +749,69 @@ def test_every_finding_kind_is_in_the_readme_with_its_severity() -> None:
     described = (REPO / "segmenter" / "analysis" / "findings.py").read_text()
     for kind in FindingKind:
         assert f"``{kind}``" in described
+
+
+def _gate(out: str) -> tuple[list[tuple[Severity, str]], int]:
+    """The findings a report printed (severity, kind), and how many it counted at or above
+    --fail-on."""
+    printed = [(Severity(m.group(1)), m.group(2))
+               for m in re.finditer(r"^finding: \[(\w+)\] ([\w-]+): ", out, re.MULTILINE)]
+    counted = re.search(r"^findings: \d+, (\d+) at or above --fail-on", out, re.MULTILINE)
+    assert counted is not None, out
+    return printed, int(counted.group(1))
+
+
+def test_the_gate_fails_on_each_new_finding_alone(
+        demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each new finding, at its documented severity, is counted by --fail-on and fails the
+    gate (exit 1): alone at its threshold, or as the one more that a change of input adds; the
+    count the report prints is the number of findings at or above the threshold."""
+    inventory = _with_cilium_agent(tmp_path)  # no enforcement-unverified
+    base = _report_args(demo, tmp_path / "r")  # the register of sample/segmenter.yaml
+    base[base.index(INVENTORY)] = inventory
+
+    def run(argv: list[str], threshold: str) -> tuple[int, list[tuple[Severity, str]], int]:
+        code = main([*argv, "--fail-on", threshold])
+        printed, counted = _gate(capsys.readouterr().out)
+        assert counted == sum(s.rank <= Severity(threshold).rank for s, _ in printed)
+        assert code == (1 if counted else 0)
+        return code, printed, counted
+
+    # still-learning alone at medium (the sample's capture lasted 7 s).
+    code, printed, counted = run(base, "medium")
+    assert (code, counted) == (1, 1)
+    assert [k for s, k in printed if s.rank <= Severity.MEDIUM.rank] == ["still-learning"]
+    # processor-candidate at low: counted there, not at medium.
+    code, printed, counted = run(base, "low")
+    assert ("low", "processor-candidate") in [(str(s), k) for s, k in printed]
+    assert counted == len(printed) > 1
+    # enforcement-unverified: the sample's own inventory shows no engine; one more at medium.
+    plain = [a if a != inventory else INVENTORY for a in base]
+    code, printed, counted = run(plain, "medium")
+    assert (code, counted) == (1, 2) and (Severity.MEDIUM, "enforcement-unverified") in printed
+    # unjustified: the register without the settlement entry; one more again.
+    config = _config(tmp_path, "justifications:\n"
+                     "  - from: {workload: payments/Deployment/payments-api}\n"
+                     "    to: {workload: payments/StatefulSet/card-vault}\n"
+                     "    port: 5432\n    reason: authorisations\n    approved_by: lead\n"
+                     "    date: 2026-11-20\n")
+    unjustified = [str(config) if a == str(CONFIG) else a for a in base]
+    code, printed, counted = run(unjustified, "medium")
+    assert (code, counted) == (1, 2) and (Severity.MEDIUM, "unjustified") in printed
+    # segmentation: the vault opened to any address on TCP/22; high fails the default gate.
+    policies = tmp_path / "opened"
+    shutil.copytree(demo / "kubernetes", policies)
+    vault = policies / "payments" / "allow-card-vault.yaml"
+    doc = yaml.safe_load(vault.read_text())
+    doc["spec"]["ingress"].append({"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                                   "ports": [{"protocol": "TCP", "port": 22}]})
+    vault.write_text(yaml.safe_dump(doc))
+    opened = _report_args(demo, tmp_path / "opened-report", policies=policies)
+    opened[opened.index(INVENTORY)] = inventory
+    code, printed, counted = run(opened, "high")
+    # The isolation check sees the same opening from the workload's own policies.
+    assert code == 1 and {k for s, k in printed if s.rank <= Severity.HIGH.rank} == {
+        "segmentation", "over-permissive"}
+    assert (Severity.HIGH, "segmentation") in printed
+    code, printed, counted = run(base, "high")  # and the sample's own policies pass it
+    assert (code, counted) == (0, 0)
