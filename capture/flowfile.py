@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 
 from capture import __version__
 from capture.errors import CaptureError
@@ -125,17 +125,60 @@ def render(header: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> l
     return [dumps(header), *ordered_lines(((sort_key(r), r) for r in records), dumps)]
 
 
+class SortedLines(Protocol):
+    """Records held elsewhere, already in the order of the file, that make their own lines:
+    the flows of the C loop's store (``capture.table.FlowTable.native_lines``)."""
+
+    def count(self, bound: tuple[Any, ...] | None, inclusive: bool, /) -> int:
+        """How many of the records not yet taken sort before ``bound`` (at most it, when
+        ``inclusive``; all of them for None)."""
+        ...
+
+    def lines(self, n: int, /) -> tuple[str, int]:
+        """The lines of the next records, at most ``n`` of them, joined by newlines; how
+        many (at least one while any is left)."""
+        ...
+
+
 def ordered_lines(
-    items: Iterable[tuple[tuple[Any, ...], T]], to_line: Callable[[T], str]
+    items: Iterable[tuple[tuple[Any, ...], T]],
+    to_line: Callable[[T], str],
+    presorted: SortedLines | None = None,
 ) -> Iterator[str]:
     """Record lines in the order of the file: by ``sort_key``, ties by the line's own text.
 
     ``items`` pairs each record's ``sort_key`` with anything ``to_line`` turns into the
     record's line (``dumps`` of the record), so that lines are made (and dropped) one at a
-    time while writing.
+    time while writing. The lines of ``presorted`` are merged in, in runs: a string yielded may
+    then hold several lines, joined by newlines (never one at its end).
     """
-    for obj in in_file_order(items, to_line):
-        yield to_line(obj)
+    if presorted is None:
+        for obj in in_file_order(items, to_line):
+            yield to_line(obj)
+        return
+    ordered = sorted(items, key=itemgetter(0))
+    for key, group in itertools.groupby(ordered, key=itemgetter(0)):
+        yield from _runs(presorted, presorted.count(key, False))
+        objs = [obj for _, obj in group]
+        same = presorted.count(key, True)  # the presorted records of the same key
+        if len(objs) == 1 and not same:
+            yield to_line(objs[0])
+        else:  # ties, by the lines' own text (as in_file_order)
+            lines = [to_line(obj) for obj in objs]
+            for run in _runs(presorted, same):
+                lines.extend(run.split("\n"))
+            lines.sort()
+            yield from lines
+    yield from _runs(presorted, presorted.count(None, False))
+
+
+def _runs(presorted: SortedLines, n: int) -> Iterator[str]:
+    while n > 0:
+        text, got = presorted.lines(n)
+        if got <= 0:
+            raise RuntimeError("presorted records ended early")
+        n -= got
+        yield text
 
 
 def in_file_order(
