@@ -40,7 +40,52 @@ typedef struct {
     Py_ssize_t v4len;
     char v6[4];
     Py_ssize_t v6len;    /* -1: no IPv6 fast path */
+    uint32_t v4val, v4mask, v6val, v6mask;  /* the 4 bytes at eoff, masked, for IPv4 / IPv6 */
 } Loop;
+
+/* The field of ``len`` bytes ``field`` as the 4 bytes at its offset read as a uint32 are
+ * compared: (load & *mask) == *val. */
+static void
+field_match(const char *field, Py_ssize_t len, uint32_t *val, uint32_t *mask)
+{
+    unsigned char v[4] = {0, 0, 0, 0}, m[4] = {0, 0, 0, 0};
+    for (Py_ssize_t i = 0; i < len && i < 4; i++) {
+        v[i] = (unsigned char)field[i];
+        m[i] = 0xFF;
+    }
+    memcpy(val, v, 4);
+    memcpy(mask, m, 4);
+}
+
+static inline uint32_t
+load32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* The key_hash of the plain TCP / UDP packet the record at ``at`` would be (by its IP version
+ * nibble alone), to prefetch what its lookup will touch: 1 with *h, 0 when it cannot be one or
+ * is not (whole) in the buffer. The lookup itself checks everything. */
+static inline int
+peek_hash(const Flows *s, const unsigned char *base, Py_ssize_t at, Py_ssize_t blen,
+          Py_ssize_t link, uint64_t *h)
+{
+    if (at < 0 || at > blen - 16 - link - 44) {
+        return 0;
+    }
+    const unsigned char *ip = base + at + 16 + link;
+    if (ip[0] == 0x45) {
+        *h = key_hash(s, ip[9], ip + 12, 4);
+        return 1;
+    }
+    if ((ip[0] & 0xF0) == 0x60) {
+        *h = key_hash(s, ip[6], ip + 8, 16);
+        return 1;
+    }
+    return 0;
+}
 
 #define FLOW(fl, i) SLOT(fl, s->foff[i])
 #define HALF(h, i) SLOT(h, s->hoff[i])
@@ -493,6 +538,13 @@ fold_records(Loop *self, const unsigned char *base, Py_ssize_t off, Py_ssize_t b
     const Py_ssize_t link = self->link, eoff = self->eoff;
     const Py_ssize_t mincap = link + 34, mincap6 = link + 54;
     const Py_ssize_t last_fast = blen - self->fsize;
+    /* Software pipelining: the flow lookup of a packet is two cache misses (its index slot,
+     * then its flow), which prefetching two records ahead hides: at each record, the index
+     * slot of the one after next is prefetched, and the flow of the next one (its slot
+     * arrived meanwhile). h0 / h1 / h2: the hashes of this record and the next two, by offset
+     * (o0 / o1 / o2, -1: none). */
+    Py_ssize_t o0 = -1, o1 = -1, o2;
+    uint64_t h0 = 0, h1 = 0, h2 = 0;
 
     while (off <= last_fast) {
         const unsigned char *p = base + off;
@@ -502,12 +554,36 @@ fold_records(Loop *self, const unsigned char *base, Py_ssize_t off, Py_ssize_t b
         if (nxt > blen) {
             break;
         }
+        if (s->icap) {
+            if (o1 != nxt) {
+                o1 = peek_hash(s, base, nxt, blen, link, &h1) ? nxt : -1;
+            }
+            o2 = -1;
+            if (nxt <= blen - 16) {
+                Py_ssize_t after = nxt + 16 + (Py_ssize_t)rd32(base + nxt + 8, swapped);
+                if (peek_hash(s, base, after, blen, link, &h2)) {
+                    o2 = after;
+                    __builtin_prefetch(&s->index[(size_t)h2 & (s->icap - 1)]);
+                }
+            }
+            if (o1 >= 0) {
+                uint32_t e = s->index[(size_t)h1 & (s->icap - 1)];
+                if (e != 0) {
+                    const char *f = (const char *)flow_at(s, e - 1);
+                    __builtin_prefetch(f);
+                    __builtin_prefetch(f + sizeof(NFlow) - 1);
+                }
+            }
+        } else {
+            o1 = o2 = -1;
+        }
         int64_t t = (int64_t)sec * 1000000000LL + (int64_t)frac * self->mult;
         const unsigned char *ip = p + 16 + link;
         const unsigned char *key;
         Py_ssize_t alen, iplen, hlen;
         int proto, flags;
-        if (memcmp(p + 16 + eoff, self->v4, (size_t)self->v4len) == 0 && ip[0] == 0x45
+        uint32_t etype = load32(p + 16 + eoff);  /* (within the fixed-size prefix) */
+        if ((etype & self->v4mask) == self->v4val && ip[0] == 0x45
             && caplen >= (uint32_t)mincap && !(((ip[6] & 0x3F) << 8) | ip[7])) {
             iplen = (ip[2] << 8) | ip[3];
             proto = ip[9];
@@ -515,8 +591,7 @@ fold_records(Loop *self, const unsigned char *base, Py_ssize_t off, Py_ssize_t b
             key = ip + 12;
             alen = 4;
             flags = ip[33];
-        } else if (self->v6len >= 0
-                   && memcmp(p + 16 + eoff, self->v6, (size_t)self->v6len) == 0
+        } else if (self->v6len >= 0 && (etype & self->v6mask) == self->v6val
                    && caplen >= (uint32_t)mincap6) {
             Py_ssize_t plen = (ip[4] << 8) | ip[5];
             if ((ip[0] & 0xF0) != 0x60 || plen == 0) {
@@ -540,7 +615,10 @@ fold_records(Loop *self, const unsigned char *base, Py_ssize_t off, Py_ssize_t b
         const unsigned char *l4end = ip + (iplen < (Py_ssize_t)caplen - link
                                            ? iplen : (Py_ssize_t)caplen - link);
         int r, is_a;
-        int64_t fid = flows_find(s, proto, key, alen, &is_a);
+        if (o0 != off) {
+            h0 = key_hash(s, proto, key, alen);
+        }
+        int64_t fid = flows_find_hashed(s, proto, key, alen, h0, &is_a);
         if (fid < 0) {
             /* Not native: a flow the Python objects hold, or a new one. */
             PyObject *table = proto == 6 ? s->tcp : s->udp;
@@ -570,6 +648,10 @@ fold_records(Loop *self, const unsigned char *base, Py_ssize_t off, Py_ssize_t b
                     }
                     off = nxt;
                     n++;
+                    o0 = o1;
+                    h0 = h1;
+                    o1 = o2;
+                    h1 = h2;
                     continue;
                 }
             }
@@ -597,6 +679,10 @@ fold_records(Loop *self, const unsigned char *base, Py_ssize_t off, Py_ssize_t b
         }
         off = nxt;
         n++;
+        o0 = o1;  /* the pipeline moves on */
+        h0 = h1;
+        o1 = o2;
+        h1 = h2;
     }
     *np = n;
     return off;
@@ -650,6 +736,8 @@ Loop_init(Loop *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "protocol field outside the link header");
         return -1;
     }
+    field_match(self->v4, self->v4len, &self->v4val, &self->v4mask);
+    field_match(self->v6, self->v6len, &self->v6val, &self->v6mask);
     self->swapped = little;
     self->mult = nano ? 1 : 1000;
     self->link = link;

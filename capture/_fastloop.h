@@ -135,25 +135,52 @@ key_hash(const Flows *s, int proto, const unsigned char *k, Py_ssize_t alen)
     return mix64(a + b + (uint64_t)proto * 0x9E3779B97F4A7C15ULL + (uint64_t)alen);
 }
 
+/* Flow keys ``a`` and ``b`` (of ``alen``-byte addresses) are equal. */
+static inline int
+key_equal(const unsigned char *a, const unsigned char *b, Py_ssize_t alen)
+{
+    if (alen == 4) {
+        uint64_t x, y;
+        uint32_t u, v;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        memcpy(&u, a + 8, 4);
+        memcpy(&v, b + 8, 4);
+        return x == y && u == v;
+    }
+    return memcmp(a, b, KEY_MAX) == 0;
+}
+
 /* Key ``k`` is flow key ``fk`` read the other way (dst + src + dport + sport). */
 static inline int
 is_reverse(const unsigned char *fk, const unsigned char *k, Py_ssize_t alen)
 {
     const unsigned char *fp = fk + 2 * alen, *kp = k + 2 * alen;
-    return fp[0] == kp[2] && fp[1] == kp[3] && fp[2] == kp[0] && fp[3] == kp[1]
-           && memcmp(fk, k + alen, (size_t)alen) == 0 && memcmp(fk + alen, k, (size_t)alen) == 0;
+    if (!(fp[0] == kp[2] && fp[1] == kp[3] && fp[2] == kp[0] && fp[3] == kp[1])) {
+        return 0;
+    }
+    if (alen == 4) {
+        uint32_t a, b, c, d;
+        memcpy(&a, fk, 4);
+        memcpy(&b, fk + 4, 4);
+        memcpy(&c, k, 4);
+        memcpy(&d, k + 4, 4);
+        return a == d && b == c;
+    }
+    return memcmp(fk, k + 16, 16) == 0 && memcmp(fk + 16, k, 16) == 0;
 }
 
-/* The live native flow of a packet with key ``k`` (``alen``-byte addresses) of ``proto``, and
- * which end sent it (*is_a: 1 for A); -1 when there is none. */
+/* The live native flow of a packet with key ``k`` (``alen``-byte addresses) of ``proto``
+ * whose key_hash is ``h``, and which end sent it (*is_a: 1 for A); -1 when there is none. */
 static inline int64_t
-flows_find(const Flows *s, int proto, const unsigned char *k, Py_ssize_t alen, int *is_a)
+flows_find_hashed(const Flows *s, int proto, const unsigned char *k, Py_ssize_t alen,
+                  uint64_t h, int *is_a)
 {
     if (s->nlive == 0) {
         return -1;
     }
     size_t mask = s->icap - 1;
-    size_t i = (size_t)key_hash(s, proto, k, alen) & mask;
+    size_t i = (size_t)h & mask;
     for (;;) {
         uint32_t e = s->index[i];
         if (e == 0) {
@@ -161,7 +188,7 @@ flows_find(const Flows *s, int proto, const unsigned char *k, Py_ssize_t alen, i
         }
         const NFlow *f = flow_at(s, e - 1);
         if (f->proto == proto && f->alen == alen) {
-            if (memcmp(f->key, k, (size_t)(2 * alen + 4)) == 0) {
+            if (key_equal(f->key, k, alen)) {
                 *is_a = 1;
                 return e - 1;
             }
@@ -172,6 +199,12 @@ flows_find(const Flows *s, int proto, const unsigned char *k, Py_ssize_t alen, i
         }
         i = (i + 1) & mask;
     }
+}
+
+static inline int64_t
+flows_find(const Flows *s, int proto, const unsigned char *k, Py_ssize_t alen, int *is_a)
+{
+    return flows_find_hashed(s, proto, k, alen, key_hash(s, proto, k, alen), is_a);
 }
 
 static inline uint32_t
