@@ -15,13 +15,14 @@
  *
  * Times: ``first_seen`` is ``first / NS`` in Python, the correctly rounded quotient, written
  * by float.__repr__ (the shortest text that reads back as the same float). ns_seconds computes
- * the same quotient (exactly, with 128-bit integers where the compiler has them, else with
- * Python's own division); seconds_text writes it: a time in whole microseconds below 2**33 s
- * is its exact decimal (that text is then also the shortest one that reads back, because the
- * float spacing there is below a microsecond), anything else goes through
- * PyOS_double_to_string, which is what float.__repr__ calls.
+ * the same quotient (see there why two roundings give it); seconds_text writes it: a time in
+ * whole microseconds from 1e-4 s to 2**33 s is its exact decimal (that text is then also the
+ * shortest one that reads back, because floats there are less than a microsecond apart, and
+ * repr writes no exponent), anything else goes through PyOS_double_to_string, which is what
+ * float.__repr__ calls.
  */
 #include "_fastloop.h"
+#include <float.h>
 
 typedef struct SortRec {
     double first;                /* first_seen */
@@ -60,48 +61,25 @@ buf_reserve(Buf *b, size_t more)
 
 #define NS_PER_S 1000000000LL
 
-/* ns / 10**9 rounded to the nearest double, ties to even: Python's int / int. */
+/* ns / 10**9 rounded to the nearest double: Python's int / int (correctly rounded). */
 double
 ns_seconds(int64_t ns)
 {
     if (ns >= -(1LL << 53) && ns <= (1LL << 53)) {
         return (double)ns / 1e9;  /* both exact as doubles: one correctly rounded division */
     }
-#ifdef __SIZEOF_INT128__
-    int negative = ns < 0;
-    uint64_t a = negative ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
-    /* a >= 2**53, so the quotient is above 2**23 and its exponent (as m * 2**e with a 53-bit
-     * m) is at least -29: a * 2**-e fits 128 bits. Among the double nearest a guess and its two
-     * neighbours, take the one closest to the exact quotient. */
-    double guess = (double)(a / 1000000000ULL) + (double)(a % 1000000000ULL) / 1e9;
-    double cand[3] = {nextafter(guess, 0.0), guess, nextafter(guess, INFINITY)};
-    int ecand[3];
-    uint64_t mcand[3];
-    int emin = 0;
-    for (int i = 0; i < 3; i++) {
-        int e;
-        double frac = frexp(cand[i], &e);
-        mcand[i] = (uint64_t)ldexp(frac, 53);
-        ecand[i] = e - 53;
-        if (i == 0 || ecand[i] < emin) {
-            emin = ecand[i];
-        }
+#if FLT_EVAL_METHOD == 0
+    if (ns > 0) {
+        /* q + r / 10**9 with q = ns // 10**9 (exact: below 2**34) and the fraction rounded
+         * once (off by at most 2**-54), then the sum rounded once. That is the correctly
+         * rounded quotient x: x lies in [2**23, 2**34), where doubles are 2**-k apart with
+         * k in [19, 29], and its distance to a point halfway between two of them,
+         * |r * 2**(k+1) - odd * 10**9| / (10**9 * 2**(k+1)), has a numerator that is a
+         * non-zero multiple of 2**9 (10**9 = 2**9 * 5**9), so it is at least
+         * 2**9 / (10**9 * 2**30) > 4.7e-16: far more than the fraction's error. */
+        return (double)(ns / NS_PER_S) + (double)(ns % NS_PER_S) / 1e9;
     }
-    int best = -1;
-    unsigned __int128 best_err = 0;
-    for (int i = 0; i < 3; i++) {
-        /* |a - m * 2**e * 10**9| * 2**-emin, exactly */
-        unsigned __int128 lhs = (unsigned __int128)a << (unsigned)(-emin);
-        unsigned __int128 rhs = ((unsigned __int128)mcand[i] << (unsigned)(ecand[i] - emin))
-                                * 1000000000u;
-        unsigned __int128 err = lhs > rhs ? lhs - rhs : rhs - lhs;
-        if (best < 0 || err < best_err || (err == best_err && !(mcand[i] & 1))) {
-            best = i;
-            best_err = err;
-        }
-    }
-    return negative ? -cand[best] : cand[best];
-#else
+#endif
     PyObject *num = PyLong_FromLongLong(ns), *den = PyLong_FromLongLong(NS_PER_S);
     PyObject *q = num == NULL || den == NULL ? NULL : PyNumber_TrueDivide(num, den);
     Py_XDECREF(num);
@@ -109,7 +87,6 @@ ns_seconds(int64_t ns)
     double d = q == NULL ? -1.0 : PyFloat_AsDouble(q);
     Py_XDECREF(q);
     return d;  /* (an error is left set: the callers check) */
-#endif
 }
 
 static size_t

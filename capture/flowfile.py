@@ -13,6 +13,7 @@ import io
 import itertools
 import json
 import math
+import operator
 import os
 import sys
 import tempfile
@@ -153,8 +154,7 @@ def ordered_lines(
     then hold several lines, joined by newlines (never one at its end).
     """
     if presorted is None:
-        for obj in in_file_order(items, to_line):
-            yield to_line(obj)
+        yield from map(to_line, in_file_order(items, to_line))
         return
     ordered = sorted(items, key=itemgetter(0))
     for key, group in itertools.groupby(ordered, key=itemgetter(0)):
@@ -186,6 +186,11 @@ def in_file_order(
 ) -> Iterator[T]:
     """The objects of ``items`` in the order ``ordered_lines`` writes their lines."""
     ordered = sorted(items, key=itemgetter(0))
+    keys = list(map(itemgetter(0), ordered))
+    if not any(map(operator.eq, keys, itertools.islice(keys, 1, None))):
+        yield from map(itemgetter(1), ordered)  # no ties (nearly always)
+        return
+    del keys
     for _key, group in itertools.groupby(ordered, key=itemgetter(0)):
         objs = [obj for _, obj in group]
         if len(objs) == 1:
@@ -199,8 +204,7 @@ def write_lines(out: str | None, lines: Iterable[str]) -> None:
     """Write lines to ``out`` atomically (temp file in the same directory + ``os.replace``);
     ``None`` or ``"-"`` writes to standard output."""
     if out is None or out == "-":
-        for line in lines:
-            sys.stdout.write(line + "\n")
+        _write_all(sys.stdout, lines)
         sys.stdout.flush()
         return
     target = os.path.abspath(out)
@@ -209,9 +213,7 @@ def write_lines(out: str | None, lines: Iterable[str]) -> None:
         # it would replace the device node itself with a regular file (as root, /dev/null).
         try:
             with open(target, "w", encoding="utf-8", newline="\n") as f:
-                for line in lines:
-                    f.write(line)
-                    f.write("\n")
+                _write_all(f, lines)
         except OSError as exc:
             raise CaptureError(f"cannot write the flow file: {exc.strerror or exc}",
                                path=out) from exc
@@ -224,9 +226,7 @@ def write_lines(out: str | None, lines: Iterable[str]) -> None:
         raise CaptureError(f"cannot write the flow file: {exc.strerror or exc}", path=out) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for line in lines:
-                f.write(line)
-                f.write("\n")
+            _write_all(f, lines)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
@@ -238,6 +238,23 @@ def write_lines(out: str | None, lines: Iterable[str]) -> None:
             raise CaptureError(f"cannot write the flow file: {exc.strerror or exc}",
                                path=out) from exc
         raise
+
+
+def _write_all(f: IO[str], lines: Iterable[str]) -> None:
+    """Each line and a newline, in writes of about a MiB (not two writes a line)."""
+    batch: list[str] = []
+    size = 0
+    for line in lines:
+        batch.append(line)
+        size += len(line)
+        if size >= 1 << 20:
+            batch.append("")
+            f.write("\n".join(batch))
+            batch = []
+            size = 0
+    if batch:
+        batch.append("")
+        f.write("\n".join(batch))
 
 
 def _umask() -> int:

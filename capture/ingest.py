@@ -144,6 +144,8 @@ def _dns_items(sink: Sink) -> Iterator[tuple[tuple[Any, ...], Any]]:
 
 def _line_of(sink: Sink, table_line: Callable[[Any], str]) -> Callable[[Any], str]:
     """A record's line: record sources' records are dictionaries, the table's are its own."""
+    if not sink.records:
+        return table_line
 
     def line(obj: Any) -> str:
         return dumps(obj) if isinstance(obj, dict) else table_line(obj)
