@@ -48,6 +48,10 @@ typedef struct NFlow {
     int16_t probe_left, tls_left;
 } NFlow;
 
+/* (The index and the writer hold a flow's number in 32 bits; the size is what the module's
+ * docstrings and the tests count on.) */
+_Static_assert(sizeof(NFlow) <= 120, "a native flow grew");
+
 #define CHUNK_SHIFT 12
 #define CHUNK_FLOWS (1u << CHUNK_SHIFT)
 #define MAX_FLOWS 0x7FFFFFF0u

@@ -690,6 +690,19 @@ sort_key(Flows *s, const SortRec *r)
                          (int)r->sport);
 }
 
+/* The sort key of the i-th flow compares ``op`` to ``bound``: 1 or 0, -1 with an error. */
+static int
+key_below(Flows *s, Py_ssize_t i, PyObject *bound, int op)
+{
+    PyObject *key = sort_key(s, &s->order[i]);
+    if (key == NULL) {
+        return -1;
+    }
+    int r = PyObject_RichCompareBool(key, bound, op);
+    Py_DECREF(key);
+    return r;
+}
+
 PyObject *
 Flows_count(Flows *s, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -708,16 +721,27 @@ Flows_count(Flows *s, PyObject *const *args, Py_ssize_t nargs)
     if (inclusive < 0) {
         return NULL;
     }
-    /* The first flow from pos on whose key is not below (at most) the bound. */
-    Py_ssize_t lo = s->pos, hi = s->norder;
+    /* The first flow from pos on whose key is not below (at most) the bound: galloping from
+     * pos (the bounds come in order, so the answer is usually near), then a binary search.
+     * Everything before lo is below, nothing from hi on is. */
+    int op = inclusive ? Py_LE : Py_LT;
+    Py_ssize_t lo = s->pos, hi = s->norder, step = 1;
     while (lo < hi) {
-        Py_ssize_t mid = lo + (hi - lo) / 2;
-        PyObject *key = sort_key(s, &s->order[mid]);
-        if (key == NULL) {
+        Py_ssize_t probe = step - 1 < hi - lo ? lo + step - 1 : hi - 1;
+        int below = key_below(s, probe, bound, op);
+        if (below < 0) {
             return NULL;
         }
-        int below = PyObject_RichCompareBool(key, bound, inclusive ? Py_LE : Py_LT);
-        Py_DECREF(key);
+        if (!below) {
+            hi = probe;
+            break;
+        }
+        lo = probe + 1;
+        step *= 2;
+    }
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        int below = key_below(s, mid, bound, op);
         if (below < 0) {
             return NULL;
         }
