@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test system-deps lint typecheck sample clean
 
-$(STAMP): pyproject.toml setup.py capture/_fastloop.c
+$(STAMP): pyproject.toml setup.py $(wildcard capture/_fast*.c capture/_fast*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -51,7 +51,13 @@ class SdistWithCommit(sdist):
 
 setup(
     ext_modules=[
-        Extension("capture._fastloop", ["capture/_fastloop.c"], optional=True),
+        Extension(
+            "capture._fastloop",
+            ["capture/_fastloop.c", "capture/_fastflows.c", "capture/_fastparse.c",
+             "capture/_fastwrite.c"],
+            depends=["capture/_fastloop.h"],
+            optional=True,
+        ),
     ],
     cmdclass={"build_py": BuildPyWithCommit, "sdist": SdistWithCommit},
 )

@@ -1,10 +1,21 @@
 """Ingest throughput: our ``capture.ingest`` vs scapy's readers, on a generated capture.
 
-Generates a classic pcap (Ethernet, IPv4) of ``--packets`` packets quickly (raw records written
-with ``struct``, not scapy per packet) with a realistic mix: many concurrent TCP connections
-(SYN / SYN-ACK / ACK, a TLS ClientHello with SNI or a plain request, a data exchange of varying
-length, FIN / FIN / ACK, some reset), DNS queries and responses over UDP, some other UDP. Then it
-measures, in the same run:
+Generates classic pcaps (Ethernet, IPv4) of ``--packets`` packets quickly (raw records written
+with ``struct``, not scapy per packet):
+
+* ``short``: short connections, as a cluster's services make them -- about 78,000 TCP
+  connections of about 13 packets for 1M packets (SYN / SYN-ACK / ACK, a TLS ClientHello with
+  SNI or a plain request, two to four exchanges, FIN / FIN / ACK), and a DNS query and response
+  over UDP before one connection in ten. The headline: our ingest against a header-only scapy
+  ``RawPcapReader`` loop over the same whole file, back to back, ``--repeat`` times (the ratio
+  of each pair, and their median: the machine may be shared), and the memory a flow costs the
+  fold (traced allocations of folding half of the capture and all of it: the difference per
+  flow), with and without the C extension;
+* ``mixed``: many concurrent TCP connections of varying length (mean ~40 packets), some
+  resets, DNS, some other UDP;
+* ``long``: a few hundred long-lived connections (the fast path's best case).
+
+For ``mixed`` and ``long`` it then measures, in the same run:
 
 * ``capture.ingest.fold`` on the whole capture (our fast reader + the full fold),
 * ``capture.ingest.ingest`` with and without the optional C loop (``capture._fastloop``),
@@ -19,21 +30,25 @@ measures, in the same run:
 and prints packets/s and ratios, plus peak memory (max RSS of a fresh subprocess that ingests
 the capture) for 1M packets and, with ``--five-million``, 5M packets.
 
-    .venv/bin/python benchmarks/ingest_pcap.py                 # 1M packets
+    .venv/bin/python benchmarks/ingest_pcap.py                 # 1M packets, every mix
+    .venv/bin/python benchmarks/ingest_pcap.py --mix short     # the headline only
     .venv/bin/python benchmarks/ingest_pcap.py --five-million  # also 5M for the memory check
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -108,6 +123,34 @@ def _tcp_flow(rnd: random.Random, k: int) -> list[bytes]:
     return pkts
 
 
+def _short_flow(rnd: random.Random, k: int) -> list[bytes]:
+    """A short connection (about 13 packets), after a DNS lookup one time in ten."""
+    if rnd.random() < 0.1:
+        client = bytes([10, 1, (k >> 8) & 255, k & 255])
+        return _dns_pair(client, b"\x0a\x60\x00\x0a", 32768 + k % 28000,
+                         f"svc-{k % 997}.ns.svc.cluster.local", bytes([10, 96, 1, k % 250]))
+    client = bytes([10, 1 + (k >> 16) % 8, (k >> 8) & 255, k & 255])
+    server = bytes([10, 96, 0, 1 + rnd.randrange(60)])
+    cport = 32768 + k % 28000
+    sport = rnd.choice((443, 443, 80, 5432, 6379, 8080))
+    cs, ss = rnd.randrange(1 << 32), rnd.randrange(1 << 32)
+    pkts = [
+        _tcp(client, server, cport, sport, seq=cs, flags=SYN),
+        _tcp(server, client, sport, cport, seq=ss, flags=SYN | ACK),
+        _tcp(client, server, cport, sport, seq=cs + 1, flags=ACK),
+    ]
+    first = (_client_hello(f"svc-{k % 997}.example.com") if sport == 443
+             else b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    pkts.append(_tcp(client, server, cport, sport, seq=cs + 1, flags=PSH | ACK, payload=first))
+    for _ in range(rnd.randrange(2, 5)):
+        pkts.append(_tcp(server, client, sport, cport, seq=ss, flags=ACK, payload=bytes(300)))
+        pkts.append(_tcp(client, server, cport, sport, seq=cs, flags=ACK))
+    pkts.append(_tcp(client, server, cport, sport, seq=cs, flags=FIN | ACK))
+    pkts.append(_tcp(server, client, sport, cport, seq=ss, flags=FIN | ACK))
+    pkts.append(_tcp(client, server, cport, sport, seq=cs, flags=ACK))
+    return pkts
+
+
 def _long_flow(rnd: random.Random, k: int) -> list[bytes]:
     """A long-lived connection (bulk transfer / connection pool): thousands of packets."""
     client = bytes([10, 3, (k >> 8) & 255, k & 255])
@@ -142,12 +185,13 @@ def generate(path: str, packets: int, *, seed: int = 1, concurrent: int = 2000,
              mix: str = "mixed") -> int:
     """Write a classic pcap of ``packets`` packets; returns the number of flows started.
 
+    ``short``: short connections (about 13 packets) and DNS lookups;
     ``mixed``: many short and medium connections (mean ~40 packets), DNS, some UDP;
     ``long``: a few hundred long-lived connections (the fast path's best case).
     """
     rnd = random.Random(seed)
-    make = _flow if mix == "mixed" else _long_flow
-    if mix != "mixed":
+    make = {"short": _short_flow, "mixed": _flow, "long": _long_flow}[mix]
+    if mix == "long":
         concurrent = min(concurrent, 200)
     active: list[list[bytes]] = []
     positions: list[int] = []
@@ -265,6 +309,75 @@ def _prefix(src: str, dst: str, packets: int) -> None:
             out.write(head + f.read(caplen))
 
 
+def measure_headline(path: str, repeat: int) -> None:
+    """Our ingest and a header-only RawPcapReader loop over the same whole file, back to back,
+    ``repeat`` times; then the bytes per flow of the fold."""
+    from scapy.utils import RawPcapReader
+
+    import capture.pcapfast
+    from capture.ingest import ingest
+
+    built = capture.pcapfast._fastloop is not None
+    ratios = []
+    stats = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        stats = ingest([path], os.devnull)
+        ours = stats.packets / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        n = 0
+        with RawPcapReader(path) as reader:
+            for _pkt, _meta in reader:
+                n += 1
+        raw = n / (time.perf_counter() - t0)
+        ratios.append(ours / raw)
+        print(f"  ingest {ours:>12,.0f} packets/s{' [C]' if built else ' [no C ext]'},"
+              f" RawPcapReader loop {raw:>10,.0f} packets/s: {ours / raw:6.2f}x")
+    assert stats is not None
+    tcp = stats.flows - stats.dns  # (one DNS answer per UDP lookup flow here)
+    print(f"  capture: {stats.packets:,} packets, {stats.flows:,} flows (about {tcp:,} TCP"
+          f" connections of {(stats.packets - 2 * stats.dns) / max(tcp, 1):.1f} packets),"
+          f" {stats.dns:,} DNS answers")
+    print(f"  ours / plain RawPcapReader loop, same run: median {statistics.median(ratios):.2f}x"
+          f" (min {min(ratios):.2f}x, max {max(ratios):.2f}x over {repeat} pairs)")
+    print("bytes per flow in the fold (traced allocations: half the capture, then all of it):")
+    with tempfile.TemporaryDirectory() as tmp:
+        half = os.path.join(tmp, "half.pcap")
+        _prefix(path, half, stats.packets // 2)
+        for label, ext in (("C extension (native flows)", capture.pcapfast._fastloop),
+                           ("pure Python (FlowState objects)", None)):
+            if label.startswith("C") and not built:
+                continue
+            saved = capture.pcapfast._fastloop
+            capture.pcapfast._fastloop = ext
+            try:
+                (m1, f1), (m2, f2) = _traced_fold(half), _traced_fold(path)
+            finally:
+                capture.pcapfast._fastloop = saved
+            print(f"  {label:<34} {(m2 - m1) / max(f2 - f1, 1):8,.0f} bytes per flow"
+                  f" ({m2 / 2**20:,.1f} MiB for {f2:,} flows)")
+
+
+def _traced_fold(path: str) -> tuple[int, int]:
+    """(bytes allocated and still held after folding ``path`` into a table, flows)."""
+    from capture.readers import open_capture, read_capture
+    from capture.table import FlowTable
+
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        table = FlowTable()
+        read_capture(open_capture(path), table)
+        used = tracemalloc.get_traced_memory()[0]
+        flows = table.flow_count()
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    del table
+    return used, flows
+
+
 def measure(path: str, prefix_packets: int, repeat: int) -> float:
     """Print our throughput and scapy's on the same capture; return ours (packets/s)."""
     import scapy.layers.inet
@@ -290,7 +403,7 @@ def measure(path: str, prefix_packets: int, repeat: int) -> float:
     built = capture.pcapfast._fastloop is not None
     ours = _rate("capture.ingest.ingest (read, fold, write flow file)"
                  + (" [C loop]" if built else " [no C ext]"), stats.packets, ingest_best)
-    _rate("  of which reading + folding (capture.ingest.fold)", stats.packets, fold_best)
+    _rate("capture.ingest.fold (to records, each flow as objects)", stats.packets, fold_best)
     pure = None
     if built:
         # The same run without the optional C extension (capture/_fastloop.c).
@@ -398,11 +511,12 @@ def peak_rss(path: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--packets", type=int, default=1_000_000)
-    parser.add_argument("--mix", choices=("mixed", "long", "both"), default="both",
-                        help="traffic mix (default: both, one after the other)")
+    parser.add_argument("--mix", choices=("short", "mixed", "long", "all"), default="all",
+                        help="traffic mix (default: all, one after the other)")
     parser.add_argument("--prefix", type=int, default=20_000,
                         help="packets for the (slow) scapy comparisons")
-    parser.add_argument("--repeat", type=int, default=3, help="best of N for our ingest")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="best of N for our ingest; pairs of runs for the headline")
     parser.add_argument("--five-million", action="store_true",
                         help="also generate 5M packets and report peak memory for it")
     parser.add_argument("--keep", metavar="DIR", help="write the captures here and keep them")
@@ -410,7 +524,7 @@ def main() -> None:
     workdir = args.keep or tempfile.mkdtemp(prefix="ingest-bench-")
     os.makedirs(workdir, exist_ok=True)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    mixes = ("mixed", "long") if args.mix == "both" else (args.mix,)
+    mixes = ("short", "mixed", "long") if args.mix == "all" else (args.mix,)
     try:
         for mix in mixes:
             path = os.path.join(workdir, f"bench-{mix}-{args.packets}.pcap")
@@ -419,9 +533,14 @@ def main() -> None:
                 generate(path, args.packets, mix=mix)
             print(f"\n== {mix} traffic: {path} ({os.path.getsize(path) >> 20} MiB,"
                   f" ready in {time.perf_counter() - t0:.1f} s)")
+            if mix == "short":
+                measure_headline(path, args.repeat)
+                continue
             measure(path, args.prefix, args.repeat)
             if mix == "mixed":
                 measure_pcapng(path, args.prefix, args.repeat)
+        if args.mix not in ("all", "mixed"):
+            return
         print("\npeak memory (separate processes, mixed traffic):")
         path = os.path.join(workdir, f"bench-mixed-{args.packets}.pcap")
         if not os.path.exists(path):

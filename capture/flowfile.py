@@ -13,13 +13,14 @@ import io
 import itertools
 import json
 import math
+import operator
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 
 from capture import __version__
 from capture.errors import CaptureError
@@ -125,17 +126,59 @@ def render(header: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> l
     return [dumps(header), *ordered_lines(((sort_key(r), r) for r in records), dumps)]
 
 
+class SortedLines(Protocol):
+    """Records held elsewhere, already in the order of the file, that make their own lines:
+    the flows of the C loop's store (``capture.table.FlowTable.native_lines``)."""
+
+    def count(self, bound: tuple[Any, ...] | None, inclusive: bool, /) -> int:
+        """How many of the records not yet taken sort before ``bound`` (at most it, when
+        ``inclusive``; all of them for None)."""
+        ...
+
+    def lines(self, n: int, /) -> tuple[str, int]:
+        """The lines of the next records, at most ``n`` of them, joined by newlines; how
+        many (at least one while any is left)."""
+        ...
+
+
 def ordered_lines(
-    items: Iterable[tuple[tuple[Any, ...], T]], to_line: Callable[[T], str]
+    items: Iterable[tuple[tuple[Any, ...], T]],
+    to_line: Callable[[T], str],
+    presorted: SortedLines | None = None,
 ) -> Iterator[str]:
     """Record lines in the order of the file: by ``sort_key``, ties by the line's own text.
 
     ``items`` pairs each record's ``sort_key`` with anything ``to_line`` turns into the
     record's line (``dumps`` of the record), so that lines are made (and dropped) one at a
-    time while writing.
+    time while writing. The lines of ``presorted`` are merged in, in runs: a string yielded may
+    then hold several lines, joined by newlines (never one at its end).
     """
-    for obj in in_file_order(items, to_line):
-        yield to_line(obj)
+    if presorted is None:
+        yield from map(to_line, in_file_order(items, to_line))
+        return
+    ordered = sorted(items, key=itemgetter(0))
+    for key, group in itertools.groupby(ordered, key=itemgetter(0)):
+        yield from _runs(presorted, presorted.count(key, False))
+        objs = [obj for _, obj in group]
+        same = presorted.count(key, True)  # the presorted records of the same key
+        if len(objs) == 1 and not same:
+            yield to_line(objs[0])
+        else:  # ties, by the lines' own text (as in_file_order)
+            lines = [to_line(obj) for obj in objs]
+            for run in _runs(presorted, same):
+                lines.extend(run.split("\n"))
+            lines.sort()
+            yield from lines
+    yield from _runs(presorted, presorted.count(None, False))
+
+
+def _runs(presorted: SortedLines, n: int) -> Iterator[str]:
+    while n > 0:
+        text, got = presorted.lines(n)
+        if got <= 0:
+            raise RuntimeError("presorted records ended early")
+        n -= got
+        yield text
 
 
 def in_file_order(
@@ -143,6 +186,11 @@ def in_file_order(
 ) -> Iterator[T]:
     """The objects of ``items`` in the order ``ordered_lines`` writes their lines."""
     ordered = sorted(items, key=itemgetter(0))
+    keys = list(map(itemgetter(0), ordered))
+    if not any(map(operator.eq, keys, itertools.islice(keys, 1, None))):
+        yield from map(itemgetter(1), ordered)  # no ties (nearly always)
+        return
+    del keys
     for _key, group in itertools.groupby(ordered, key=itemgetter(0)):
         objs = [obj for _, obj in group]
         if len(objs) == 1:
@@ -156,8 +204,7 @@ def write_lines(out: str | None, lines: Iterable[str]) -> None:
     """Write lines to ``out`` atomically (temp file in the same directory + ``os.replace``);
     ``None`` or ``"-"`` writes to standard output."""
     if out is None or out == "-":
-        for line in lines:
-            sys.stdout.write(line + "\n")
+        _write_all(sys.stdout, lines)
         sys.stdout.flush()
         return
     target = os.path.abspath(out)
@@ -166,9 +213,7 @@ def write_lines(out: str | None, lines: Iterable[str]) -> None:
         # it would replace the device node itself with a regular file (as root, /dev/null).
         try:
             with open(target, "w", encoding="utf-8", newline="\n") as f:
-                for line in lines:
-                    f.write(line)
-                    f.write("\n")
+                _write_all(f, lines)
         except OSError as exc:
             raise CaptureError(f"cannot write the flow file: {exc.strerror or exc}",
                                path=out) from exc
@@ -181,9 +226,7 @@ def write_lines(out: str | None, lines: Iterable[str]) -> None:
         raise CaptureError(f"cannot write the flow file: {exc.strerror or exc}", path=out) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for line in lines:
-                f.write(line)
-                f.write("\n")
+            _write_all(f, lines)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
@@ -195,6 +238,23 @@ def write_lines(out: str | None, lines: Iterable[str]) -> None:
             raise CaptureError(f"cannot write the flow file: {exc.strerror or exc}",
                                path=out) from exc
         raise
+
+
+def _write_all(f: IO[str], lines: Iterable[str]) -> None:
+    """Each line and a newline, in writes of about a MiB (not two writes a line)."""
+    batch: list[str] = []
+    size = 0
+    for line in lines:
+        batch.append(line)
+        size += len(line)
+        if size >= 1 << 20:
+            batch.append("")
+            f.write("\n".join(batch))
+            batch = []
+            size = 0
+    if batch:
+        batch.append("")
+        f.write("\n".join(batch))
 
 
 def _umask() -> int:

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from capture.errors import CaptureError
 from capture.flowfile import (
@@ -44,6 +44,7 @@ from capture.sources.folders import expand_inputs, refuse_output_inside
 from capture.table import FlowState, FlowTable
 
 log = logging.getLogger("capture")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -98,10 +99,14 @@ def ingest(
         sink, stats = _read(paths, progress=progress, fast=fast)
         # Records are turned into text one at a time: at no time are all of them held as
         # dictionaries.
+        # The flows of the C loop's store make their own lines, in C, merged in file order
+        # with those of the flows held as Python objects and of the record sources.
+        table = sink.table
         write_lines(out, itertools.chain(
             [dumps(stats.header)],
-            ordered_lines(_flow_items(sink), _line_of(sink, sink.table.flow_line)),
-            ordered_lines(_dns_items(sink), _line_of(sink, sink.table.dns_line)),
+            ordered_lines(_record_items(sink, "flow", table.flow_items(table.python_flows())),
+                          _line_of(sink, table.flow_line), table.native_lines()),
+            ordered_lines(_dns_items(sink), _line_of(sink, table.dns_line)),
         ))
     return IngestStats(
         stats.packets, stats.skipped, stats.flows, stats.dns, stats.sources, stats.warnings,
@@ -126,22 +131,29 @@ def fold(
     return stats.header, records, stats
 
 
-def _record_items(sink: Sink, kind: str) -> Iterator[tuple[tuple[Any, ...], Record]]:
-    return ((sort_key(r), r) for r in sink.records if r.get("record") == kind)
+def _record_items(
+    sink: Sink, kind: str, table_items: Iterator[tuple[tuple[Any, ...], T]]
+) -> Iterator[tuple[tuple[Any, ...], T | Record]]:
+    """``table_items`` and the records of record sources of ``kind``, as (sort key, item)."""
+    return itertools.chain(
+        table_items, ((sort_key(r), r) for r in sink.records if r.get("record") == kind))
 
 
 def _flow_items(sink: Sink) -> Iterator[tuple[tuple[Any, ...], FlowState | Record]]:
-    """The flows of the table and the flow records of record sources, as (sort key, item)."""
-    return itertools.chain(sink.table.flow_items(), _record_items(sink, "flow"))
+    """The flows of the table (all of them as Python objects) and the flow records of record
+    sources, as (sort key, item)."""
+    return _record_items(sink, "flow", sink.table.flow_items())
 
 
 def _dns_items(sink: Sink) -> Iterator[tuple[tuple[Any, ...], Any]]:
     """The DNS answers of the table and the DNS records of record sources, as (sort key, item)."""
-    return itertools.chain(sink.table.dns_items(), _record_items(sink, "dns"))
+    return _record_items(sink, "dns", sink.table.dns_items())
 
 
 def _line_of(sink: Sink, table_line: Callable[[Any], str]) -> Callable[[Any], str]:
     """A record's line: record sources' records are dictionaries, the table's are its own."""
+    if not sink.records:
+        return table_line
 
     def line(obj: Any) -> str:
         return dumps(obj) if isinstance(obj, dict) else table_line(obj)

@@ -12,11 +12,14 @@ TCP packets with flags or of flows under inspection go to ``FlowTable.tcp_known`
 ``FlowTable.add_ip``; everything else (VLAN tags, IPv6 extension headers, fragments, overlays,
 ICMP, SCTP, non-IP, ...) to the general decoder, ``FlowTable.add_frame``.
 
-Where the optional C extension is built (``capture/_fastloop.c``), it takes over the common
-records: plain TCP / UDP of new and known flows, with the flows it starts kept in C until
-Python needs them. Python then only sees DNS answers, ClientHellos split over segments, new
-records for a known 5-tuple and what is not plain TCP / UDP: 4x the pure-Python loop on short
-connections, 8x on long-lived ones (benchmarks/ingest_pcap.py).
+Where the optional C extension is built (``capture/_fastloop.c`` and its companions), it takes
+over the common records: plain TCP / UDP of new and known flows, DNS answers over UDP included.
+The flows it starts live in the table's native store (``table.native``, 120 bytes a flow
+instead of about 900 as Python objects) and stay there through the writing of the flow file,
+whose lines C makes in the file's order (``FlowTable.native_lines``); Python sees only
+ClientHellos split over segments, DNS over TCP, overlays and what is not plain TCP / UDP, and
+the flows of those records become Python objects. On short connections that is about 8x a
+header-only scapy ``RawPcapReader`` loop over the same file (benchmarks/ingest_pcap.py).
 
 pcapng is read by our own block reader (``capture.pcapng``) and ``read_pcapng`` turns its
 packets into classic records that the same loop folds (with the extension, whole runs of
@@ -46,6 +49,9 @@ from capture.decode import (
     LINKTYPE_RAW,
     LINKTYPE_RAW_12,
     LINKTYPE_RAW_14,
+    PROTO_NAMES,
+    PROTO_TCP,
+    PROTO_UDP,
     TUNNEL_PORTS,
 )
 from capture.pcapng import PcapngDamaged, Run, iter_packets
@@ -64,6 +70,7 @@ from capture.table import (
     FlowState,
     FlowTable,
     Half,
+    address_text,
 )
 from capture.tls import MAX_CLIENT_HELLO
 
@@ -82,10 +89,11 @@ _SWAPPED_U16 = [((i & 0xFF) << 8) | (i >> 8) for i in range(65536)]
 _U16 = list(range(65536))
 
 # What the C loop needs to know of capture.table: the classes whose slots it reads and writes
-# (a new flow sets every slot), and the constants of its decisions.
+# (a new flow sets every slot), the constants of its decisions and the words it writes.
 _C_MODEL: dict[str, object] = {
     "flow": FlowState,
     "half": Half,
+    "idle": IDLE_NS,
     "probe_packets": TLS_PROBE_PACKETS,
     "probe_segments": TLS_PROBE_SEGMENTS,
     "preamble_max": TLS_PREAMBLE_MAX,
@@ -97,6 +105,8 @@ _C_MODEL: dict[str, object] = {
     "dir_handshake": DIR_HANDSHAKE,
     "dir_first": DIR_FIRST,
     "dir_ports": DIR_PORTS,
+    "tcp_name": PROTO_NAMES[PROTO_TCP],
+    "udp_name": PROTO_NAMES[PROTO_UDP],
 }
 
 # linktype -> (offset of its network-protocol field, that field for IPv4, for IPv6, link size)
@@ -184,42 +194,37 @@ def read_classic(
     layout = _layout(endian, linktype)
     # The C version of the common branches of the loop (capture/_fastloop.c), when built: it
     # folds consecutive plain TCP / UDP records of new and known flows, and stops at any other
-    # record (DNS, a ClientHello split over segments, a new record for a known 5-tuple,
-    # anything that is not plain TCP / UDP), which the Python code handles. The flows it
-    # starts live in C until Python needs them (``table.native``) or the capture ends.
+    # record (DNS over TCP, a ClientHello split over segments, anything that is not plain TCP /
+    # UDP), which the Python code handles. The flows it starts live in the table's native
+    # store (``table.native``) until Python needs them or the flow file is written.
     loop = _c_loop(table, layout, little=endian == "<", nano=nano)
-    try:
-        return _fold_classic(f, endian, nano, linktype, layout, table, progress,
-                             None if loop is None else loop.run)
-    finally:
-        _c_loop_done(table, loop)
+    return _fold_classic(f, endian, nano, linktype, layout, table, progress,
+                         None if loop is None else loop.run)
 
 
 def _c_loop(table: FlowTable, layout: _Layout | None, *, little: bool, nano: bool) -> Any:
-    """The C loop for ``layout`` over ``table`` (hooked in as ``table.native``), or None when
-    the extension is not built or cannot serve (no fast layout, another loop active)."""
+    """The C loop for ``layout`` over ``table`` (its store of native flows made the table's
+    ``native`` on first use), or None when the extension is not built or cannot serve."""
     if (
         _fastloop is None
         or layout is None
         or type(table.tcp) is not dict
         or type(table.udp) is not dict
-        or table.native is not None
+        or type(table.dns) is not dict
     ):
         return None
-    try:
-        loop = _fastloop.Loop(little, nano, layout.link, layout.eoff, layout.v4_raw,
-                              layout.v6_raw if layout.v6 is not None else None, IDLE_NS,
-                              table.tcp, table.udp, _C_MODEL)
-    except (TypeError, ValueError, KeyError):  # a model the C loop cannot hold: Python
+    flows = table.native
+    if flows is None:
+        try:
+            flows = _fastloop.Flows(table.tcp, table.udp, table.dns, table._names, address_text,
+                                    _C_MODEL)
+        except (TypeError, ValueError, KeyError):  # a model the C loop cannot hold: Python
+            return None
+        table.native = flows
+    elif not isinstance(flows, _fastloop.Flows):
         return None
-    table.native = loop
-    return loop
-
-
-def _c_loop_done(table: FlowTable, loop: Any) -> None:
-    if loop is not None:
-        table.native = None
-        loop.flush()  # every flow still in C, into the table
+    return _fastloop.Loop(flows, little, nano, layout.link, layout.eoff, layout.v4_raw,
+                          layout.v6_raw if layout.v6 is not None else None)
 
 
 def read_pcapng(
@@ -268,42 +273,30 @@ def read_pcapng(
     except PcapngDamaged as exc:
         folder.fold(out, out_link)  # the packets before the damage
         return n, str(exc)
-    finally:
-        folder.close()
     return n, None
 
 
 class _RecordFolder:
-    """Folds buffers of classic records (little-endian, ns time stamps) of one link type at a
-    time into a table, through the C loop where it can. One loop is active at a time, for one
-    link type (the flows it holds go to the table before another link type's loop starts); a
-    short stretch of another link type is folded by the Python loop meanwhile, so that
-    interfaces of different link types taking turns do not start a loop per turn."""
-
-    SWITCH_BYTES = 1 << 18  # records of another link type worth a loop of their own
+    """Folds buffers of classic records (little-endian, ns time stamps) into a table, through
+    a C loop per link type where it can (all of them folding into the table's one store)."""
 
     def __init__(self, table: FlowTable) -> None:
         self.table = table
-        self.linktype = -1
-        self.loop: Any = None
+        self.loops: dict[int, Any] = {}
         self.frames: dict[int, FrameFolder] = {}
-
-    def _use(self, linktype: int, size: int) -> Any:
-        """The C loop's ``run`` for records of ``linktype``, or None (the Python loop)."""
-        if linktype != self.linktype and (self.loop is None or size >= self.SWITCH_BYTES):
-            self.close()
-            self.linktype = linktype
-            self.loop = _c_loop(self.table, _layout("<", linktype), little=True, nano=True)
-        return self.loop.run if self.loop is not None and linktype == self.linktype else None
 
     def fold(self, records: bytearray, linktype: int, size: int | None = None) -> None:
         """Fold ``records[:size]`` (all of it by default)."""
         size = len(records) if size is None else size
         if not size:
             return
-        run = self._use(linktype, size)
+        if linktype not in self.loops:
+            self.loops[linktype] = _c_loop(self.table, _layout("<", linktype), little=True,
+                                           nano=True)
+        loop = self.loops[linktype]
         _n, damage = _fold_classic((records, size), "<", True, linktype,
-                                   _layout("<", linktype), self.table, None, run)
+                                   _layout("<", linktype), self.table, None,
+                                   None if loop is None else loop.run)
         assert damage is None  # records we wrote ourselves
 
     def fold_frame(self, linktype: int, data: bytes, t: int, wirelen: int) -> None:
@@ -311,11 +304,6 @@ class _RecordFolder:
         if fold is None:
             fold = self.frames[linktype] = frame_folder(self.table, linktype)
         fold(data, t, wirelen)
-
-    def close(self) -> None:
-        _c_loop_done(self.table, self.loop)
-        self.loop = None
-        self.linktype = -1
 
 
 def _fold_classic(  # noqa: PLR0917 - read_classic's, handed over once

@@ -53,7 +53,6 @@ from capture.decode import (
     decode,
 )
 from capture.dns import parse_response
-from capture.flowfile import dumps
 from capture.tls import MAX_CLIENT_HELLO, probe_client_hello, proxy_header_length
 
 NS = 1_000_000_000
@@ -171,11 +170,27 @@ def _client_first(fl: FlowState) -> tuple[Half, Half, bytes, bytes, int | None, 
 
 
 class NativeFlows(Protocol):
-    """Flows held outside the tables (the C loop's): see ``FlowTable.native``."""
+    """Flows held outside the tables (the C loop's store): see ``FlowTable.native``."""
 
     def take(self, proto: int, key: bytes, /) -> Half | None: ...
 
+    def flush(self, done: list[FlowState], /) -> int: ...
+
+    def sort(self) -> int: ...
+
+    def count(self, bound: tuple[Any, ...] | None, inclusive: bool, /) -> int: ...
+
+    def lines(self, n: int, /) -> tuple[str, int]: ...
+
     def __len__(self) -> int: ...
+
+
+def address_text(addr: bytes) -> str:
+    """The text form of a raw address: dotted IPv4 or compressed IPv6."""
+    # inet_ntop gives what ipaddress gives for IPv4, faster; ipaddress for IPv6 keeps the
+    # compressed form consistent (IPv4-mapped addresses included).
+    return (socket.inet_ntop(socket.AF_INET, addr) if len(addr) == 4 else
+            ipaddress.IPv6Address(bytes(addr)).compressed)
 
 
 # Packet bytes: ``bytes`` from scapy's readers, the reused ``bytearray`` of capture.pcapfast.
@@ -207,11 +222,12 @@ class FlowTable:
         self.dns: dict[DnsKey, int] = {}  # answer -> first time seen
         self.skipped: dict[str, int] = {}
         self._names: dict[bytes, str] = {}
-        # While capture.pcapfast's C loop reads a capture, flows it started may live in C, not
-        # in the tables: ``native.take(proto, key)`` hands such a flow over (as its Half of
-        # ``key``, now in the table), None if there is none; ``len(native)`` is how many there
-        # are. The loop hands all of them over at the end; until then ``flows()``,
-        # ``flow_count()`` and the like see only the Python-held ones.
+        # The flows capture.pcapfast's C loop started live in its store (capture._fastloop's
+        # Flows), not in the tables, from the first capture it reads until the flow file is
+        # written: ``native.take(proto, key)`` hands a live one over (as its Half of ``key``,
+        # now in the table), None if there is none; ``len(native)`` is how many there are.
+        # ``settle()`` hands all of them over (``flows()``, ``active()`` and ``take_done()``
+        # settle first); ``ingest`` writes them without that (``native_lines``).
         self.native: NativeFlows | None = None
 
     # -- packets -------------------------------------------------------------------------------
@@ -481,19 +497,31 @@ class FlowTable:
         """The text form of a raw address: dotted IPv4 or compressed IPv6."""
         text = self._names.get(addr)
         if text is None:
-            # inet_ntop gives what ipaddress gives for IPv4, faster; ipaddress for IPv6 keeps the
-            # compressed form consistent (IPv4-mapped addresses included).
-            text = (socket.inet_ntop(socket.AF_INET, addr) if len(addr) == 4 else
-                    ipaddress.IPv6Address(bytes(addr)).compressed)
-            self._names[addr] = text
+            text = self._names[addr] = address_text(addr)
         return text
 
+    def settle(self) -> None:
+        """Make every flow of the C loop's store Python objects of the table: the live ones
+        in the tables, the ended ones in ``done``."""
+        if self.native is not None and len(self.native):
+            self.native.flush(self.done)
+
     def flows(self) -> Iterator[FlowState]:
+        self.settle()
+        yield from self.python_flows()
+
+    def python_flows(self) -> Iterator[FlowState]:
+        """The flows held as Python objects (ended, then in the tables): all of them but the
+        C loop's store (``native``)."""
         yield from self.done
-        yield from self.active()
+        yield from self._in_tables()
 
     def active(self) -> Iterator[FlowState]:
         """The flows still in the tables (not ended), without ``done``."""
+        self.settle()
+        return self._in_tables()
+
+    def _in_tables(self) -> Iterator[FlowState]:
         for table in self.tables.values():
             for h in table.values():
                 if h.is_a:
@@ -501,9 +529,19 @@ class FlowTable:
 
     def take_done(self) -> list[FlowState]:
         """Hand over the flows ended so far (idle time-out, TCP reopen) and forget them."""
+        self.settle()
         done = self.done
         self.done = []
         return done
+
+    def native_lines(self) -> NativeFlows | None:
+        """The C loop's store with its flows sorted in the order of the flow file, for
+        ``capture.flowfile.ordered_lines`` to merge their lines (made in C) with those of
+        ``python_flows()``; None when it holds none."""
+        if self.native is None or not len(self.native):
+            return None
+        self.native.sort()
+        return self.native
 
     def remove(self, fl: FlowState) -> bool:
         """End ``fl`` now: take it out of the tables so that its next packet starts a new
@@ -594,7 +632,8 @@ class FlowTable:
         return len(self.done) + sum(map(len, self.tables.values())) // 2 + native
 
     def flow_count(self) -> int:
-        return len(self.done) + sum(
+        native = 0 if self.native is None else len(self.native)
+        return len(self.done) + native + sum(
             1 for table in self.tables.values() for h in table.values() if h.is_a)
 
     def iter_flow_records(self) -> Iterator[dict[str, Any]]:
@@ -626,10 +665,15 @@ class FlowTable:
             (client, server, name, _answers, _cnames), t = item
             yield (1, t / NS, client, server, name, 0, ""), item
 
-    @classmethod
-    def dns_line(cls, item: tuple[DnsKey, int]) -> str:
-        """``dns_record(item)`` as its flow file line."""
-        return dumps(cls.dns_record(item))
+    @staticmethod
+    def dns_line(item: tuple[DnsKey, int]) -> str:
+        """``dns_record(item)`` as its flow file line: what ``dumps`` gives for it, made as
+        ``flow_line`` makes a flow's (the tests hold the two equal)."""
+        (client, server, name, answers, cnames), t = item
+        return (f'{{"answers":[{",".join(map(_json_str, answers))}],'
+                f'"client":{_json_str(client)},"cnames":[{",".join(map(_json_str, cnames))}],'
+                f'"name":{_json_str(name)},"record":"dns","server":{_json_str(server)},'
+                f'"ts":{t / NS!r}}}')
 
     @staticmethod
     def dns_record(item: tuple[DnsKey, int]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -270,14 +271,21 @@ def test_verify_reports_policies_the_api_server_would_reject(
 
 
 def test_a_closed_pipe_ends_quietly_with_the_sigpipe_status() -> None:
-    """``segmenter ingest -o - | head -c 1``: no traceback, no error line, status 128 + 13."""
-    ingest = subprocess.Popen([sys.executable, "-c", "import sys; from segmenter.cli import main;"
-                               " sys.exit(main(sys.argv[1:]))", "ingest",
-                               str(SAMPLE / "shop.pcapng"), "-o", "-"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert ingest.stdout is not None and ingest.stderr is not None
-    assert ingest.stdout.read(1) == b"{"
-    ingest.stdout.close()  # the reader goes away after one byte
-    err = ingest.stderr.read()
-    assert ingest.wait(timeout=60) == 141
+    """``segmenter ingest -o - | head -c 1``: no traceback, no error line, status 128 + 13.
+
+    The reader is gone before the first write (its end of the pipe is closed before the
+    command starts): a reader that left after one byte can race a writer whose whole output
+    fits in the pipe's buffer, and the native flow writer writes the sample in one call.
+    """
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        ingest = subprocess.Popen([sys.executable, "-c", "import sys; from segmenter.cli import"
+                                   " main; sys.exit(main(sys.argv[1:]))", "ingest",
+                                   str(SAMPLE / "shop.pcapng"), "-o", "-"],
+                                  stdout=write_end, stderr=subprocess.PIPE)
+    finally:
+        os.close(write_end)
+    _, err = ingest.communicate(timeout=60)
+    assert ingest.returncode == 141
     assert err == b"", err

@@ -279,6 +279,24 @@ def test_flow_line_matches_the_encoder_for_any_flow_state(  # noqa: PLR0917
     assert table.flow_line(fl) == dumps(table.flow_record(fl))
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(st.text(), min_size=3, max_size=3),
+    answers=st.lists(st.text(), max_size=4),
+    cnames=st.lists(st.text(), max_size=4),
+    t=st.integers(0, 1 << 63),
+)
+def test_dns_line_matches_the_encoder_for_any_answer(
+    texts: list[str], answers: list[str], cnames: list[str], t: int
+) -> None:
+    from capture.flowfile import dumps
+    from capture.table import FlowTable
+
+    client, server, name = texts
+    item = ((client, server, name, tuple(answers), tuple(cnames)), t)
+    assert FlowTable.dns_line(item) == dumps(FlowTable.dns_record(item))
+
+
 def test_same_capture_gives_byte_identical_flow_files(tmp_path: Path) -> None:
     path = _kitchen_sink(tmp_path)
     outs = []
