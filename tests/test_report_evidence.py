@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -402,8 +403,11 @@ def _agree(test: SegmentationTest, evidence: Any, md: str) -> None:
     for column, reach in ((6, PLANNED), (7, NODE_LOCAL), (8, UNPLANNED)):
         assert sum(int(r[column]) for r in table) == counts[reach]
     assert sum(int(r[5]) for r in table) == counts[DENIED]
-    # Every path beyond the plan or own-node-only is a row; every one beyond is a finding.
-    assert len(path_rows(test, UNPLANNED)) == len(test.findings())
+    # Every path beyond the plan or own-node-only is a row and a finding: segmentation (high)
+    # beyond the plan, node-path (low) from the workload's own node.
+    kinds = Counter(f.kind for f in test.findings())
+    assert kinds == Counter({FindingKind.SEGMENTATION: len(path_rows(test, UNPLANNED)),
+                             FindingKind.NODE_PATH: len(path_rows(test, NODE_LOCAL))}) - Counter()
     plain = seg.replace("⚠️ ", "").replace("❌ ", "")
     for reach in (UNPLANNED, NODE_LOCAL):
         for member, direction, peer, _, _ in path_rows(test, reach):
@@ -506,6 +510,16 @@ def test_summary_tables_and_picture_agree_on_the_own_node_paths(demo: Path) -> N
     assert "every probe" not in _section(md, "Summary").lower()
     _agree(test, evidence, md)
     _drawn(report, evidence)
+    # Allowed and not planned: a finding each (low: no policy can close them; node isolation).
+    probed = len(test.ports)
+    assert sorted(f.line() for f in report.findings if f.kind == FindingKind.NODE_PATH) == [
+        f"[low] node-path: {VAULT} (pci restricted) is reachable from {peer} on all {probed} "
+        "ports probed, only because that is its own node or a hostNetwork pod on it, which no "
+        "policy governs: show node isolation (a dedicated node pool, taints) as the "
+        "compensating control" for peer in ("kube-system/DaemonSet/kube-proxy", "node worker-1")]
+    mapping = _section(md, "Mapping to PCI DSS v4.0.1 and HIPAA 164.312")
+    assert ("| 11.4.5 |" in mapping and "paths from the workloads' own nodes need node isolation "
+            "as the compensating control |" in mapping)
     rows = {s: i for i, s in enumerate(evidence.reach.sources)}
     for peer in local:
         assert evidence.reach.after[rows[peer]] == (NODE_LOCAL, DENIED)

@@ -46,6 +46,10 @@ kind                        what                                    severity
 ``processor-candidate``     a connected workload that reads from    low
                             or writes to a restricted store: in
                             the CDE unless shown otherwise (report)
+``node-path``               a path into a restricted workload from  low
+                            its own node (or a hostNetwork pod on
+                            it) that no policy governs: node
+                            isolation is the control (report)
 ==========================  ======================================  ===================
 """
 
@@ -97,6 +101,7 @@ class FindingKind(enum.StrEnum):
     STILL_LEARNING = "still-learning"
     ENFORCEMENT_UNVERIFIED = "enforcement-unverified"
     PROCESSOR_CANDIDATE = "processor-candidate"
+    NODE_PATH = "node-path"
 
 
 # Severity by kind, and for the kinds that depend on it, by the zone of the workload concerned.
@@ -116,6 +121,7 @@ _FIXED: Final = {
     FindingKind.STILL_LEARNING: Severity.MEDIUM,
     FindingKind.ENFORCEMENT_UNVERIFIED: Severity.MEDIUM,
     FindingKind.PROCESSOR_CANDIDATE: Severity.LOW,
+    FindingKind.NODE_PATH: Severity.LOW,
 }
 
 

@@ -18,8 +18,9 @@ Each probe falls in one category, the worst of a path's probes being the path's:
 - ``PLANNED``: allowed, and an observed or declared flow (or cluster DNS, or a NodePort's node
   SNAT) explains it;
 - ``NODE_LOCAL``: allowed only because the peer is the workload's own node (kubelet probes): no
-  NetworkPolicy governs it (policy-semantics note "Nodes and host networking"); an exception with
-  a compensating control, never a finding;
+  NetworkPolicy governs it (policy-semantics note "Nodes and host networking"); an exception
+  whose compensating control (node isolation) the policies cannot show: a ``node-path`` finding
+  (low) per (workload, direction, peer), so that it is listed and accepted, not missed;
 - ``UNPLANNED``: allowed beyond the plan: a ``segmentation`` finding per (workload, direction,
   peer).
 
@@ -143,8 +144,23 @@ class SegmentationTest:
         return next((p.label for p in self.peers if p.id == peer), peer)
 
     def findings(self) -> list[Finding]:
-        """One ``segmentation`` finding per path allowed beyond the plan."""
+        """One ``segmentation`` finding per path allowed beyond the plan, one ``node-path``
+        finding per path allowed from the workload's own node only."""
         out = []
+        for path in self.paths_at(NODE_LOCAL):
+            classes = "/".join(self.member_classes.get(path.member, ()))
+            verb = "is reachable from" if path.direction == INGRESS else "reaches out to"
+            ports = path.ports(NODE_LOCAL)
+            shown = (f"all {len(ports)} ports probed" if len(ports) == path.probes
+                     else ", ".join(ports[:_FINDING_PORTS]) + (
+                         f" and {len(ports) - _FINDING_PORTS} more port(s)"
+                         if len(ports) > _FINDING_PORTS else ""))
+            out.append(Finding.of(
+                FindingKind.NODE_PATH, path.member,
+                f"{path.member} ({classes} restricted) {verb} {self.label(path.peer)} on "
+                f"{shown}, only because that is its own node or a hostNetwork pod on it, "
+                "which no policy governs: show node isolation (a dedicated node pool, taints) "
+                "as the compensating control"))
         for path in self.paths_at(UNPLANNED):
             classes = "/".join(self.member_classes.get(path.member, ()))
             who = f"{path.member} ({classes} restricted)"

@@ -49,7 +49,7 @@ Findings and their severities: unisolated (restricted: critical, connected: medi
 over-permissive (high / medium), unchecked (high / medium), denied-flow (high), segmentation
 (high), not-enforced (high), no-default-deny (medium), invalid-policy (medium), unjustified
 (medium), still-learning (medium), enforcement-unverified (medium), plaintext (low),
-processor-candidate (low).
+processor-candidate (low), node-path (low).
 
 Exit status: 0 nothing at or above --fail-on; 1 findings at or above --fail-on (default high);
 2 bad input. The report is written in every case but bad input."""

@@ -478,7 +478,10 @@ def mapping_section(ctx: ReportContext, blocks: list[Block], deny: Mapping[str, 
              "of policy objects")),
         ("11.4.5", _asks(Framework.PCI, "11.4.5"), "[Segmentation test](#segmentation)",
          status(seg_ok, "expected-deny matrix passes in simulation; the independent pen test "
-                "is still required", "simulated probes found allowed paths")),
+                "is still required" + ("; paths from the workloads' own nodes need node "
+                                       "isolation as the compensating control"
+                                       if FindingKind.NODE_PATH in kinds else ""),
+                "simulated probes found allowed paths")),
         ("11.4.6", _asks(Framework.PCI, "11.4.6"), "[Segmentation test](#segmentation)",
          status(seg_ok, "for service providers: the same test, every six months",
                 "simulated probes found allowed paths")),

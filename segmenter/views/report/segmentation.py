@@ -124,9 +124,10 @@ def segmentation_section(ctx: ReportContext, blocks: list[Block], findings: list
         f"{ctx.enforcement} enforcement (both sides' policies). An allowed probe is *planned* "
         "when an observed or declared flow (or cluster DNS) explains it, *own node only* when "
         "it is allowed only because the peer is the workload's own node (kubelet probes, which "
-        "no NetworkPolicy governs), else *beyond the plan*: a finding. The summary, these "
-        "tables and the picture are read from the same result. Simulated probes support, and "
-        "do not replace, the penetration test by an independent tester."))
+        "no NetworkPolicy governs: a `node-path` finding, low, whose compensating control is "
+        "node isolation), else *beyond the plan*: a `segmentation` finding, high. The "
+        "summary, these tables and the picture are read from the same result. Simulated probes "
+        "support, and do not replace, the penetration test by an independent tester."))
     if not ctx.plan.classes:
         blocks.append(Para("No restricted zone: nothing to test.", "info"))
         return None
