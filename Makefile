@@ -14,20 +14,25 @@ $(STAMP): pyproject.toml setup.py $(wildcard capture/_fast*.c capture/_fast*.h)
 
 ## make demo: install, then run the whole pipeline on the bundled sample into output/, and
 ## write one evidence report per target into output/report/<target>/ (the targets' folders
-## are alternatives, never deployed together: each is judged under its own enforcement)
+## are alternatives, never deployed together: each is judged under its own enforcement), with
+## the justifications register of sample/segmenter.yaml, and as PDF too where headless
+## Chromium (or WeasyPrint) is installed
 TARGETS_CMD := $(BIN)/python -c 'from segmenter.targets import target_names; print(*target_names())'
+PDF_CMD := $(BIN)/python -c 'from segmenter.views.report.pdf import available_renderer; print("--pdf" if available_renderer() else "")'
 demo: $(STAMP)
 	$(BIN)/segmenter run sample/shop.pcapng --inventory sample/shop-inventory.json \
 		--config sample/segmenter.yaml -o output
-	@for target in $$($(TARGETS_CMD)); do \
-		echo "$(BIN)/segmenter report ... --policies output/$$target -o output/report/$$target"; \
+	@pdf=$$($(PDF_CMD)); for target in $$($(TARGETS_CMD)); do \
+		echo "$(BIN)/segmenter report ... --policies output/$$target -o output/report/$$target $$pdf"; \
 		$(BIN)/segmenter report --graph output/graph.json --plan output/plan.json \
 			--policies output/$$target --enforcement $$target --flows output/flows.jsonl \
-			--inventory sample/shop-inventory.json -o output/report/$$target || exit $$?; \
+			--inventory sample/shop-inventory.json --config sample/segmenter.yaml $$pdf \
+			-o output/report/$$target || exit $$?; \
 	done
 
-## System packages some tests use: Chromium (renders the HTML report), libpcap (BPF filters of
-## the capture agent), openssl (TLS in the network-namespace tests), iproute2 (ip netns).
+## System packages some tests use: Chromium (renders the HTML report and prints the PDF one),
+## libpcap (BPF filters of the capture agent), openssl (TLS in the network-namespace tests),
+## iproute2 (ip netns).
 ## Installed only where missing, only as root with apt-get; without them those tests skip
 ## with a reason.
 SYSTEM_TOOLS := chromium:chromium openssl:openssl ip:iproute2

@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from segmenter.version import package_version
+
+__version__ = package_version()
 
 if TYPE_CHECKING:
     import networkx as nx

@@ -42,6 +42,8 @@ class Requirement:
 
 CATALOG: Final = {
     (r.framework, r.ref): r for r in (
+        Requirement(Framework.PCI, "1.2.2", "Changes to network connections and to NSC "
+                    "configurations approved and managed by change control"),
         Requirement(Framework.PCI, "1.2.4", "Accurate data-flow diagrams of all account-data "
                     "flows, updated on change"),
         Requirement(Framework.PCI, "1.2.5", "Every allowed service, protocol and port "
@@ -59,6 +61,10 @@ CATALOG: Final = {
                     "controls"),
         Requirement(Framework.PCI, "11.4.5", "Segmentation controls penetration-tested every 12 "
                     "months and after changes"),
+        Requirement(Framework.PCI, "11.4.6", "Service providers: segmentation controls "
+                    "penetration-tested every six months and after changes"),
+        Requirement(Framework.PCI, "12.5.2", "PCI DSS scope documented and confirmed every 12 "
+                    "months and on significant change"),
         Requirement(Framework.HIPAA, "164.312(a)(1)", "Access control: only authorised software "
                     "reaches ePHI systems"),
         Requirement(Framework.HIPAA, "164.312(b)", "Audit controls: record and examine activity "

@@ -23,6 +23,14 @@
         reason: monthly settlement upload to the acquirer
         justification: PCI DSS 1.2.5 business need, ticket SEC-42   # into/out of a restricted
         approved_by: payments security lead                        # zone: both required
+    justifications:               # the register of flows across a restricted zone's boundary
+      - from: {workload: payments/Deployment/payments-api}     # as declared_flows' ends
+        to: {workload: payments/StatefulSet/card-vault}
+        port: 5432                # or ports: [...]; protocol: TCP (default), UDP, SCTP, ICMP
+        reason: stores tokenised card numbers after authorisation   # the business need
+        approved_by: payments security lead
+        date: 2026-11-20          # when it was approved (YYYY-MM-DD)
+        ticket: SEC-101           # optional
     entry_points:                 # workloads the internet reaches (besides those detected)
       - {namespace: shop, selector: {app: frontend}, reason: the storefront}
     compile:
@@ -42,6 +50,7 @@ annotation ``segmenter.io/data-class: pci`` (several classes separated by commas
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 import ipaddress
 import re
@@ -179,6 +188,27 @@ class DeclaredFlowDecl:
     justification: str = ""
     approved_by: str = ""
     source: str = ""
+    date: str = ""  # when it was approved (YYYY-MM-DD), optional
+    ticket: str = ""
+
+
+@dataclass(frozen=True)
+class Justification:
+    """An entry of the justifications register: why flows between ``client`` and ``server`` on
+    ``protocol``/``ports`` are allowed (PCI DSS 1.2.5: identified, approved, with a business
+    need), who approved them and when. The evidence report matches it to the flows that cross
+    a restricted zone's boundary; a declared flow's ``justification`` and ``approved_by`` count
+    as an entry too."""
+
+    client: FlowEnd
+    server: FlowEnd
+    protocol: Transport
+    ports: tuple[int | None, ...]
+    reason: str
+    approved_by: str
+    date: str
+    ticket: str = ""
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -231,6 +261,7 @@ class Config:
     compile: CompileOptions = CompileOptions()
     cluster: ClusterNetworks = ClusterNetworks()
     declared_flows: tuple[DeclaredFlowDecl, ...] = ()
+    justifications: tuple[Justification, ...] = ()
 
     def framework(self, data_class: str) -> str:
         return self.classes.get(data_class, {}).get("framework", data_class)
@@ -323,7 +354,7 @@ def _check_class(name: str, classes: dict[str, dict[str, str]], *, path: str | N
 
 def _parse_config(doc: At, path: str) -> Config:
     known_keys = {"version", "classes", "sensitive", "exclude_namespaces", "compile", "cluster",
-                  "declared_flows", "entry_points"}
+                  "declared_flows", "entry_points", "justifications"}
     for key, value in doc.entries():
         if key not in known_keys:
             value.fail(f"unknown key (known: {', '.join(sorted(known_keys))})")
@@ -367,7 +398,8 @@ def _parse_config(doc: At, path: str) -> Config:
         entry_points=_parse_entry_points(doc.key("entry_points").value, path),
         cluster=cluster, path=path)
     return Config(tuple(decls), classes, tuple(sorted(excluded)), path, compile_options, cluster,
-                  _parse_declared_flows(doc.key("declared_flows").value, path))
+                  _parse_declared_flows(doc.key("declared_flows").value, path),
+                  _parse_justifications(doc.key("justifications").value, path))
 
 
 def _parse_cluster(raw: Any, path: str) -> ClusterNetworks:
@@ -554,6 +586,71 @@ def _text(raw: Mapping[str, Any], key: str, path: str, record: str, *,
     return str(value).strip()
 
 
+def _edge(entry: Mapping[str, Any], path: str, record: str
+          ) -> tuple[FlowEnd, FlowEnd, Transport, tuple[int | None, ...]]:
+    """The ``from``, ``to``, ``protocol`` and ``port``/``ports`` of a declared flow or a
+    justification."""
+    ends = []
+    for key in ("from", "to"):
+        end = entry.get(key)
+        where = f"{record}.{key}"
+        if not isinstance(end, dict):
+            raise PlanError(f"`{key}` is required: a map with `workload`, `namespace`/"
+                            "`selector`, or `cidr`", path=path, record=where)
+        if "cidr" in end:
+            if set(end) != {"cidr"}:
+                raise PlanError("`cidr` stands alone (an address block outside the "
+                                "cluster)", path=path, record=where)
+            ends.append(FlowEnd(cidr=str(_network(end["cidr"], path, where))))
+        else:
+            unknown = set(end) - {"workload", "namespace", "selector"}
+            if unknown:
+                raise PlanError(f"unknown key(s) {', '.join(sorted(unknown))}", path=path,
+                                record=where)
+            ends.append(FlowEnd(workloads=_workloads(end, path, where)))
+    if ends[0].cidr is not None and ends[1].cidr is not None:
+        raise PlanError("a flow needs a workload at one end at least", path=path,
+                        record=record)
+    try:
+        protocol = Transport.parse(str(entry.get("protocol", "TCP")))
+    except ValueError as exc:
+        raise PlanError(str(exc), path=path, record=f"{record}.protocol") from None
+    if "port" in entry and "ports" in entry:
+        raise PlanError("give `port` or `ports`, not both", path=path, record=record)
+    ports_raw = entry.get("ports", [entry["port"]] if "port" in entry else [])
+    if not isinstance(ports_raw, list):
+        raise PlanError("`ports` must be a list of numbers", path=path, record=record)
+    ports: list[int | None] = []
+    for port in ports_raw:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise PlanError(f"port {port!r} must be a number 1-65535 (an ICMP type for "
+                            "ICMP)", path=path, record=record)
+        ports.append(port)
+    if not ports:
+        if protocol in (Transport.TCP, Transport.UDP, Transport.SCTP):
+            raise PlanError(f"`port` is required for {protocol} (a flow opens named ports, "
+                            "never all of them)", path=path, record=record)
+        ports.append(None)
+    return ends[0], ends[1], protocol, tuple(sorted(set(ports), key=lambda p: p or 0))
+
+
+def _date(raw: Mapping[str, Any], path: str, record: str, *, required: bool) -> str:
+    """``date``: YAML reads 2026-11-20 as a date; a string must be one too."""
+    value = raw.get("date")
+    if value is None or value == "":
+        if required:
+            raise PlanError("`date` is required: when it was approved (YYYY-MM-DD)", path=path,
+                            record=record)
+        return ""
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        return value.isoformat()
+    try:
+        return datetime.date.fromisoformat(str(value).strip()).isoformat()
+    except ValueError:
+        raise PlanError(f"date {value!r} must be YYYY-MM-DD", path=path,
+                        record=f"{record}.date") from None
+
+
 def _parse_declared_flows(raw: Any, path: str) -> tuple[DeclaredFlowDecl, ...]:
     if raw is None:
         return ()
@@ -566,56 +663,47 @@ def _parse_declared_flows(raw: Any, path: str) -> tuple[DeclaredFlowDecl, ...]:
         if not isinstance(entry, dict):
             raise PlanError("each entry must be a map", path=path, record=record)
         unknown = set(entry) - {"from", "to", "protocol", "port", "ports", "reason",
-                                "justification", "approved_by"}
+                                "justification", "approved_by", "date", "ticket"}
         if unknown:
             raise PlanError(f"unknown key(s) {', '.join(sorted(unknown))}", path=path,
                             record=record)
-        ends = []
-        for key in ("from", "to"):
-            end = entry.get(key)
-            where = f"{record}.{key}"
-            if not isinstance(end, dict):
-                raise PlanError(f"`{key}` is required: a map with `workload`, `namespace`/"
-                                "`selector`, or `cidr`", path=path, record=where)
-            if "cidr" in end:
-                if set(end) != {"cidr"}:
-                    raise PlanError("`cidr` stands alone (an address block outside the "
-                                    "cluster)", path=path, record=where)
-                ends.append(FlowEnd(cidr=str(_network(end["cidr"], path, where))))
-            else:
-                unknown = set(end) - {"workload", "namespace", "selector"}
-                if unknown:
-                    raise PlanError(f"unknown key(s) {', '.join(sorted(unknown))}", path=path,
-                                    record=where)
-                ends.append(FlowEnd(workloads=_workloads(end, path, where)))
-        if ends[0].cidr is not None and ends[1].cidr is not None:
-            raise PlanError("a declared flow needs a workload at one end at least", path=path,
-                            record=record)
-        try:
-            protocol = Transport.parse(str(entry.get("protocol", "TCP")))
-        except ValueError as exc:
-            raise PlanError(str(exc), path=path, record=f"{record}.protocol") from None
-        if "port" in entry and "ports" in entry:
-            raise PlanError("give `port` or `ports`, not both", path=path, record=record)
-        ports_raw = entry.get("ports", [entry["port"]] if "port" in entry else [])
-        if not isinstance(ports_raw, list):
-            raise PlanError("`ports` must be a list of numbers", path=path, record=record)
-        ports: list[int | None] = []
-        for port in ports_raw:
-            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-                raise PlanError(f"port {port!r} must be a number 1-65535 (an ICMP type for "
-                                "ICMP)", path=path, record=record)
-            ports.append(port)
-        if not ports:
-            if protocol in (Transport.TCP, Transport.UDP, Transport.SCTP):
-                raise PlanError(f"`port` is required for {protocol} (a declared flow opens "
-                                "named ports, never all of them)", path=path, record=record)
-            ports.append(None)
+        client, server, protocol, ports = _edge(entry, path, record)
         out.append(DeclaredFlowDecl(
-            ends[0], ends[1], protocol, tuple(sorted(set(ports), key=lambda p: p or 0)),
+            client, server, protocol, ports,
             _text(entry, "reason", path, record, required=True),
             _text(entry, "justification", path, record),
-            _text(entry, "approved_by", path, record), f"{name} {record}"))
+            _text(entry, "approved_by", path, record), f"{name} {record}",
+            _date(entry, path, record, required=False), _text(entry, "ticket", path, record)))
+    return tuple(out)
+
+
+def _parse_justifications(raw: Any, path: str) -> tuple[Justification, ...]:
+    """``justifications``: every entry names its flows (as a declared flow does), the business
+    need, the approver and the date; a ticket is optional."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise PlanError("`justifications` must be a list", path=path, record="justifications")
+    out = []
+    name = Path(path).name
+    for index, entry in enumerate(raw):
+        record = f"justifications[{index}]"
+        if not isinstance(entry, dict):
+            raise PlanError("each entry must be a map", path=path, record=record)
+        unknown = set(entry) - {"from", "to", "protocol", "port", "ports", "reason",
+                                "approved_by", "date", "ticket"}
+        if unknown:
+            raise PlanError(f"unknown key(s) {', '.join(sorted(unknown))}", path=path,
+                            record=record)
+        client, server, protocol, ports = _edge(entry, path, record)
+        approver = _text(entry, "approved_by", path, record)
+        if not approver:
+            raise PlanError("`approved_by` is required: who approved it", path=path,
+                            record=record)
+        out.append(Justification(
+            client, server, protocol, ports, _text(entry, "reason", path, record, required=True),
+            approver, _date(entry, path, record, required=True),
+            _text(entry, "ticket", path, record), f"{name} {record}"))
     return tuple(out)
 
 

@@ -121,7 +121,14 @@ def read_flow_files(paths: Sequence[str | Path]) -> Traffic:
         paths = [paths]
     if not paths:
         raise InputError("no flow file given")
-    files = [read_flow_file(p) for p in paths]
+    return merge_traffic([read_flow_file(p) for p in paths])
+
+
+def merge_traffic(files: Sequence[Traffic]) -> Traffic:
+    """Several flow files' contents as one, records re-sorted as the format orders them (what
+    :func:`read_flow_files` returns; a caller that also needs each file keeps the parts)."""
+    if not files:
+        raise InputError("no flow file given")
     if len(files) == 1:
         return files[0]
     flows = sorted(

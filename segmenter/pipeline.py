@@ -99,6 +99,15 @@ def read_traffic(paths: Sequence[str]) -> Traffic:
     return read_flow_files(list(paths))
 
 
+def read_traffic_files(paths: Sequence[str]) -> tuple[Traffic, list[tuple[str, Traffic]]]:
+    """The flows of several flow files as one, and each file as read (the evidence report
+    states what each covers)."""
+    from segmenter.flowfile import merge_traffic, read_flow_file
+
+    parts = [(path, read_flow_file(path)) for path in paths]
+    return merge_traffic([t for _, t in parts]), parts
+
+
 def read_inventory(paths: Sequence[str]) -> Inventory:
     """``kubectl get ... -o json|yaml`` dumps, or the inventory file ``segmenter inventory``
     writes."""
@@ -264,6 +273,20 @@ def policies_to_judge(paths: Sequence[str] = (), *, cluster: bool = False,
     if not paths:
         raise InputError("give --policies DIR... or --cluster")
     return from_paths(list(paths))
+
+
+def cluster_facts(*, context: str | None = None, kubeconfig: str | None = None) -> Any:
+    """What the evidence report records of a live cluster besides its policies: the policy
+    API groups it serves, its RBAC objects and the policy engines it runs
+    (:class:`segmenter.views.report.cluster.ClusterFacts`)."""
+    from segmenter.cluster.cni import live_engines, served_api_groups
+    from segmenter.cluster.rbac import read_rbac
+    from segmenter.views.report.cluster import ClusterFacts, served_policy_groups
+
+    rbac = read_rbac(context=context, kubeconfig=kubeconfig)
+    groups = served_api_groups(context=context, kubeconfig=kubeconfig)
+    engines = live_engines(context=context, kubeconfig=kubeconfig)
+    return ClusterFacts(rbac.host, served_policy_groups(groups), rbac, engines)
 
 
 def verify(traffic: Traffic, inventory: Inventory, policies: PolicyDocs,

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 # (layer, module prefixes); a module belongs to the layer of its longest matching prefix.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("segmenter.errors", "segmenter.fileio", "segmenter.documents", "segmenter.gcpause",
-              "segmenter.k8s", "segmenter.compliance")),
+              "segmenter.k8s", "segmenter.compliance", "segmenter.version")),
     ("model and formats", ("segmenter.model", "segmenter.render", "segmenter.flowfile",
                            "segmenter.config")),
     ("sources", ("segmenter.cluster",)),

@@ -10,6 +10,7 @@ segmentation. The live cluster is the loopback API server of ``tests/fake_apiser
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -285,14 +286,17 @@ def test_restricted_store_without_policy_fails_verify_and_report(
     assert (tmp_path / "bad" / "report.md").is_file()  # the evidence is written all the same
     md = (tmp_path / "bad" / "report.md").read_text()
     assert "## Isolation of the in-scope workloads" in md
-    # The real segmentation passes both gates; --fail-on low also fails on the plaintext flows.
+    # The real segmentation passes both gates; --fail-on medium fails on what the evidence
+    # lacks (a capture still learning, no register, no CNI in the inventory), low also on the
+    # plaintext flows.
     assert main(_verify(demo, demo / "kubernetes", extra=named)) == 0
     out = capsys.readouterr().out
     assert f"{VAULT}: isolated for ingress and egress; only planned connections allowed" in out
     assert "findings: none" in out
     good = [*report, "--policies", str(demo / "kubernetes"), "-o", str(tmp_path / "good")]
     assert main(good) == 0
-    assert "findings: 1, 0 at or above --fail-on high" in capsys.readouterr().out
+    assert re.search(r"findings: \d+, 0 at or above --fail-on high", capsys.readouterr().out)
+    assert main([*good, "--fail-on", "medium"]) == 1
     assert main([*good, "--fail-on", "low"]) == 1
 
 

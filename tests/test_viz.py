@@ -397,19 +397,28 @@ def test_reachability_before_and_after(sample: dict[str, Any]) -> None:
     graph, the_plan = sample["graph"], sample["plan"]
     reach = viz.reachability(graph, the_plan, sample["folders"]["kubernetes"],
                              inventory=sample["inventory"])
-    assert reach.targets == ("payments/StatefulSet/card-vault",)
+    vault = "payments/StatefulSet/card-vault"
+    assert reach.targets == (vault, vault)  # in and out
+    assert reach.directions == ("ingress", "egress")
     assert reach.before_label == "no policies"
     rows = dict(zip(reach.sources, range(len(reach.sources)), strict=True))
-    # Today every source reaches the vault beyond what was observed.
-    assert all(row[0] == viz.UNPLANNED for row in reach.before)
-    after = {s: reach.after[i][0] for s, i in rows.items()}
-    assert after["payments/Deployment/payments-api"] == viz.PLANNED
-    assert after["payments/CronJob/settlement"] == viz.PLANNED
-    for source in ("shop/Deployment/frontend", "external:198.51.100.20"):
-        assert after[source] == viz.DENIED
+    own_node = {"kube-system/DaemonSet/kube-proxy", "node:worker-1"}
+    # Today every peer reaches the vault beyond what was observed, but from its own node,
+    # which no policy governs.
+    for source, i in rows.items():
+        assert reach.before[i][0] == (viz.NODE_LOCAL if source in own_node else viz.UNPLANNED)
+        assert reach.before[i][1] == viz.UNPLANNED
+    after = {s: reach.after[i] for s, i in rows.items()}
+    assert after["payments/Deployment/payments-api"] == (viz.PLANNED, viz.DENIED)
+    assert after["payments/CronJob/settlement"] == (viz.PLANNED, viz.DENIED)
+    for source in ("shop/Deployment/frontend", "external:198.51.100.20",
+                   "external:8.8.8.8", "external:2001:4860:4860::8888"):
+        assert after[source] == (viz.DENIED, viz.DENIED)
+    for source in own_node:
+        assert after[source] == (viz.NODE_LOCAL, viz.DENIED)
     ax1, ax2 = viz.draw_reachability(reach)
     assert len(ax1.images) == len(ax2.images) == 1
-    assert ax1.get_images()[0].get_array().shape == (len(reach.sources), 1)
+    assert ax1.get_images()[0].get_array().shape == (len(reach.sources), 2)
 
 
 def test_reachability_with_calico_and_grouping(sample: dict[str, Any]) -> None:

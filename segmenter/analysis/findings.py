@@ -8,26 +8,49 @@ restricted workload that is not isolated (``critical``) or that is reachable bey
 (``high``). The same problems on a connected-to workload are ``medium``: in scope, but one
 step away from the data.
 
-=====================  ===========================================  ======================
-kind                   what                                         severity
-=====================  ===========================================  ======================
-``unisolated``         a restricted / connected workload that no    critical / medium
-                       policy isolates for ingress or egress
-``over-permissive``    a restricted / connected workload reachable  high / medium
-                       (or reaching out) beyond its planned peers
-                       and ports
-``unchecked``          a restricted / connected workload with no    high / medium
-                       pod in the inventory: nothing to probe
-``denied-flow``        an observed flow the policies deny           high
-``segmentation``       a probe from out of scope into the           high
-                       restricted zone is allowed (report)
-``no-default-deny``    a policed namespace where a new pod is not   medium
-                       denied by default (report)
-``invalid-policy``     a document the API server would reject: left medium
-                       out, not in force
-``plaintext``          a flow to or from the restricted zone        low
-                       without TLS (report)
-=====================  ===========================================  ======================
+==========================  ======================================  ===================
+kind                        what                                    severity
+==========================  ======================================  ===================
+``unisolated``              a restricted / connected workload that  critical / medium
+                            no policy isolates for ingress or
+                            egress
+``over-permissive``         a restricted / connected workload       high / medium
+                            reachable (or reaching out) beyond its
+                            planned peers and ports
+``unchecked``               a restricted / connected workload with  high / medium
+                            no pod in the inventory: nothing to
+                            probe
+``denied-flow``             an observed flow the policies deny      high
+``segmentation``            a path into or out of a restricted      high
+                            workload that the segmentation test
+                            finds allowed and no observed or
+                            declared flow explains (report)
+``not-enforced``            the inventory shows policy engines,     high
+                            none of which enforces the judged
+                            target's policies (report)
+``no-default-deny``         a policed namespace where a new pod is  medium
+                            not denied by default (report)
+``invalid-policy``          a document the API server would         medium
+                            reject: left out, not in force
+``unjustified``             a flow across a restricted zone's       medium
+                            boundary with no entry in the
+                            justifications register (report)
+``still-learning``          the capture window is shorter than a    medium
+                            day, or new edges were still appearing
+                            in its last fifth (report)
+``enforcement-unverified``  nothing shows a policy engine that      medium
+                            enforces the judged policies: no
+                            inventory, or none recognised (report)
+``plaintext``               a flow to or from the restricted zone   low
+                            without TLS (report)
+``processor-candidate``     a connected workload that reads from    low
+                            or writes to a restricted store: in
+                            the CDE unless shown otherwise (report)
+``node-path``               a path into a restricted workload from  low
+                            its own node (or a hostNetwork pod on
+                            it) that no policy governs: node
+                            isolation is the control (report)
+==========================  ======================================  ===================
 """
 
 from __future__ import annotations
@@ -73,6 +96,12 @@ class FindingKind(enum.StrEnum):
     NO_DEFAULT_DENY = "no-default-deny"
     INVALID_POLICY = "invalid-policy"
     PLAINTEXT = "plaintext"
+    NOT_ENFORCED = "not-enforced"
+    UNJUSTIFIED = "unjustified"
+    STILL_LEARNING = "still-learning"
+    ENFORCEMENT_UNVERIFIED = "enforcement-unverified"
+    PROCESSOR_CANDIDATE = "processor-candidate"
+    NODE_PATH = "node-path"
 
 
 # Severity by kind, and for the kinds that depend on it, by the zone of the workload concerned.
@@ -87,6 +116,12 @@ _FIXED: Final = {
     FindingKind.NO_DEFAULT_DENY: Severity.MEDIUM,
     FindingKind.INVALID_POLICY: Severity.MEDIUM,
     FindingKind.PLAINTEXT: Severity.LOW,
+    FindingKind.NOT_ENFORCED: Severity.HIGH,
+    FindingKind.UNJUSTIFIED: Severity.MEDIUM,
+    FindingKind.STILL_LEARNING: Severity.MEDIUM,
+    FindingKind.ENFORCEMENT_UNVERIFIED: Severity.MEDIUM,
+    FindingKind.PROCESSOR_CANDIDATE: Severity.LOW,
+    FindingKind.NODE_PATH: Severity.LOW,
 }
 
 

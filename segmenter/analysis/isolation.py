@@ -32,8 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from segmenter.analysis.findings import Finding, FindingKind
-from segmenter.analysis.probes import INTERNET_ADDRESSES, probe_ports, representative_pods
-from segmenter.analysis.reachability import CANARY_PORTS
+from segmenter.analysis.probes import (
+    CANARY_PORTS,
+    INTERNET_ADDRESSES,
+    probe_ports,
+    representative_pods,
+)
 from segmenter.analysis.verify import EndpointFinder, FlowVerdict
 from segmenter.evaluate import Decision, EvalEndpoint, PolicyEngine
 from segmenter.evaluate.engine import NODE_DECISION
@@ -456,13 +460,20 @@ def check_from_flows(plan: Plan, inventory: Inventory, manifests: Sequence[Mappi
 # From a graph (the evidence report)
 
 
-def check_from_graph(graph: Any, plan: Plan, engine: PolicyEngine, *,
-                     endpoints: Mapping[str, EvalEndpoint],
-                     manifests: Sequence[Mapping[str, Any]],
-                     inventory: Inventory | None = None) -> IsolationCheck:
-    """The same check with the graph's nodes as peers (every workload, node, API server and
-    external address it holds, plus the inventory's other workloads and the internet) and its
-    edges as the planned connections."""
+@dataclass(frozen=True)
+class GraphProbes:
+    """What probing a graph's in-scope workloads starts from: the peers (every workload, node,
+    API server and external address of the graph, the inventory's other workloads and the
+    internet) and the planned connections (the graph's edges, cluster DNS, NodePort SNAT)."""
+
+    peers: tuple[Peer, ...]
+    planned: Planned
+
+
+def graph_probes(graph: Any, *, endpoints: Mapping[str, EvalEndpoint],
+                 inventory: Inventory | None = None) -> GraphProbes:
+    """The peers and planned connections of a graph (the isolation check and the segmentation
+    test of the evidence report probe the same ones)."""
     peers: list[Peer] = []
     for node, ep in sorted(endpoints.items()):
         kind = _kind(node)
@@ -490,15 +501,27 @@ def check_from_graph(graph: Any, plan: Plan, engine: PolicyEngine, *,
             host_nodes[node].add(NodeId.of_node(ep.node))
     planned = Planned(observed, dns_servers=dns_servers, dns_ports=dns_ports,
                       host_nodes=host_nodes)
+    return GraphProbes(tuple(peers), planned)
+
+
+def check_from_graph(graph: Any, plan: Plan, engine: PolicyEngine, *,
+                     endpoints: Mapping[str, EvalEndpoint],
+                     manifests: Sequence[Mapping[str, Any]],
+                     inventory: Inventory | None = None) -> IsolationCheck:
+    """The same check with the graph's nodes as peers (every workload, node, API server and
+    external address it holds, plus the inventory's other workloads and the internet) and its
+    edges as the planned connections."""
+    setup = graph_probes(graph, endpoints=endpoints, inventory=inventory)
     subjects = in_scope(plan, endpoints.get)
-    ports = isolation_ports(manifests, inventory or Inventory(), planned, subjects)
-    return check_isolation(engine, subjects, peers, planned, ports,
+    ports = isolation_ports(manifests, inventory or Inventory(), setup.planned, subjects)
+    return check_isolation(engine, subjects, setup.peers, setup.planned, ports,
                            enforcement=engine.enforcement)
 
 
 __all__ = [
     "COMMON_PORTS",
     "INTERNET_ADDRESSES",
+    "GraphProbes",
     "InScope",
     "IsolationCheck",
     "Opening",
@@ -508,6 +531,7 @@ __all__ = [
     "check_from_flows",
     "check_from_graph",
     "check_isolation",
+    "graph_probes",
     "in_scope",
     "internet_peers",
     "inventory_peers",

@@ -13,6 +13,10 @@ from segmenter.k8s import api_group
 from segmenter.model import ContainerPort, Inventory, Pod, Transport, WorkloadRef
 from segmenter.targets import K8S_GROUP
 
+# The usual ways into a workload, probed besides the ports rules name and the ports observed:
+# SSH, HTTPS, an admin or proxy port.
+CANARY_PORTS: Final[tuple[tuple[str, int], ...]] = (("TCP", 22), ("TCP", 443), ("TCP", 8080))
+
 # "The internet": a public IPv4 and IPv6 address no cluster owns (Google Public DNS). Never
 # contacted: only evaluated, standing for any address outside the cluster that no flow showed.
 INTERNET_ADDRESSES: Final = ("8.8.8.8", "2001:4860:4860::8888")
@@ -93,7 +97,7 @@ def probe_ports(manifests: Iterable[Mapping[str, Any]], inventory: Inventory,
                                 found.update({(transport, int(first)), (transport, int(last))})
                         elif isinstance(value, str):
                             found |= _named(value, transport, container_ports)
-    return sorted(found, key=_probe_key)
+    return sorted(found, key=probe_key)
 
 
 def _list(value: Any) -> list[Any]:
@@ -101,7 +105,7 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _probe_key(probe: tuple[Transport | str, int | None]) -> tuple[str, int]:
+def probe_key(probe: tuple[Transport | str, int | None]) -> tuple[str, int]:
     return (str(probe[0]), -1 if probe[1] is None else probe[1])
 
 

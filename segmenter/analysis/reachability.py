@@ -1,7 +1,9 @@
-"""Reachability into the restricted zone: every other node (workloads, the API server, nodes, the
-internet) probed against every restricted member with the project's evaluator, before and
-after a policy change (PCI DSS 11.4.5 segmentation evidence). Drawn by
-:mod:`segmenter.views.viz.reach`."""
+"""Reachability of the restricted zone as a matrix: every peer outside it (workloads, the API
+server, nodes, external addresses, the internet) against every restricted workload, in and out,
+before and after a policy change (PCI DSS 11.4.5 segmentation evidence). Each side is a
+:class:`~segmenter.analysis.segmentation.SegmentationTest`; the matrix is read from them
+(:func:`reach_matrix`), so the picture (drawn by :mod:`segmenter.views.viz.reach`) shows
+exactly what the report's tables list."""
 
 from __future__ import annotations
 
@@ -14,33 +16,35 @@ from typing import Any, Final
 
 import networkx as nx
 
+from segmenter.analysis.isolation import INGRESS
 from segmenter.analysis.policies import PolicySource, load_policies
+from segmenter.analysis.probes import CANARY_PORTS
+from segmenter.analysis.segmentation import (
+    DENIED,
+    NODE_LOCAL,
+    PLANNED,
+    REACH_LABELS,
+    UNPLANNED,
+    SegmentationTest,
+    segmentation_test,
+)
 from segmenter.evaluate import EvalEndpoint
-from segmenter.graph.labels import display_label, drawn_nodes
+from segmenter.graph.labels import display_label
 from segmenter.model import ContainerPort, Inventory, Labels, NodeId, Transport
-from segmenter.planner import ZONE_FLOW_ORDER, Plan, Zone, node_zone
+from segmenter.planner import ZONE_FLOW_ORDER, Plan
 from segmenter.targets import get_target
 
 # Reachability heatmaps with more sources than this group the rows by namespace.
 MAX_MATRIX_ROWS: Final = 60
 
 
-DENIED, PLANNED, UNPLANNED = 0, 1, 2
-REACH_LABELS = {DENIED: "denied on every probed port",
-                PLANNED: "allowed, only where a flow was observed",
-                UNPLANNED: "allowed beyond the observed flows"}
-
-
-# Probed on every restricted member besides its own ports: common ways in.
-CANARY_PORTS: tuple[tuple[str, int], ...] = (("TCP", 22), ("TCP", 443), ("TCP", 8080))
-
-
 @dataclass(frozen=True)
 class Reachability:
-    """Who can open a connection to each restricted member, before and after.
+    """Who can open a connection with each restricted workload, before and after.
 
-    Cells hold DENIED, PLANNED (allowed only on ports where that source was observed talking
-    to that target) or UNPLANNED (allowed on some other probed port); ``open_*`` count the
+    Columns are (restricted workload, direction): ``ingress`` (the row opens a connection to
+    the workload) or ``egress`` (the workload opens one to the row). Cells hold DENIED,
+    PLANNED, NODE_LOCAL or UNPLANNED: the worst of the path's probes; ``open_*`` count the
     allowed probes.
     """
 
@@ -58,6 +62,7 @@ class Reachability:
     after_label: str
     enforcement: str
     grouped: str = ""  # "namespace" when rows stand for namespaces
+    directions: tuple[str, ...] = ()  # per column: ingress or egress
 
     def count(self, which: str, category: int) -> int:
         cells = self.before if which == "before" else self.after
@@ -123,25 +128,61 @@ def _transport(value: Any) -> Transport | None:
         return None
 
 
-def target_probes(graph: nx.DiGraph, node: str, endpoint: Any
-                  ) -> tuple[tuple[str, int | None], ...]:
-    """The (protocol, port) pairs probed on a restricted member: the ports it was observed
-    serving, the ports its pods declare, and :data:`CANARY_PORTS`."""
-    found: set[tuple[str, int | None]] = set(CANARY_PORTS)
-    for _, _, data in graph.in_edges(node, data=True):
-        for p in data.get("ports", []):
-            if str(p.get("protocol")) in {"TCP", "UDP", "SCTP"} and p.get("port") is not None:
-                found.add((str(p["protocol"]), int(p["port"])))
-    for cp in getattr(endpoint, "ports", ()) or ():
-        found.add((str(cp.protocol), int(cp.port)))
-    return tuple(sorted(found, key=lambda t: (t[0], -1 if t[1] is None else t[1])))
+def reach_matrix(after: SegmentationTest, before: SegmentationTest | None, graph: nx.DiGraph,
+                 *, max_rows: int = MAX_MATRIX_ROWS, before_label: str = "no policies",
+                 after_label: str = "new policies") -> Reachability:
+    """The matrix of two segmentation tests of the same graph (``before`` None: an empty
+    side): rows are the peers by zone, columns each restricted workload in and out."""
+    columns = [(m, d) for m in after.members for d in (INGRESS, "egress")]
+    peers = sorted(after.peers, key=lambda p: (
+        ZONE_FLOW_ORDER.index(p.zone) if p.zone in ZONE_FLOW_ORDER else len(ZONE_FLOW_ORDER),
+        _row_label(graph, p.id, p.label), p.id))
+    sides: list[list[list[tuple[int, int]]]] = []
+    for test in (before, after):
+        index = {(p.member, p.direction, p.peer): p for p in test.paths} if test else {}
+        rows = []
+        for peer in peers:
+            row = []
+            for member, direction in columns:
+                path = index.get((member, direction, peer.id))
+                row.append((path.reach, len(path.allowed)) if path else (DENIED, 0))
+            rows.append(row)
+        sides.append(rows)
+    sources = [p.id for p in peers]
+    labels = [_row_label(graph, p.id, p.label) for p in peers]
+    zones_of = [p.zone for p in peers]
+    grouped = ""
+    if len(sources) > max_rows:
+        grouped = "namespace"
+        keys: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for i, source in enumerate(sources):
+            attrs = graph.nodes[source] if source in graph else {}
+            key = str(attrs.get("namespace")) if attrs.get("kind") == "workload" else \
+                str(attrs.get("kind") or NodeId.parse(source).kind)
+            keys[(zones_of[i], key)].append(i)
+        order = sorted(keys, key=lambda k: (ZONE_FLOW_ORDER.index(k[0])
+                                            if k[0] in ZONE_FLOW_ORDER else 9, k[1]))
+        sides = [[[(max(side[i][j][0] for i in keys[k]),
+                    sum(1 for i in keys[k] if side[i][j][0] != DENIED))
+                   for j in range(len(columns))] for k in order] for side in sides]
+        sources = [f"{z}:{k}" for z, k in order]
+        labels = [f"{k} ({len(keys[(z, k)])})" for z, k in order]
+        zones_of = [z for z, _ in order]
+    probes = {m: after.ports for m in after.members}
+    return Reachability(
+        tuple(sources), tuple(zones_of), tuple(labels), tuple(m for m, _ in columns),
+        tuple(f"{display_label(graph, m, with_namespace=True) if m in graph else m} "
+              f"({'in' if d == INGRESS else 'out'})" for m, d in columns),
+        tuple(tuple(c for c, _ in row) for row in sides[0]),
+        tuple(tuple(c for c, _ in row) for row in sides[1]),
+        tuple(tuple(n for _, n in row) for row in sides[0]),
+        tuple(tuple(n for _, n in row) for row in sides[1]),
+        probes, before_label, after_label, after.enforcement, grouped,
+        tuple(d for _, d in columns))
 
 
-def _observed_ports(graph: nx.DiGraph, source: str, target: str) -> set[tuple[str, int | None]]:
-    if not graph.has_edge(source, target):
-        return set()
-    return {(str(p.get("protocol")), p.get("port"))
-            for p in graph.edges[source, target].get("ports", [])}
+def _row_label(graph: nx.DiGraph, node: str, fallback: str) -> str:
+    return display_label(graph, node, with_namespace=True) if node in graph else fallback
 
 
 def reachability(graph: nx.DiGraph, plan: Plan, after: PolicySource,
@@ -149,69 +190,28 @@ def reachability(graph: nx.DiGraph, plan: Plan, after: PolicySource,
                  enforcement: str = "kubernetes", data_class: str | None = None,
                  max_rows: int = MAX_MATRIX_ROWS, before_label: str = "",
                  after_label: str = "") -> Reachability:
-    """Probe every non-restricted node (workloads, the API server, nodes, externals) against
-    every restricted member on :func:`target_probes`, with the evaluator of the target
-    ``enforcement``, under ``before`` (default: no policies, i.e. today's open cluster) and
-    ``after`` (the new policies). Policies are anything
+    """The segmentation test (:func:`~segmenter.analysis.segmentation.segmentation_test`) of
+    every restricted workload under ``before`` (default: no policies, i.e. today's open
+    cluster) and ``after`` (the new policies), with the evaluator of the target
+    ``enforcement``, as a matrix. Policies are anything
     :func:`~segmenter.analysis.policies.load_policies` reads."""
     target = get_target(enforcement)
     namespaces: dict[str, Any] = {}
     if inventory is not None:
         namespaces = {ns.name: ns.labels for ns in inventory.namespaces}
-    engines = [target.evaluator(load_policies(side, target).manifests, namespaces)
-               for side in (before, after)]
     endpoints = eval_endpoints(graph, inventory)
-    nodes = drawn_nodes(graph)
-    zone = {n: node_zone(graph, plan, n, data_class) for n in nodes}
-    targets = [n for n in nodes if zone[n] == Zone.RESTRICTED]
-    sources = sorted((n for n in nodes if zone[n] != Zone.RESTRICTED),
-                     key=lambda n: (ZONE_FLOW_ORDER.index(zone[n]), display_label(
-                         graph, n, with_namespace=True), n))
-    probes = {t: target_probes(graph, t, endpoints[t]) for t in targets}
-    cells: list[list[list[tuple[int, int]]]] = [[], []]  # side -> row -> (category, open)
-    for side, engine in enumerate(engines):
-        for s in sources:
-            row = []
-            for t in targets:
-                observed = _observed_ports(graph, s, t)
-                open_ports = [p for p in probes[t]
-                              if engine.check(endpoints[s], endpoints[t], p[0], p[1]).allowed]
-                if not open_ports:
-                    row.append((DENIED, 0))
-                elif all(p in observed for p in open_ports):
-                    row.append((PLANNED, len(open_ports)))
-                else:
-                    row.append((UNPLANNED, len(open_ports)))
-            cells[side].append(row)
-    labels = [display_label(graph, n, with_namespace=True) for n in sources]
-    zones_of: list[str] = [zone[n] for n in sources]
-    grouped = ""
-    if len(sources) > max_rows:
-        grouped = "namespace"
-        keys: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for i, s in enumerate(sources):
-            attrs = graph.nodes[s]
-            key = str(attrs.get("namespace")) if attrs.get("kind") == "workload" else \
-                str(attrs.get("kind"))
-            keys[(zones_of[i], key)].append(i)
-        order = sorted(keys, key=lambda k: (ZONE_FLOW_ORDER.index(k[0]), k[1]))
-        new_cells: list[list[list[tuple[int, int]]]] = [[], []]
-        for side in (0, 1):
-            for k in order:
-                rows = [cells[side][i] for i in keys[k]]
-                new_cells[side].append([
-                    (max(r[j][0] for r in rows), sum(1 for r in rows if r[j][0] != DENIED))
-                    for j in range(len(targets))])
-        cells = new_cells
-        sources = [f"{z}:{k}" for z, k in order]
-        labels = [f"{k} ({len(keys[(z, k)])})" for z, k in order]
-        zones_of = [z for z, _ in order]
-    return Reachability(
-        tuple(sources), tuple(zones_of), tuple(labels), tuple(targets),
-        tuple(display_label(graph, t, with_namespace=True) for t in targets),
-        tuple(tuple(c for c, _ in row) for row in cells[0]),
-        tuple(tuple(c for c, _ in row) for row in cells[1]),
-        tuple(tuple(n for _, n in row) for row in cells[0]),
-        tuple(tuple(n for _, n in row) for row in cells[1]),
-        probes, before_label or _side_label(before, "before"),
-        after_label or _side_label(after, "new policies"), enforcement, grouped)
+    tests = []
+    for side in (before, after):
+        docs = load_policies(side, target)
+        engine = target.evaluator(docs.manifests, namespaces)
+        tests.append(segmentation_test(graph, plan, engine, endpoints=endpoints,
+                                       manifests=docs.manifests, inventory=inventory,
+                                       data_class=data_class))
+    return reach_matrix(tests[1], tests[0], graph, max_rows=max_rows,
+                        before_label=before_label or _side_label(before, "before"),
+                        after_label=after_label or _side_label(after, "new policies"))
+
+
+__all__ = ["CANARY_PORTS", "DENIED", "MAX_MATRIX_ROWS", "NODE_LOCAL", "PLANNED",
+           "REACH_LABELS", "UNPLANNED", "Reachability", "eval_endpoints", "reach_matrix",
+           "reachability"]

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from segmenter.cli import checks, collect, deploy, monitor, stages, verify
 from segmenter.cli.common import EXIT_ERROR
@@ -39,10 +39,23 @@ def build_parser() -> argparse.ArgumentParser:
                     "sensitive data stores, compiled to each target's policies (Kubernetes "
                     "NetworkPolicy, Calico v3, ...).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="print the version and the commit it was built from, and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in COMMAND_GROUPS:
         group.register(sub)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: looked up only when asked (it may run git)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from segmenter.version import build_info
+
+        print(f"segmenter {build_info().describe()}")
+        parser.exit()
 
 
 class _OneLine(logging.Formatter):
@@ -74,7 +87,9 @@ class _HeldWarnings(logging.Handler):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(given)
+    args.command_line = ("segmenter", *given)  # as typed: the report states it
     handler: logging.Handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLine())
     held = _HeldWarnings(handler)

@@ -35,15 +35,21 @@ verdict. Both sides are judged under the enforcement their documents are written
 Exit status (like diff(1)): 0 no difference, 1 differences, 2 bad input."""
 
 REPORT_DESCRIPTION = """\
-Scope statement, data-flow diagram, allowed-flow register, encryption in transit, default deny,
-isolation of the in-scope workloads, segmentation test evidence and the PCI DSS / HIPAA mapping,
-from a graph, a plan and one target's compiled policies (give one target's folder: several
-targets' folders together are refused). The policies are judged under the enforcement their
-documents are written for; Kubernetes NetworkPolicies alone need --enforcement.
+Provenance (version and commit, UTC time, command line, SHA-256 of every input and output),
+scope statement and scope advice, data-flow diagram, coverage and learning, allowed-flow
+register with the justifications of segmenter.yaml, encryption in transit, default deny,
+isolation of the in-scope workloads, segmentation test (TCP and UDP, in and out), the policy
+engine and who may change the policies, the PCI DSS / HIPAA mapping, and the policy text, from
+a graph, a plan and one target's compiled policies (several targets' folders together are
+refused) or the policies in force (--cluster). Markdown, self-contained HTML and, with --pdf,
+PDF. The policies are judged under the enforcement their documents are written for;
+Kubernetes NetworkPolicies alone need --enforcement (or --cluster).
 
 Findings and their severities: unisolated (restricted: critical, connected: medium),
 over-permissive (high / medium), unchecked (high / medium), denied-flow (high), segmentation
-(high), no-default-deny (medium), invalid-policy (medium), plaintext (low).
+(high), not-enforced (high), no-default-deny (medium), invalid-policy (medium), unjustified
+(medium), still-learning (medium), enforcement-unverified (medium), plaintext (low),
+processor-candidate (low), node-path (low).
 
 Exit status: 0 nothing at or above --fail-on; 1 findings at or above --fail-on (default high);
 2 bad input. The report is written in every case but bad input."""
@@ -139,29 +145,59 @@ def cmd_report(args: argparse.Namespace) -> int:
     from segmenter.fileio import check_output_folder
     from segmenter.graph.io import load_graph
     from segmenter.planner import load_plan
+    from segmenter.views.report.appendix import policies_text
     from segmenter.views.report.build import build_report, report_file, write_report
+    from segmenter.views.report.provenance import provenance, text_input
 
+    if args.policies and args.cluster:
+        raise InputError("give --policies or --cluster, not both")
+    if not args.policies and not args.cluster:
+        raise InputError("give --policies DIR (one target's folder) or --cluster")
+    if args.pdf is not None:
+        from segmenter.views.report.pdf import INSTALL_HINT, PdfError, available_renderer
+
+        if available_renderer(args.pdf) is None:  # before the work, not after it
+            wanted = "a PDF renderer" if args.pdf == "auto" else args.pdf
+            raise PdfError(f"--pdf needs {wanted}: {INSTALL_HINT}")
     check_output_folder(args.output, owned=report_file)  # before the long part
     graph = load_graph(args.graph)
     plan = load_plan(args.plan, graph=graph)
+    config = pipeline.read_config(args.config) if args.config else None
     inventory = pipeline.read_inventory(args.inventory) if args.inventory else None
-    traffic = pipeline.read_traffic(args.flows) if args.flows else None
-    sources: dict[str, list[str]] = {"graph": [args.graph], "plan": [args.plan],
-                                     "policies": list(args.policies)}
-    if args.flows:
-        sources["flows"] = list(args.flows)
-    if args.inventory:
-        sources["inventory"] = list(args.inventory)
-    # One target's evidence: the folders run writes are alternatives, never deployed together.
-    check_one_target([pipeline.policies_to_judge([p]) for p in args.policies], "report")
-    report = build_report(graph, plan, list(args.policies),
+    traffic, parts = pipeline.read_traffic_files(args.flows) if args.flows else (None, [])
+    sources: dict[str, list[str]] = {"graph": [args.graph], "plan": [args.plan]}
+    for role, given in (("policies", args.policies), ("flows", args.flows),
+                        ("inventory", args.inventory), ("config", [args.config] if args.config
+                                                         else None)):
+        if given:
+            sources[role] = list(given)
+    named = options.named_enforcement(args)
+    extra = []
+    cluster = None
+    policies: Any
+    if args.cluster:
+        policies = pipeline.policies_to_judge(cluster=True, context=args.context,
+                                              kubeconfig=args.kubeconfig,
+                                              target=get_target(named) if named else None)
+        cluster = pipeline.cluster_facts(context=args.context, kubeconfig=args.kubeconfig)
+        # The policies in force are digested as the appendix prints them.
+        extra.append(text_input("policies", policies.label, policies_text(policies.manifests)))
+    else:
+        # One target's evidence: the folders run writes are alternatives, never deployed
+        # together.
+        check_one_target([pipeline.policies_to_judge([p]) for p in args.policies], "report")
+        policies = list(args.policies)
+    prov = provenance(command=getattr(args, "command_line", ()), inputs=sources,
+                      generated_at=args.generated_at, extra=extra)
+    report = build_report(graph, plan, policies,
                           flows=traffic.flows if traffic else None,
                           dns=traffic.dns if traffic else (), inventory=inventory,
-                          enforcement=options.named_enforcement(args), title=args.title or "",
-                          generated_at=args.generated_at, sources=sources)
-    written = write_report(report, args.output)
-    print(f"wrote {written['report.md']} and {written['report.html']} ({report.enforcement} "
-          "enforcement)")
+                          enforcement=named, title=args.title or "", provenance_of=prov,
+                          traffic_files=parts, config=config, cluster=cluster)
+    written = write_report(report, args.output, pdf=args.pdf)
+    reports = ", ".join(str(path) for name, path in sorted(written.items())
+                        if name.startswith("report."))
+    print(f"wrote {reports} and {written['SHA256SUMS']} ({report.enforcement} enforcement)")
     above = failing(report.findings, args.fail_on)
     for finding in sorted(set(report.findings)):
         print(f"finding: {finding.line()}")
@@ -219,17 +255,29 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--graph", required=True, help="graph.json")
     p.add_argument("--plan", required=True, help="plan.json")
-    p.add_argument("--policies", nargs="+", required=True, metavar="DIR",
+    p.add_argument("--policies", nargs="+", metavar="DIR",
                    help="compiled policy folders or files (one target)")
-    p.add_argument("--flows", nargs="+", help="flow files: replay every observed flow")
+    p.add_argument("--cluster", action="store_true",
+                   help="the policies in force in the cluster, with its policy API groups and "
+                        "who may change the policies (read-only: docs/rbac-report.yaml)")
+    options.cluster(p, "--cluster")
+    p.add_argument("--flows", nargs="+", help="flow files: replay every observed flow and say "
+                                              "what each covers")
     p.add_argument("--inventory", nargs="+", metavar="DUMP",
-                   help="kubectl dump or inventory JSON: real pods and namespace labels")
-    options.enforcement(p)
+                   help="kubectl dump or inventory JSON: real pods, namespace labels, the CNI")
+    p.add_argument("--config", metavar="FILE",
+                   help="segmenter.yaml: its justifications register fills the allowed-flow "
+                        "register")
+    options.enforcement(p, detects_cluster=True)
     options.fail_on(p)
     p.add_argument("--title", help="report title")
-    p.add_argument("--generated-at", metavar="TEXT",
-                   help="a date to print in the report (none by default: output is "
-                        "deterministic)")
+    p.add_argument("--generated-at", metavar="TIME",
+                   help="the generation time to state, ISO 8601 (2026-01-31 or "
+                        "2026-01-31T09:30:00Z), for reproducible output (default: now, or "
+                        "$SOURCE_DATE_EPOCH)")
+    p.add_argument("--pdf", nargs="?", const="auto", choices=["auto", "chromium", "weasyprint"],
+                   help="also write report.pdf (auto: headless Chromium, else WeasyPrint; "
+                        "exit 2 when neither is installed)")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
     p.set_defaults(func=cmd_report)
 

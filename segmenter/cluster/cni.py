@@ -1,4 +1,5 @@
-"""Which network-policy engines a cluster runs: from the inventory, or the API groups it serves.
+"""Which network-policy engines a cluster runs: from the inventory (a dump, or the workloads a
+live cluster runs now: :func:`live_engines`), or the API groups it serves.
 
 ``--dialect auto`` writes the targets the cluster enforces. From the inventory, a CNI is
 recognised by its agent's workload: the labels its upstream manifests give the pod template, or
@@ -175,6 +176,30 @@ def served_api_groups(*, context: str | None = None, kubeconfig: str | None = No
     return tuple(sorted(out))
 
 
-__all__ = ["ADMIN_POLICY_GROUP", "CALICO_GROUP", "CILIUM_GROUP", "NETWORKING_GROUP",
-           "RECOGNISERS", "EngineFinding", "Recogniser", "recognise_engines",
-           "served_api_groups"]
+# What recognising an engine in a live cluster lists: the agents' workloads and their pods (the
+# ReplicaSets to tie a Deployment's pods to it), as segmenter.cluster.live names them.
+ENGINE_RESOURCES: Final = ("daemonsets", "deployments", "replicasets", "pods")
+
+
+def live_engines(*, context: str | None = None, kubeconfig: str | None = None
+                 ) -> tuple[EngineFinding, ...]:
+    """The policy engines the cluster runs now, recognised from its DaemonSets, Deployments and
+    pods as :func:`recognise_engines` does from a dump.
+
+    Raises:
+        InventoryError: unreachable cluster, not a Kubernetes API server, bad kubeconfig, 401,
+            403 (naming the permission), or a malformed answer.
+    """
+    from segmenter.cluster.client import connect
+    from segmenter.cluster.live import RESOURCES, list_documents, parse_live_documents
+
+    api, host = connect(context=context, kubeconfig=kubeconfig)
+    with api:
+        documents = list_documents(api, host=host, resources=tuple(
+            r for r in RESOURCES if r.plural in ENGINE_RESOURCES))
+    return recognise_engines(parse_live_documents(documents, host=host, context=context))
+
+
+__all__ = ["ADMIN_POLICY_GROUP", "CALICO_GROUP", "CILIUM_GROUP", "ENGINE_RESOURCES",
+           "NETWORKING_GROUP", "RECOGNISERS", "EngineFinding", "Recogniser", "live_engines",
+           "recognise_engines", "served_api_groups"]

@@ -48,7 +48,11 @@ from segmenter.pipeline import make_graph
 from segmenter.synthetic import ClusterBuilder
 
 Edge = tuple[str, str, str, int | None]
-OUTSIDE = "203.0.113.80"
+# An address outside the cluster: a global one (IANA's example.com address). A documentation
+# address (203.0.113.0/24 ...) is private to Python's ipaddress, and a workload's DNS query to a
+# private address the inventory does not explain reads as a cluster DNS Service it lacks
+# (segmenter/graph/ranges.py): an inventory error for every source alike, not the property.
+OUTSIDE = "93.184.215.14"
 BASE = 1_709_294_400  # flowlog_build's time stamps count from 2024-03-01T12:00:00Z
 TEMPLATE_HASH = "7d9f8c6b5"  # what ClusterBuilder gives its Deployments' pods
 

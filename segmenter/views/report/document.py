@@ -8,6 +8,7 @@ import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from segmenter.analysis.findings import Finding
 
@@ -49,7 +50,15 @@ class Image:
     caption: str = ""
 
 
-Block = Heading | Para | Bullets | Table | Image
+@dataclass(frozen=True)
+class Code:
+    """Preformatted text (a policy's YAML, a configuration snippet), shown as it is."""
+
+    text: str
+    language: str = ""
+
+
+Block = Heading | Para | Bullets | Table | Image | Code
 
 
 @dataclass
@@ -58,6 +67,9 @@ class Report:
     blocks: list[Block] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)  # problems an assessor must see
     enforcement: str = ""  # the target whose enforcement judged the policies
+    # What the sections were built from (the segmentation test, its matrix ...), by name: not
+    # rendered; for tests, notebooks and checks that the parts agree.
+    evidence: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def images(self) -> list[Image]:
         return [b for b in self.blocks if isinstance(b, Image)]
@@ -123,6 +135,9 @@ def render_markdown(report: Report) -> str:
                     cells[0] = _MARK_TEXT[mark] + cells[0]
                 out.append("| " + " | ".join(cells) + " |")
             out.append("")
+        elif isinstance(block, Code):
+            fence = "````" if "```" in block.text else "```"
+            out += [f"{fence}{block.language}", block.text.rstrip("\n"), fence, ""]
         else:
             out += [f"![{block.alt}]({block.name})", ""]
             if block.caption:
@@ -149,13 +164,18 @@ code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em;backgroun
 padding:0 .25em;border-radius:3px}
 figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #e0e0e0}
 figcaption{color:#555;font-size:.9em;font-style:italic}
+pre{background:#f6f8fa;border:1px solid #e0e0e0;padding:.6em .8em;overflow-x:auto;
+font-size:.8em;line-height:1.35;white-space:pre-wrap;overflow-wrap:anywhere}
+pre code{background:none;padding:0}
 .callout{padding:.6em .9em;border-left:4px solid #90a4ae;background:#f5f7f8;margin:.8em 0}
 .callout.ok{border-color:#2e7d32;background:#f1f8e9}
 .callout.warn{border-color:#f9a825;background:#fffde7}
 .callout.fail{border-color:#c62828;background:#ffebee}
 nav ol{columns:2;font-size:.92em}
-@media print{body{background:#fff}main{padding:0}h2{page-break-after:avoid}
-tr{page-break-inside:avoid}}
+@page{size:A4 landscape;margin:12mm}
+@media print{body{background:#fff}main{padding:0;max-width:none}h2{page-break-after:avoid}
+table{font-size:.74em}
+tr{page-break-inside:avoid}.scroll{overflow:visible}}
 """
 
 
@@ -195,6 +215,8 @@ def render_html(report: Report) -> str:
                 parts.append(f"<tr{cls}>{cells}</tr>")
             parts.append("</tbody></table></div>")
             body.append("".join(parts))
+        elif isinstance(block, Code):
+            body.append(f"<pre><code>{html.escape(block.text.rstrip(chr(10)))}</code></pre>")
         else:
             uri = "data:image/png;base64," + base64.b64encode(block.data).decode("ascii")
             caption = f"<figcaption>{html.escape(block.caption)}</figcaption>" \
@@ -206,6 +228,58 @@ def render_html(report: Report) -> str:
             f"<title>{html.escape(report.title)}</title><style>{_CSS}</style></head>"
             f"<body><main><h1>{html.escape(report.title)}</h1>\n" + "\n".join(body)
             + "\n</main></body></html>\n")
+
+
+def blocks_from_markdown(text: str, *, anchor_prefix: str = "", shift: int = 0) -> list[Block]:
+    """A small Markdown document as blocks: ATX headings (``##``; ``shift`` added to their
+    level, each anchored ``anchor_prefix`` + its slug), paragraphs (lines joined), ``-``
+    bullets (continuation lines indented) and fenced code. Enough for the notes the package
+    ships; anything else reads as a paragraph."""
+    blocks: list[Block] = []
+    lines = text.splitlines()
+    i = 0
+    para: list[str] = []
+    bullets: list[str] = []
+
+    def flush() -> None:
+        if para:
+            blocks.append(Para(" ".join(p.strip() for p in para)))
+            para.clear()
+        if bullets:
+            blocks.append(Bullets(tuple(bullets)))
+            bullets.clear()
+
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.strip()
+        heading = re.match(r"(#{1,6}) +(.*)", line)
+        if line.startswith("```"):
+            flush()
+            end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("```")),
+                       len(lines))
+            blocks.append(Code("\n".join(lines[i + 1:end]) + "\n", line[3:].strip()))
+            i = end + 1
+            continue
+        if heading:
+            flush()
+            title = heading.group(2).strip()
+            blocks.append(Heading(min(6, len(heading.group(1)) + shift), title,
+                                  f"{anchor_prefix}{_slug(title)}" if anchor_prefix else ""))
+        elif stripped.startswith("- "):
+            if para:
+                flush()
+            bullets.append(stripped[2:])
+        elif stripped and line.startswith("  ") and bullets:
+            bullets[-1] += " " + stripped
+        elif not stripped:
+            flush()
+        else:
+            if bullets:
+                flush()
+            para.append(line)
+        i += 1
+    flush()
+    return blocks
 
 
 def html_fragment(blocks: Sequence[Block]) -> str:
@@ -223,4 +297,5 @@ def html_fragment(blocks: Sequence[Block]) -> str:
     return f'{style}<div class="sg-report">{inner}</div>'
 
 
-_BLANK_COLUMNS = frozenset({"Justification", "Approver", "Mitigation"})
+_BLANK_COLUMNS = frozenset({"Justification", "Approver", "Date", "Ticket", "Register entry",
+                            "Mitigation"})

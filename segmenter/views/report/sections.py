@@ -3,20 +3,21 @@ their evaluation (see :mod:`segmenter.views.report`)."""
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
 from segmenter.analysis.findings import Finding, FindingKind
+from segmenter.analysis.verify import FlowVerdict
 from segmenter.compliance import CATALOG, FRAMEWORK_TITLES, Framework
+from segmenter.config import Config
 from segmenter.evaluate.engine import PolicyEngine
-from segmenter.graph.stats import count_text, entry_of
+from segmenter.flowfile import Traffic
+from segmenter.graph.stats import count_text
 from segmenter.model import DnsAnswer, Flow, Inventory, NodeId, NodeKind, is_workload_id
 from segmenter.planner import ClassScope, Plan, Zone
 from segmenter.views.report.document import Block, Bullets, Heading, Image, Para, Table, _slug
@@ -85,19 +86,6 @@ def _decided_by(verdict: Any) -> str:
     return "; ".join(parts) or "no policy applies (not isolated)"
 
 
-def sha256_of(path: str) -> str:
-    try:
-        digest = hashlib.sha256()
-        files = sorted(p for p in Path(path).rglob("*") if p.is_file()) \
-            if Path(path).is_dir() else [Path(path)]
-        for f in files:
-            digest.update(str(f.relative_to(path) if Path(path).is_dir() else f.name).encode())
-            digest.update(f.read_bytes())
-        return digest.hexdigest()[:16]
-    except OSError:
-        return "-"
-
-
 def _png(fig: Any) -> bytes:
     import matplotlib.pyplot as plt
 
@@ -123,10 +111,26 @@ class ReportContext:
     inventory: Inventory | None
     flows: Sequence[Flow] | None
     dns: Sequence[DnsAnswer] = ()  # the traffic's DNS answers: names of external addresses
+    namespaces: Mapping[str, Any] = field(default_factory=dict)  # name -> labels
+    config: Config | None = None  # segmenter.yaml: the justifications register
+    traffic_files: Sequence[tuple[str, Traffic]] = ()  # each flow file given, as read
+    verdicts: Sequence[FlowVerdict] | None = None  # the observed flows replayed
+    _chooser: Any = field(default=None, repr=False)
+
+    def selector_chooser(self) -> Any:
+        """The inventory's :class:`~segmenter.policy.selectors.SelectorChooser`, made once."""
+        if self._chooser is None:
+            from segmenter.policy.selectors import SelectorChooser
+
+            self._chooser = SelectorChooser(self.inventory or Inventory())
+        return self._chooser
 
 
-def summary_blocks(ctx: ReportContext, findings: list[Finding], seg: dict[str, int],
-                    verified: tuple[int, int] | None) -> list[Block]:
+_SUMMARY_FINDINGS = 100  # findings listed in the summary; the sections list them all
+
+
+def summary_blocks(ctx: ReportContext, findings: list[Finding], seg_line: str | None,
+                   verified: tuple[int, int] | None) -> list[Block]:
     out: list[Block] = [Heading(2, "Summary", "summary")]
     items = []
     if not ctx.plan.classes:
@@ -141,10 +145,8 @@ def summary_blocks(ctx: ReportContext, findings: list[Finding], seg: dict[str, i
         items.append(f"{scope.title} (`{scope.data_class}`): {len(restricted)} restricted, "
                      f"{len(connected)} connected-to, {len(general)} out-of-scope workloads; "
                      f"{len(scope.crossings)} allowed flows cross a zone boundary.")
-    if seg.get("probes"):
-        items.append(f"Segmentation test: {seg['probes']} probes from out-of-scope workloads "
-                     f"and external addresses into the restricted zone; {seg['allowed']} "
-                     "allowed.")
+    if seg_line:
+        items.append(seg_line)
     if verified is not None:
         items.append(f"Observed flows replayed against the policies: {verified[0]} of "
                      f"{verified[1]} allowed.")
@@ -152,12 +154,16 @@ def summary_blocks(ctx: ReportContext, findings: list[Finding], seg: dict[str, i
         out.append(Bullets(tuple(items)))
     if findings:
         unique = sorted(set(findings))
-        out.append(Para(f"{len(unique)} finding(s) need attention, most severe first:", "fail"))
-        out.append(Bullets(tuple(f"**{f.severity}** ({f.kind}): {f.message}" for f in unique)))
+        more = (f" (the first {_SUMMARY_FINDINGS}; the sections below list them all)"
+                if len(unique) > _SUMMARY_FINDINGS else "")
+        out.append(Para(f"{len(unique)} finding(s) need attention, most severe first{more}:",
+                        "fail" if any(f.severity.rank <= 1 for f in unique) else "warn"))
+        out.append(Bullets(tuple(f"**{f.severity}** ({f.kind}): {f.message}"
+                                 for f in unique[:_SUMMARY_FINDINGS])))
     elif ctx.plan.classes:
         out.append(Para("No findings: every restricted workload is isolated in both "
-                        "directions, and every probe into the restricted zone from out of scope "
-                        "is denied.", "ok"))
+                        "directions, and no path into or out of the restricted zone is allowed "
+                        "beyond the plan.", "ok"))
     return out
 
 
@@ -228,7 +234,6 @@ def scope_section(ctx: ReportContext, blocks: list[Block]) -> None:
 
 def diagram_section(ctx: ReportContext, blocks: list[Block]) -> None:
     from segmenter.views.viz.draw import zone_map_figure
-    from segmenter.views.viz.learning import learning_curve
 
     blocks.append(Heading(2, "Network and data-flow diagram", "diagram"))
     blocks.append(Para("Generated from observed traffic (PCI DSS 1.2.3, 1.2.4). Each zone is a "
@@ -237,22 +242,6 @@ def diagram_section(ctx: ReportContext, blocks: list[Block]) -> None:
     fig = zone_map_figure(ctx.graph, ctx.plan, title="Observed communications by zone")
     blocks.append(Image("zone-map.png", _png(fig), "Zone map of observed communications",
                         "Workloads by zone; arrows point from client to server."))
-    curve = learning_curve(ctx.graph, ctx.plan)
-    if curve.total:
-        import matplotlib.figure
-
-        fig2 = matplotlib.figure.Figure(figsize=(7.5, 3.4), layout="constrained")
-        from segmenter.views.viz.learning import draw_learning_curve
-
-        draw_learning_curve(curve, fig2.add_subplot(), plan=ctx.plan)
-        blocks.append(Para(
-            f"Observation window {_iso(curve.start)} to {_iso(curve.end)}: {curve.total} "
-            f"distinct (client, server, protocol, port) edges; the last new one at "
-            f"{_iso(curve.last_new)}, with {curve.quiet_fraction():.0%} of the window after "
-            "it. A curve still rising at the end means some traffic (monthly jobs, failover "
-            "paths) may not have been seen: the policies would deny it."))
-        blocks.append(Image("learning-curve.png", _png(fig2), "Learning completeness curve",
-                            "Distinct edges first seen over the capture window."))
 
 
 def _check(ctx: ReportContext, client: str, server: str, protocol: str, port: int | None) -> Any:
@@ -260,85 +249,6 @@ def _check(ctx: ReportContext, client: str, server: str, protocol: str, port: in
     if src is None or dst is None:
         return None
     return ctx.engine.check(src, dst, protocol, port)
-
-
-def register_section(ctx: ReportContext, blocks: list[Block], findings: list[Finding]
-                     ) -> None:
-    blocks.append(Heading(2, "Allowed-flow register: flows across zone boundaries",
-                          "register"))
-    blocks.append(Para("Every observed flow whose ends are in different zones, and every flow "
-                       "segmenter.yaml declares across them (rows marked *declared*: not seen "
-                       "in the capture) (PCI DSS 1.2.5; HIPAA 164.312(a)(1) access "
-                       "authorisation). The policies allow exactly these; fill in the business "
-                       "justification and the approver where they are missing."))
-    if not ctx.plan.classes:
-        blocks.append(Para("No zones: nothing is in scope.", "info"))
-    declared = {(f.client, f.server, f.protocol, f.port): f for f in ctx.plan.declared}
-    for scope in ctx.plan.classes:
-        rows, marks = [], []
-        for c in scope.crossings:
-            verdict = _check(ctx, c.client, c.server, c.protocol, c.port)
-            allowed_by = "-" if verdict is None else _decided_by(verdict)
-            mark = ""
-            what = "observed" if c.flows or not c.declared else "declared"
-            if verdict is not None and not verdict.allowed:
-                mark = "fail"
-                allowed_by = "DENIED: " + verdict.summary()
-                flow = f"{c.client} -> {c.server} {_port(c.protocol, c.port)}"
-                findings.append(Finding.of(FindingKind.DENIED_FLOW, flow,
-                                           f"{what} flow {flow} would be denied"))
-            decl = declared.get((c.client, c.server, c.protocol, c.port))
-            seen = _span(c.first_seen, c.last_seen) if c.flows else "not observed"
-            if c.declared:
-                seen += f"; *declared*: {c.declared}"
-            rows.append((f"{_name(ctx.graph, c.client)} ({c.client_zone})",
-                         f"{_name(ctx.graph, c.server)} ({c.server_zone})",
-                         _port(c.protocol, c.port), "yes" if c.tls else "no",
-                         count_text(c.flows, entry_of(ctx.graph, c.client, c.server,
-                                                      c.protocol, c.port))
-                         if c.flows or not c.declared else "declared",
-                         seen, allowed_by, decl.justification if decl else "",
-                         decl.approved_by if decl else ""))
-            marks.append(mark)
-        blocks.append(Heading(3, f"{scope.title} (`{scope.data_class}`): "
-                                 f"{len(rows)} flows", f"register-{_slug(scope.data_class)}"))
-        if rows:
-            blocks.append(Table(("Client (zone)", "Server (zone)", "Port", "TLS", "Flows",
-                                 "First – last seen (UTC)", "Allowed by", "Justification",
-                                 "Approver"), tuple(rows), tuple(marks)))
-
-
-def declared_section(ctx: ReportContext, blocks: list[Block], findings: list[Finding]
-                     ) -> None:
-    """The flows segmenter.yaml declares (a capture cannot show them), apart from the observed."""
-    if not ctx.plan.declared:
-        return
-    blocks.append(Heading(2, "Declared flows (not observed)", "declared"))
-    blocks.append(Para("Flows the capture cannot show (a monthly batch, a failover path, a "
-                       "backup window), declared in segmenter.yaml with a reason; the policies "
-                       "allow them like observed flows, with the provenance `declared: "
-                       "<reason>`. A declared flow into or out of a restricted zone carries a "
-                       "justification and an approver, or the plan refuses it."))
-    rows, marks = [], []
-    for flow in ctx.plan.declared:
-        verdict = _check(ctx, flow.client, flow.server, flow.protocol, flow.port)
-        allowed_by = "-" if verdict is None else _decided_by(verdict)
-        mark = ""
-        if verdict is not None and not verdict.allowed:
-            mark = "fail"
-            allowed_by = "DENIED: " + verdict.summary()
-            what = f"{flow.client} -> {flow.server} {_port(flow.protocol, flow.port)}"
-            findings.append(Finding.of(FindingKind.DENIED_FLOW, what,
-                                       f"declared flow {what} would be denied"))
-        zones = "; ".join(f"{s.data_class}: {s.zone_of(flow.client)} -> {s.zone_of(flow.server)}"
-                          for s in ctx.plan.classes) or "-"
-        rows.append((_name(ctx.graph, flow.client), _name(ctx.graph, flow.server),
-                     _port(flow.protocol, flow.port), zones, flow.reason,
-                     flow.justification or "-", flow.approved_by or "-", allowed_by,
-                     flow.source))
-        marks.append(mark)
-    blocks.append(Table(("Client", "Server", "Port", "Zones", "Reason", "Justification",
-                         "Approver", "Allowed by", "Declared in"), tuple(rows), tuple(marks)))
 
 
 def encryption_section(ctx: ReportContext, blocks: list[Block], findings: list[Finding]
@@ -468,104 +378,18 @@ def default_deny_section(ctx: ReportContext, blocks: list[Block], findings: list
     return {"restricted_isolated": restricted_ok, "namespaces_denied": all_denied}
 
 
-def segmentation_section(ctx: ReportContext, blocks: list[Block], findings: list[Finding]
-                          ) -> dict[str, int]:
-    from segmenter.analysis.reachability import reachability, target_probes
-    from segmenter.views.viz.reach import draw_reachability
-
-    blocks.append(Heading(2, "Segmentation test evidence", "segmentation"))
-    blocks.append(Para(
-        "The expected-deny matrix (PCI DSS 11.4.5): every out-of-scope workload and every "
-        "external address, against every restricted member, on the ports the member was seen "
-        "serving or declares plus TCP/22, 443 and 8080, evaluated with segmenter's policy "
-        "engine. These simulated probes support, and do not replace, the penetration test by "
-        "an independent tester after every change to the segmentation controls."))
-    stats = {"probes": 0, "allowed": 0, "external_allowed": 0}
-    if not ctx.plan.classes:
-        blocks.append(Para("No restricted zone: nothing to test.", "info"))
-        return stats
-    graph = ctx.graph
-    rows, marks = [], []
-    failures = []
-    for scope in ctx.plan.classes:
-        targets = [m.node for m in scope.members(Zone.RESTRICTED)]
-        sources = [m.node for m in scope.members(Zone.GENERAL) if m.node in ctx.endpoints] + [
-            m.node for m in scope.members(Zone.EXTERNAL) if m.node in ctx.endpoints]
-        for target in targets:
-            probes = target_probes(graph, target, ctx.endpoints[target])
-            denied = allowed = 0
-            for source in sources:
-                for protocol, port in probes:
-                    verdict = ctx.engine.check(ctx.endpoints[source], ctx.endpoints[target],
-                                               protocol, port)
-                    if verdict.allowed:
-                        allowed += 1
-                        if NodeId.parse(source).kind is NodeKind.EXTERNAL:
-                            stats["external_allowed"] += 1
-                        failures.append((scope.data_class, _name(graph, source),
-                                         _name(graph, target), _port(protocol, port),
-                                         _decided_by(verdict)))
-                    else:
-                        denied += 1
-            stats["probes"] += denied + allowed
-            stats["allowed"] += allowed
-            rows.append((scope.data_class, target, str(len(sources)),
-                         ", ".join(_port(p, q) for p, q in probes), str(denied + allowed),
-                         str(denied), str(allowed)))
-            marks.append("fail" if allowed else "ok")
-    blocks.append(Table(("Class", "Restricted member", "Sources", "Ports probed", "Probes",
-                         "Denied", "Allowed"), tuple(rows), tuple(marks)))
-    if failures:
-        findings.append(Finding.of(FindingKind.SEGMENTATION, "restricted zone",
-                                   f"{len(failures)} probe(s) from out of scope into the "
-                                   "restricted zone are allowed"))
-        blocks.append(Para("Allowed paths from out of scope into the restricted zone:", "fail"))
-        blocks.append(Table(("Class", "Source", "Restricted member", "Port", "Decided by"),
-                            tuple(failures[:200]), ("fail",) * min(len(failures), 200)))
-    else:
-        blocks.append(Para("Every probe from out of scope into the restricted zone is denied.",
-                           "ok"))
-    # Indirect paths: observed chains general -> in scope -> restricted.
-    indirect = []
-    for scope in ctx.plan.classes:
-        general = {m.node for m in scope.members(Zone.GENERAL)}
-        connected = {m.node for m in scope.members(Zone.CONNECTED)}
-        restricted = {m.node for m in scope.members(Zone.RESTRICTED)}
-        for g in sorted(general):
-            for c in sorted(s for s in graph.successors(g) if s in connected):
-                for r in sorted(s for s in graph.successors(c) if s in restricted):
-                    indirect.append((scope.data_class, g, c, r))
-    if indirect:
-        blocks.append(Para(
-            f"{len(indirect)} indirect path(s): an out-of-scope workload calls a connected-to "
-            "workload that calls the restricted zone. PCI DSS out-of-scope systems must not "
-            "reach the CDE through an in-scope system; whether an application-level call "
-            "counts is the assessor's judgement. The plan's scope reduction options above list "
-            "the flows to cut.", "warn"))
-        blocks.append(Table(("Class", "Out of scope", "Through (connected-to)",
-                             "Restricted member"), tuple(indirect[:200])))
-    # The matrix as a picture: now (no policies) against the policies.
-    reach = reachability(graph, ctx.plan, ctx.manifests, inventory=ctx.inventory,
-                         enforcement=ctx.enforcement, before_label="no policies (today)",
-                         after_label="with these policies")
-    ax1, _ = draw_reachability(reach)
-    blocks.append(Image("reachability.png", _png(ax1.figure),
-                        "Reachability of the restricted zone, before and after",
-                        "Rows: every node outside the restricted zone, by zone; columns: "
-                        "restricted members. Infrastructure rows include node-local traffic "
-                        "that NetworkPolicy does not govern."))
-    return stats
-
-
 def verify_section(ctx: ReportContext, blocks: list[Block], findings: list[Finding]
-                    ) -> tuple[int, int] | None:
+                   ) -> tuple[int, int] | None:
     if ctx.flows is None or ctx.inventory is None:
         return None
-    from segmenter.analysis.verify import verify_flows
-
     blocks.append(Heading(2, "Observed flows replayed", "verify"))
-    results = verify_flows(ctx.flows, ctx.inventory, ctx.manifests,
-                           enforcement=ctx.enforcement, dns=ctx.dns)
+    if ctx.verdicts is not None:
+        results = list(ctx.verdicts)
+    else:
+        from segmenter.analysis.verify import verify_flows
+
+        results = verify_flows(ctx.flows, ctx.inventory, ctx.manifests,
+                               enforcement=ctx.enforcement, dns=ctx.dns)
     denied = [r for r in results if not r.allowed]
     allowed = len(results) - len(denied)
     if denied:
@@ -596,7 +420,8 @@ def _asks(framework: Framework, ref: str) -> str:
 
 
 def mapping_section(ctx: ReportContext, blocks: list[Block], deny: Mapping[str, bool],
-                     seg: Mapping[str, int], verified: tuple[int, int] | None) -> None:
+                    seg: Mapping[str, int], verified: tuple[int, int] | None, *,
+                    findings: Sequence[Finding] = ()) -> None:
     blocks.append(Heading(2, "Mapping to PCI DSS v4.0.1 and HIPAA 164.312", "mapping"))
     frameworks = {s.framework for s in ctx.plan.classes}
     nothing = not ctx.plan.classes
@@ -613,12 +438,20 @@ def mapping_section(ctx: ReportContext, blocks: list[Block], deny: Mapping[str, 
         if any(Zone.RESTRICTED in (s.zone_of(u), s.zone_of(v)) for s in ctx.plan.classes))
     external = any(Zone.EXTERNAL in (c.client_zone, c.server_zone)
                    for s in ctx.plan.classes for c in s.crossings)
+    kinds = {f.kind for f in findings}
     pci_rows = [
+        ("1.2.2", _asks(Framework.PCI, "1.2.2"),
+         "[Who may change the policies](#cluster-rbac), policy provenance annotations",
+         na if nothing else ("partly: the subjects whose RBAC lets them change the policies "
+                             "are listed; the change-control records are the organisation's")),
         ("1.2.4", _asks(Framework.PCI, "1.2.4"),
          "[Diagram](#diagram), [allowed-flow register](#register)",
          status(True, "evidence supplied (regenerate on change)", "")),
         ("1.2.5", _asks(Framework.PCI, "1.2.5"), "[Allowed-flow register](#register)",
-         status(True, "register supplied; justification and approval to be filled in", "")),
+         status(FindingKind.UNJUSTIFIED not in kinds,
+                "every flow across a restricted boundary is justified and approved in the "
+                "register", "gaps: flows across a restricted boundary without a justification "
+                "(see findings)")),
         ("1.3.1", _asks(Framework.PCI, "1.3.1"),
          "[Default deny](#default-deny), [segmentation test](#segmentation)",
          status(isolated and seg_ok, "met by the policies as evaluated", "gaps: see findings")),
@@ -645,7 +478,19 @@ def mapping_section(ctx: ReportContext, blocks: list[Block], deny: Mapping[str, 
              "of policy objects")),
         ("11.4.5", _asks(Framework.PCI, "11.4.5"), "[Segmentation test](#segmentation)",
          status(seg_ok, "expected-deny matrix passes in simulation; the independent pen test "
-                "is still required", "simulated probes found allowed paths")),
+                "is still required" + ("; paths from the workloads' own nodes need node "
+                                       "isolation as the compensating control"
+                                       if FindingKind.NODE_PATH in kinds else ""),
+                "simulated probes found allowed paths")),
+        ("11.4.6", _asks(Framework.PCI, "11.4.6"), "[Segmentation test](#segmentation)",
+         status(seg_ok, "for service providers: the same test, every six months",
+                "simulated probes found allowed paths")),
+        ("12.5.2", _asks(Framework.PCI, "12.5.2"),
+         "[Scope statement](#scope), [scope advice](#scope-advice), "
+         "[coverage](#coverage)",
+         status(not kinds & {FindingKind.PROCESSOR_CANDIDATE, FindingKind.STILL_LEARNING},
+                "scope statement supplied (confirm it every 12 months)",
+                "partly: review the scope advice and the capture's coverage")),
     ]
     hipaa_rows = [
         ("164.312(a)(1)", _asks(Framework.HIPAA, "164.312(a)(1)"),
@@ -694,6 +539,9 @@ def limits_section(ctx: ReportContext, blocks: list[Block]) -> None:
         "addresses as Calico does; ICMP and existing connections are implementation-defined.",
         "Only the traffic seen during the capture is allowed: anything the application does "
         "rarely (see the learning curve) would be denied until added.",
+        "The segmentation test probes TCP and UDP on the ports it lists; SCTP and ICMP only "
+        "where a rule names them. It is simulated with segmenter's policy engine: the "
+        "penetration test by an independent tester is still required.",
         "TLS is detected from a ClientHello at the start of a connection; TLS negotiated inside "
         "another protocol is reported as plaintext.",
     ]

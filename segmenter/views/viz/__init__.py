@@ -6,14 +6,21 @@
   sensitive stores marked, edges styled by allowed / crossing a zone boundary / would be
   denied. Above ``max_workloads`` workloads it collapses to namespaces (then to zones) and says
   so in the title. ``draw_diff``: the same map with what a policy change opens and closes.
-- :mod:`.reach`: who can reach the restricted zone, now versus with the new policies.
+- :mod:`.reach`: who can reach the restricted zone and what it can reach, now versus with the
+  new policies.
 - :mod:`.learning`: distinct edges discovered over the capture window.
 
 Every layout is deterministic (no randomness anywhere); figures are written as PNG and SVG
 without timestamps, so the same inputs give the same bytes.
 """
 
-from segmenter.analysis.reachability import DENIED, PLANNED, UNPLANNED, reachability
+from segmenter.analysis.reachability import (
+    DENIED,
+    NODE_LOCAL,
+    PLANNED,
+    UNPLANNED,
+    reachability,
+)
 from segmenter.views.viz.draw import (
     draw_diff,
     draw_zones,
@@ -28,6 +35,7 @@ from segmenter.views.viz.zonemap import ZoneMap, layout_zone_map, zone_map_model
 
 __all__ = [
     "DENIED",
+    "NODE_LOCAL",
     "PLANNED",
     "UNPLANNED",
     "LearningCurve",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import networkx as nx
 
@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 # ---------------------------------------------------------------------------------------------
 # Learning completeness
+
+# A new edge first seen in this last share of the window: the capture was still learning (the
+# curve's verdict, and the evidence report's ``still-learning`` finding).
+LEARNING_TAIL: Final = 0.2
 
 
 @dataclass(frozen=True)
@@ -147,8 +151,8 @@ def draw_learning_curve(curve: LearningCurve | nx.DiGraph | Iterable[Flow],
     ax.grid(True, color="#eeeeee")
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(loc="upper left", fontsize=7.5, frameon=False)
-    verdict = ("still learning: new edges near the end of the window" if quiet < 0.2 else
-               "levelled off")
+    verdict = ("still learning: new edges near the end of the window"
+               if curve.new_in_last(LEARNING_TAIL) else "levelled off")
     ax.set_title(title or f"Learning completeness: {curve.total} distinct edges; {verdict}",
                  fontsize=9.5)
     return ax

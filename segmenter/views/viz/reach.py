@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, cast
 
 from segmenter.analysis.reachability import (
     DENIED,
+    NODE_LOCAL,
     PLANNED,
     REACH_LABELS,
     UNPLANNED,
@@ -22,13 +23,17 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-REACH_COLOURS = {DENIED: "#e8f5e9", PLANNED: "#64b5f6", UNPLANNED: "#d32f2f"}
+REACH_COLOURS = {DENIED: "#e8f5e9", PLANNED: "#64b5f6", NODE_LOCAL: "#bdbdbd",
+                 UNPLANNED: "#d32f2f"}
+CATEGORIES = (DENIED, PLANNED, NODE_LOCAL, UNPLANNED)
 
 
 def draw_reachability(reach: Reachability, axes: Sequence[Axes] | None = None, *,
                       title: str = "") -> tuple[Axes, Axes]:
-    """Two heatmaps side by side (now | with the new policies): rows are the sources grouped by
-    zone, columns the restricted members; returns the two Axes."""
+    """Two heatmaps side by side (now | with the new policies): rows are the peers grouped by
+    zone, columns each restricted workload in (the row opens a connection to it) and out (it
+    opens one to the row); returns the two Axes. The cells are :class:`Reachability`'s, as
+    they are: the picture shows exactly what the segmentation test found."""
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
 
@@ -41,7 +46,7 @@ def draw_reachability(reach: Reachability, axes: Sequence[Axes] | None = None, *
         panel_w = max(1.4, n_cols * 0.32)
         fig_w = max(6.5, label_in + 2 * panel_w + gap + right)
         panel_w = (fig_w - label_in - gap - right) / 2
-        legend_rows = 1 if fig_w >= 9.5 else 3
+        legend_rows = 2 if fig_w >= 9.5 else 4
         bottom = 0.55 + 0.2 * (legend_rows + 1) + 0.1
         body = max(n_rows, 1) * cell
         fig_h = top + col_label_in + body + bottom
@@ -51,11 +56,10 @@ def draw_reachability(reach: Reachability, axes: Sequence[Axes] | None = None, *
                             panel_w / fig_w, body / fig_h))
     else:
         ax1, ax2 = axes[0], axes[1]
-        legend_rows = 3
+        legend_rows = 4
     fig = cast("Figure", ax1.figure)
-    cmap = ListedColormap([REACH_COLOURS[DENIED], REACH_COLOURS[PLANNED],
-                           REACH_COLOURS[UNPLANNED]])
-    norm = BoundaryNorm([-0.5, 0.5, 1.5, 2.5], 3)
+    cmap = ListedColormap([REACH_COLOURS[c] for c in CATEGORIES])
+    norm = BoundaryNorm([c - 0.5 for c in CATEGORIES] + [CATEGORIES[-1] + 0.5], len(CATEGORIES))
     if not n_cols or not n_rows:
         for ax in (ax1, ax2):
             ax.set_axis_off()
@@ -105,11 +109,12 @@ def draw_reachability(reach: Reachability, axes: Sequence[Axes] | None = None, *
                      va="center", ha="left", clip_on=False)
             start = i
     grouped = " (rows grouped by namespace: a cell is the worst member)" if reach.grouped else ""
-    fig.suptitle(title or f"Who can reach the restricted zone ({reach.enforcement} "
-                          f"enforcement){grouped}", fontsize=10, y=0.995, va="top")
+    fig.suptitle(title or f"Who can reach the restricted zone, and what it can reach "
+                          f"({reach.enforcement} enforcement){grouped}", fontsize=10, y=0.995,
+                 va="top")
     handles = [Patch(facecolor=REACH_COLOURS[c], edgecolor="#9e9e9e", label=REACH_LABELS[c])
-               for c in (DENIED, PLANNED, UNPLANNED)]
-    fig.legend(handles=handles, loc="lower center", ncol=3 if legend_rows == 1 else 1,
+               for c in CATEGORIES]
+    fig.legend(handles=handles, loc="lower center", ncol=2 if legend_rows == 1 else 1,
                frameon=False, fontsize=7, bbox_to_anchor=(0.5, 0.0),
                title="number in a cell: probed ports open", title_fontsize=7)
     return ax1, ax2

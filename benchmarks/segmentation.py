@@ -1,0 +1,78 @@
+"""The evidence report's segmentation test at scale.
+
+A synthetic cluster (``segmenter.synthetic.synthetic_cluster``) is planned and compiled to the
+target's policies; every restricted workload is then probed in and out, over TCP and UDP, on
+the isolation check's ports plus every observed port and the well-known set, against every peer
+outside the restricted zones (:func:`segmenter.analysis.segmentation.segmentation_test`), under
+the policies and with none (the report's picture needs both). The same-run baseline is the
+isolation check of ``verify --plan`` on the same graph (which probes the restricted and
+connected workloads on fewer ports); the ratio is printed::
+
+    .venv/bin/python benchmarks/segmentation.py [--workloads 2000] [--namespaces 50]
+        [--edges 10000] [--enforcement kubernetes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from segmenter.analysis.isolation import check_from_graph
+from segmenter.analysis.policies import from_policy_set
+from segmenter.analysis.reachability import eval_endpoints
+from segmenter.analysis.segmentation import segmentation_test
+from segmenter.config import Config
+from segmenter.planner import plan
+from segmenter.policy.dns import detect_dns
+from segmenter.policy.lower import lower
+from segmenter.synthetic import synthetic_cluster
+from segmenter.targets import get_target, target_names
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workloads", type=int, default=2000)
+    parser.add_argument("--namespaces", type=int, default=50)
+    parser.add_argument("--edges", type=int, default=10_000)
+    parser.add_argument("--enforcement", choices=target_names(), default=target_names()[0])
+    args = parser.parse_args()
+    cluster = synthetic_cluster(args.workloads, args.namespaces, args.edges)
+    graph, inventory = cluster.graph, cluster.inventory()
+    result = plan(graph, Config(), dns_nodes=["kube-system/Deployment/coredns"])
+    target = get_target(args.enforcement)
+    docs = from_policy_set(lower(graph, result, inventory, dns=detect_dns(graph, inventory)),
+                           target)
+    namespaces = {ns.name: ns.labels for ns in inventory.namespaces}
+    endpoints = eval_endpoints(graph, inventory)
+
+    t0 = time.process_time()
+    check = check_from_graph(graph, result, target.evaluator(docs.manifests, namespaces),
+                             endpoints=endpoints, manifests=docs.manifests, inventory=inventory)
+    baseline = time.process_time() - t0
+    isolation_probes = sum(w.probes for w in check.workloads)
+    timings = []
+    tests = []
+    for manifests in (docs.manifests, ()):  # the policies, then none: the picture's two sides
+        engine = target.evaluator(list(manifests), namespaces)  # cold caches, as a fresh run
+        t0 = time.process_time()
+        tests.append(segmentation_test(graph, result, engine, endpoints=endpoints,
+                                       manifests=docs.manifests, inventory=inventory))
+        timings.append(time.process_time() - t0)
+    after, today = tests
+    print(f"{graph.number_of_nodes()} nodes, {len(docs.manifests)} {target.name} objects; "
+          f"{len(after.members)} restricted workloads x {len(after.peers)} peers x "
+          f"{len(after.ports)} ports x 2 directions = {after.probes} probes a side")
+    print(f"baseline: isolation check, {isolation_probes} probes in {baseline:.2f} s")
+    for name, elapsed, test in (("with the policies", timings[0], after),
+                                ("with none (today)", timings[1], today)):
+        print(f"segmentation test {name}: {elapsed:.2f} s ({test.probes / elapsed:,.0f} "
+              f"probes/s; {elapsed / baseline if baseline else float('inf'):.1f}x the "
+              f"isolation check; CPU time); {len(test.findings())} findings")
+
+
+if __name__ == "__main__":
+    main()
