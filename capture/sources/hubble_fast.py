@@ -33,7 +33,7 @@ from capture.errors import CaptureError
 from capture.sources.base import Opened, Sink
 from capture.sources.hubble_fold import _EXTRA_FIELDS, R_HANDSHAKE, R_REPORTED, Conn, HubbleFold
 from capture.sources.reading import _damaged
-from capture.sources.recordfold import address, json_objects, loads, rfc3339_ns
+from capture.sources.recordfold import _ADDRESSES, address, json_objects, loads, rfc3339_ns
 
 try:  # optional accelerators: without them every line is read by orjson, one at a time
     import msgspec
@@ -54,33 +54,35 @@ FoldObjects = Callable[[HubbleFold, Iterable[tuple[int, dict[str, Any]]], str, S
 if AVAILABLE:
     # What the fold reads of a flow (flow.proto ``message Flow``), typed as strictly as the
     # fold reads it; everything else is skipped unread. Fields it reads loosely are ``Any``.
+    # gc=False: thousands of structs a run, none in a reference cycle; tracking them by the
+    # cyclic garbage collector doubled the decoding time.
     Port = Annotated[int, Meta(ge=0, le=65535)]
 
-    class _Flags(Struct):
+    class _Flags(Struct, gc=False):
         SYN: bool = False
         ACK: bool = False
         RST: bool = False
 
-    class _Ports(Struct):
+    class _Ports(Struct, gc=False):
         source_port: Port = 0
         destination_port: Port = 0
 
-    class _TcpPorts(_Ports):
+    class _TcpPorts(_Ports, gc=False):
         flags: _Flags | UnsetType = UNSET
 
-    class _L4(Struct):
+    class _L4(Struct, gc=False):
         TCP: _TcpPorts | UnsetType = UNSET
         UDP: _Ports | UnsetType = UNSET
         SCTP: _Ports | UnsetType = UNSET
 
-    class _IP(Struct):
+    class _IP(Struct, gc=False):
         source: str | UnsetType = UNSET
         destination: str | UnsetType = UNSET
 
-    class _EventType(Struct):
+    class _EventType(Struct, gc=False):
         type: int = 0
 
-    class _Flow(Struct):
+    class _Flow(Struct, gc=False):
         IP: _IP | UnsetType = UNSET
         l4: _L4 | UnsetType = UNSET
         source: Raw | UnsetType = UNSET
@@ -104,12 +106,12 @@ if AVAILABLE:
         egress_denied_by: Any = UNSET
         ingress_denied_by: Any = UNSET
 
-    class _BareFlow(_Flow):
+    class _BareFlow(_Flow, gc=False):
         """``hubble observe -o json``: the flow alone on its line."""
 
         flow: Any = UNSET  # set: not a bare flow after all (the line reader decides)
 
-    class _Envelope(Struct):
+    class _Envelope(Struct, gc=False):
         """``hubble observe -o jsonpb`` and the exporter: ``{"flow": {...}, ...}``."""
 
         flow: _Flow | UnsetType = UNSET
@@ -118,10 +120,12 @@ if AVAILABLE:
     _BARE_DECODER = msgspec.json.Decoder(_BareFlow)
     _DECODE_ERRORS = (msgspec.DecodeError, RecursionError)
 
-# An endpoint's (identity, ID, number of labels, number of fields, pod name, has an ID, what
-# HubbleFold._ident says of it), or _EMPTY for an absent or empty one (it says nothing).
-Endpoint = tuple[Any, Any, int, int, Any, bool, tuple[int, bool]]
-_EMPTY: Endpoint = (None, None, 0, 0, None, False, (0, False))
+# What HubbleFold._end reads of an endpoint object: its quick keys as end a and as end b
+# (side, identity, ID, number of labels, number of fields), the rest of its key in
+# HubbleFold.ends (pod name, identity, ID, labels, fields), whether its ID is set, and what
+# HubbleFold._ident says of it; _EMPTY for an absent or empty one (it says nothing).
+Endpoint = tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...], bool, tuple[int, bool]]
+_EMPTY: Endpoint = ((), (), (), False, (0, False))
 # Errors that mean "the line reader decides" (it raises them as a malformed record, or not).
 _FOLD_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
@@ -142,6 +146,7 @@ class _Reader:
         # Raw bytes of an endpoint object -> what it says (None: leave its line to the line
         # reader). Kept on the fold: the files of one ingest share their endpoints.
         self.endpoints: dict[bytes, Endpoint | None] = fold.raw_endpoints
+        self.seconds: dict[str, int] = {}  # "2023-11-14T22:13:20." -> its ns since the epoch
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -265,10 +270,28 @@ class _Reader:
             l7 = None
         elif l7 and type(l7) is not dict:
             return False
+        src = _ADDRESSES.get(src_text)
+        dst = _ADDRESSES.get(dst_text)
+        seconds = self.seconds
+        # The time stamp: its seconds once per second seen, then only the nanoseconds (what
+        # rfc3339_ns gives for ``YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ``).
+        base = seconds.get(stamp[:20])
+        fraction = stamp[20:29]
+        if base is None or len(stamp) != 30 or stamp[29] != "Z" or not (
+                fraction.isdigit() and fraction.isascii()):
+            base = None
         try:
-            src = address(src_text)
-            dst = address(dst_text)
-            t = rfc3339_ns(stamp)
+            if src is None:
+                src = address(src_text)
+            if dst is None:
+                dst = address(dst_text)
+            if base is None:
+                t = rfc3339_ns(stamp)
+                if len(stamp) == 30 and stamp[29] == "Z" and stamp[19] == "." and \
+                        fraction.isdigit() and fraction.isascii() and len(seconds) < 1 << 16:
+                    seconds[stamp[:20]] = t - int(fraction)
+            else:
+                t = base + int(fraction)
         except ValueError:
             return False
         endpoints = self.endpoints
@@ -320,7 +343,7 @@ class _Reader:
             src_is_client, rank = not ack, R_HANDSHAKE
         else:
             direction = f.traffic_direction
-            s_id, d_id = s_ep[5], d_ep[5]
+            s_id, d_id = s_ep[3], d_ep[3]
             if direction in ("EGRESS", "INGRESS") and s_id != d_id:
                 src_is_client, rank = (direction == "EGRESS") == s_id, R_REPORTED
 
@@ -333,27 +356,34 @@ class _Reader:
             None if verdict is UNSET else verdict, syn, ack, rst,
             (node, 0 if event_type is UNSET else event_type.type, point))
         s, d = (0, 1) if src_is_a else (1, 0)
-        fold.fold_nodes(conn, node, s, self._end(conn, s, s_ep, src), d,
-                        self._end(conn, d, d_ep, dst))
+        # HubbleFold._end of both ends, and fold_nodes.
+        seen = conn.seen
+        src_local = dst_local = False
+        if s_ep is not _EMPTY:
+            quick = s_ep[0] if src_is_a else s_ep[1]
+            known = seen.get(quick)
+            if known is None:
+                ends_key = (src, *s_ep[2])
+                known = fold.ends.get(ends_key)
+                if known is None:
+                    known = fold.ends[ends_key] = s_ep[4]
+                seen[quick] = known
+            src_local = known[1]
+        if d_ep is not _EMPTY:
+            quick = d_ep[1] if src_is_a else d_ep[0]
+            known = seen.get(quick)
+            if known is None:
+                ends_key = (dst, *d_ep[2])
+                known = fold.ends.get(ends_key)
+                if known is None:
+                    known = fold.ends[ends_key] = d_ep[4]
+                seen[quick] = known
+            dst_local = known[1]
+        if src_local or dst_local:
+            fold.fold_nodes(conn, node, s, src_local, d, dst_local)
         if extras is not None:
             fold.extras(conn, extras, s, d)
         return True
-
-    def _end(self, conn: Conn, side: int, ep: Endpoint, address: str) -> bool:
-        """``HubbleFold._end`` for an endpoint read by ``_endpoint``."""
-        if ep is _EMPTY:
-            return False
-        identity, endpoint_id, count, fields, pod, _has_id, ident = ep
-        quick = (side, identity, endpoint_id, count, fields)
-        known = conn.seen.get(quick)
-        if known is None:
-            fold = self.fold
-            key = (address, pod, identity, endpoint_id, count, fields)
-            known = fold.ends.get(key)
-            if known is None:
-                known = fold.ends[key] = ident
-            conn.seen[fold._intern(quick)] = known
-        return known[1]
 
     def _endpoint(self, raw: bytes) -> Endpoint | None:
         """What an endpoint object says, as ``HubbleFold._end`` reads it; None when its line
@@ -376,8 +406,12 @@ class _Reader:
                 hash((identity, endpoint_id, pod))
                 # What _end would store for it: HubbleFold._ident, whose result depends on the
                 # object alone (its numbering on the order seen, which no output shows).
-                info = (identity, endpoint_id, len(labels) if labels else 0, len(ep), pod,
-                        bool(endpoint_id), self.fold._ident(ep))
+                count, fields = len(labels) if labels else 0, len(ep)
+                fold = self.fold
+                info = (fold._intern((0, identity, endpoint_id, count, fields)),
+                        fold._intern((1, identity, endpoint_id, count, fields)),
+                        (pod, identity, endpoint_id, count, fields), bool(endpoint_id),
+                        fold._ident(ep))
         except _FOLD_ERRORS:
             info = None
         endpoints[raw] = info
