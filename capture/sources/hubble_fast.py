@@ -31,7 +31,28 @@ from typing import Annotated, Any
 
 from capture.errors import CaptureError
 from capture.sources.base import Opened, Sink
-from capture.sources.hubble_fold import _EXTRA_FIELDS, R_HANDSHAKE, R_REPORTED, Conn, HubbleFold
+from capture.sources.hubble_fold import (
+    _AUDIT,
+    _DROP,
+    _ERROR,
+    _EXTRA_FIELDS,
+    _ONE_A,
+    _ONE_B,
+    _ONE_RESET,
+    _PASS,
+    _PASS_FROM_A,
+    _PASS_FROM_B,
+    _PASSED,
+    _SYN_A,
+    _SYN_B,
+    _SYNACK_A,
+    _SYNACK_B,
+    R_HANDSHAKE,
+    R_REPORTED,
+    Conn,
+    ConnKey,
+    HubbleFold,
+)
 from capture.sources.reading import _damaged
 from capture.sources.recordfold import _ADDRESSES, address, json_objects, loads, rfc3339_ns
 
@@ -351,10 +372,51 @@ class _Reader:
         if node is None:
             node = fold.node_names[raw_node] = raw_node.rpartition("/")[2]
         event_type = f.event_type
-        conn, src_is_a = fold.fold_event(
-            proto, src, ports.source_port, dst, ports.destination_port, t, src_is_client, rank,
-            None if verdict is UNSET else verdict, syn, ack, rst,
-            (node, 0 if event_type is UNSET else event_type.type, point))
+        vantage = (node, 0 if event_type is UNSET else event_type.type, point)
+        if verdict is UNSET:
+            verdict = None
+
+        # HubbleFold.fold_event, inlined (a million calls a file); the property test of
+        # tests/capture/test_source_hubble_fast.py keeps the two the same.
+        sport, dport = ports.source_port, ports.destination_port
+        src_is_a = src < dst or (src == dst and sport <= dport)
+        conn_key: ConnKey = ((proto, src, sport, dst, dport) if src_is_a
+                             else (proto, dst, dport, src, sport))
+        conns = fold.conns
+        conn = conns.get(conn_key)
+        if conn is None:
+            conn = conns[conn_key] = Conn(t)
+        elif t < conn.first:
+            conn.first = t
+        elif t > conn.last:
+            conn.last = t
+        if src_is_client is not None:
+            if src_is_client == src_is_a:
+                conn.rank_a = max(conn.rank_a, rank)
+            else:
+                conn.rank_b = max(conn.rank_b, rank)
+        bits = conn.bits
+        if verdict in _PASSED or verdict == "AUDIT":
+            bits |= (_PASS_FROM_A if src_is_a else _PASS_FROM_B) | _PASS
+            if verdict == "AUDIT":
+                bits |= _AUDIT
+        elif verdict == "DROPPED":
+            bits |= _DROP
+        elif verdict == "ERROR":
+            bits |= _ERROR
+        if syn:
+            if ack:
+                bits |= _SYNACK_A if src_is_a else _SYNACK_B
+            else:
+                bits |= _SYN_A if src_is_a else _SYN_B
+        conn.bits = bits
+        number = fold.vantages.get(vantage)
+        if number is None:
+            number = fold.vantages[vantage] = len(fold.vantages)
+        counts = conn.counts
+        counts[number] = counts.get(number, 0) + (_ONE_A if src_is_a else _ONE_B) + \
+            (_ONE_RESET if rst else 0)
+
         s, d = (0, 1) if src_is_a else (1, 0)
         # HubbleFold._end of both ends, and fold_nodes.
         seen = conn.seen

@@ -113,7 +113,7 @@ class HubbleFold:
         # (address, pod name, identity, ID, labels, fields) -> what _ident said (see _end)
         self.ends: dict[tuple[Any, ...], tuple[int, bool]] = {}
         self.node_names: dict[Any, str] = {}
-        self.vantages: dict[tuple[str, int, str], int] = {}
+        self.vantages: dict[tuple[Any, Any, Any], int] = {}  # (node, event type, point)
         self.interned: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.ident_list: list[Ident] = [_NO_IDENT]
         self.lost = 0
@@ -227,8 +227,8 @@ class HubbleFold:
                    verdict: Any, syn: bool, ack: bool, rst: bool,
                    vantage: tuple[Any, Any, Any]) -> tuple[Conn, bool]:
         """Fold what one event says of its connection (all but its endpoints, names and DNS);
-        the connection and whether the event's source is its end a. Shared by ``add`` and
-        the typed reader (capture.sources.hubble_fast), which extract the same values."""
+        the connection and whether the event's source is its end a. The typed reader
+        (capture.sources.hubble_fast) inlines it: change both."""
         src_is_a = src <= dst if sport is None else (src, sport) <= (dst, dport)
         key: ConnKey = ((proto, src, sport, dst, dport) if src_is_a
                         else (proto, dst, dport, src, sport))
