@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test system-deps lint typecheck sample clean
 
-$(STAMP): pyproject.toml setup.py capture/_fastloop.c capture/_jsonlines.c
+$(STAMP): pyproject.toml setup.py capture/_fastloop.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -25,11 +25,10 @@ aggregates trace events per connection; the same packet is seen at several point
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from capture.errors import CaptureError
-from capture.sources import hubble_fast
 from capture.sources.base import Opened, ReadOptions, Sink, SourceFormat
 from capture.sources.hubble_fold import NAME, HubbleFold
 from capture.sources.hubble_records import records
@@ -44,16 +43,9 @@ _FLOW_KEYS = ("IP", "l4", "verdict", "event_type")
 
 def _fold_file(fold: HubbleFold, opened: Opened, sink: Sink) -> int:
     """Fold the events of one file; returns the number of flow events read."""
-    if hubble_fast.AVAILABLE:
-        return hubble_fast.fold_file(fold, opened, sink, _fold_objects)
-    return _fold_objects(fold, json_lines(opened, sink, what=WHAT), opened.path, sink)
-
-
-def _fold_objects(fold: HubbleFold, objects: Iterable[tuple[int, dict[str, Any]]], path: str,
-                  sink: Sink) -> int:
-    """Fold ``(line number, JSON object)`` of the file ``path``; the number of flow events."""
+    path = opened.path
     flows = 0
-    for number, obj in objects:
+    for number, obj in json_lines(opened, sink, what=WHAT):
         sink.input_records += 1
         flow = obj.get("flow")
         if flow is None:

@@ -113,12 +113,10 @@ class HubbleFold:
         # (address, pod name, identity, ID, labels, fields) -> what _ident said (see _end)
         self.ends: dict[tuple[Any, ...], tuple[int, bool]] = {}
         self.node_names: dict[Any, str] = {}
-        self.vantages: dict[tuple[Any, Any, Any], int] = {}  # (node, event type, point)
+        self.vantages: dict[tuple[str, int, str], int] = {}
         self.interned: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.ident_list: list[Ident] = [_NO_IDENT]
         self.lost = 0
-        # The typed reader's endpoint objects: raw bytes -> what they say (hubble_fast)
-        self.raw_endpoints: dict[bytes, Any] = {}
 
     def add(self, flow: Mapping[str, Any], envelope: Mapping[str, Any]) -> str | None:
         """Fold one flow event; returns a skip reason when it is not folded.
@@ -204,31 +202,7 @@ class HubbleFold:
             elif icmp_type >= 0:
                 src_is_client, rank = True, R_ICMP_REQUEST  # an ICMP error: its sender
 
-        syn = ack = rst = False
-        if flags:
-            syn, ack, rst = bool(flags.get("SYN")), bool(flags.get("ACK")), bool(flags.get("RST"))
-        event_type = get("event_type")
-        conn, src_is_a = self.fold_event(
-            proto, src, sport, dst, dport, t, src_is_client, rank, get("verdict"), syn, ack, rst,
-            (node, event_type.get("type", 0) if event_type else 0,
-             get("trace_observation_point", "")))
-        s, d = (0, 1) if src_is_a else (1, 0)
-        self.fold_nodes(conn, node, s, self._end(conn, s, s_ep, src), d,
-                        self._end(conn, d, d_ep, dst))
-        if not _EXTRA_FIELDS.isdisjoint(flow):
-            self.extras(conn, flow, s, d)
-        if l7 and (dns := l7.get("dns")) is not None:
-            self.dns_answer(dns, l7, reply=reply, src=src, dst=dst, t=t)
-        return None
-
-    # Positional: called once per event, a million times a file.
-    def fold_event(self, proto: str, src: str, sport: int | None, dst: str,  # noqa: PLR0917
-                   dport: int | None, t: int, src_is_client: bool | None, rank: int,
-                   verdict: Any, syn: bool, ack: bool, rst: bool,
-                   vantage: tuple[Any, Any, Any]) -> tuple[Conn, bool]:
-        """Fold what one event says of its connection (all but its endpoints, names and DNS);
-        the connection and whether the event's source is its end a. The typed reader
-        (capture.sources.hubble_fast) inlines it: change both."""
+        # The connection, by its unordered 5-tuple.
         src_is_a = src <= dst if sport is None else (src, sport) <= (dst, dport)
         key: ConnKey = ((proto, src, sport, dst, dport) if src_is_a
                         else (proto, dst, dport, src, sport))
@@ -246,6 +220,7 @@ class HubbleFold:
             else:
                 conn.rank_b = max(conn.rank_b, rank)
 
+        verdict = get("verdict")
         bits = conn.bits
         if verdict in _PASSED or verdict == "AUDIT":
             bits |= (_PASS_FROM_A if src_is_a else _PASS_FROM_B) | _PASS
@@ -255,24 +230,30 @@ class HubbleFold:
             bits |= _DROP
         elif verdict == "ERROR":
             bits |= _ERROR
-        if syn:
-            if ack:
-                bits |= _SYNACK_A if src_is_a else _SYNACK_B
-            else:
-                bits |= _SYN_A if src_is_a else _SYN_B
+        reset = 0
+        if flags:
+            if flags.get("SYN"):
+                if flags.get("ACK"):
+                    bits |= _SYNACK_A if src_is_a else _SYNACK_B
+                else:
+                    bits |= _SYN_A if src_is_a else _SYN_B
+            if flags.get("RST"):
+                reset = 1
         conn.bits = bits
 
+        event_type = get("event_type")
+        vantage = (node, event_type.get("type", 0) if event_type else 0,
+                   get("trace_observation_point", ""))
         number = self.vantages.get(vantage)
         if number is None:
             number = self.vantages[vantage] = len(self.vantages)
         counts = conn.counts
         counts[number] = counts.get(number, 0) + (_ONE_A if src_is_a else _ONE_B) + \
-            (_ONE_RESET if rst else 0)
-        return conn, src_is_a
+            (_ONE_RESET if reset else 0)
 
-    def fold_nodes(self, conn: Conn, node: str, s: int, src_local: bool,  # noqa: PLR0917
-                   d: int, dst_local: bool) -> None:
-        """The node where an end is local (its endpoint's ``ID`` is set, or it is the host)."""
+        s, d = (0, 1) if src_is_a else (1, 0)
+        src_local = self._end(conn, s, s_ep, src)
+        dst_local = self._end(conn, d, d_ep, dst)
         if (src_local or dst_local) and node:
             nodes = conn.nodes
             if nodes is None:
@@ -281,6 +262,11 @@ class HubbleFold:
                 nodes.add(self._intern((s, node)))
             if dst_local:
                 nodes.add(self._intern((d, node)))
+        if not _EXTRA_FIELDS.isdisjoint(flow):
+            self._extras(conn, flow, s, d)
+        if l7 and (dns := l7.get("dns")) is not None:
+            self._dns(dns, l7, reply=reply, src=src, dst=dst, t=t)
+        return None
 
     def _end(self, conn: Conn, side: int, ep: Any, address: str) -> bool:
         """Record what ``ep`` says of end ``side`` of ``conn``; whether it is local to the node
@@ -311,7 +297,7 @@ class HubbleFold:
         """One tuple object for equal keys kept by many connections."""
         return self.interned.setdefault(key, key)
 
-    def extras(self, conn: Conn, flow: Mapping[str, Any], s: int, d: int) -> None:
+    def _extras(self, conn: Conn, flow: Mapping[str, Any], s: int, d: int) -> None:
         """DNS names, services and policies an event gives (most events give none)."""
         for field, end in (("source_names", s), ("destination_names", d)):
             names = flow.get(field)
@@ -339,8 +325,8 @@ class HubbleFold:
                     name = _text(policy.get("name") or "") or "-"
                     conn.policies.add(f"-/{ns}/{name} {action}")
 
-    def dns_answer(self, dns: Mapping[str, Any], l7: Mapping[str, Any], *,
-                   reply: bool | None, src: str, dst: str, t: int) -> None:
+    def _dns(self, dns: Mapping[str, Any], l7: Mapping[str, Any], *, reply: bool | None,
+             src: str, dst: str, t: int) -> None:
         """A DNS answer from the proxy's L7 record: who asked, the name, the addresses."""
         if l7.get("type") != "RESPONSE" and reply is not True:
             return

@@ -19,7 +19,7 @@ import datetime
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from capture.errors import CaptureError
@@ -47,15 +47,9 @@ def json_lines(opened: Opened, sink: Sink, *, what: str,
     """``(line number, object)`` for each non-blank line of ``opened``; ``what`` names the
     format in messages ("Hubble flow"). ``prefix``, when a line starts with it, is taken off
     first (server-sent events' ``data:``)."""
-    return json_objects(raw_lines(opened, sink), opened.path, sink, what=what, prefix=prefix)
-
-
-def json_objects(lines: Iterable[tuple[int, bytes]], path: str, sink: Sink, *, what: str,
-                 prefix: bytes | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, object)`` for each non-blank line of ``lines`` (line number, bytes with
-    the line end) of the file ``path``, as ``json_lines`` says."""
+    path = opened.path
     cut: tuple[int, Exception] | None = None  # a last line without its newline, not JSON
-    for number, raw_line in lines:
+    for number, raw_line in raw_lines(opened, sink):
         line = raw_line[len(prefix):] if prefix and raw_line.startswith(prefix) else raw_line
         if line.isspace():
             continue
