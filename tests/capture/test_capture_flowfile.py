@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from capture_pcapbuild import (
@@ -16,10 +19,13 @@ from capture_pcapbuild import (
     udp,
     write_pcap,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 
+from capture import flowfile
 from capture.errors import CaptureError
-from capture.flowfile import GENERATOR, merge_flow_files, read_flow_file
+from capture.flowfile import GENERATOR, dumps, merge_flow_files, read_flow_file
 from capture.ingest import ingest
 
 FLOW_KEYS = {
@@ -175,3 +181,41 @@ def test_writing_to_a_device_leaves_the_device_alone(tmp_path) -> None:  # type:
         os.close(reader)
     write_lines(os.devnull, ["{}"])
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+# -- the line writer: orjson where it writes what the json module writes ----------------------
+
+_KEYS = st.text(max_size=4) | st.sampled_from(["first_seen", "labels", "a", "b"])
+_SCALARS = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
+            | st.floats(allow_nan=True, allow_infinity=True)
+            | st.sampled_from([1e-5, 1e-4, 0.0001, 1e16, 9.999999999999998e15, -0.0,
+                               1709294400.06, 5e-324])
+            | st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(
+                ["\x00", "\x1f", "\x7f", "\u2028", '"', "\\", "/", "é"])))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(_KEYS, inner, max_size=3), max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(obj=st.dictionaries(_KEYS | st.integers(0, 3), _VALUES, max_size=5))
+def test_dumps_writes_what_the_json_module_writes(obj: dict[Any, Any]) -> None:
+    """``dumps`` (orjson when installed) gives the json module's text byte for byte, or the
+    same refusal: floats in exponent form, NaN, non-string keys, big integers included."""
+    def outcome(encode: Any) -> str:
+        try:
+            return str(encode(obj))
+        except (TypeError, ValueError) as exc:
+            return f"refused: {type(exc).__name__}"
+
+    assert outcome(dumps) == outcome(flowfile._ENCODER.encode)
+
+
+def test_dumps_refuses_what_the_json_module_refuses() -> None:
+    class Kind(enum.Enum):
+        FLOW = "flow"
+
+    for bad in ({"x": float("nan")}, {"x": float("inf")}, {"k": Kind.FLOW},
+                {"t": datetime.datetime(2024, 1, 1)}):
+        with pytest.raises((TypeError, ValueError)):
+            dumps(bad)
+    assert dumps({"b": 1e-05, "a": [1e16, 0.5]}) == '{"a":[1e+16,0.5],"b":1e-05}'
