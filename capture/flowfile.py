@@ -150,8 +150,11 @@ def make_header(
     dns: int,
     *,
     version: int = 1,
+    interfaces: Mapping[str, Iterable[str]] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """A flow file's header. ``interfaces``: the interfaces each capture file names (pcapng
+    ``if_name``), by file name; the key is left out when no capture names any."""
+    header: dict[str, Any] = {
         "format": FORMAT,
         "version": version,
         "generator": GENERATOR,
@@ -163,6 +166,19 @@ def make_header(
             "dns": dns,
         },
     }
+    named = {source: sorted(set(names)) for source, names in (interfaces or {}).items() if names}
+    if named:
+        header["interfaces"] = dict(sorted(named.items()))
+    return header
+
+
+def header_interfaces(header: Mapping[str, Any]) -> dict[str, set[str]]:
+    """The ``interfaces`` a flow file's header names, by capture file (text entries only)."""
+    raw = header.get("interfaces")
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(source): {str(n) for n in names if isinstance(n, str)}
+            for source, names in raw.items() if isinstance(names, list)}
 
 
 def render(header: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -426,6 +442,7 @@ def merge(files: Sequence[FlowFile]) -> tuple[dict[str, Any], list[Record]]:
     ``sources`` is the sorted union and ``stats`` the sums.
     """
     sources: set[str] = set()
+    interfaces: dict[str, set[str]] = {}
     packets = 0
     skipped: dict[str, int] = {}
     records: list[Record] = []
@@ -433,6 +450,8 @@ def merge(files: Sequence[FlowFile]) -> tuple[dict[str, Any], list[Record]]:
         srcs = ff.header.get("sources")
         if isinstance(srcs, list):
             sources.update(str(s) for s in srcs)
+        for source, names in header_interfaces(ff.header).items():
+            interfaces.setdefault(source, set()).update(names)
         stats = ff.header.get("stats")
         if isinstance(stats, dict):
             packets += _int(stats.get("packets"))
@@ -443,8 +462,8 @@ def merge(files: Sequence[FlowFile]) -> tuple[dict[str, Any], list[Record]]:
         records.extend(ff.records)
     flows = sum(1 for r in records if r.get("record") == "flow")
     dns = sum(1 for r in records if r.get("record") == "dns")
-    return make_header(sources, packets, skipped, flows, dns,
-                       version=file_version(records)), records
+    return make_header(sources, packets, skipped, flows, dns, version=file_version(records),
+                       interfaces=interfaces), records
 
 
 def merge_flow_files(paths: Sequence[str], out: str | None) -> FlowFile:

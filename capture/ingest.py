@@ -206,7 +206,7 @@ def _read(
         log.warning("%s", warning)
     sources = tuple(sorted({os.path.basename(o.path) for o, _ in inputs}))
     header = make_header(sources, sink.packets, skipped, flows, dns,
-                         version=file_version(sink.records))
+                         version=file_version(sink.records), interfaces=sink.interfaces)
     return sink, IngestStats(sink.packets, skipped, flows, dns, sources, tuple(sink.warnings),
                              None, header, sink.input_records)
 

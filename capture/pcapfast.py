@@ -228,14 +228,15 @@ def _c_loop(table: FlowTable, layout: _Layout | None, *, little: bool, nano: boo
 
 
 def read_pcapng(
-    f: Readable, *, table: FlowTable, progress: Progress | None = None
+    f: Readable, *, table: FlowTable, progress: Progress | None = None,
+    names: list[str] | None = None,
 ) -> tuple[int, str | None]:
     """Fold every packet of a pcapng stream (positioned at its start): our block reader
     (``capture.pcapng``) turns runs of packets into classic records (little-endian, ns) that
     the classic loop folds, one link type at a time.
 
     Returns (packets read, damage) like ``read_classic``; raises ``PcapngBadStart`` when the
-    first section header is unreadable.
+    first section header is unreadable. ``names`` gets the interfaces' names.
     """
     folder = _RecordFolder(table)
     pack = struct.Struct("<IIII").pack
@@ -245,7 +246,7 @@ def read_pcapng(
     shown = 0
     epb_run = None if _fastloop is None else _fastloop.epb_run
     try:
-        for item in iter_packets(f, MAX_RECORD, epb_run):
+        for item in iter_packets(f, MAX_RECORD, epb_run, names):
             if isinstance(item, Run):  # packets already as classic records (the C converter)
                 folder.fold(out, out_link)  # the packets before it first
                 out = bytearray()

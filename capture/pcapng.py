@@ -37,6 +37,7 @@ BLOCK_DSB = 10
 BLOCK_PIB = 0x80000001  # Apple's process information block
 
 OPT_ENDOFOPT = 0
+OPT_IF_NAME = 2  # pcapng IDB option if_name (draft-ietf-opsawg-pcapng, 4.2): UTF-8
 OPT_IF_TSRESOL = 9
 OPT_EPB_FLAGS = 2
 OPT_EPB_PIB_INDEX = (0x8001, 0x8003)
@@ -132,18 +133,29 @@ def _tsresol(endian: str, options: bytes | bytearray | memoryview) -> int:
     return 1_000_000
 
 
+def interface_name(value: object) -> str | None:
+    """An Interface Description Block's ``if_name`` option value as text (the interface a
+    capture was taken on, e.g. ``cali1234`` or ``any``), or None when absent or empty. Some
+    writers count a terminating NUL in the option's length."""
+    if not isinstance(value, bytes):
+        return None
+    name = value.split(b"\0", 1)[0].decode("utf-8", "replace").strip()
+    return name or None
+
+
 def _ticks_to_ns(ticks: int, resol: int) -> int:
     return ticks * (NS // resol) if NS % resol == 0 else ticks * NS // resol
 
 
-def iter_packets(f: Readable, max_record: int, epb_run: EpbRun | None = None
-                 ) -> Iterator[Packet | Run]:
+def iter_packets(f: Readable, max_record: int, epb_run: EpbRun | None = None,
+                 names: list[str] | None = None) -> Iterator[Packet | Run]:
     """Every packet of a pcapng stream (positioned at its start), as scapy's reader gives them
     (frames cut to ``max_record`` bytes). Raises ``PcapngBadStart`` when the first section
     header cannot be read, ``PcapngDamaged`` where the rest of the file cannot be read.
 
     With ``epb_run`` (the C extension's), runs of plain Enhanced Packet Blocks come as ``Run``
-    items, already classic records; everything else one packet at a time.
+    items, already classic records; everything else one packet at a time. ``names`` gets the
+    name of every interface described (``if_name``), in file order.
     """
     buf = bytearray(CHUNK)
     view = memoryview(buf)
@@ -277,7 +289,12 @@ def iter_packets(f: Readable, max_record: int, epb_run: EpbRun | None = None
                 if body_end - body < 8:
                     raise EOFError
                 linktype, snaplen = struct.unpack_from(endian + "HxxI", buf, body)
-                resol = _tsresol(endian, bytes(buf[body + 8 : body_end]))
+                options = bytes(buf[body + 8 : body_end])
+                resol = _tsresol(endian, options)
+                if names is not None:
+                    name = interface_name(_Options.parse(endian, options).get(OPT_IF_NAME))
+                    if name is not None:
+                        names.append(name)
                 interfaces.append((linktype, snaplen, resol))
                 links.append(linktype)
                 mults.append(NS // resol if NS % resol == 0 else 0)

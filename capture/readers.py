@@ -27,6 +27,7 @@ from capture.pcapng import (
     PcapngBadStart,
     PcapngDamaged,
     describe_damage,
+    interface_name,
     iter_packets,
 )
 from capture.stream import HEAD_BYTES, Opened, Stream, open_head
@@ -95,20 +96,23 @@ def open_capture(source: str | Opened) -> CaptureInfo:
 
 
 def read_capture(
-    info: CaptureInfo, table: FlowTable, *, fast: bool = True, progress: Progress | None = None
+    info: CaptureInfo, table: FlowTable, *, fast: bool = True, progress: Progress | None = None,
+    interfaces: list[str] | None = None,
 ) -> tuple[int, str | None]:
     """Stream every packet of the capture into ``table``.
 
     Returns (packets read, damage): damage describes the first record that could not be read
-    (its number is packets read + 1), None when the input ended cleanly.
+    (its number is packets read + 1), None when the input ended cleanly. ``interfaces`` gets
+    the names a pcapng capture gives its interfaces (classic pcap names none).
     """
     stream = info.opened.open()
     try:
         with stream:
             if not fast:
-                n, damage = _read_scapy(info, stream, table, progress)
+                n, damage = _read_scapy(info, stream, table, progress, interfaces)
             elif info.kind == "pcapng":
-                n, damage = read_pcapng(stream, table=table, progress=progress)
+                n, damage = read_pcapng(stream, table=table, progress=progress,
+                                        names=interfaces)
             else:
                 tick = None if progress is None else lambda n, done: progress(n, done + 24)
                 stream.read_up_to(24)  # the file header, read by open_capture
@@ -161,14 +165,15 @@ class _Damaged(Exception):
 
 
 def _read_scapy(
-    info: CaptureInfo, stream: Stream, table: FlowTable, progress: Progress | None
+    info: CaptureInfo, stream: Stream, table: FlowTable, progress: Progress | None,
+    interfaces: list[str] | None = None,
 ) -> tuple[int, str | None]:
     """Fold the packets scapy's reader gives, every one through the general decoder: the
     reference the fast paths are checked against."""
     n = 0
     add = table.add_frame
     try:
-        for t, linktype, data, wirelen in _scapy_packets(info, stream):
+        for t, linktype, data, wirelen in _scapy_packets(info, stream, interfaces):
             add(linktype, data, t, wirelen)
             n += 1
             if progress is not None and not n & 0x3FFF:
@@ -179,11 +184,14 @@ def _read_scapy(
 
 
 def _scapy_packets(
-    info: CaptureInfo, stream: Stream | None = None
+    info: CaptureInfo, stream: Stream | None = None, interfaces: list[str] | None = None
 ) -> Iterator[tuple[int, int, bytes, int]]:
     """(time ns, linktype, frame bytes, wire length) for every packet, through scapy; of
-    ``stream`` (else ``info.opened.open()``), which it closes."""
+    ``stream`` (else ``info.opened.open()``), which it closes. ``interfaces`` gets the names
+    of the pcapng interfaces described."""
     reader = _scapy_reader(info, info.opened.open() if stream is None else stream)
+    if interfaces is not None:
+        reader.names = interfaces
     try:
         if info.kind == "pcap":
             mult = 1 if reader.nano else 1000
@@ -284,6 +292,15 @@ def _scapy_reader(info: CaptureInfo, stream: Stream) -> Any:
 
     class _PcapNgReader(RawPcapNgReader):
         head = b""
+        names: list[str] | None = None  # the interfaces' names, when asked for
+
+        def _read_block_idb(self, block: bytes, size: int) -> None:
+            before = len(self.interfaces)
+            super()._read_block_idb(block, size)
+            if self.names is not None and len(self.interfaces) > before:
+                name = interface_name(self.interfaces[-1][2].get("name"))
+                if name is not None:
+                    self.names.append(name)
 
         def __init__(self, *args: Any) -> None:
             super().__init__(*args)

@@ -175,6 +175,12 @@ def _merge_headers(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "sources": sources,
         "stats": {"packets": packets, "flows": flows, "skipped": dict(sorted(skipped.items()))},
     }
+    interfaces: dict[str, set[str]] = {}
+    for h in headers:
+        for source, names in (h.get("interfaces") or {}).items():
+            interfaces.setdefault(source, set()).update(names)
+    if interfaces:
+        merged["interfaces"] = {source: sorted(interfaces[source]) for source in sorted(interfaces)}
     if len(generators) == 1 and None not in generators:
         merged["generator"] = generators.pop()
     return merged
@@ -201,6 +207,11 @@ def _check_header(data: dict[str, Any]) -> dict[str, Any]:
     sources = data.get("sources", [])
     if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
         raise _Bad('"sources" must be a list of strings')
+    interfaces = data.get("interfaces", {})
+    if not isinstance(interfaces, dict) or not all(
+            isinstance(names, list) and all(isinstance(n, str) for n in names)
+            for names in interfaces.values()):
+        raise _Bad('"interfaces" must be an object of lists of interface names')
     stats = data.get("stats", {})
     if not isinstance(stats, dict):
         raise _Bad('"stats" must be an object')

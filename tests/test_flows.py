@@ -182,6 +182,8 @@ def test_bad_record_names_the_line(tmp_path: Path, record: Any, message: str) ->
         ({**HEADER, "version": "1"}, '"version" must be an integer'),
         ({**HEADER, "version": 0}, "unknown flow file version 0"),
         ({**HEADER, "sources": "a.pcap"}, '"sources" must be a list of strings'),
+        ({**HEADER, "interfaces": {"a.pcapng": "eth0"}}, '"interfaces" must be an object'),
+        ({**HEADER, "interfaces": ["eth0"]}, '"interfaces" must be an object'),
         (flow_record(), "line 1 must be the header"),
     ],
 )
@@ -223,7 +225,8 @@ def test_several_files_merge_sorted(tmp_path: Path) -> None:
         early,
         header={
             **HEADER,
-            "sources": ["node-b.pcap"],
+            "sources": ["node-b.pcapng"],
+            "interfaces": {"node-b.pcapng": ["cali1", "eth0"]},
             "stats": {"flows": 1, "packets": 9, "skipped": {"non-ip": 1}},
         },
     )
@@ -233,7 +236,8 @@ def test_several_files_merge_sorted(tmp_path: Path) -> None:
     assert merged.header == {
         "format": "segmenter-flows",
         "generator": "segmenter-capture 0.1.0",
-        "sources": ["node-b.pcap", "shop.pcapng"],
+        "sources": ["node-b.pcapng", "shop.pcapng"],
+        "interfaces": {"node-b.pcapng": ["cali1", "eth0"]},
         "stats": {"flows": 4, "packets": 49, "skipped": {"non-ip": 3}},
         "version": 1,
     }

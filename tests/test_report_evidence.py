@@ -228,7 +228,9 @@ def test_coverage_names_each_source_its_nodes_interfaces_and_window(
     coverage = _section((out / "report.md").read_text(), "Coverage and learning")
     rows = {r[0]: r for r in _rows(coverage, "Flow file")}
     capture = rows[str(demo / "flows.jsonl")]
-    assert capture[1:4] == ["shop.pcapng", "not recorded", "not recorded"]
+    # The sample's pcapng names its interface (its Interface Description Block's if_name),
+    # not its node.
+    assert capture[1:4] == ["shop.pcapng", "not recorded", "br0"]
     assert rows[str(agent)][1:4] == ["worker-1:cali*", "worker-1", "worker-1:cali*"]
     assert rows[str(agent)][6] == "2"
     assert rows[str(logs)][2] == "worker-1, worker-9"

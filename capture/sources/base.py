@@ -49,6 +49,8 @@ class Sink:
     input_records: int = 0  # records read by record sources (before folding)
     skipped: Counter[str] = field(default_factory=Counter)  # record sources' skip reasons
     warnings: list[str] = field(default_factory=list)
+    # The interfaces each capture file names (pcapng if_name), by the file's name in the header.
+    interfaces: dict[str, set[str]] = field(default_factory=dict)
     # A record source's state across the files of one ingest, by format name (a connection
     # whose reports are split over rotated files folds into one record).
     state: dict[str, Any] = field(default_factory=dict)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 
-from capture.flowfile import FORMAT, loads, read_flow_file
+from capture.flowfile import FORMAT, header_interfaces, loads, read_flow_file
 from capture.sources.base import Opened, ReadOptions, Sink, SourceFormat, stat_counts
 
 # A first line that names the format is a flow file even when it is not valid JSON (an integer
@@ -41,6 +41,8 @@ def _read(opened: Opened, sink: Sink, options: ReadOptions) -> None:
     packets, skipped = stat_counts(flow_file.header)
     sink.packets += packets
     sink.skipped.update(skipped)
+    for source, names in header_interfaces(flow_file.header).items():
+        sink.interfaces.setdefault(source, set()).update(names)
     for record in flow_file.records:
         sink.input_records += 1
         sink.add_record(record)

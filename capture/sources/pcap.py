@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 from capture.errors import CaptureError
 from capture.readers import PCAP_MAGICS, PCAPNG_MAGIC, first_timestamp, open_capture, read_capture
 from capture.sources.base import Opened, ReadOptions, Sink, SourceFormat
@@ -10,9 +12,12 @@ from capture.sources.base import Opened, ReadOptions, Sink, SourceFormat
 
 def _read(opened: Opened, sink: Sink, options: ReadOptions) -> None:
     info = open_capture(opened)
+    names: list[str] = []
     packets, damage = read_capture(info, sink.table, fast=options.fast,
-                                   progress=options.progress)
+                                   progress=options.progress, interfaces=names)
     sink.packets += packets
+    if names:
+        sink.interfaces.setdefault(os.path.basename(opened.path), set()).update(names)
     if damage is not None:
         # tshark: "The file ... appears to have been cut short in the middle of a packet".
         sink.warnings.append(str(CaptureError(damage, path=opened.path, record=packets + 1))

@@ -131,10 +131,12 @@ def pcapng_bytes(
     *,
     endian: str = "<",
     wirelen: dict[int, int] | None = None,
+    names: Sequence[bytes | None] = (),
 ) -> bytes:
     """A pcapng built by hand: interfaces (linktype, if_tsresol byte), packets (interface id,
     time stamp in that interface's units, frame). Used where scapy's writer cannot (time stamp
-    resolution, byte order)."""
+    resolution, byte order). ``names``: each interface's if_name option value (bytes as
+    written, None for none), in order."""
 
     def block(btype: int, body: bytes) -> bytes:
         body += b"\x00" * (-len(body) % 4)
@@ -142,8 +144,11 @@ def pcapng_bytes(
         return struct.pack(endian + "II", btype, length) + body + struct.pack(endian + "I", length)
 
     out = block(0x0A0D0D0A, struct.pack(endian + "IHHq", 0x1A2B3C4D, 1, 0, -1))
-    for linktype, tsresol in interfaces:
+    for i, (linktype, tsresol) in enumerate(interfaces):
         opts = struct.pack(endian + "HH", 9, 1) + bytes([tsresol]) + b"\x00" * 3
+        name = names[i] if i < len(names) else None
+        if name is not None:
+            opts += struct.pack(endian + "HH", 2, len(name)) + name + b"\x00" * (-len(name) % 4)
         opts += struct.pack(endian + "HH", 0, 0)
         out += block(1, struct.pack(endian + "HHI", linktype, 0, 262144) + opts)
     for n, (ifid, ts, frame) in enumerate(packets):

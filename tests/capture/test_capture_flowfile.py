@@ -127,6 +127,20 @@ def test_merge_is_order_independent(tmp_path: Path) -> None:
     assert [r["record"] for r in merged.records] == ["flow"] * 6 + ["dns"] * 3
 
 
+def test_merge_joins_the_interfaces_each_capture_names(tmp_path: Path) -> None:
+    paths = [_flow_file(tmp_path, n, T0 + 10 * k, k) for k, n in enumerate("ab")]
+    named = ({"a.pcap": ["eth0"]}, {"a.pcap": ["any"], "b.pcap": ["cali1"]})
+    for path, interfaces in zip(paths, named, strict=True):
+        lines = path.read_text().splitlines()
+        header = json.loads(lines[0])
+        header["interfaces"] = interfaces
+        path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    out = tmp_path / "m.jsonl"
+    merge_flow_files([str(p) for p in reversed(paths)], str(out))
+    assert read_flow_file(str(out)).header["interfaces"] == {"a.pcap": ["any", "eth0"],
+                                                             "b.pcap": ["cali1"]}
+
+
 def test_merge_of_one_file_is_that_file(tmp_path: Path) -> None:
     path = _flow_file(tmp_path, "a", T0, 1)
     out = tmp_path / "m.jsonl"

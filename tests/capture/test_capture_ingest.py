@@ -38,6 +38,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import CookedLinuxV2, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 
+import capture.pcapfast
 from capture.cli import main
 from capture.errors import CaptureError
 from capture.ingest import ingest
@@ -145,6 +146,28 @@ def test_pcapng_nanosecond_and_binary_time_resolution(tmp_path: Path, endian: st
     assert flow["first_seen"] == 1_700_000_000_123_456_789 / 1e9
     assert flow["last_seen"] == 1_700_000_001.5
     assert flow["handshake"] is True
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+@pytest.mark.parametrize("path_kind", ["c-loop", "python", "scapy"])
+def test_pcapng_interface_names_reach_the_header(
+        tmp_path: Path, endian: str, path_kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each pcapng Interface Description Block's if_name (one written with a terminating NUL,
+    as some writers count it, one interface unnamed) is in the header's ``interfaces``, by
+    file, whichever path read it; a classic pcap names none and the key is left out."""
+    if path_kind == "python":
+        monkeypatch.setattr(capture.pcapfast, "_fastloop", None)
+    syn = ether(tcp(CLIENT, SERVER, 40000, 80, "S"))
+    data = pcapng_bytes([(1, 6), (1, 6), (1, 6)],
+                        [(0, 1_700_000_000_000_000, syn), (2, 1_700_000_000_100_000, syn)],
+                        endian=endian, names=[b"cali1a2b3c", None, b"eth0\x00"])
+    path = tmp_path / "node.pcapng"
+    path.write_bytes(data)
+    classic = write_pcap(tmp_path / "plain.pcap", [(T0, syn)])
+    header, _, _ = records([path, classic], fast=path_kind != "scapy")
+    assert header["interfaces"] == {"node.pcapng": ["cali1a2b3c", "eth0"]}
+    header, _, _ = records([classic])
+    assert "interfaces" not in header
 
 
 def test_pcapng_sections_joined_with_cat(tmp_path: Path) -> None:

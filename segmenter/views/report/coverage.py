@@ -6,7 +6,8 @@ window of its flows, and the nodes and interfaces it was captured on, as far as 
 a capture agent's file names its host and interfaces (the header's ``agent`` object, or its
 ``sources`` entries ``HOST:IFACE`` once merged: docs/capture-agent.md "Headers"); flow-log
 records name the nodes of their endpoints (``client_endpoint.node``, docs/flow-format.md); a
-capture file says neither (it is shown as not recorded). Per node of the inventory: the window
+pcapng capture names its interfaces (the header's ``interfaces``) but not its node, a classic
+pcap neither (shown as not recorded). Per node of the inventory: the window
 of the flows that touched it (its addresses, its pods' addresses, records naming it, the agent
 running on it); a node with none was not covered.
 
@@ -104,6 +105,8 @@ def source_coverage(path: str, traffic: Traffic) -> SourceCoverage:
         if found is not None:
             nodes.add(found[0])
             interfaces.add(name)
+    for names in (header.get("interfaces") or {}).values():
+        interfaces.update(names)  # a pcapng's own names (its Interface Description Blocks)
     for flow in traffic.flows:
         nodes |= _endpoint_nodes(flow)
     raw_stats = header.get("stats")
