@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from capture import __version__
 from capture.errors import CaptureError
 from capture.flowfile import merge_flow_files
-from capture.ingest import ingest
+from capture.ingest import ingest, read_counts
 
 if TYPE_CHECKING:
     from capture.agent import AgentStats
@@ -132,15 +132,18 @@ def run_capture(args: argparse.Namespace) -> AgentStats:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m capture",
-        description="Turn packet captures (pcap / pcapng) into a segmenter flow file.",
+        description="Turn packet captures (pcap / pcapng) and flow logs (Hubble, Calico, cloud"
+                    " VPC, Zeek) into a segmenter flow file.",
     )
     parser.add_argument("--version", action="version",
                         version=f"segmenter-capture {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_ingest = sub.add_parser("ingest", help="read captures, write one flow file")
+    p_ingest = sub.add_parser("ingest", help="read captures and flow logs, write one flow file")
     p_ingest.add_argument("captures", nargs="+", metavar="CAPTURE",
-                          help="pcap or pcapng files, flow files (optionally compressed: gzip,"
-                               " zstd, xz, bzip2); /dev/stdin or a FIFO for a pipe")
+                          help="pcap or pcapng files, flow files, flow logs of a format"
+                               " `capture.sources` reads, or folders of them (optionally"
+                               " compressed: gzip, zstd, xz, bzip2); /dev/stdin or a FIFO for a"
+                               " pipe")
     p_ingest.add_argument("-o", "--output", default="-",
                           help="flow file to write (default: standard output)")
     p_ingest.add_argument("--no-progress", action="store_true",
@@ -180,8 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if sys.stderr.isatty():
                 reasons = ", ".join(f"{k} {v}" for k, v in sorted(stats.skipped.items()))
                 sys.stderr.write(
-                    f"{stats.packets} packets read from {len(stats.sources)} capture(s),"
-                    f" {stats.skipped_total} skipped" + (f" ({reasons})" if reasons else "")
+                    f"{read_counts(stats.packets, stats.records)} read from"
+                    f" {len(stats.sources)} input(s), {stats.skipped_total} skipped"
+                    + (f" ({reasons})" if reasons else "")
                     + f", {stats.flows} flows and {stats.dns} DNS answers written\n"
                 )
         else:

@@ -58,10 +58,18 @@ class IngestStats:
     warnings: tuple[str, ...] = ()  # one line per damaged capture
     out: str | None = None
     header: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    records: int = 0  # records read from flow files and flow logs (before folding)
 
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
+
+
+def read_counts(packets: int, records: int) -> str:
+    """``N packets``, ``M records`` or ``N packets and M records``: what an ingest read."""
+    parts = [f"{n} {unit}{'' if n == 1 else 's'}"
+             for n, unit in ((packets, "packet"), (records, "record")) if n]
+    return " and ".join(parts) or "0 packets"
 
 
 def ingest(
@@ -97,7 +105,7 @@ def ingest(
         ))
     return IngestStats(
         stats.packets, stats.skipped, stats.flows, stats.dns, stats.sources, stats.warnings,
-        out, stats.header,
+        out, stats.header, stats.records,
     )
 
 
@@ -188,7 +196,7 @@ def _read(
     header = make_header(sources, sink.packets, skipped, flows, dns,
                          version=file_version(sink.records))
     return sink, IngestStats(sink.packets, skipped, flows, dns, sources, tuple(sink.warnings),
-                             None, header)
+                             None, header, sink.input_records)
 
 
 def _nothing_read(inputs: Sequence[tuple[Opened, SourceFormat]], empty: Sequence[str],

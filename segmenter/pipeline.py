@@ -59,12 +59,16 @@ class IngestResult:
     dns: int
     sources: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+    records: int = 0  # flow-log and flow-file records read
 
     def line(self) -> str:
-        """``N packets read, M skipped (reason n, ...), K flows written``."""
+        """``N packets read, M skipped (reason n, ...), K flows written`` (``records`` for flow
+        logs and flow files)."""
+        from capture.ingest import read_counts
+
         skipped = sum(self.skipped.values())
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items()))
-        return (f"{self.packets} packets read, {skipped} skipped"
+        return (f"{read_counts(self.packets, self.records)} read, {skipped} skipped"
                 + (f" ({reasons})" if reasons else "") + f", {self.flows} flows written")
 
 
@@ -82,10 +86,12 @@ def ingest(sources: Sequence[str], out: str, *, progress: bool = False) -> Inges
         stats = capture_ingest(list(sources), out, progress=progress)
     except CaptureError as exc:
         raise InputError(str(exc)) from exc
+    except BrokenPipeError:
+        raise  # the reader of standard output went away: the CLI ends quietly
     except OSError as exc:
         raise InputError(f"{exc.strerror or exc}", path=getattr(exc, "filename", None)) from exc
     return IngestResult(stats.packets, dict(stats.skipped), stats.flows, stats.dns,
-                        stats.sources, stats.warnings)
+                        stats.sources, stats.warnings, stats.records)
 
 
 def read_traffic(paths: Sequence[str]) -> Traffic:
@@ -350,11 +356,16 @@ def diff(old: PolicyDocs, new: PolicyDocs, *, inventory: Inventory | None = None
          flows: Sequence[Flow] = (), target: Target | None = None,
          max_workloads: int = 200) -> tuple[StructuralDiff, SemanticDiff | None]:
     """Objects that change between two policy sets and, with an inventory, the connections and
-    observed flows that change verdict under ``target``'s enforcement."""
+    observed flows that change verdict under ``target``'s enforcement (by default the one the
+    sides are written for: :func:`enforcement_for`, which refuses to guess).
+
+    Raises:
+        InputError: no ``target`` and none the sides tell (Kubernetes NetworkPolicies alone).
+    """
     structural = diff_policies(old.manifests, new.manifests)
     semantic = None
     if inventory is not None:
-        chosen = target or get_target("kubernetes")
+        chosen = target or enforcement_for([old, new], sides=True).target
         semantic = semantic_diff(list(old.manifests), list(new.manifests), inventory, flows,
                                  chosen.name, max_workloads=max_workloads,
                                  focus_namespaces=structural.touched_namespaces())

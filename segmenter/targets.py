@@ -238,18 +238,6 @@ def target_of_group(doc: Mapping[str, Any]) -> Target | None:
     return found
 
 
-def detect_target(manifests: Iterable[Mapping[str, Any]]) -> Target:
-    """The target whose enforcement a set of manifests is written for: the one owning any of
-    them other than the first target (Kubernetes NetworkPolicy, which every target's CNI also
-    enforces), else the first target."""
-    first = next(iter(TARGETS.values()))
-    for doc in manifests:
-        target = target_of(doc)
-        if target is not None and target is not first:
-            return target
-    return first
-
-
 def target_options(raw: Mapping[str, Mapping[str, object]], *, path: str | None = None,
                    ) -> dict[str, dict[str, bool]]:
     """``compile.targets`` of segmenter.yaml checked against the registry: target name ->

@@ -1,13 +1,12 @@
 """Calico ``projectcalico.org/v3`` output checked against Calico's own CRD schemas.
 
-The CRDs are third-party files and are not kept in this repository. To run the check, put
-Calico's CRD files (``api/config/crd/projectcalico.org_*.yaml`` in projectcalico/calico: at
-least networkpolicies, globalnetworkpolicies, globalnetworksets, tiers, stagednetworkpolicies
-and stagedglobalnetworkpolicies) in a folder and point ``SEGMENTER_CALICO_CRDS`` at it::
+The CRDs are third-party files and are not kept in this repository: they are read in place
+from ``../shared/corpora/crds/calico`` (Calico's ``api/config/crd/projectcalico.org_*.yaml``,
+with its licence). ``SEGMENTER_CALICO_CRDS`` points at another folder of them::
 
     SEGMENTER_CALICO_CRDS=/path/to/crds .venv/bin/pytest tests/test_calico_schema.py
 
-Without the variable every test here skips.
+Without either, every test here skips with the reason.
 
 What is checked, per document, as the API server would for a CRD in native v3 CRD mode:
 
@@ -42,6 +41,7 @@ import pytest
 import yaml
 
 from segmenter.cli import main
+from tests.conftest import CORPORA
 
 ENV = "SEGMENTER_CALICO_CRDS"
 SAMPLE = Path(__file__).resolve().parent.parent / "sample"
@@ -163,6 +163,12 @@ def _tier_action(name: str, action: str) -> Callable[[Any], bool]:
     return lambda s: s["metadata"].get("name") != name or s["spec"].get("defaultAction") == action
 
 
+def _tier_order(name: str, order: float) -> Callable[[Any], bool]:
+    # CEL compares the number as a double: 1000000 and 1000000.0 are equal.
+    return lambda s: s["metadata"].get("name") != name or (
+        _has(s["spec"], "order") and float(s["spec"]["order"]) == order)
+
+
 # Keyed by the rule text with whitespace collapsed; the value says whether ``self`` passes.
 CEL_RULES: dict[str, Callable[[Any], bool]] = {
     # EntityRule (source, destination)
@@ -234,6 +240,23 @@ CEL_RULES: dict[str, Callable[[Any], bool]] = {
         _tier_action("kube-baseline", "Pass"),
     "self.metadata.name == 'default' ? self.spec.defaultAction == 'Deny' : true":
         _tier_action("default", "Deny"),
+    # The same rules as Calico 3.30+ writes them (has() first), and the reserved tiers' orders
+    # (the kube-admin / kube-baseline tiers of ClusterNetworkPolicy, the default tier).
+    "self.metadata.name == 'kube-admin' ? (has(self.spec.defaultAction) && "
+    "self.spec.defaultAction == 'Pass') : true": _tier_action("kube-admin", "Pass"),
+    "self.metadata.name == 'kube-baseline' ? (has(self.spec.defaultAction) && "
+    "self.spec.defaultAction == 'Pass') : true": _tier_action("kube-baseline", "Pass"),
+    "self.metadata.name == 'default' ? (has(self.spec.defaultAction) && "
+    "self.spec.defaultAction == 'Deny') : true": _tier_action("default", "Deny"),
+    "self.metadata.name != 'default' || (has(self.spec.order) && self.spec.order == 1000000.0)":
+        _tier_order("default", 1000000.0),
+    "self.metadata.name != 'kube-admin' || (has(self.spec.order) && self.spec.order == 1000.0)":
+        _tier_order("kube-admin", 1000.0),
+    "self.metadata.name != 'kube-baseline' || (has(self.spec.order) && "
+    "self.spec.order == 10000000.0)": _tier_order("kube-baseline", 10000000.0),
+    # GlobalNetworkPolicy spec.namespaceSelector
+    "!has(self.namespaceSelector) || !self.namespaceSelector.contains('global(')":
+        lambda s: not _has(s, "namespaceSelector") or "global(" not in s["namespaceSelector"],
     # GlobalNetworkSet spec.nets (Kubernetes' isCIDR / isIP)
     "self.all(n, isCIDR(n) || isIP(n))": lambda s: all(_ip_or_cidr(n) for n in s),
 }
@@ -368,10 +391,10 @@ def folder_errors(folder: Path, crds: dict[str, Crd]) -> tuple[int, list[str]]:
 @pytest.fixture(scope="module")
 def crds() -> dict[str, Crd]:
     pytest.importorskip("jsonschema")
-    folder = os.environ.get(ENV)
-    if not folder:
-        pytest.skip(f"{ENV} is not set: point it at a folder of Calico's projectcalico.org CRD "
-                    "files (api/config/crd in projectcalico/calico) to check the Calico output")
+    folder = os.environ.get(ENV) or str(CORPORA / "crds" / "calico")
+    if not os.environ.get(ENV) and not Path(folder).is_dir():
+        pytest.skip(f"no Calico CRDs: ../shared/corpora/crds/calico is absent and {ENV} is not "
+                    "set (point it at api/config/crd of projectcalico/calico)")
     if not Path(folder).is_dir():
         pytest.skip(f"{ENV}={folder} is not a directory")
     found = load_crds(Path(folder))

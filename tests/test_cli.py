@@ -267,3 +267,17 @@ def test_verify_reports_policies_the_api_server_would_reject(
     assert "[medium] invalid-policy" in captured.out
     assert "bad.yaml (document 1)" in err
     assert "policyTypes" in err
+
+
+def test_a_closed_pipe_ends_quietly_with_the_sigpipe_status() -> None:
+    """``segmenter ingest -o - | head -c 1``: no traceback, no error line, status 128 + 13."""
+    ingest = subprocess.Popen([sys.executable, "-c", "import sys; from segmenter.cli import main;"
+                               " sys.exit(main(sys.argv[1:]))", "ingest",
+                               str(SAMPLE / "shop.pcapng"), "-o", "-"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert ingest.stdout is not None and ingest.stderr is not None
+    assert ingest.stdout.read(1) == b"{"
+    ingest.stdout.close()  # the reader goes away after one byte
+    err = ingest.stderr.read()
+    assert ingest.wait(timeout=60) == 141
+    assert err == b"", err

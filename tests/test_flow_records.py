@@ -481,3 +481,18 @@ def test_the_learning_curve_of_flows_takes_address_less_ends_and_leaves_out_drop
              flow(IP["web-0"], IP["db-0"], 5432, verdict=FlowVerdict.DROPPED)]
     curve = learning_curve(flows)
     assert sorted(k[:2] for k in curve.keys) == [("", ""), (IP["web-0"], IP["api-0"])]
+
+
+def test_the_ingest_line_counts_records_of_flow_logs_and_packets_of_captures(
+        tmp_path: Path) -> None:
+    """A flow file read again is records, not "0 packets": the summary says what was read."""
+    flows = tmp_path / "in.jsonl"
+    flows.write_text(json.dumps({"format": "segmenter-flows", "version": 1, "sources": ["x"]})
+                     + "\n" + json.dumps({
+                         "record": "flow", "proto": "TCP", "client": "10.0.0.1",
+                         "client_port": 40000, "server": "10.0.0.2", "server_port": 80,
+                         "first_seen": 1.0, "last_seen": 2.0}) + "\n")
+    result = pipeline.ingest([str(flows)], str(tmp_path / "out.jsonl"))
+    assert result.line() == "1 record read, 0 skipped, 1 flows written"
+    both = pipeline.IngestResult(3, {"non-ip": 1}, 2, 0, ("a", "b"), (), 5)
+    assert both.line() == "3 packets and 5 records read, 1 skipped (non-ip 1), 2 flows written"

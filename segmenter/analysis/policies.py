@@ -16,7 +16,7 @@ from typing import Any
 
 from segmenter.evaluate import describe_manifest, is_warning, iter_manifests, validate_manifest
 from segmenter.policy.ir import PolicySet
-from segmenter.targets import Target, all_kinds, detect_target
+from segmenter.targets import Target, all_kinds
 
 PolicySource = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | PolicySet | \
     Iterable[Mapping[str, Any]] | None
@@ -38,10 +38,6 @@ class PolicyDocs:
     notes: tuple[str, ...] = ()
     target: Target | None = None
     served_groups: tuple[str, ...] | None = None
-
-    def detected_target(self) -> Target:
-        """The target these manifests are written for: as given, else by their kinds."""
-        return self.target if self.target is not None else detect_target(self.manifests)
 
 
 def _checked(items: Iterable[tuple[str, Mapping[str, Any]]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -18,6 +19,7 @@ from segmenter.cli.common import EXIT_ERROR
 from segmenter.errors import SegmenterError
 
 COMMAND_GROUPS = (stages, verify, checks, deploy, collect, monitor)
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as the shell reports a command the signal ended
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,6 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         held.show()
         print("segmenter: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of standard output went away (``segmenter ingest -o - | head``): end as
+        # a command killed by SIGPIPE does, without a message, and without Python's own
+        # complaint when it flushes stdout at exit (docs.python.org, "Note on SIGPIPE").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except BaseException:
         held.show()  # a bug: everything that led to it
         raise

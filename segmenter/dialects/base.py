@@ -77,6 +77,13 @@ class Dialect:
     def note(self, message: str) -> None:
         self._notes.append(message)
 
+    def put_file(self, files: dict[str, list[Manifest]], key: str, manifest: Manifest) -> None:
+        """Put ``manifest`` alone in the file ``key``; a second policy for the same file (names
+        that collide once made file-safe) cannot be expressed."""
+        if key in files:
+            self.unsupported(f"two policies would both be written as {key}")
+        files[key] = [manifest]
+
     def emit(self, policy_set: PolicySet) -> Output:
         self._unsupported.clear()
         self._notes.clear()

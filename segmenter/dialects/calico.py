@@ -95,9 +95,9 @@ class Calico(Dialect):
                 "spec": {"order": _number(tier.order)},
             }]
         for guard in policy_set.guardrails:
-            self._put(files, f"10-guardrails/{guard.name}.yaml", self.policy(guard))
+            self.put_file(files, f"10-guardrails/{guard.name}.yaml", self.policy(guard))
         for policy in policy_set.policies:
-            self._put(files, f"20-{policy.namespace}/{policy.name}.yaml", self.policy(policy))
+            self.put_file(files, f"20-{policy.namespace}/{policy.name}.yaml", self.policy(policy))
         if self._sets:
             files["05-globalnetworksets.yaml"] = [self._sets[k] for k in sorted(self._sets)]
         named = sorted(k for k, v in self._sets.items() if v["spec"].get("allowedEgressDomains"))
@@ -107,11 +107,6 @@ class Calico(Dialect):
                       "what the names resolve to; guardrail Pass rules keep matching the "
                       f"observed addresses only: {', '.join(named)}")
         return files
-
-    def _put(self, files: dict[str, list[Manifest]], key: str, manifest: Manifest) -> None:
-        if key in files:
-            self.unsupported(f"two policies would both be written as {key}")
-        files[key] = [manifest]
 
     def policy(self, policy: Policy) -> Manifest:
         cluster = policy.namespace is None

@@ -152,12 +152,12 @@ class Cilium(Dialect):
         for guard in policy_set.guardrails:
             manifest = self.guardrail(guard)
             if manifest is not None:
-                self._put(files, f"{CLUSTERWIDE_DIR}/{manifest['metadata']['name']}.yaml",
+                self.put_file(files, f"{CLUSTERWIDE_DIR}/{manifest['metadata']['name']}.yaml",
                           manifest)
         for policy in policy_set.policies:
             manifest = self.policy(policy)
             folder = CLUSTERWIDE_DIR if policy.namespace is None else policy.namespace
-            self._put(files, f"{folder}/{manifest['metadata']['name']}.yaml", manifest)
+            self.put_file(files, f"{folder}/{manifest['metadata']['name']}.yaml", manifest)
         if self._node_policies:
             self.note("node addresses are written as CIDRs, which Cilium matches against nodes "
                       "only with policy-cidr-match-mode: nodes (a pod's own node is always "
@@ -184,11 +184,6 @@ class Cilium(Dialect):
                       "pods answer instead and must be allowed by selector: "
                       + ", ".join(sorted(self._resolver_policies)))
         return files
-
-    def _put(self, files: dict[str, list[Manifest]], key: str, manifest: Manifest) -> None:
-        if key in files:
-            self.unsupported(f"two policies would both be written as {key}")
-        files[key] = [manifest]
 
     # ----------------------------------------------------------------------------------------
     # Allow policies

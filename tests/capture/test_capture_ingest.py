@@ -569,5 +569,5 @@ def test_final_line_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert main(["ingest", str(path), "-o", str(out), "--no-progress"]) == 0
     err = capsys.readouterr().err
-    assert re.fullmatch(r"9 packets read from 1 capture\(s\), 1 skipped \([a-z-]+ 1\), \d+ flows"
+    assert re.fullmatch(r"9 packets read from 1 input\(s\), 1 skipped \([a-z-]+ 1\), \d+ flows"
                         r" and \d+ DNS answers written\n", err), err
