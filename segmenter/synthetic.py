@@ -303,8 +303,12 @@ def pod_timeline(n_pods: int, rng: random.Random, *, day_start: float = DAY_T0
     for start, w in events:
         while releases and releases[0][0] <= start:
             free.append(heapq.heappop(releases)[1])
-        if not free:  # keep the pool from running dry: end the oldest early
+        if not free and releases:  # keep the pool from running dry: end the oldest early
             free.append(heapq.heappop(releases)[1])
+        elif not free:  # every address held by a pod that outlives the day: one more address
+            i = n_ips
+            n_ips += 1
+            free.append(f"10.{64 + i // 65536}.{(i // 256) % 256}.{i % 256}")
         ip = free.pop(rng.randrange(len(free)))
         end = start + rng.uniform(DAY / 4, 2 * DAY)
         ref = WorkloadRef(f"ns-{w % 50:02d}", "Deployment", f"app-{w:05d}")

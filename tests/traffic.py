@@ -60,7 +60,8 @@ def generated_traffic(seed: int, *, pods: int = 120, flows: int = 600,
     named = {NAMES[0]: internet[0:3], NAMES[1]: internet[2:5], NAMES[2]: internet[5:6]}
     dns: list[DnsAnswer] = []
     out: list[Flow] = []
-    for flow in plain:
+    for base in plain:
+        flow = base
         roll = rng.random()
         assert flow.server is not None and flow.client is not None
         if flow.server in internet and rng.random() < 0.7:

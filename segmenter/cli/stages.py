@@ -74,7 +74,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
         check_output_file(args.output)
     inventory = pipeline.read_inventory(args.inventory) if args.inventory else None
     networks = pipeline.read_config(args.config).cluster if args.config else None
-    graph = pipeline.make_graph(pipeline.read_traffic(args.flows), inventory, networks)
+    graph = pipeline.make_graph(pipeline.open_traffic(args.flows), inventory, networks)
     if args.output:
         if args.output.endswith(".graphml"):
             graph_to_graphml(graph, args.output)
@@ -180,14 +180,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     failed = False
     for name, verdicts in result.verdicts.items():
-        denied = [r for r in verdicts if not r.allowed]
-        print(f"verify ({name} enforcement): {len(verdicts) - len(denied)}/{len(verdicts)} "
-              "observed flows allowed"
+        print(f"verify ({name} enforcement): {verdicts.flows - verdicts.denied_flows}/"
+              f"{verdicts.flows} observed flows allowed"
               + (f" ({result.not_replayed} not replayed: not let through by the policies in "
                  "force, or unresolved)" if result.not_replayed else ""))
-        for r in denied:
+        for r in verdicts.denied:
             failed = True
-            print(f"  DENIED {r.client} -> {r.server} {r.flow.transport}/{r.port}")
+            print(f"  DENIED {r.client} -> {r.server} {r.transport}/{r.port} ({r.flows} "
+                  f"flow{'s' if r.flows != 1 else ''})")
     return EXIT_DENIED if failed else EXIT_OK
 
 
