@@ -203,6 +203,60 @@ def graph_and_replay(traffic: TrafficSource,
     return TrafficPass(graph, inventory, replayed, fold.summary.flows, node_local.seen)
 
 
+# Summary files of at least this many bytes in all are added up by DuckDB when it is installed
+# (``engine="auto"``): below it, reading them in this process is as fast and needs nothing more.
+DUCKDB_FROM_BYTES: Final = 64 * 1024 * 1024
+ENGINES: Final = ("auto", "duckdb", "python")
+
+
+def summarize(flow_paths: Sequence[str], inventory: Inventory, out: str, *, node: str,
+              window: int = 3600) -> tuple[int, int]:
+    """Fold one capture node's flow files into its graph summary per ``window`` seconds, written
+    as Parquet to ``out`` (:mod:`segmenter.graph.summaries`); returns (edge rows, flows).
+
+    Raises:
+        InputError: bad flow files, a window that is not a positive number of seconds, or
+            pyarrow missing.
+    """
+    from segmenter.graph.fold import GraphFold
+    from segmenter.graph.summaries import write_summary
+
+    if window <= 0:
+        raise InputError(f"--window must be a positive number of seconds, not {window}")
+    traffic = open_traffic(flow_paths)
+    fold = GraphFold(inventory, traffic.dns, window=window)
+    with _no_gc():
+        fold.add(traffic.flows)
+    return write_summary(out, fold.summary, traffic.dns, node=node), fold.summary.flows
+
+
+def graph_from_summaries(paths: Sequence[str], inventory: Inventory,
+                         networks: ClusterNetworks | None = None, *, engine: str = "auto"
+                         ) -> nx.DiGraph:
+    """The graph of every node's summary files, added up by DuckDB or in this process
+    (``auto``: DuckDB for :data:`DUCKDB_FROM_BYTES` and more, when installed); the same graph
+    either way, and the graph of all their flows.
+
+    Raises:
+        InputError: a file that is not a graph summary, summaries of different windows, or
+            the engine's package missing.
+        InventoryError: traffic to Service or pod addresses the inventory does not explain.
+    """
+    import importlib.util
+
+    from segmenter.graph.build import graph_from_summary
+    from segmenter.graph.summaries import duckdb_summary, merge_summaries
+
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r} (one of {', '.join(ENGINES)})")
+    if engine == "auto":
+        size = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
+        big = size >= DUCKDB_FROM_BYTES and importlib.util.find_spec("duckdb") is not None
+        engine = "duckdb" if big else "python"
+    merged, dns = (duckdb_summary if engine == "duckdb" else merge_summaries)(paths)
+    return graph_from_summary(merged, inventory, dns, networks=networks)
+
+
 def left_out_note(graph: nx.DiGraph) -> str | None:
     """What the graph left out for special addresses (loopback, link-local, multicast,
     broadcast), in words, or None."""
@@ -667,6 +721,7 @@ __all__ = [
     "enforcement_for",
     "flow_findings",
     "graph_and_replay",
+    "graph_from_summaries",
     "ingest",
     "inventory_from_records",
     "left_out_note",
@@ -682,6 +737,7 @@ __all__ = [
     "rejected_findings",
     "replay",
     "run",
+    "summarize",
     "verify",
     "verify_gate",
     "write_outputs",
