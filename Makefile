@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+NCA_VENV ?= .venv-nca
 
 .PHONY: demo test system-deps lint typecheck sample clean
 
@@ -10,6 +11,10 @@ $(STAMP): pyproject.toml setup.py capture/_fastloop.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# network-config-analyzer, the reference of tests/test_connectivity.py, pins its
+	@# dependencies exactly (networkx==3.2.1, ...): a venv of its own; the test skips without it.
+	($(PYTHON) -m venv $(NCA_VENV) && $(NCA_VENV)/bin/pip install --quiet \
+		network-config-analyzer) || echo "warning: nca not installed; its comparison will skip"
 	touch $(STAMP)
 
 ## make demo: install, then run the whole pipeline on the bundled sample into output/, and
@@ -57,5 +62,5 @@ sample: $(STAMP)
 	$(BIN)/python sample/make_sample.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(NCA_VENV)
 	find output -mindepth 1 ! -name README.md ! -name .gitignore -exec rm -rf {} +

@@ -219,35 +219,35 @@ def _add_meta(summary: GraphSummary, meta: dict[str, Any], dns: list[DnsAnswer],
                          record=part) from None
 
 
-def _edge_slot(row: dict[str, Any]) -> tuple[tuple[Any, ...], list[Any]]:
-    via = row["via"] or ()
-    key = (row["client"], row["server"], Transport(row["protocol"]), row["port"], row["hint"],
-           row["window"])
-    slot = [int(row["flows"]), int(row["packets"]), int(row["bytes"]), float(row["first_seen"]),
-            float(row["last_seen"]), bool(row["tls"]), {_via_pair(v) for v in via} or None,
-            set(row["sources"] or ()), bool(row["sampled"])]
-    return key, slot
+# The columns an edge row is read from, in this order (the node is not part of an edge).
+ROW_COLUMNS: Final = ("client", "server", "protocol", "port", "hint", "window", "flows",
+                      "packets", "bytes", "first_seen", "last_seen", "tls", "sampled", "sources",
+                      "via")
+_REQUIRED: Final = (0, 1, 2, 6, 7, 8, 9, 10)  # of ROW_COLUMNS: never null
 
 
-def _check_row(row: dict[str, Any]) -> None:
-    for name in ("client", "server", "protocol", "flows", "packets", "bytes", "first_seen",
-                 "last_seen"):
-        if row[name] is None:
-            raise ValueError(f"{name} is null")
-
-
-def _add_rows(summary: GraphSummary, rows: Iterable[dict[str, Any]], path: str,
-              window: bool = True) -> None:
+def _add_rows(summary: GraphSummary, rows: Iterable[Sequence[Any]], where: str,
+              first_row: int = 1) -> None:
+    """Add edge rows (values in :data:`ROW_COLUMNS` order) to ``summary``."""
     edges = summary.edges
-    for number, row in enumerate(rows, start=1):
+    protocols = {t.value: t for t in Transport}
+    for number, row in enumerate(rows, start=first_row):
         try:
-            _check_row(row)
-            key, slot = _edge_slot(row)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"malformed edge row ({exc})", path=path,
+            if any(row[i] is None for i in _REQUIRED):
+                null = next(ROW_COLUMNS[i] for i in _REQUIRED if row[i] is None)
+                raise ValueError(f"{null} is null")
+            (client, server, protocol, port, hint, window, flows, packets, nbytes, first, last,
+             tls, sampled, sources, via) = row
+            transport = protocols.get(protocol)
+            if transport is None:
+                raise ValueError(f"protocol {protocol!r}")
+            key = (client, server, transport, port, hint, window)
+            slot = [int(flows), int(packets), int(nbytes), float(first), float(last),
+                    bool(tls), {_via_pair(v) for v in via} if via else None,
+                    set(sources or ()), bool(sampled)]
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"malformed edge row ({exc})", path=where,
                              record=f"row {number}") from None
-        if not window:
-            key = (*key[:5], None)
         add_edge(edges, key, slot)
 
 
@@ -278,8 +278,11 @@ def merge_summaries(paths: Sequence[str | Path]) -> tuple[GraphSummary, list[Dns
     for path in names:
         try:
             handle = pq.ParquetFile(path)
-            for batch in handle.iter_batches(columns=list(COLUMNS), batch_size=65536):
-                _add_rows(summary, batch.to_pylist(), path)
+            done = 0
+            for batch in handle.iter_batches(columns=list(ROW_COLUMNS), batch_size=65536):
+                columns = [batch.column(name).to_pylist() for name in ROW_COLUMNS]
+                _add_rows(summary, zip(*columns, strict=True), path, done + 1)
+                done += batch.num_rows
         except (OSError, ValueError) as exc:
             raise InputError(f"unreadable graph summary ({str(exc).splitlines()[0]})",
                              path=path) from None
@@ -289,7 +292,7 @@ def merge_summaries(paths: Sequence[str | Path]) -> tuple[GraphSummary, list[Dns
 # The edge table added up over every file: what an engine runs (docs/scale.md gives it for
 # Spark and Trino too).
 EDGE_QUERY: Final = """
-SELECT client, server, protocol, port, hint,
+SELECT client, server, protocol, port, hint, NULL AS "window",
        sum(flows) AS flows, sum(packets) AS packets, sum(bytes) AS bytes,
        min(first_seen) AS first_seen, max(last_seen) AS last_seen,
        bool_or(tls) AS tls, bool_or(sampled) AS sampled,
@@ -324,16 +327,16 @@ def duckdb_summary(paths: Sequence[str | Path], *, threads: int | None = None
     try:
         with duckdb.connect(config=config) as con:
             result = con.execute(EDGE_QUERY, {"files": names})
-            columns = [d[0] for d in result.description]
+            where = "the DuckDB query over " + ", ".join(names)
+            done = 0
             while batch := result.fetchmany(65536):
-                _add_rows(summary, (dict(zip(columns, r, strict=True)) | {"window": None}
-                                    for r in batch),
-                          "the DuckDB query over " + ", ".join(names), window=False)
+                _add_rows(summary, batch, where, done + 1)
+                done += len(batch)
     except duckdb.Error as exc:
         raise InputError(f"DuckDB could not read the graph summaries "
                          f"({str(exc).splitlines()[0]})", path=", ".join(names)) from None
     return summary, dns
 
 
-__all__ = ["COLUMNS", "EDGE_QUERY", "duckdb_summary", "merge_summaries", "read_summary_meta",
-           "summary_meta", "write_summary"]
+__all__ = ["COLUMNS", "EDGE_QUERY", "ROW_COLUMNS", "duckdb_summary", "merge_summaries",
+           "read_summary_meta", "summary_meta", "write_summary"]
