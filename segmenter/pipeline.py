@@ -253,7 +253,10 @@ def graph_from_summaries(paths: Sequence[str], inventory: Inventory,
         size = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
         big = size >= DUCKDB_FROM_BYTES and importlib.util.find_spec("duckdb") is not None
         engine = "duckdb" if big else "python"
-    merged, dns = (duckdb_summary if engine == "duckdb" else merge_summaries)(paths)
+    if engine == "duckdb":
+        merged, dns = duckdb_summary(paths)
+    else:
+        merged, dns = merge_summaries(paths, windows=False)
     return graph_from_summary(merged, inventory, dns, networks=networks)
 
 

@@ -227,8 +227,9 @@ _REQUIRED: Final = (0, 1, 2, 6, 7, 8, 9, 10)  # of ROW_COLUMNS: never null
 
 
 def _add_rows(summary: GraphSummary, rows: Iterable[Sequence[Any]], where: str,
-              first_row: int = 1) -> None:
-    """Add edge rows (values in :data:`ROW_COLUMNS` order) to ``summary``."""
+              first_row: int = 1, *, windows: bool = True) -> None:
+    """Add edge rows (values in :data:`ROW_COLUMNS` order) to ``summary`` (without
+    ``windows``: added up over all time)."""
     edges = summary.edges
     protocols = {t.value: t for t in Transport}
     for number, row in enumerate(rows, start=first_row):
@@ -241,7 +242,7 @@ def _add_rows(summary: GraphSummary, rows: Iterable[Sequence[Any]], where: str,
             transport = protocols.get(protocol)
             if transport is None:
                 raise ValueError(f"protocol {protocol!r}")
-            key = (client, server, transport, port, hint, window)
+            key = (client, server, transport, port, hint, window if windows else None)
             slot = [int(flows), int(packets), int(nbytes), float(first), float(last),
                     bool(tls), {_via_pair(v) for v in via} if via else None,
                     set(sources or ()), bool(sampled)]
@@ -269,9 +270,11 @@ def _unique_dns(dns: list[DnsAnswer]) -> list[DnsAnswer]:
                                            d.cnames))
 
 
-def merge_summaries(paths: Sequence[str | Path]) -> tuple[GraphSummary, list[DnsAnswer]]:
+def merge_summaries(paths: Sequence[str | Path], *, windows: bool = True
+                    ) -> tuple[GraphSummary, list[DnsAnswer]]:
     """Summary files merged in this process (row batches through pyarrow): the summary of all
-    their flows, and all their DNS answers."""
+    their flows, and all their DNS answers. Without ``windows``, edges are added up over all
+    time as they are read (what the graph needs; memory then follows the edges only)."""
     _, pq = _arrow()
     names = [str(p) for p in paths]
     summary, dns = read_summary_meta(names)
@@ -281,7 +284,8 @@ def merge_summaries(paths: Sequence[str | Path]) -> tuple[GraphSummary, list[Dns
             done = 0
             for batch in handle.iter_batches(columns=list(ROW_COLUMNS), batch_size=65536):
                 columns = [batch.column(name).to_pylist() for name in ROW_COLUMNS]
-                _add_rows(summary, zip(*columns, strict=True), path, done + 1)
+                _add_rows(summary, zip(*columns, strict=True), path, done + 1,
+                          windows=windows)
                 done += batch.num_rows
         except (OSError, ValueError) as exc:
             raise InputError(f"unreadable graph summary ({str(exc).splitlines()[0]})",
