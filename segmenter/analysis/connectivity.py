@@ -92,42 +92,117 @@ def intersect_ranges(a: Ranges, b: Ranges) -> Ranges:
     return tuple(out)
 
 
+# A port range a rule mentions: (protocol, first, last).
+Mentioned = tuple[Transport, int, int]
+# An interval of ports and what tells it apart for one side: the mentioned ranges holding it,
+# or the interval itself when a policy's ports are not known as ranges.
+Probe = tuple[tuple[int, int], Any]
+
+
+def _k8s_ranges(doc: Mapping[str, Any], inventory: Inventory) -> set[Mentioned] | None:
+    """Every port range the rules of a networking.k8s.io NetworkPolicy mention (a port, a
+    ``port``-``endPort`` range, each number a named port has in the inventory); None for other
+    kinds (their ports are then told apart interval by interval)."""
+    if doc.get("kind") != "NetworkPolicy" or not str(doc.get("apiVersion", "")).startswith(
+            "networking.k8s.io/"):
+        return None
+    spec = doc.get("spec")
+    if not isinstance(spec, Mapping):
+        return set()
+    named = {(t, n) for t, n in probe_ports([doc], inventory) if n is not None}
+    found: set[Mentioned] = set()
+    for direction in ("ingress", "egress"):
+        rules = spec.get(direction)
+        for rule in rules if isinstance(rules, list) else ():
+            ports = rule.get("ports") if isinstance(rule, Mapping) else None
+            for port in ports if isinstance(ports, list) else ():
+                if not isinstance(port, Mapping):
+                    return None
+                try:
+                    transport = Transport.parse(str(port.get("protocol") or "TCP"))
+                except ValueError:
+                    return None
+                value, end = port.get("port"), port.get("endPort")
+                if isinstance(value, bool) or value is None:
+                    continue  # every port of the protocol: no cut
+                if isinstance(value, int):
+                    found.add((transport, value, end if isinstance(end, int) else value))
+                else:  # named: each number it has (all of the protocol's: a finer split)
+                    found.update((t, n, n) for t, n in named if t is transport)
+    return found
+
+
 class _Cuts:
     """The ports where a side's decision can change: those the rules of the policies applying
-    to that side mention (all policies' when one cannot be told apart)."""
+    to that side mention (all policies' when one cannot be told apart); and which intervals
+    between them a side cannot tell apart (held by the same mentioned ranges of NetworkPolicy
+    rules), so that one of them is decided for all."""
 
     def __init__(self, engine: PolicyEngine, manifests: Sequence[Mapping[str, Any]],
                  inventory: Inventory) -> None:
         self.engine = engine
         every = probe_ports(manifests, inventory)
         by_name: dict[tuple[Any, Any], set[tuple[Transport, int | None]]] = {}
+        ranges: dict[tuple[Any, Any], set[Mentioned] | None] = {}
         for doc in manifests:
             meta = doc.get("metadata")
             meta = meta if isinstance(meta, Mapping) else {}
-            by_name.setdefault((meta.get("namespace"), meta.get("name")), set()).update(
-                probe_ports([doc], inventory))
+            key = (meta.get("namespace"), meta.get("name"))
+            by_name.setdefault(key, set()).update(probe_ports([doc], inventory))
+            mine = _k8s_ranges(doc, inventory)
+            known = ranges.get(key, set()) if key in ranges else set()
+            ranges[key] = None if mine is None or known is None else known | mine
         self.of_policy: dict[str, set[tuple[Transport, int | None]]] = {}
+        self.ranges: dict[str, set[Mentioned] | None] = {}
         for policy in engine.policies:
-            found = by_name.get((policy.namespace, policy.name))
+            key = (policy.namespace, policy.name)
+            found = by_name.get(key)
             self.of_policy.setdefault(policy.display, set()).update(
                 found if found is not None else every)
-        self._intervals: dict[frozenset[int], list[tuple[int, int]]] = {}
+            mine = ranges.get(key) if key in ranges else None
+            known = self.ranges.get(policy.display, set())
+            self.ranges[policy.display] = None if mine is None or known is None \
+                else known | mine
+        self._probes: dict[Any, list[Probe]] = {}
 
-    def intervals(self, ep: EvalEndpoint, direction: Direction
-                  ) -> dict[Transport, list[tuple[int, int]]]:
+    def intervals(self, ep: EvalEndpoint, direction: Direction) -> dict[Transport, list[Probe]]:
         cuts: dict[Transport, set[int]] = {p: set() for p in PROTOCOLS}
+        mentioned: set[Mentioned] | None = set()
         for display in self.engine.policies_for(ep, direction):
             for transport, port in self.of_policy.get(display, ()):
                 if transport in cuts and port is not None:
                     cuts[transport].add(port)
+            mine = self.ranges.get(display)
+            mentioned = None if mine is None or mentioned is None else mentioned | mine
         out = {}
         for transport, ports in cuts.items():
-            key = frozenset(ports)
-            found = self._intervals.get(key)
+            held = None if mentioned is None else frozenset(
+                r for r in mentioned if r[0] is transport)
+            key = (transport, frozenset(ports), held)
+            found = self._probes.get(key)
             if found is None:
-                found = self._intervals[key] = port_intervals(ports)
+                found = self._probes[key] = [
+                    (iv, iv if held is None else frozenset(
+                        r for r in held if r[1] <= iv[0] and iv[1] <= r[2]))
+                    for iv in port_intervals(ports)]
             out[transport] = found
         return out
+
+
+def _allowed_ranges(probes: list[Probe], engine: PolicyEngine, direction: Direction,
+                    ends: tuple[EvalEndpoint, EvalEndpoint], transport: Transport) -> Ranges:
+    """The intervals of ``probes`` where ``direction``'s side allows a connection, deciding one
+    interval of each kind the side cannot tell apart."""
+    decided: dict[Any, bool] = {}
+    out = []
+    for interval, kind in probes:
+        verdict = decided.get(kind)
+        if verdict is None:
+            verdict = decided[kind] = engine.decide(direction, ends[0], ends[1], transport,
+                                                    interval[0]).allowed
+        if verdict:
+            out.append(interval)
+    return merge_ranges(out)
 
 
 def connectivity_map(inventory: Inventory, manifests: Sequence[Mapping[str, Any]], *,
@@ -153,19 +228,17 @@ def connectivity_map(inventory: Inventory, manifests: Sequence[Mapping[str, Any]
     ends = [[EndpointFinder.of_pod(p) for p in group[:2]] for group in members]
     egress_at = [cuts.intervals(e[0], Direction.EGRESS) for e in ends]
     ingress_at = [cuts.intervals(e[0], Direction.INGRESS) for e in ends]
-    decide = engine.decide
 
     def allowed(i: int, j: int, src: EvalEndpoint, dst: EvalEndpoint
                 ) -> dict[Transport, Ranges]:
         found: dict[Transport, Ranges] = {}
         for transport in PROTOCOLS:
-            out = merge_ranges(iv for iv in egress_at[i][transport]
-                               if decide(Direction.EGRESS, src, dst, transport, iv[0]).allowed)
+            out = _allowed_ranges(egress_at[i][transport], engine, Direction.EGRESS,
+                                  (src, dst), transport)
             if not out:
                 continue
-            into = merge_ranges(iv for iv in ingress_at[j][transport]
-                                if decide(Direction.INGRESS, src, dst, transport,
-                                          iv[0]).allowed)
+            into = _allowed_ranges(ingress_at[j][transport], engine, Direction.INGRESS,
+                                   (src, dst), transport)
             both = intersect_ranges(out, into)
             if both:
                 found[transport] = both
