@@ -112,14 +112,19 @@ def pipeline_stages(path: Path, inventory: Any, config: Config, out: Path
                     ) -> dict[str, tuple[float, float, str]]:
     """Every stage's (seconds, peak MiB, what it made)."""
     found: dict[str, tuple[float, float, str]] = {}
+    def done(name: str, figures: tuple[float, float, str]) -> None:
+        found[name] = figures
+        print(f"  [{path.name}] {name}: {figures[0]:.1f} s, peak {figures[1]:,.0f} MiB, "
+              f"{figures[2]}", flush=True)
+
     passed, s, m = stage(lambda: pipeline.graph_and_replay(
         pipeline.open_traffic([str(path)]), inventory))
     graph = passed.graph
-    found["graph"] = (s, m, f"{passed.flows:,} flows -> {graph.number_of_nodes():,} nodes, "
-                            f"{graph.number_of_edges():,} edges")
+    done("graph", (s, m, f"{passed.flows:,} flows -> {graph.number_of_nodes():,} nodes, "
+                         f"{graph.number_of_edges():,} edges"))
     result, s, m = stage(lambda: pipeline.make_plan(graph, config))
-    found["plan"] = (s, m, f"{len(result.policed):,} workloads policed, "
-                           f"{len(result.classes)} data class(es)")
+    done("plan", (s, m, f"{len(result.policed):,} workloads policed, "
+                        f"{len(result.classes)} data class(es)"))
     targets = [get_target(name) for name in target_names()]
     out_dirs = {t.name: str(out / t.name) for t in targets}
 
@@ -130,7 +135,7 @@ def pipeline_stages(path: Path, inventory: Any, config: Config, out: Path
         return sum(len(o.files) for o in outputs.values())
 
     files, s, m = stage(compile_all)
-    found["compile"] = (s, m, f"{len(targets)} targets, {files:,} files")
+    done("compile", (s, m, f"{len(targets)} targets, {files:,} files"))
 
     def verify_all() -> str:
         assert passed.replay is not None
@@ -143,7 +148,7 @@ def pipeline_stages(path: Path, inventory: Any, config: Config, out: Path
         return "allowed: " + ", ".join(said)
 
     said, s, m = stage(verify_all)
-    found["verify"] = (s, m, said)
+    done("verify", (s, m, said))
     return found
 
 
@@ -173,12 +178,13 @@ def main() -> None:
     print(f"setup: {len(pods):,} pods ({reused:,} on a reused address) of "
           f"{len(inventory.workloads):,} workloads, {len(inventory.services):,} Services; "
           f"{args.flows:,} flow records ({size / 2**20:,.0f} MiB) and a baseline file of "
-          f"{small:,}  [{time.perf_counter() - t:.0f} s to generate and write]")
+          f"{small:,}  [{time.perf_counter() - t:.0f} s to generate and write]", flush=True)
     store = inventory.workloads[0].ref
     config = Config(sensitive=(SensitiveDecl("pci", Labels.of({"app": store.name}),
                                              store.namespace, reason="benchmark store"),))
 
     n, read_s, read_m = stage(lambda: plain_read(big_path))
+    print(f"  plain read: {read_s:.1f} s, peak {read_m:,.0f} MiB", flush=True)
     assert n == args.flows + 1
     base = pipeline_stages(small_path, inventory, config, folder / "baseline-out")
     full = pipeline_stages(big_path, inventory, config, folder / "out")
