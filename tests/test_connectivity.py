@@ -3,8 +3,9 @@ ports agree with the evaluator's check on any port, and the map equals network-c
 (``nca --connectivity``) on a small cluster when nca is installed (tests/nca.py says how).
 
 The cluster is ``synthetic_cluster`` with the Kubernetes policies segmenter compiles for it,
-plus a hand-written policy with a port range and a named port (documented shapes:
-networking.k8s.io/v1 NetworkPolicyPort ``port``/``endPort``, a named container port).
+plus hand-written policies with a port range, a named port and a protocol without a port
+(documented shapes: networking.k8s.io/v1 NetworkPolicyPort ``port``/``endPort``, a named
+container port, ``protocol`` alone).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ EXTRA = {
     "spec": {"podSelector": {"matchLabels": {"tier": "t1"}}, "policyTypes": ["Ingress"],
              "ingress": [{"from": [{"namespaceSelector": {}}],
                           "ports": [{"protocol": "TCP", "port": 8000, "endPort": 8100},
-                                    {"protocol": "UDP", "port": "http"}]}]},
+                                    {"protocol": "UDP", "port": "http"},
+                                    {"protocol": "SCTP"}]}]},
 }
 EXTRA_EGRESS = {
     "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",

@@ -124,7 +124,9 @@ def _k8s_ranges(doc: Mapping[str, Any], inventory: Inventory) -> set[Mentioned] 
                     return None
                 value, end = port.get("port"), port.get("endPort")
                 if isinstance(value, bool) or value is None:
-                    continue  # every port of the protocol: no cut
+                    # every port of the protocol: no cut, but it tells the protocol apart
+                    found.add((transport, PORTS[0], PORTS[1]))
+                    continue
                 if isinstance(value, int):
                     found.add((transport, value, end if isinstance(end, int) else value))
                 else:  # named: each number it has (all of the protocol's: a finer split)
@@ -182,7 +184,7 @@ class _Cuts:
             found = self._probes.get(key)
             if found is None:
                 found = self._probes[key] = [
-                    (iv, iv if held is None else frozenset(
+                    (iv, (transport, iv) if held is None else frozenset(
                         r for r in held if r[1] <= iv[0] and iv[1] <= r[2]))
                     for iv in port_intervals(ports)]
             out[transport] = found
@@ -190,10 +192,10 @@ class _Cuts:
 
 
 def _allowed_ranges(probes: list[Probe], engine: PolicyEngine, direction: Direction,
-                    ends: tuple[EvalEndpoint, EvalEndpoint], transport: Transport) -> Ranges:
+                    ends: tuple[EvalEndpoint, EvalEndpoint], transport: Transport, *,
+                    decided: dict[Any, bool]) -> Ranges:
     """The intervals of ``probes`` where ``direction``'s side allows a connection, deciding one
-    interval of each kind the side cannot tell apart."""
-    decided: dict[Any, bool] = {}
+    interval of each kind the side cannot tell apart (``decided``: the kinds decided so far)."""
     out = []
     for interval, kind in probes:
         verdict = decided.get(kind)
@@ -232,13 +234,22 @@ def connectivity_map(inventory: Inventory, manifests: Sequence[Mapping[str, Any]
     def allowed(i: int, j: int, src: EvalEndpoint, dst: EvalEndpoint
                 ) -> dict[Transport, Ranges]:
         found: dict[Transport, Ranges] = {}
+        # Under Kubernetes enforcement of NetworkPolicies, ports no range of a side's rules
+        # holds (in any protocol, a protocol-only entry counting as holding all its ports) are
+        # decided by the rules without ports alone: the same in every protocol
+        # (policy-semantics.md, NetworkPolicyPort). A kind is then shared across protocols.
+        shared = enforcement == "kubernetes"
+        egress_seen: dict[Any, bool] = {}
+        ingress_seen: dict[Any, bool] = {}
         for transport in PROTOCOLS:
+            if not shared:
+                egress_seen, ingress_seen = {}, {}
             out = _allowed_ranges(egress_at[i][transport], engine, Direction.EGRESS,
-                                  (src, dst), transport)
+                                  (src, dst), transport, decided=egress_seen)
             if not out:
                 continue
             into = _allowed_ranges(ingress_at[j][transport], engine, Direction.INGRESS,
-                                   (src, dst), transport)
+                                   (src, dst), transport, decided=ingress_seen)
             both = intersect_ranges(out, into)
             if both:
                 found[transport] = both
