@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+NCA_VENV ?= .venv-nca
 
 .PHONY: demo test system-deps lint typecheck sample clean
 
@@ -11,6 +12,13 @@ $(STAMP): pyproject.toml setup.py $(wildcard capture/_fast*.c capture/_fast*.h)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+## network-config-analyzer, the reference of tests/test_connectivity.py, pins its dependencies
+## exactly (networkx==3.2.1, ...): a venv of its own, for the tests only; they skip without it.
+$(NCA_VENV)/.installed:
+	($(PYTHON) -m venv $(NCA_VENV) && $(NCA_VENV)/bin/pip install --quiet \
+		network-config-analyzer && touch $@) \
+		|| echo "warning: nca not installed; its comparison will skip"
 
 ## make demo: install, then run the whole pipeline on the bundled sample into output/, and
 ## write one evidence report per target into output/report/<target>/ (the targets' folders
@@ -52,7 +60,7 @@ system-deps:
 	fi
 
 ## make test: install, then ruff, mypy and the whole pytest suite
-test: $(STAMP) system-deps
+test: $(STAMP) $(NCA_VENV)/.installed system-deps
 	$(BIN)/ruff check segmenter capture tests benchmarks sample setup.py
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
@@ -62,5 +70,5 @@ sample: $(STAMP)
 	$(BIN)/python sample/make_sample.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(NCA_VENV)
 	find output -mindepth 1 ! -name README.md ! -name .gitignore -exec rm -rf {} +

@@ -157,6 +157,9 @@ try:  # a declared dependency; without it every line goes through parse_json
     _fast_loads: Any = orjson.loads
 except ImportError:  # pragma: no cover - depends on the environment
     _fast_loads = None
+# orjson.loads where installed, else None: for readers of millions of lines that call it
+# themselves and hand what it refuses to parse_json_line.
+fast_json_loads: Any = _fast_loads
 
 
 def parse_json_line(raw: bytes, *, path: str | None, offset: int = 0,

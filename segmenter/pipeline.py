@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -23,6 +23,7 @@ from segmenter.analysis.enforcement import Enforcement, resolve_enforcement
 from segmenter.analysis.findings import Finding, FindingKind
 from segmenter.analysis.isolation import IsolationCheck, check_from_flows
 from segmenter.analysis.policies import PolicyDocs, PolicySource, load_policies
+from segmenter.analysis.replay import Judged, Replay, ReplayFold, replay_engine
 from segmenter.analysis.verify import EndpointFinder, FlowVerdict, verify_flows
 from segmenter.cluster.dump import load_inventory
 from segmenter.config import (
@@ -34,8 +35,8 @@ from segmenter.config import (
 )
 from segmenter.dialects.base import Output
 from segmenter.errors import InputError, UnsupportedError
-from segmenter.flowfile import Traffic, read_flow_files
-from segmenter.graph.build import build_graph
+from segmenter.flowfile import FlowStream, Traffic, open_flow_stream, read_flow_files
+from segmenter.gcpause import no_gc as _no_gc
 from segmenter.graph.derive import DerivedInventory, derive_inventory
 from segmenter.graph.identity import FlowEnds
 from segmenter.graph.io import save_graph
@@ -108,6 +109,16 @@ def read_traffic_files(paths: Sequence[str]) -> tuple[Traffic, list[tuple[str, T
     return merge_traffic([t for _, t in parts]), parts
 
 
+def open_traffic(paths: Sequence[str]) -> FlowStream:
+    """The same flow files as a stream: header and DNS answers read, the flows read again on
+    each pass and never held (every stage below gives the same results for either)."""
+    return open_flow_stream(list(paths))
+
+
+# Flow files in memory (read_traffic) or streamed (open_traffic).
+TrafficSource = Traffic | FlowStream
+
+
 def read_inventory(paths: Sequence[str]) -> Inventory:
     """``kubectl get ... -o json|yaml`` dumps, or the inventory file ``segmenter inventory``
     writes."""
@@ -123,7 +134,7 @@ def live_inventory(*, context: str | None = None, kubeconfig: str | None = None)
     return read_live(context=context, kubeconfig=kubeconfig)
 
 
-def inventory_from_records(traffic: Traffic) -> DerivedInventory:
+def inventory_from_records(traffic: TrafficSource) -> DerivedInventory:
     """The inventory the flow records describe (their ends' namespaces, pods, labels,
     workloads, nodes), with notes on what it lacks; for traffic whose every record carries
     identities (Hubble, Calico, GKE flow logs) when no inventory is given.
@@ -134,7 +145,7 @@ def inventory_from_records(traffic: Traffic) -> DerivedInventory:
     return derive_inventory(traffic.flows)
 
 
-def make_graph(traffic: Traffic, inventory: Inventory | DerivedInventory | None = None,
+def make_graph(traffic: TrafficSource, inventory: Inventory | DerivedInventory | None = None,
                networks: ClusterNetworks | None = None) -> nx.DiGraph:
     """Resolve flows to workloads: one node per entity, one edge per client -> server.
 
@@ -144,13 +155,118 @@ def make_graph(traffic: Traffic, inventory: Inventory | DerivedInventory | None 
         InventoryError: traffic to Service or pod addresses the inventory does not explain
             (``networks``: the ranges ``segmenter.yaml`` declares).
     """
+    return graph_and_replay(traffic, inventory, networks, replay=False).graph
+
+
+@dataclass(frozen=True)
+class TrafficPass:
+    """One pass over the flows: the graph, the distinct connections to replay against each
+    target's policies, and what the policy notes need to know of the flows."""
+
+    graph: nx.DiGraph
+    inventory: Inventory
+    replay: ReplayFold | None
+    flows: int
+    node_local_dns: bool
+
+
+def graph_and_replay(traffic: TrafficSource,
+                     inventory: Inventory | DerivedInventory | None = None,
+                     networks: ClusterNetworks | None = None, *,
+                     replay: bool = True) -> TrafficPass:
+    """The graph of ``traffic`` and, with ``replay``, the replay of its flows folded in the
+    same pass (:mod:`segmenter.analysis.replay`): a stream of flow files is read once (twice
+    without an inventory: once to build it from the records).
+
+    Raises:
+        InputError: no inventory, and flows whose records do not identify their ends.
+        InventoryError: traffic to Service or pod addresses the inventory does not explain.
+    """
+    from segmenter.analysis.clusterips import NodeLocalDns
+    from segmenter.gcpause import no_gc
+    from segmenter.graph.build import graph_from_summary
+    from segmenter.graph.fold import GraphFold
+
     if inventory is None:
         inventory = inventory_from_records(traffic)
+    ends = None
     if isinstance(inventory, DerivedInventory):
-        return build_graph(traffic.flows, inventory.inventory, dns=traffic.dns,
-                           networks=networks,
-                           ends=FlowEnds(inventory.inventory, notes=inventory.notes))
-    return build_graph(traffic.flows, inventory, dns=traffic.dns, networks=networks)
+        ends = FlowEnds(inventory.inventory, notes=inventory.notes)
+        inventory = inventory.inventory
+    fold = GraphFold(inventory, traffic.dns, ends=ends)
+    replayed = ReplayFold(inventory, traffic.dns) if replay else None
+    node_local = NodeLocalDns(inventory, fold.resolver)
+    observe = replayed.observe if replayed is not None else None
+    # Nothing the passes allocate makes reference cycles, and they allocate per flow.
+    with no_gc():
+        if isinstance(traffic, FlowStream):
+            for chunk in traffic.chunks():
+                fold.add(chunk, observe)
+                node_local.add(chunk)
+        else:
+            fold.add(traffic.flows, observe)
+            node_local.add(traffic.flows)
+    graph = graph_from_summary(fold.summary, inventory, traffic.dns, resolver=fold.resolver,
+                               networks=networks, derived=fold.ends.derived,
+                               notes=fold.ends.notes)
+    return TrafficPass(graph, inventory, replayed, fold.summary.flows, node_local.seen)
+
+
+# Summary files of at least this many bytes in all are added up by DuckDB when it is installed
+# (``engine="auto"``): below it, reading them in this process is as fast and needs nothing more.
+DUCKDB_FROM_BYTES: Final = 64 * 1024 * 1024
+ENGINES: Final = ("auto", "duckdb", "python")
+
+
+def summarize(flow_paths: Sequence[str], inventory: Inventory, out: str, *, node: str,
+              window: int = 3600) -> tuple[int, int]:
+    """Fold one capture node's flow files into its graph summary per ``window`` seconds, written
+    as Parquet to ``out`` (:mod:`segmenter.graph.summaries`); returns (edge rows, flows).
+
+    Raises:
+        InputError: bad flow files, a window that is not a positive number of seconds, or
+            pyarrow missing.
+    """
+    from segmenter.graph.fold import GraphFold
+    from segmenter.graph.summaries import write_summary
+
+    if window <= 0:
+        raise InputError(f"--window must be a positive number of seconds, not {window}")
+    traffic = open_traffic(flow_paths)
+    fold = GraphFold(inventory, traffic.dns, window=window)
+    with _no_gc():
+        fold.add(traffic.flows)
+    return write_summary(out, fold.summary, traffic.dns, node=node), fold.summary.flows
+
+
+def graph_from_summaries(paths: Sequence[str], inventory: Inventory,
+                         networks: ClusterNetworks | None = None, *, engine: str = "auto"
+                         ) -> nx.DiGraph:
+    """The graph of every node's summary files, added up by DuckDB or in this process
+    (``auto``: DuckDB for :data:`DUCKDB_FROM_BYTES` and more, when installed); the same graph
+    either way, and the graph of all their flows.
+
+    Raises:
+        InputError: a file that is not a graph summary, summaries of different windows, or
+            the engine's package missing.
+        InventoryError: traffic to Service or pod addresses the inventory does not explain.
+    """
+    import importlib.util
+
+    from segmenter.graph.build import graph_from_summary
+    from segmenter.graph.summaries import duckdb_summary, merge_summaries
+
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r} (one of {', '.join(ENGINES)})")
+    if engine == "auto":
+        size = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
+        big = size >= DUCKDB_FROM_BYTES and importlib.util.find_spec("duckdb") is not None
+        engine = "duckdb" if big else "python"
+    if engine == "duckdb":
+        merged, dns = duckdb_summary(paths)
+    else:
+        merged, dns = merge_summaries(paths, windows=False)
+    return graph_from_summary(merged, inventory, dns, networks=networks)
 
 
 def left_out_note(graph: nx.DiGraph) -> str | None:
@@ -292,7 +408,8 @@ def cluster_facts(*, context: str | None = None, kubeconfig: str | None = None) 
 def verify(traffic: Traffic, inventory: Inventory, policies: PolicyDocs,
            target: Target, networks: ClusterNetworks | None = None) -> list[FlowVerdict]:
     """Every observed flow replayed against the policies under ``target``'s enforcement (the
-    traffic's DNS answers name external addresses, for targets that allow by name).
+    traffic's DNS answers name external addresses, for targets that allow by name), one
+    verdict per flow (:func:`replay` groups them without holding the flows).
 
     Raises:
         InventoryError: traffic to Service or pod addresses the inventory does not explain.
@@ -301,16 +418,47 @@ def verify(traffic: Traffic, inventory: Inventory, policies: PolicyDocs,
                         dns=traffic.dns, networks=networks)
 
 
-def policy_notes(traffic: Traffic, inventory: Inventory, policies: PolicyDocs,
-                 networks: ClusterNetworks | None = None) -> list[str]:
+def replay(traffic: TrafficSource, inventory: Inventory, policies: PolicyDocs, target: Target,
+           networks: ClusterNetworks | None = None) -> Replay:
+    """:func:`verify`, grouped per (client, server, protocol, port, verdict), in one pass over
+    the flows that holds none of them.
+
+    Raises:
+        InventoryError: traffic to Service or pod addresses the inventory does not explain.
+    """
+    fold, _ = _replay_pass(traffic, inventory, networks)
+    return fold.replay(replay_engine(inventory, policies.manifests, enforcement=target.name))
+
+
+def _replay_pass(traffic: TrafficSource, inventory: Inventory,
+                 networks: ClusterNetworks | None) -> tuple[ReplayFold, bool]:
+    """The flows folded for replay, and whether they went to NodeLocal DNSCache."""
+    from segmenter.analysis.clusterips import NodeLocalDns
+
+    fold = ReplayFold(inventory, traffic.dns)
+    node_local = NodeLocalDns(inventory)
+    with _no_gc():
+        chunks = traffic.chunks() if isinstance(traffic, FlowStream) else [traffic.flows]
+        for chunk in chunks:
+            fold.add(chunk)
+            node_local.add(chunk)
+    fold.check_inventory(networks)
+    return fold, node_local.seen
+
+
+def policy_notes(traffic: TrafficSource, inventory: Inventory, policies: PolicyDocs,
+                 networks: ClusterNetworks | None = None, *,
+                 node_local_dns: bool | None = None) -> list[str]:
     """What a check says about the policies besides the verdicts: CIDRs inside the Service
-    range, which never match (:mod:`segmenter.analysis.clusterips`)."""
+    range, which never match (:mod:`segmenter.analysis.clusterips`). ``node_local_dns``:
+    whether the flows went to NodeLocal DNSCache, when a pass over them already found out."""
     from segmenter.analysis.clusterips import cluster_ip_notes, shows_node_local_dns
     from segmenter.graph.ranges import cluster_ranges
 
     ranges = cluster_ranges(inventory, traffic.dns, networks)
-    return cluster_ip_notes(policies.manifests, inventory, ranges,
-                            node_local_dns=shows_node_local_dns(traffic.flows, inventory))
+    if node_local_dns is None:
+        node_local_dns = shows_node_local_dns(traffic.flows, inventory)
+    return cluster_ip_notes(policies.manifests, inventory, ranges, node_local_dns=node_local_dns)
 
 
 def enforcement_for(policies: PolicyDocs | Sequence[PolicyDocs], named: str | None = None, *,
@@ -328,28 +476,32 @@ def enforcement_for(policies: PolicyDocs | Sequence[PolicyDocs], named: str | No
 
 @dataclass(frozen=True)
 class Verification:
-    """What ``verify`` found: every observed flow's verdict, with a plan the isolation of the
-    in-scope workloads, and the findings the gate exits on."""
+    """What ``verify`` found: every observed flow's verdict (grouped), with a plan the isolation
+    of the in-scope workloads, and the findings the gate exits on."""
 
     enforcement: Enforcement
-    verdicts: list[FlowVerdict]
+    verdicts: Replay
     isolation: IsolationCheck | None
     findings: list[Finding]
+    node_local_dns: bool = False  # the flows went to NodeLocal DNSCache (policy_notes)
 
 
-def flow_findings(verdicts: Sequence[FlowVerdict]) -> list[Finding]:
-    """One ``denied-flow`` finding per denied (client, server, protocol, port)."""
-    groups: dict[tuple[str, str, str, int | None], list[FlowVerdict]] = {}
+def flow_findings(verdicts: Iterable[Judged]) -> list[Finding]:
+    """One ``denied-flow`` finding per denied (client, server, protocol, port): replayed flows
+    one by one or in groups give the same findings (the reason named is the least, in words,
+    of the group's denials)."""
+    groups: dict[tuple[str, str, str, int | None], list[Judged]] = {}
     for v in verdicts:
         if not v.allowed:
-            groups.setdefault((v.client, v.server, str(v.flow.transport), v.port), []).append(v)
+            groups.setdefault((v.client, v.server, str(v.transport), v.port), []).append(v)
     out = []
     for (client, server, protocol, port), found in groups.items():
         what = protocol if port is None else f"{protocol}/{port}"
+        flows = sum(v.flows for v in found)
+        reason = min(v.verdict.summary() for v in found)
         out.append(Finding.of(FindingKind.DENIED_FLOW, f"{client} -> {server} {what}",
-                              f"observed flow {client} -> {server} {what} ({len(found)} "
-                              f"flow{'s' if len(found) != 1 else ''}) is "
-                              f"{found[0].verdict.summary()}"))
+                              f"observed flow {client} -> {server} {what} ({flows} "
+                              f"flow{'s' if flows != 1 else ''}) is {reason}"))
     return sorted(out)
 
 
@@ -360,11 +512,13 @@ def rejected_findings(policies: PolicyDocs) -> list[Finding]:
             for r in policies.rejected]
 
 
-def verify_gate(traffic: Traffic, inventory: Inventory, policies: PolicyDocs,
+def verify_gate(traffic: TrafficSource, inventory: Inventory, policies: PolicyDocs,
                 enforcement: Enforcement, plan_: Plan | None = None) -> Verification:
     """Replay every observed flow and, with a plan, probe the isolation of every restricted and
     connected workload (:mod:`segmenter.analysis.isolation`)."""
-    verdicts = verify(traffic, inventory, policies, enforcement.target)
+    fold, node_local = _replay_pass(traffic, inventory, None)
+    verdicts = fold.replay(replay_engine(inventory, policies.manifests,
+                                         enforcement=enforcement.target.name))
     findings = [*flow_findings(verdicts), *rejected_findings(policies)]
     isolation = None
     if plan_ is not None:
@@ -372,7 +526,7 @@ def verify_gate(traffic: Traffic, inventory: Inventory, policies: PolicyDocs,
                                      enforcement=enforcement.name,
                                      finder=EndpointFinder(inventory, traffic.dns))
         findings.extend(isolation.findings())
-    return Verification(enforcement, verdicts, isolation, sorted(set(findings)))
+    return Verification(enforcement, verdicts, isolation, sorted(set(findings)), node_local)
 
 
 def diff(old: PolicyDocs, new: PolicyDocs, *, inventory: Inventory | None = None,
@@ -483,19 +637,20 @@ class RunResult:
     ingest: IngestResult
     graph: nx.DiGraph
     plan: Plan
-    traffic: Traffic
+    traffic: TrafficSource  # the flow file written, as a stream
     out_dirs: dict[str, str]
     files: dict[str, int]  # target -> policy files written
     notes: list[str]
-    verdicts: dict[str, list[FlowVerdict]] = field(default_factory=dict)
+    verdicts: dict[str, Replay] = field(default_factory=dict)
     inventory: Inventory | None = None  # the inventory used (built from the records or not)
+    flows: int = 0  # flows in the flow file
 
     @property
     def not_replayed(self) -> int:
         """Flows the self-check did not replay: not forwarded, or with an end no workload
         matches (see the graph's ``blocked`` and ``identity``)."""
-        replayed = max((len(v) for v in self.verdicts.values()), default=0)
-        return len(self.traffic.flows) - replayed
+        replayed = max((v.flows for v in self.verdicts.values()), default=0)
+        return self.flows - replayed
 
 
 def run(sources: Sequence[str], inventory_paths: Sequence[str] | None,
@@ -515,7 +670,9 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str] | None,
     express leaves no new file beside the flow file. Without ``inventory_paths``, the inventory
     is built from the flow records (:func:`inventory_from_records`: every record must carry
     identities). ``draw(graph, plan, path, title)`` draws the zone map (the views layer
-    supplies it).
+    supplies it). The flow file is streamed: the graph and the distinct connections the
+    self-check replays come from one pass over it (:func:`graph_and_replay`), and memory does
+    not grow with the flows.
 
     What it writes is recorded in ``out``/.segmenter-run.json (paths and SHA-256); a file at
     one of its paths that it did not write, or that changed since, is refused before anything
@@ -540,14 +697,9 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str] | None,
     flows_path = str(folder / "flows.jsonl")
     ingested = ingest(sources, flows_path, progress=progress)
     _record_run(folder, recorded, [Path(flows_path)])
-    traffic = read_traffic([flows_path])
-    if given is None:
-        derived = inventory_from_records(traffic)
-        inventory = derived.inventory
-        graph = make_graph(traffic, derived, configuration.cluster)
-    else:
-        inventory = given
-        graph = make_graph(traffic, given, configuration.cluster)
+    traffic = open_traffic([flows_path])
+    passed = graph_and_replay(traffic, given, configuration.cluster)
+    graph, inventory = passed.graph, passed.inventory
     result = make_plan(graph, configuration)
     out_dirs = {t.name: str(folder / t.name) for t in targets}
     policy_set = compile_policies(graph, result, inventory, configuration.compile)
@@ -561,21 +713,23 @@ def run(sources: Sequence[str], inventory_paths: Sequence[str] | None,
     atomic_write_json(folder / "plan.json", plan_to_dict(result))
     files_written = [folder / "graph.json", folder / "plan.json"]
     if draw is not None:
-        draw(graph, result, folder / "graph.png", f"{len(traffic.flows)} observed flows by zone")
+        draw(graph, result, folder / "graph.png", f"{passed.flows} observed flows by zone")
         files_written.append(folder / "graph.png")
     _record_run(folder, recorded, files_written)
     verdicts = {}
     files = {}
+    assert passed.replay is not None
     for target in targets:
         written = load_policies([out_dirs[target.name]], target)
-        verdicts[target.name] = verify(traffic, inventory, written, target,
-                                       configuration.cluster)
+        verdicts[target.name] = passed.replay.replay(
+            replay_engine(inventory, written.manifests, enforcement=target.name))
         notes.extend(f"{target.name}: {n}"
-                     for n in policy_notes(traffic, inventory, written, configuration.cluster))
+                     for n in policy_notes(traffic, inventory, written, configuration.cluster,
+                                           node_local_dns=passed.node_local_dns))
         files[target.name] = sum(1 for f in Path(out_dirs[target.name]).rglob("*.yaml")
                                  if f.name != "kustomization.yaml")
     return RunResult(ingested, graph, result, traffic, out_dirs, files, notes, verdicts,
-                     inventory)
+                     inventory, passed.flows)
 
 
 __all__ = [
@@ -592,19 +746,24 @@ __all__ = [
     "emit",
     "enforcement_for",
     "flow_findings",
+    "graph_and_replay",
+    "graph_from_summaries",
     "ingest",
     "inventory_from_records",
     "left_out_note",
     "live_inventory",
     "make_graph",
     "make_plan",
+    "open_traffic",
     "policies_to_judge",
     "policy_notes",
     "read_config",
     "read_inventory",
     "read_traffic",
     "rejected_findings",
+    "replay",
     "run",
+    "summarize",
     "verify",
     "verify_gate",
     "write_outputs",

@@ -279,12 +279,12 @@ DAY = 86_400.0
 PODS_PER_WORKLOAD = 10
 
 
-def pod_timeline(n_pods: int, rng: random.Random, *, day_start: float = DAY_T0
-                 ) -> tuple[Inventory, list[Pod]]:
+def pod_timeline(n_pods: int, rng: random.Random, *, day_start: float = DAY_T0,
+                 pods_per_workload: int = PODS_PER_WORKLOAD) -> tuple[Inventory, list[Pod]]:
     """A day in a cluster of ``n_pods`` pods of 10-pod Deployments (with a Service each) that
     come and go: fewer addresses than pods, so most addresses are held by two pods of different
     workloads at different times (IP reuse), as on a busy node pool."""
-    n_workloads = max(1, n_pods // PODS_PER_WORKLOAD)
+    n_workloads = max(1, n_pods // pods_per_workload)
     # Fewer addresses than pods: addresses are reused by later pods.
     n_ips = max(1, int(n_pods * 0.6))
     free = [f"10.{64 + i // 65536}.{(i // 256) % 256}.{i % 256}" for i in range(n_ips)]
@@ -296,15 +296,19 @@ def pod_timeline(n_pods: int, rng: random.Random, *, day_start: float = DAY_T0
     # Pod lifetimes: a first generation from before the window, then replacements.
     events: list[tuple[float, int]] = []  # (start, workload index)
     for w in range(n_workloads):
-        for _ in range(PODS_PER_WORKLOAD):
+        for _ in range(pods_per_workload):
             events.append((rng.uniform(-DAY, DAY), w))
     events.sort()
     releases: list[tuple[float, str]] = []  # (end, ip) of pods that ended
     for start, w in events:
         while releases and releases[0][0] <= start:
             free.append(heapq.heappop(releases)[1])
-        if not free:  # keep the pool from running dry: end the oldest early
+        if not free and releases:  # keep the pool from running dry: end the oldest early
             free.append(heapq.heappop(releases)[1])
+        elif not free:  # every address held by a pod that outlives the day: one more address
+            i = n_ips
+            n_ips += 1
+            free.append(f"10.{64 + i // 65536}.{(i // 256) % 256}.{i % 256}")
         ip = free.pop(rng.randrange(len(free)))
         end = start + rng.uniform(DAY / 4, 2 * DAY)
         ref = WorkloadRef(f"ns-{w % 50:02d}", "Deployment", f"app-{w:05d}")

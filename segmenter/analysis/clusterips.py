@@ -34,10 +34,25 @@ _SHOWN = 3
 
 def shows_node_local_dns(flows: Iterable[Flow], inventory: Inventory) -> bool:
     """Whether any flow went to NodeLocal DNSCache (its link-local address, port 53)."""
-    resolver = Resolver(inventory)
-    return any(resolver.resolve(f.server, f.server_port, f.transport, f.first_seen).how
-               is Resolution.NODELOCAL_DNS for f in flows
-               if f.server_port == 53 and f.server is not None)
+    found = NodeLocalDns(inventory)
+    found.add(flows)
+    return found.seen
+
+
+class NodeLocalDns:
+    """:func:`shows_node_local_dns`, added up over the chunks of a pass over the flows."""
+
+    def __init__(self, inventory: Inventory, resolver: Resolver | None = None) -> None:
+        self.resolver = resolver if resolver is not None else Resolver(inventory)
+        self.seen = False
+
+    def add(self, flows: Iterable[Flow]) -> None:
+        if self.seen:
+            return
+        resolve = self.resolver.resolve
+        self.seen = any(resolve(f.server, f.server_port, f.transport, f.first_seen).how
+                        is Resolution.NODELOCAL_DNS for f in flows
+                        if f.server_port == 53 and f.server is not None)
 
 
 def cluster_ip_notes(manifests: Sequence[Mapping[str, Any]], inventory: Inventory,

@@ -38,6 +38,7 @@ from segmenter.analysis.probes import (
     probe_ports,
     representative_pods,
 )
+from segmenter.analysis.replay import Replay, group_verdicts
 from segmenter.analysis.verify import EndpointFinder, FlowVerdict
 from segmenter.evaluate import Decision, EvalEndpoint, PolicyEngine
 from segmenter.evaluate.engine import NODE_DECISION
@@ -425,10 +426,13 @@ def _dns(inventory: Inventory) -> tuple[list[str], set[tuple[str, int | None]]]:
 
 
 def check_from_flows(plan: Plan, inventory: Inventory, manifests: Sequence[Mapping[str, Any]],
-                     verdicts: Sequence[FlowVerdict], *, enforcement: str,
+                     verdicts: Replay | Sequence[FlowVerdict], *, enforcement: str,
                      finder: EndpointFinder | None = None) -> IsolationCheck:
     """The isolation of ``plan``'s in-scope workloads under ``manifests``, the planned
-    connections being the replayed flows (``verdicts``) plus cluster DNS."""
+    connections being the replayed flows (``verdicts``, one by one or grouped) plus cluster
+    DNS. An external node is probed from the least address the flows reached it at."""
+    if not isinstance(verdicts, Replay):
+        verdicts = group_verdicts(verdicts)
     finder = finder or EndpointFinder(inventory)
     namespaces = {ns.name: ns.labels for ns in inventory.namespaces}
     engine = PolicyEngine.from_manifests(manifests, namespaces=namespaces,
@@ -442,13 +446,9 @@ def check_from_flows(plan: Plan, inventory: Inventory, manifests: Sequence[Mappi
         return finder.of_pod(pod) if pod is not None else None
 
     subjects = in_scope(plan, endpoint_of)
-    externals: dict[str, str] = {}
-    for v in verdicts:
-        for node_id, address in ((v.client, v.flow.client), (v.server, v.flow.server)):
-            if address is not None and _kind(node_id) is NodeKind.EXTERNAL:
-                externals.setdefault(node_id, address)
+    externals = dict(verdicts.addresses)
     dns_servers, dns_ports = _dns(inventory)
-    planned = Planned(((v.client, v.server, str(v.flow.transport), v.port) for v in verdicts),
+    planned = Planned(((v.client, v.server, str(v.transport), v.port) for v in verdicts),
                       dns_servers=dns_servers, dns_ports=dns_ports,
                       host_nodes=_host_nodes(inventory))
     ports = isolation_ports(manifests, inventory, planned, subjects)

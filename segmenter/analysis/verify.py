@@ -45,6 +45,15 @@ class FlowVerdict:
     def allowed(self) -> bool:
         return self.verdict.allowed
 
+    @property
+    def transport(self) -> Transport:
+        return self.flow.transport
+
+    @property
+    def flows(self) -> int:
+        """One flow (a group of replayed flows has more: :mod:`segmenter.analysis.replay`)."""
+        return 1
+
 
 class EndpointFinder:
     """Turns addresses at a time into evaluator endpoints (pods, or non-pod addresses).
@@ -309,7 +318,7 @@ class Permissiveness:
 
 
 def over_permissiveness(inventory: Inventory, manifests: Sequence[Mapping[str, Any]],
-                        verdicts: Sequence[FlowVerdict], *, enforcement: str,
+                        verdicts: Iterable[Any], *, enforcement: str,
                         zone_of: Mapping[str, str] | None = None, max_workloads: int = 200,
                         sample: int = 10) -> tuple[list[Permissiveness], bool]:
     """How much more the policies allow than was observed, between workloads of the inventory.
@@ -327,9 +336,10 @@ def over_permissiveness(inventory: Inventory, manifests: Sequence[Mapping[str, A
     reps = representative_pods(inventory)
     owners = sorted(reps)[:max_workloads]
     capped = len(reps) > max_workloads
-    observed = {(v.client, v.server, v.flow.transport, v.port) for v in verdicts}
+    verdicts = list(verdicts)  # FlowVerdicts, or groups of them (analysis.replay.Judged)
+    observed = {(v.client, v.server, v.transport, v.port) for v in verdicts}
     probes = probe_ports(manifests, inventory,
-                         extra=[(v.flow.transport, v.port) for v in verdicts])
+                         extra=[(v.transport, v.port) for v in verdicts])
     policed_ns = {str(d.get("metadata", {}).get("namespace")) for d in manifests
                   if d.get("metadata", {}).get("namespace")}
     groups: dict[str, list[Any]] = {}

@@ -1,5 +1,5 @@
-"""The pipeline's commands: ingest, inventory (and its watch), graph, plan, compile, draw, run, and
-the live capture agent."""
+"""The pipeline's commands: ingest, inventory (and its watch), summarize, graph, plan, compile,
+draw, run, and the live capture agent."""
 
 from __future__ import annotations
 
@@ -74,7 +74,14 @@ def cmd_graph(args: argparse.Namespace) -> int:
         check_output_file(args.output)
     inventory = pipeline.read_inventory(args.inventory) if args.inventory else None
     networks = pipeline.read_config(args.config).cluster if args.config else None
-    graph = pipeline.make_graph(pipeline.read_traffic(args.flows), inventory, networks)
+    if args.summaries:
+        if inventory is None:
+            raise InputError("--summaries needs --inventory (a summary holds resolved edges, "
+                             "not the records an inventory could be built from)")
+        graph = pipeline.graph_from_summaries(args.summaries, inventory, networks,
+                                              engine=args.engine)
+    else:
+        graph = pipeline.make_graph(pipeline.open_traffic(args.flows), inventory, networks)
     if args.output:
         if args.output.endswith(".graphml"):
             graph_to_graphml(graph, args.output)
@@ -88,6 +95,15 @@ def cmd_graph(args: argparse.Namespace) -> int:
         print(format_stats(graph_stats(graph)), end="")
     if args.stats_json:
         print(json.dumps(graph_stats(graph), indent=1, sort_keys=True))
+    return EXIT_OK
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    check_output_file(args.output)
+    inventory = pipeline.read_inventory(args.inventory)
+    rows, flows = pipeline.summarize(args.flows, inventory, args.output, node=args.node,
+                                     window=args.window)
+    print(f"wrote {args.output}: {flows} flows in {rows} edge rows of {args.window} s windows")
     return EXIT_OK
 
 
@@ -180,14 +196,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     failed = False
     for name, verdicts in result.verdicts.items():
-        denied = [r for r in verdicts if not r.allowed]
-        print(f"verify ({name} enforcement): {len(verdicts) - len(denied)}/{len(verdicts)} "
-              "observed flows allowed"
+        print(f"verify ({name} enforcement): {verdicts.flows - verdicts.denied_flows}/"
+              f"{verdicts.flows} observed flows allowed"
               + (f" ({result.not_replayed} not replayed: not let through by the policies in "
                  "force, or unresolved)" if result.not_replayed else ""))
-        for r in denied:
+        for r in verdicts.denied:
             failed = True
-            print(f"  DENIED {r.client} -> {r.server} {r.flow.transport}/{r.port}")
+            print(f"  DENIED {r.client} -> {r.server} {r.transport}/{r.port} ({r.flows} "
+                  f"flow{'s' if r.flows != 1 else ''})")
     return EXIT_DENIED if failed else EXIT_OK
 
 
@@ -261,8 +277,26 @@ def register(sub: Any) -> None:
     options.cluster(p)
     p.set_defaults(func=cmd_watch, live=True, watch=True, dumps=[], live_log=True)
 
+    p = sub.add_parser("summarize", help="one capture node's flows as a graph summary per time "
+                       "window (Parquet), to merge with other nodes' (docs/scale.md)")
+    p.add_argument("--flows", nargs="+", required=True, help="the node's flow files")
+    p.add_argument("--inventory", nargs="+", required=True,
+                   help="kubectl dumps or the inventory file (ends are resolved here)")
+    p.add_argument("--node", required=True, help="the capture node's name (a column of the rows)")
+    p.add_argument("--window", type=int, default=3600,
+                   help="seconds of a window, the same on every node (default 3600)")
+    p.add_argument("-o", "--output", required=True, help="summary file (.parquet)")
+    p.set_defaults(func=cmd_summarize)
+
     p = sub.add_parser("graph", help="resolve flows to workloads and build the graph")
-    p.add_argument("--flows", nargs="+", required=True)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--flows", nargs="+")
+    source.add_argument("--summaries", nargs="+", metavar="PARQUET",
+                        help="graph summaries of capture nodes (segmenter summarize), instead "
+                             "of flow files; needs --inventory")
+    p.add_argument("--engine", choices=pipeline.ENGINES, default="auto",
+                   help="what adds --summaries up: DuckDB (embedded) or this process; auto: "
+                        "DuckDB from 64 MiB of summaries when installed")
     p.add_argument("--inventory", nargs="+",
                    help="kubectl dumps or the inventory file; without it, the inventory is "
                         "built from the flow records, which must all carry identities")

@@ -75,10 +75,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not args.flows:
         raise InputError("give --flows FLOWS (or --explain SRC DST PORT)")
     plan, zone_of = _zone_of(args.plan)
-    traffic = pipeline.read_traffic(args.flows)
+    traffic = pipeline.open_traffic(args.flows)
     result = pipeline.verify_gate(traffic, inventory, docs, enforcement, plan)
     results = result.verdicts
-    notes = pipeline.policy_notes(traffic, inventory, docs)
+    notes = pipeline.policy_notes(traffic, inventory, docs, node_local_dns=result.node_local_dns)
     rank = {"restricted": 0, "connected": 1}
 
     def order(r: Any) -> tuple[int, str, str]:
@@ -86,8 +86,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         best = min((rank.get(z.split(":")[-1], 9) for z in zones), default=9)
         return (best, r.client, r.server)
 
-    denied = sorted((r for r in results if not r.allowed), key=order)
-    groups, capped = over_permissiveness(inventory, docs.manifests, results,
+    denied = sorted(results.denied, key=order)
+    groups, capped = over_permissiveness(inventory, docs.manifests, results.groups,
                                          enforcement=enforcement.name, zone_of=zone_of,
                                          max_workloads=args.max_workloads)
     fail_on: Severity = args.fail_on
@@ -97,9 +97,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             "enforcement": enforcement.name,
             "enforcement_from": enforcement.why,
             "policies": docs.label,
-            "flows": len(results),
+            "flows": results.flows,
+            # One entry per (client, server, protocol, port, verdict), with its flows.
             "denied": [{"client": r.client, "server": r.server,
-                        "protocol": str(r.flow.transport), "port": r.port,
+                        "protocol": str(r.transport), "port": r.port, "flows": r.flows,
                         "client_zone": zone_of.get(r.client), "server_zone": zone_of.get(r.server),
                         "egress": vars(r.verdict.egress), "ingress": vars(r.verdict.ingress)}
                        for r in denied],
@@ -116,13 +117,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for r in denied:
         side = r.verdict.egress if not r.verdict.egress.allowed else r.verdict.ingress
         where = " / ".join(z for z in (zone_of.get(r.client), zone_of.get(r.server)) if z)
-        print(f"DENIED {r.client} -> {r.server} {r.flow.transport}/{r.port}"
-              f"{f' [{where}]' if where else ''}: {side.policy or '-'} {side.rule or ''} "
-              f"({side.reason})")
+        print(f"DENIED {r.client} -> {r.server} {r.transport}/{r.port}"
+              f"{f' [{where}]' if where else ''} ({r.flows} flow{'s' if r.flows != 1 else ''}): "
+              f"{side.policy or '-'} {side.rule or ''} ({side.reason})")
     for note in notes:
         print(f"note: {note}")
-    print(f"{len(results) - len(denied)} of {len(results)} observed flows allowed under "
-          f"{enforcement.name} enforcement; {len(denied)} denied")
+    print(f"{results.flows - results.denied_flows} of {results.flows} observed flows allowed "
+          f"under {enforcement.name} enforcement; {results.denied_flows} denied")
     _print_isolation(result, plan)
     if groups:
         print("over-permissiveness (workload pairs x ports allowed vs observed, by server "

@@ -9,6 +9,7 @@ node, server node, protocol, port) and verdict, in its ``blocked`` attribute
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final
 
 from segmenter.graph.resolve import Resolved
@@ -17,36 +18,65 @@ from segmenter.model import Flow
 EXAMPLES: Final = 5
 
 
-class BlockedFlows:
-    """Accumulates the flows that were not forwarded."""
+# (client node, server node, protocol, port, verdict, window start or None)
+BlockedKey = tuple[str, str, str, int | None, str, int | None]
 
-    def __init__(self) -> None:
+
+class BlockedFlows:
+    """Accumulates the flows that were not forwarded, per ``window`` seconds of their first
+    packet when given (the graph summaries of :mod:`segmenter.graph.fold`), else over all time.
+    Tallies of separate flows merge (:meth:`merge`), in any order."""
+
+    def __init__(self, window: int | None = None) -> None:
+        self.window = window
         # key -> [flows, first, last, sources, policies, sampled]
-        self._acc: dict[tuple[str, str, str, int | None, str], list[Any]] = {}
+        self._acc: dict[BlockedKey, list[Any]] = {}
 
     def __len__(self) -> int:
         return len(self._acc)
 
     def add(self, flow: Flow, client: Resolved, server: Resolved) -> None:
         assert flow.verdict is not None
+        window = self.window
         key = (client.node_id, server.node_id, flow.transport.value, server.port,
-               flow.verdict.value)
+               flow.verdict.value,
+               None if window is None else int(flow.first_seen // window) * window)
+        self.add_row(key, 1, flow.first_seen, flow.last_seen,
+                     sources=flow.sources or ("capture",), policies=flow.policies,
+                     sampled=flow.sampled)
+
+    def add_row(self, key: BlockedKey, flows: int, first: float, last: float, *,
+                sources: Iterable[str], policies: Iterable[str], sampled: bool) -> None:
+        """Count ``flows`` flows of one key at once (a summary's row)."""
         slot = self._acc.get(key)
         if slot is None:
-            slot = self._acc[key] = [0, flow.first_seen, flow.last_seen, set(), set(), False]
-        slot[0] += 1
-        slot[1] = min(slot[1], flow.first_seen)
-        slot[2] = max(slot[2], flow.last_seen)
-        slot[3].update(flow.sources or ("capture",))
-        slot[4].update(flow.policies)
-        slot[5] = slot[5] or flow.sampled
+            slot = self._acc[key] = [0, first, last, set(), set(), False]
+        slot[0] += flows
+        slot[1] = min(slot[1], first)
+        slot[2] = max(slot[2], last)
+        slot[3].update(sources)
+        slot[4].update(policies)
+        slot[5] = slot[5] or sampled
+
+    def merge(self, other: BlockedFlows) -> None:
+        for key, (flows, first, last, sources, policies, sampled) in other._acc.items():
+            self.add_row(key, flows, first, last, sources=sources, policies=policies,
+                         sampled=sampled)
+
+    def rows(self) -> list[tuple[BlockedKey, list[Any]]]:
+        """(key, [flows, first, last, sources, policies, sampled]), by key."""
+        return [(key, self._acc[key]) for key in sorted(self._acc, key=_key_order)]
 
     def entries(self) -> list[dict[str, Any]]:
-        """The graph's ``blocked`` list, sorted."""
+        """The graph's ``blocked`` list, sorted (windows added up)."""
+        whole = BlockedFlows()
+        for key, (flows, first, last, sources, policies, sampled) in self._acc.items():
+            whole.add_row((*key[:5], None), flows, first, last, sources=sources,
+                          policies=policies, sampled=sampled)
         out = []
-        for key in sorted(self._acc, key=_key_order):
-            client, server, protocol, port, verdict = key
-            flows, first, last, sources, policies, sampled = self._acc[key]
+        for key in sorted(whole._acc, key=_key_order):
+            client, server, protocol, port, verdict, _ = key
+            flows, first, last, sources, policies, sampled = whole._acc[key]
             entry: dict[str, Any] = {
                 "client": client, "server": server, "protocol": protocol, "port": port,
                 "verdict": verdict, "flows": flows, "first_seen": float(first),
@@ -59,9 +89,10 @@ class BlockedFlows:
         return out
 
 
-def _key_order(key: tuple[str, str, str, int | None, str]) -> tuple[Any, ...]:
-    client, server, protocol, port, verdict = key
-    return (client, server, protocol, -1 if port is None else port, verdict)
+def _key_order(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    client, server, protocol, port, verdict, *window = key
+    return (client, server, protocol, -1 if port is None else port, verdict,
+            *(-1 if w is None else w for w in window))
 
 
 def blocked_lines(entries: list[dict[str, Any]]) -> list[str]:

@@ -35,7 +35,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from segmenter.errors import InputError
 from segmenter.graph.identity import HOST_ENDPOINT, NETWORK_SETS, RECORDS_SOURCE
@@ -125,32 +125,50 @@ class DerivedInventory:
     notes: tuple[str, ...]
 
 
-def derive_inventory(flows: Sequence[Flow]) -> DerivedInventory:
-    """The inventory the records describe.
+def derive_inventory(flows: Iterable[Flow]) -> DerivedInventory:
+    """The inventory the records describe (``flows`` is read once: a stream of flow files
+    goes through without being held).
 
     Raises:
         InputError: a flow has an end the records do not identify (no ``*_endpoint``): it
             needs an inventory (``--inventory``).
     """
-    anonymous = [f for f in flows if f.client_endpoint is None or f.server_endpoint is None]
-    if anonymous:
-        sources = sorted({s for f in anonymous for s in f.sources} or {"capture"})
-        first = anonymous[0]
-        side = "client" if first.client_endpoint is None else "server"
-        raise InputError(
-            f"no inventory given, and {len(anonymous)} of {len(flows)} flows have an end their "
-            f"records do not identify (sources: {', '.join(sources)}; e.g. the {side} of "
-            f"{first.client} -> {first.server} {first.transport}/{first.server_port}): "
-            "give --inventory (a kubectl dump or the inventory file)")
-    if not flows:
-        raise InputError("no inventory given and no flows to build one from: give --inventory")
     builder = _Builder()
+    total = 0
+    anonymous = 0
+    sources: set[str] = set()
+    first: Flow | None = None  # the earliest anonymous flow, in the order of flow files
     for flow in flows:
-        for address, ep, port in ((flow.client, flow.client_endpoint, None),
-                                  (flow.server, flow.server_endpoint, flow.server_port)):
-            assert ep is not None
-            builder.add(address, ep, flow, port)
+        total += 1
+        if flow.client_endpoint is None or flow.server_endpoint is None:
+            anonymous += 1
+            sources.update(flow.sources)
+            if first is None or _file_order(flow) < _file_order(first):
+                first = flow
+            continue
+        if anonymous:
+            continue  # refused below: no need to build
+        builder.add(flow.client, flow.client_endpoint, flow, None)
+        builder.add(flow.server, flow.server_endpoint, flow, flow.server_port)
+    if first is not None:
+        side = "client" if first.client_endpoint is None else "server"
+        named = ", ".join(sorted(sources or {"capture"}))
+        raise InputError(
+            f"no inventory given, and {anonymous} of {total} flows have an end their "
+            f"records do not identify (sources: {named}; e.g. the {side} of {first.client} -> "
+            f"{first.server} {first.transport}/{first.server_port}): give --inventory (a "
+            "kubectl dump or the inventory file)")
+    if not total:
+        raise InputError("no inventory given and no flows to build one from: give --inventory")
     return builder.build()
+
+
+def _file_order(flow: Flow) -> tuple[Any, ...]:
+    """Where a flow file puts a flow (docs/flow-format.md): the example a message names does
+    not depend on the order flows come in."""
+    return (flow.first_seen, flow.transport.value, flow.client or "",
+            -1 if flow.client_port is None else flow.client_port, flow.server or "",
+            -1 if flow.server_port is None else flow.server_port)
 
 
 class _Builder:

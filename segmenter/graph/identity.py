@@ -25,7 +25,7 @@ import bisect
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from segmenter.graph.resolve import Resolved, Resolver
@@ -224,6 +224,43 @@ class _Tally:
     first: float = 0.0
 
 
+@dataclass
+class IdentityTally:
+    """What :class:`FlowEnds` counted, in a form that adds up: two tallies of separate flows
+    merge into the tally of all of them, in any order (the graph summaries of several capture
+    nodes, :mod:`segmenter.graph.fold`)."""
+
+    identified: int = 0
+    checked: int = 0
+    unaddressed: int = 0
+    # (side, address, record, node, kind) -> flows, first seen
+    disagree: dict[tuple[str, str, str, str, str], _Tally] = field(default_factory=dict)
+    # (side, record, reason) -> flows, first seen
+    unresolved: dict[tuple[str, str, str], _Tally] = field(default_factory=dict)
+    names: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+    def merge(self, other: IdentityTally) -> None:
+        self.identified += other.identified
+        self.checked += other.checked
+        self.unaddressed += other.unaddressed
+        for mine, theirs in ((self.disagree, other.disagree),
+                             (self.unresolved, other.unresolved)):
+            for key, tally in theirs.items():
+                add_tally(mine, key, tally.flows, tally.first)
+        for node, names in other.names.items():
+            self.names[node].update(names)
+
+
+def add_tally(table: dict[Any, _Tally], key: Any, flows: int, first: float) -> None:
+    """Count ``flows`` flows under ``key``, the first of them seen at ``first``."""
+    tally = table.get(key)
+    if tally is None:
+        table[key] = _Tally(flows, first)
+    else:
+        tally.flows += flows
+        tally.first = min(tally.first, first)
+
+
 class FlowEnds:
     """Both ends of a flow as graph nodes (see the module's docstring), with a report of what
     the records and the inventory disagree on and what could not be placed.
@@ -240,13 +277,8 @@ class FlowEnds:
         self.index = IdentityIndex(inventory, derived=derived)
         self.derived = derived
         self.notes = tuple(notes)
-        self.checked = 0
-        self.identified = 0
-        self.unaddressed = 0
+        self.tally = IdentityTally()
         self._checks: dict[tuple[str, EndpointIdentity, str], str | None] = {}
-        self._disagree: dict[tuple[str, str, str, str, str], _Tally] = {}
-        self._unresolved: dict[tuple[str, str, str], _Tally] = {}
-        self.names: dict[str, set[str]] = defaultdict(set)  # external node -> record DNS names
         self._placed: dict[tuple[EndpointIdentity, str, int | None], Resolved | str] = {}
 
     # -- resolving ---------------------------------------------------------------------------
@@ -281,7 +313,7 @@ class FlowEnds:
 
     def _by_identity(self, flow: Flow, side: str, port: int | None) -> Resolved | None:
         if (flow.client if side == "client" else flow.server) is None:
-            self.unaddressed += 1
+            self.tally.unaddressed += 1
         endpoint = flow.client_endpoint if side == "client" else flow.server_endpoint
         assert endpoint is not None  # the reader refuses an address-less end without one
         key = (endpoint, side, port)
@@ -289,7 +321,8 @@ class FlowEnds:
         if found is None:
             found = self._placed[key] = self._place(endpoint, side, port)
         if isinstance(found, str):
-            self._count(self._unresolved, (side, describe(endpoint), found), flow)
+            add_tally(self.tally.unresolved, (side, describe(endpoint), found), 1,
+                      flow.first_seen)
             return None
         return found
 
@@ -309,14 +342,15 @@ class FlowEnds:
     def check(self, flow: Flow, client: Resolved, server: Resolved) -> None:
         """Compare what the record says of each addressed end with the node its address
         resolved to; keep the record's DNS names of external nodes."""
+        tally = self.tally
         for side, address, endpoint, resolved in (
                 ("client", flow.client, flow.client_endpoint, client),
                 ("server", flow.server, flow.server_endpoint, server)):
             if endpoint is None or address is None:
                 continue
-            self.identified += 1
+            tally.identified += 1
             if endpoint.names and resolved.how is Resolution.EXTERNAL:
-                self.names[resolved.node_id].update(endpoint.names)
+                tally.names[resolved.node_id].update(endpoint.names)
             if self.derived:
                 continue
             key = (address, endpoint, resolved.node_id)
@@ -324,10 +358,10 @@ class FlowEnds:
                 problem = self._checks[key]
             else:
                 problem = self._checks[key] = self._disagreement(endpoint, resolved)
-            self.checked += 1
+            tally.checked += 1
             if problem is not None:
-                self._count(self._disagree, (side, address, describe(endpoint),
-                                             resolved.node_id, problem), flow)
+                add_tally(tally.disagree, (side, address, describe(endpoint), resolved.node_id,
+                                           problem), 1, flow.first_seen)
 
     def _disagreement(self, endpoint: EndpointIdentity, resolved: Resolved) -> str | None:
         """The kind of disagreement between a record's identity and the resolved node."""
@@ -354,54 +388,61 @@ class FlowEnds:
             return "workload"
         return None
 
-    @staticmethod
-    def _count(table: dict[Any, _Tally], key: Any, flow: Flow) -> None:
-        tally = table.get(key)
-        if tally is None:
-            table[key] = _Tally(1, flow.first_seen)
-        else:
-            tally.flows += 1
-            tally.first = min(tally.first, flow.first_seen)
-
     # -- reporting ---------------------------------------------------------------------------
+
+    @property
+    def names(self) -> dict[str, set[str]]:
+        """External node -> the DNS names the records gave it."""
+        return self.tally.names
 
     @property
     def used(self) -> bool:
         """Whether any record carried an identity (else there is nothing to report)."""
-        return bool(self.identified or self.unaddressed or self.derived)
+        return identity_used(self.tally, derived=self.derived)
 
     def report(self) -> dict[str, Any]:
         """The summary kept in the graph's ``identity`` attribute (docs/graph-format.md)."""
-        kinds: Counter[str] = Counter()
-        for (*_, kind), tally in self._disagree.items():
-            kinds[kind] += tally.flows
-        reasons: Counter[str] = Counter()
-        for (*_, reason), tally in self._unresolved.items():
-            reasons[reason] += tally.flows
-        disagreements = sorted(self._disagree.items(), key=lambda kv: (-kv[1].flows, kv[0]))
-        unresolved = sorted(self._unresolved.items(), key=lambda kv: (-kv[1].flows, kv[0]))
-        return {
-            "inventory": "records" if self.derived else "given",
-            "identified_ends": self.identified,
-            "checked_ends": self.checked,
-            "addressless_ends": self.unaddressed,
-            "disagreements": {
-                "ends": sum(kinds.values()),
-                "by_kind": dict(sorted(kinds.items())),
-                "examples": [
-                    {"side": side, "address": address, "record": record, "inventory": node,
-                     "kind": kind, "flows": tally.flows, "first_seen": tally.first}
-                    for (side, address, record, node, kind), tally in disagreements[:EXAMPLES]
-                ],
-            },
-            "unresolved": {
-                "flows": sum(reasons.values()),
-                "by_reason": dict(sorted(reasons.items())),
-                "examples": [
-                    {"side": side, "record": record, "reason": reason, "flows": tally.flows,
-                     "first_seen": tally.first}
-                    for (side, record, reason), tally in unresolved[:EXAMPLES]
-                ],
-            },
-            "notes": list(self.notes),
-        }
+        return identity_report(self.tally, derived=self.derived, notes=self.notes)
+
+
+def identity_used(tally: IdentityTally, *, derived: bool) -> bool:
+    """Whether any record carried an identity (else the graph has no ``identity``)."""
+    return bool(tally.identified or tally.unaddressed or derived)
+
+
+def identity_report(tally: IdentityTally, *, derived: bool,
+                    notes: Iterable[str] = ()) -> dict[str, Any]:
+    """The graph's ``identity`` attribute (docs/graph-format.md) from what was counted."""
+    kinds: Counter[str] = Counter()
+    for (*_, kind), found in tally.disagree.items():
+        kinds[kind] += found.flows
+    reasons: Counter[str] = Counter()
+    for (*_, reason), found in tally.unresolved.items():
+        reasons[reason] += found.flows
+    disagreements = sorted(tally.disagree.items(), key=lambda kv: (-kv[1].flows, kv[0]))
+    unresolved = sorted(tally.unresolved.items(), key=lambda kv: (-kv[1].flows, kv[0]))
+    return {
+        "inventory": "records" if derived else "given",
+        "identified_ends": tally.identified,
+        "checked_ends": tally.checked,
+        "addressless_ends": tally.unaddressed,
+        "disagreements": {
+            "ends": sum(kinds.values()),
+            "by_kind": dict(sorted(kinds.items())),
+            "examples": [
+                {"side": side, "address": address, "record": record, "inventory": node,
+                 "kind": kind, "flows": found.flows, "first_seen": found.first}
+                for (side, address, record, node, kind), found in disagreements[:EXAMPLES]
+            ],
+        },
+        "unresolved": {
+            "flows": sum(reasons.values()),
+            "by_reason": dict(sorted(reasons.items())),
+            "examples": [
+                {"side": side, "record": record, "reason": reason, "flows": found.flows,
+                 "first_seen": found.first}
+                for (side, record, reason), found in unresolved[:EXAMPLES]
+            ],
+        },
+        "notes": list(notes),
+    }

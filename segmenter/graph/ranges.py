@@ -184,35 +184,71 @@ class AddressUse:
 
 class UnexplainedAddresses:
     """Collects, flow by flow, the addresses that resolved ``external``: the input of
-    :func:`check_inventory` (the graph build and the flow replay both feed one)."""
+    :func:`check_inventory` (the graph build and the flow replay both feed one).
+
+    What it keeps adds up whatever the order of the flows: per address, the flows, whether a
+    workload asked it for DNS, and as the example the earliest flow (then the least text), so
+    that the tallies of separate flows merge (:meth:`merge`) into the tally of all of them.
+    """
 
     def __init__(self) -> None:
-        # address -> [flows, example, asked for DNS by a workload]
+        # address -> [flows, first seen of the example, example, asked for DNS by a workload]
         self._seen: dict[str, list[Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def note(self, flow: Flow, client: Resolved, server: Resolved) -> None:
         """Count the external end(s) of one resolved flow (an end a flow record names without
         an address is no address to explain)."""
-        port = "" if server.port is None else f":{server.port}"
+        ts = flow.first_seen
         if server.how is Resolution.EXTERNAL and flow.server is not None:
             slot = self._seen.get(flow.server)
-            if slot is None:
-                slot = self._seen[flow.server] = [
-                    0, f"{flow.server}{port}/{flow.transport} from {client.node_id}", False]
+            if slot is None or ts <= slot[1]:
+                port = "" if server.port is None else f":{server.port}"
+                example = f"{flow.server}{port}/{flow.transport} from {client.node_id}"
+                if slot is None:
+                    slot = self._seen[flow.server] = [0, ts, example, False]
+                elif ts < slot[1] or example < slot[2]:
+                    slot[1], slot[2] = ts, example
             slot[0] += 1
             if server.port == DNS_PORT and client.how is Resolution.POD:
-                slot[2] = True
+                slot[3] = True
         if client.how is Resolution.EXTERNAL and flow.client is not None:
             slot = self._seen.get(flow.client)
-            if slot is None:
-                slot = self._seen[flow.client] = [
-                    0, f"{flow.client} as the client of {server.node_id}{port}/{flow.transport}",
-                    False]
+            if slot is None or ts <= slot[1]:
+                port = "" if server.port is None else f":{server.port}"
+                example = (f"{flow.client} as the client of {server.node_id}{port}/"
+                           f"{flow.transport}")
+                if slot is None:
+                    slot = self._seen[flow.client] = [0, ts, example, False]
+                elif ts < slot[1] or example < slot[2]:
+                    slot[1], slot[2] = ts, example
             slot[0] += 1
+
+    def add(self, address: str, flows: int, first_seen: float, example: str,
+            dns_from_workload: bool) -> None:
+        """Count ``flows`` flows to or from ``address`` at once (a summary's row)."""
+        slot = self._seen.get(address)
+        if slot is None:
+            self._seen[address] = [flows, first_seen, example, dns_from_workload]
+            return
+        slot[0] += flows
+        slot[1], slot[2] = min((slot[1], slot[2]), (first_seen, example))
+        slot[3] = slot[3] or dns_from_workload
+
+    def merge(self, other: UnexplainedAddresses) -> None:
+        for address, (flows, first, example, asked) in other._seen.items():
+            self.add(address, flows, first, example, asked)
+
+    def rows(self) -> list[tuple[str, int, float, str, bool]]:
+        """(address, flows, first seen of the example, example, asked for DNS), sorted."""
+        return [(ip, n, first, example, asked)
+                for ip, (n, first, example, asked) in sorted(self._seen.items())]
 
     def uses(self) -> list[AddressUse]:
         return [AddressUse(ip, n, example, asked)
-                for ip, (n, example, asked) in sorted(self._seen.items())]
+                for ip, (n, _first, example, asked) in sorted(self._seen.items())]
 
 
 _DUMP_SERVICES: Final = "kubectl get services,endpointslices -A -o json"
