@@ -20,33 +20,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.planned_cluster import add_arguments, planned_cluster
 from segmenter.analysis.isolation import check_from_graph
-from segmenter.analysis.policies import from_policy_set
-from segmenter.analysis.reachability import eval_endpoints
-from segmenter.config import Config
-from segmenter.planner import plan
-from segmenter.policy.dns import detect_dns
-from segmenter.policy.lower import lower
-from segmenter.synthetic import synthetic_cluster
-from segmenter.targets import get_target, target_names
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--workloads", type=int, default=2000)
-    parser.add_argument("--namespaces", type=int, default=50)
-    parser.add_argument("--edges", type=int, default=10_000)
-    parser.add_argument("--enforcement", choices=target_names(), default=target_names()[0])
-    args = parser.parse_args()
-    cluster = synthetic_cluster(args.workloads, args.namespaces, args.edges)
-    graph, inventory = cluster.graph, cluster.inventory()
-    result = plan(graph, Config(), dns_nodes=["kube-system/Deployment/coredns"])
-    target = get_target(args.enforcement)
-    docs = from_policy_set(lower(graph, result, inventory, dns=detect_dns(graph, inventory)),
-                           target)
-    namespaces = {ns.name: ns.labels for ns in inventory.namespaces}
+    add_arguments(parser)
+    cluster = planned_cluster(parser.parse_args())
+    graph, inventory, result, target, docs, namespaces, endpoints = (
+        cluster.graph, cluster.inventory, cluster.result, cluster.target, cluster.docs,
+        cluster.namespaces, cluster.endpoints)
     engine = target.evaluator(docs.manifests, namespaces)
-    endpoints = eval_endpoints(graph, inventory)
     t0 = time.process_time()
     checked = 0
     for client, server, data in graph.edges(data=True):

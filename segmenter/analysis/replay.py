@@ -21,7 +21,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from segmenter.analysis.verify import EndpointFinder, FlowVerdict
+from segmenter.analysis.verify import EndpointFinder, FlowVerdict, judged_flows
 from segmenter.config import ClusterNetworks
 from segmenter.evaluate import EvalEndpoint, PolicyEngine, Verdict
 from segmenter.graph.identity import FlowEnds
@@ -284,20 +284,8 @@ class ReplayFold:
         out: flows not forwarded, ends no workload matches, special addresses."""
         if self.ends is None:
             self.ends = FlowEnds(self.inventory)
-        ends = self.ends
         observe = self.observe
-        note = self.unexplained.note
-        for flow in flows:
-            if not flow.forwarded:
-                continue
-            pair = ends.resolve(flow)
-            if pair is None:
-                continue
-            client, server = pair
-            if Resolution.SPECIAL in (client.how, server.how):
-                continue
-            if Resolution.EXTERNAL in (client.how, server.how):
-                note(flow, client, server)
+        for flow, client, server in judged_flows(flows, self.ends, self.unexplained):
             observe(flow, client, server)
 
     def check_inventory(self, networks: ClusterNetworks | None = None) -> None:

@@ -10,7 +10,7 @@ allowed only when the client's egress and the server's ingress both allow it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,6 +253,26 @@ class FlowChecker:
         return FlowVerdict(flow, client.node_id, server.node_id, port, verdict)
 
 
+def judged_flows(flows: Iterable[Flow], ends: FlowEnds, unexplained: UnexplainedAddresses
+                 ) -> Iterator[tuple[Flow, Resolved, Resolved]]:
+    """The flows a replay judges, with their placed ends: not those a flow log says did not go
+    through, those with an end no workload matches, or those with a special address (see
+    :func:`verify_flows`). Flows with an external end are noted in ``unexplained`` for
+    :func:`~segmenter.graph.ranges.check_inventory`."""
+    for flow in flows:
+        if not flow.forwarded:
+            continue
+        pair = ends.resolve(flow)
+        if pair is None:
+            continue
+        client, server = pair
+        if Resolution.SPECIAL in (client.how, server.how):
+            continue
+        if Resolution.EXTERNAL in (client.how, server.how):
+            unexplained.note(flow, client, server)
+        yield flow, client, server
+
+
 def verify_flows(flows: Iterable[Flow], inventory: Inventory,
                  manifests: Sequence[Mapping[str, Any]], *,
                  enforcement: str = "kubernetes",
@@ -281,20 +301,8 @@ def verify_flows(flows: Iterable[Flow], inventory: Inventory,
     answers = tuple(dns)
     if ends is None:
         ends = FlowEnds(inventory)
-    placed = []
     unexplained = UnexplainedAddresses()
-    for flow in flows:
-        if not flow.forwarded:
-            continue
-        pair = ends.resolve(flow)
-        if pair is None:
-            continue
-        client, server = pair
-        if Resolution.SPECIAL in (client.how, server.how):
-            continue
-        if Resolution.EXTERNAL in (client.how, server.how):
-            unexplained.note(flow, client, server)
-        placed.append((flow, client, server))
+    placed = list(judged_flows(flows, ends, unexplained))
     check_inventory(unexplained.uses(), inventory, cluster_ranges(inventory, answers, networks),
                     answers)
     checker = FlowChecker.for_manifests(inventory, manifests, enforcement=enforcement,
