@@ -54,7 +54,7 @@ import datetime
 import enum
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -651,22 +651,30 @@ def _date(raw: Mapping[str, Any], path: str, record: str, *, required: bool) -> 
                         record=f"{record}.date") from None
 
 
-def _parse_declared_flows(raw: Any, path: str) -> tuple[DeclaredFlowDecl, ...]:
-    if raw is None:
-        return ()
+def _entries(raw: Any, path: str, key: str, known: frozenset[str]
+             ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(record, entry) of each entry of the list ``key``: a map with only ``known`` keys."""
     if not isinstance(raw, list):
-        raise PlanError("`declared_flows` must be a list", path=path, record="declared_flows")
-    out = []
-    name = Path(path).name
+        raise PlanError(f"`{key}` must be a list", path=path, record=key)
     for index, entry in enumerate(raw):
-        record = f"declared_flows[{index}]"
+        record = f"{key}[{index}]"
         if not isinstance(entry, dict):
             raise PlanError("each entry must be a map", path=path, record=record)
-        unknown = set(entry) - {"from", "to", "protocol", "port", "ports", "reason",
-                                "justification", "approved_by", "date", "ticket"}
+        unknown = set(entry) - known
         if unknown:
             raise PlanError(f"unknown key(s) {', '.join(sorted(unknown))}", path=path,
                             record=record)
+        yield record, entry
+
+
+def _parse_declared_flows(raw: Any, path: str) -> tuple[DeclaredFlowDecl, ...]:
+    if raw is None:
+        return ()
+    out = []
+    name = Path(path).name
+    known = frozenset({"from", "to", "protocol", "port", "ports", "reason", "justification",
+                       "approved_by", "date", "ticket"})
+    for record, entry in _entries(raw, path, "declared_flows", known):
         client, server, protocol, ports = _edge(entry, path, record)
         out.append(DeclaredFlowDecl(
             client, server, protocol, ports,
@@ -682,19 +690,11 @@ def _parse_justifications(raw: Any, path: str) -> tuple[Justification, ...]:
     need, the approver and the date; a ticket is optional."""
     if raw is None:
         return ()
-    if not isinstance(raw, list):
-        raise PlanError("`justifications` must be a list", path=path, record="justifications")
     out = []
     name = Path(path).name
-    for index, entry in enumerate(raw):
-        record = f"justifications[{index}]"
-        if not isinstance(entry, dict):
-            raise PlanError("each entry must be a map", path=path, record=record)
-        unknown = set(entry) - {"from", "to", "protocol", "port", "ports", "reason",
-                                "approved_by", "date", "ticket"}
-        if unknown:
-            raise PlanError(f"unknown key(s) {', '.join(sorted(unknown))}", path=path,
-                            record=record)
+    known = frozenset({"from", "to", "protocol", "port", "ports", "reason", "approved_by",
+                       "date", "ticket"})
+    for record, entry in _entries(raw, path, "justifications", known):
         client, server, protocol, ports = _edge(entry, path, record)
         approver = _text(entry, "approved_by", path, record)
         if not approver:
@@ -710,19 +710,11 @@ def _parse_justifications(raw: Any, path: str) -> tuple[Justification, ...]:
 def _parse_entry_points(raw: Any, path: str) -> tuple[EntryPointDecl, ...]:
     if raw is None:
         return ()
-    if not isinstance(raw, list):
-        raise PlanError("`entry_points` must be a list", path=path, record="entry_points")
     out = []
     name = Path(path).name
-    for index, entry in enumerate(raw):
-        record = f"entry_points[{index}]"
-        if not isinstance(entry, dict):
-            raise PlanError("each entry must be a map", path=path, record=record)
-        unknown = set(entry) - {"workload", "namespace", "selector", "reason", "cidrs",
-                                "justification", "approved_by"}
-        if unknown:
-            raise PlanError(f"unknown key(s) {', '.join(sorted(unknown))}", path=path,
-                            record=record)
+    known = frozenset({"workload", "namespace", "selector", "reason", "cidrs", "justification",
+                       "approved_by"})
+    for record, entry in _entries(raw, path, "entry_points", known):
         cidrs = entry.get("cidrs") or []
         if not isinstance(cidrs, list):
             raise PlanError("`cidrs` must be a list", path=path, record=f"{record}.cidrs")
