@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import yaml
 
-from segmenter import pipeline
 from segmenter.analysis.findings import Finding, FindingKind, Severity, exit_status
 from segmenter.cli import main
 from segmenter.targets import target_names
@@ -30,15 +29,6 @@ SAMPLE = REPO / "sample"
 INVENTORY = str(SAMPLE / "shop-inventory.json")
 VAULT = "payments/StatefulSet/card-vault"
 LIVE = Path(__file__).parent / "fixtures" / "policies" / "live"
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``make demo``'s run, built through the pipeline."""
-    out = tmp_path_factory.mktemp("demo") / "output"
-    pipeline.run([str(SAMPLE / "shop.pcapng")], [INVENTORY], out,
-                 config=str(SAMPLE / "segmenter.yaml"))
-    return out
 
 
 def _verify(demo: Path, *policies: str | Path, plan: bool = True, extra: tuple[str, ...] = ()

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from segmenter import pipeline
 from segmenter.analysis.rbac import CLUSTER_WIDE, Grant, aggregated_rules, policy_writers
 from segmenter.cli import main
 from segmenter.cluster.rbac import RbacObjects
@@ -32,14 +31,6 @@ INVENTORY = str(SAMPLE / "shop-inventory.json")
 RBAC = Path(__file__).parent / "fixtures" / "rbac"
 NP_PATH = "/apis/networking.k8s.io/v1/networkpolicies"
 RBAC_PATH = "/apis/rbac.authorization.k8s.io/v1"
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("demo") / "output"
-    pipeline.run([str(SAMPLE / "shop.pcapng")], [INVENTORY], out,
-                 config=str(SAMPLE / "segmenter.yaml"))
-    return out
 
 
 def _as_served(doc: dict[str, Any], number: int) -> dict[str, Any]:

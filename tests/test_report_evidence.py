@@ -56,14 +56,6 @@ API = "payments/Deployment/payments-api"
 WHEN = "2026-12-01T08:00:00Z"
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``make demo``'s run, built through the pipeline."""
-    out = tmp_path_factory.mktemp("demo") / "output"
-    pipeline.run([str(SAMPLE / "shop.pcapng")], [INVENTORY], out, config=str(CONFIG))
-    return out
-
-
 def _report_args(demo: Path, out: Path, *extra: str, policies: str | Path | None = None,
                  config: Path | None = CONFIG, target: str = "kubernetes") -> list[str]:
     args = ["report", "--graph", str(demo / "graph.json"), "--plan", str(demo / "plan.json"),
