@@ -181,6 +181,15 @@ def header_interfaces(header: Mapping[str, Any]) -> dict[str, set[str]]:
             for source, names in raw.items() if isinstance(names, list)}
 
 
+def union_interfaces(headers: Iterable[Mapping[str, Any]]) -> dict[str, set[str]]:
+    """The ``interfaces`` of several flow files' headers, joined per capture file."""
+    joined: dict[str, set[str]] = {}
+    for header in headers:
+        for source, names in header_interfaces(header).items():
+            joined.setdefault(source, set()).update(names)
+    return joined
+
+
 def render(header: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> list[str]:
     """The lines of a flow file (without newlines): header, then the records sorted."""
     return [dumps(header), *ordered_lines(((sort_key(r), r) for r in records), dumps)]
@@ -442,7 +451,6 @@ def merge(files: Sequence[FlowFile]) -> tuple[dict[str, Any], list[Record]]:
     ``sources`` is the sorted union and ``stats`` the sums.
     """
     sources: set[str] = set()
-    interfaces: dict[str, set[str]] = {}
     packets = 0
     skipped: dict[str, int] = {}
     records: list[Record] = []
@@ -450,8 +458,6 @@ def merge(files: Sequence[FlowFile]) -> tuple[dict[str, Any], list[Record]]:
         srcs = ff.header.get("sources")
         if isinstance(srcs, list):
             sources.update(str(s) for s in srcs)
-        for source, names in header_interfaces(ff.header).items():
-            interfaces.setdefault(source, set()).update(names)
         stats = ff.header.get("stats")
         if isinstance(stats, dict):
             packets += _int(stats.get("packets"))
@@ -463,7 +469,7 @@ def merge(files: Sequence[FlowFile]) -> tuple[dict[str, Any], list[Record]]:
     flows = sum(1 for r in records if r.get("record") == "flow")
     dns = sum(1 for r in records if r.get("record") == "dns")
     return make_header(sources, packets, skipped, flows, dns, version=file_version(records),
-                       interfaces=interfaces), records
+                       interfaces=union_interfaces(ff.header for ff in files)), records
 
 
 def merge_flow_files(paths: Sequence[str], out: str | None) -> FlowFile:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from capture.flowfile import union_interfaces
 from segmenter.documents import (
     MAX_DEPTH,
     MAX_EPOCH,
@@ -230,10 +231,7 @@ def _merge_headers(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "sources": sources,
         "stats": {"packets": packets, "flows": flows, "skipped": dict(sorted(skipped.items()))},
     }
-    interfaces: dict[str, set[str]] = {}
-    for h in headers:
-        for source, names in (h.get("interfaces") or {}).items():
-            interfaces.setdefault(source, set()).update(names)
+    interfaces = union_interfaces(headers)
     if interfaces:
         merged["interfaces"] = {source: sorted(interfaces[source]) for source in sorted(interfaces)}
     if len(generators) == 1 and None not in generators:
